@@ -1,0 +1,1 @@
+"""The domain: reports, triage, configuration, delivery queue. Nothing here imports Slack."""

@@ -1,0 +1,115 @@
+"""Process settings: everything read from the environment and `.env`, validated once.
+
+Runtime configuration that admins change while the bot runs (channels, leaders, …) lives in
+the database instead (see `feedbot.core.config`); this module holds only what a process needs
+before it can reach the database or Slack.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from feedbot.core.errors import ConfigurationError
+
+SLACK_API_URL = "https://slack.com/api/"
+USER_ID_PATTERN = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+# Where an operator finds each secret; used in the start-up message when one is missing.
+SECRET_SOURCES = {
+    "SLACK_BOT_TOKEN": "api.slack.com/apps → your app → OAuth & Permissions → Bot User OAuth Token (xoxb-…)",
+    "SLACK_SIGNING_SECRET": "api.slack.com/apps → your app → Basic Information → App Credentials → Signing Secret",
+    "SLACK_APP_TOKEN": "api.slack.com/apps → your app → Basic Information → App-Level Tokens, scope connections:write (xapp-…)",
+}
+
+_PLACEHOLDER = re.compile(r"(your|change|replace|placeholder|example|xxx|\.\.\.)", re.IGNORECASE)
+
+
+def is_placeholder(value: str) -> bool:
+    """True for empty values and the obvious stand-ins shipped in `.env.example`."""
+    return not value.strip() or bool(_PLACEHOLDER.search(value))
+
+
+class Settings(BaseSettings):
+    """One validated view of the environment. Build it with `get_settings()` or directly in tests."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_signing_secret: SecretStr = SecretStr("")
+    slack_app_token: SecretStr = SecretStr("")
+    slack_api_url: str = SLACK_API_URL
+    database_url: str = "sqlite:///feedbot.db"
+    port: int = Field(default=3000, ge=1, le=65535)
+    feedbot_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    feedbot_timezone: str = "Europe/Berlin"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("feedbot_admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("feedbot_admins")
+    @classmethod
+    def _check_admins(cls, value: list[str]) -> list[str]:
+        bad = [user for user in value if not USER_ID_PATTERN.match(user)]
+        if bad:
+            raise ValueError(f"not Slack user IDs (like U012AB3CD): {', '.join(bad)}")
+        return value
+
+    @field_validator("feedbot_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r} (try Europe/Berlin)") from exc
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slash_terminated(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def socket_mode_available(self) -> bool:
+        return not is_placeholder(self.slack_app_token.get_secret_value())
+
+    def missing_secrets(self, *, socket_mode: bool) -> list[str]:
+        """Names of the secrets the chosen connection mode needs but does not have."""
+        needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket_mode else "SLACK_SIGNING_SECRET"]
+        return [
+            name
+            for name in needed
+            if is_placeholder(getattr(self, name.lower()).get_secret_value())
+        ]
+
+    def require_secrets(self, *, socket_mode: bool) -> None:
+        """Raise one `ConfigurationError` that names every missing secret and where to get it."""
+        missing = self.missing_secrets(socket_mode=socket_mode)
+        if missing:
+            lines = [f"  {name}: {SECRET_SOURCES[name]}" for name in missing]
+            raise ConfigurationError(
+                "feedbot cannot connect to Slack yet. Set these in the environment or in .env "
+                "(copy .env.example to .env):\n" + "\n".join(lines) + "\n"
+                "Create the Slack app first with the manifest from `feedbot manifest`."
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
