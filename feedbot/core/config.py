@@ -1,0 +1,218 @@
+"""Runtime configuration: settings admins change while the bot runs, stored in the database.
+
+Every key is declared once in `KEYS` with its parser, default and help text; the CLI, the
+Slack layer and `.env`-independent defaults all read from that table. Values are stored as
+JSON so lists and booleans keep their type.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlmodel import Session, select
+
+from feedbot.core.errors import InvalidValue
+from feedbot.models import ConfigEntry, utcnow
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+
+DEFAULT_CATEGORIES = (
+    "Network & coverage",
+    "Devices & hardware",
+    "Billing & tariffs",
+    "Shop & tools",
+    "IT systems",
+    "Customer experience",
+    "Other",
+)
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _ids(pattern: re.Pattern[str], example: str, what: str) -> Callable[[str], list[str]]:
+    def parse(raw: str) -> list[str]:
+        values = _split(raw)
+        bad = [value for value in values if not pattern.match(value)]
+        if bad:
+            raise InvalidValue(
+                f"not {what}: {', '.join(bad)} (expected IDs like {example}, comma-separated)"
+            )
+        return list(dict.fromkeys(values))
+
+    return parse
+
+
+def _channel(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not CHANNEL_ID.match(raw):
+        raise InvalidValue(
+            f"{raw} is not a Slack channel ID (expected an ID like C0123ABCD: "
+            "in Slack, open the channel's details and copy the ID at the bottom)"
+        )
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"true", "yes", "on", "1"}:
+        return True
+    if value in {"false", "no", "off", "0"}:
+        return False
+    raise InvalidValue(f"{raw!r} is not true or false")
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidValue(f"{raw!r} is not an IANA timezone (like Europe/Berlin)") from exc
+    return raw.strip()
+
+
+def _names(raw: str) -> list[str]:
+    values = list(dict.fromkeys(_split(raw)))
+    too_long = [value for value in values if len(value) > 75]
+    if too_long:
+        raise InvalidValue(f"names must be at most 75 characters: {too_long[0][:80]}")
+    if len(values) > 100:
+        raise InvalidValue("at most 100 entries")
+    return values
+
+
+def _language(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"en", "de"}:
+        raise InvalidValue(f"{raw!r} is not a supported language (en or de)")
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+KEYS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("leadership_channel", _channel, None, "channel ID where leaders see reports"),
+        ConfigKey(
+            "intake_channels",
+            _ids(CHANNEL_ID, "C0123ABCD", "channel IDs"),
+            [],
+            "channel IDs where every new message becomes a report",
+        ),
+        ConfigKey("leaders", _ids(USER_ID, "U0123ABCD", "user IDs"), [], "user IDs of leaders"),
+        ConfigKey(
+            "admins",
+            _ids(USER_ID, "U0123ABCD", "user IDs"),
+            [],
+            "user IDs of admins (besides FEEDBOT_ADMINS)",
+        ),
+        ConfigKey("timezone", _timezone, None, "IANA timezone (default FEEDBOT_TIMEZONE)"),
+        ConfigKey("allow_anonymous", _bool, True, "whether reporters may stay anonymous"),
+        ConfigKey("categories", _names, list(DEFAULT_CATEGORIES), "report categories"),
+        ConfigKey("locations", _names, [], "shops, sites or regions (empty: free text)"),
+        ConfigKey("language", _language, "en", "default language: en or de"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """A snapshot of every key, with defaults filled in. Cheap to pass around."""
+
+    leadership_channel: str | None = None
+    intake_channels: list[str] = field(default_factory=list)
+    leaders: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    timezone: str | None = None
+    allow_anonymous: bool = True
+    categories: list[str] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    locations: list[str] = field(default_factory=list)
+    language: str = "en"
+    bootstrap_admins: tuple[str, ...] = ()
+    default_timezone: str = "Europe/Berlin"
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.admins or user_id in self.bootstrap_admins
+
+    def is_leader(self, user_id: str) -> bool:
+        """Leaders may triage; admins may too, so a small team can start with one person."""
+        return user_id in self.leaders or self.is_admin(user_id)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone or self.default_timezone)
+
+
+def load_config(
+    session: Session,
+    *,
+    bootstrap_admins: tuple[str, ...] = (),
+    default_timezone: str = "Europe/Berlin",
+) -> RuntimeConfig:
+    stored = {entry.key: json.loads(entry.value) for entry in session.exec(select(ConfigEntry))}
+    values = {name: stored.get(name, key.default) for name, key in KEYS.items()}
+    return RuntimeConfig(
+        **values, bootstrap_admins=bootstrap_admins, default_timezone=default_timezone
+    )
+
+
+def require_key(key: str) -> ConfigKey:
+    spec = KEYS.get(key)
+    if spec is None:
+        raise InvalidValue(f"unknown setting {key!r}; known settings: {', '.join(KEYS)}")
+    return spec
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """The typed value for `raw`, or `InvalidValue` saying what `key` expects."""
+    spec = require_key(key)
+    try:
+        return spec.parse(raw)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{key}: {exc} ({spec.help})", field=key) from exc
+
+
+def set_value(
+    session: Session, *, key: str, raw: str, actor: str | None, now: datetime | None = None
+) -> Any:
+    """Validate and store one setting; returns the typed value."""
+    value = parse_value(key, raw)
+    entry = session.get(ConfigEntry, key)
+    encoded = json.dumps(value)
+    if entry is None:
+        session.add(
+            ConfigEntry(key=key, value=encoded, updated_by=actor, updated_at=now or utcnow())
+        )
+    else:
+        entry.value = encoded
+        entry.updated_by = actor
+        entry.updated_at = now or utcnow()
+        session.add(entry)
+    return value
+
+
+def format_value(value: Any) -> str:
+    """The form `config set` accepts back."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)

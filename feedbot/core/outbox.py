@@ -1,0 +1,192 @@
+"""The durable outbox: messages the bot owes Slack, stored with the change that caused them.
+
+This module is the queue's state machine (enqueue, claim, settle); `feedbot.slack.outbox`
+delivers. Order is kept per conversation: only the oldest unfinished entry of a conversation
+can be claimed, so a reply never overtakes the card it belongs to. Claims are conditional
+updates, so any number of processes can drain one queue without sending an entry twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, update
+from sqlmodel import Session, col, select
+
+from feedbot.models import OutboxMessage, OutboxStatus
+
+LEASE = timedelta(seconds=60)
+"""How long a claimed entry belongs to one sender before another may take it over."""
+
+UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+
+
+def enqueue(
+    session: Session,
+    *,
+    conversation: str,
+    method: str,
+    payload: dict[str, Any],
+    purpose: str = "",
+    thread_of: OutboxMessage | None = None,
+    update_of: OutboxMessage | None = None,
+    now: datetime,
+) -> OutboxMessage:
+    """Queue one Web API call. The caller's transaction makes it durable.
+
+    An edit (`update_of`) replaces edits of the same message still waiting: only the newest
+    state of a message is worth sending.
+    """
+    if update_of is not None:
+        session.flush()
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.update_of_id) == update_of.id,
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+                col(OutboxMessage.method) == method,
+            )
+            .values(status=OutboxStatus.SUPERSEDED)
+        )
+    entry = OutboxMessage(
+        conversation=conversation,
+        method=method,
+        payload=json.dumps(payload, ensure_ascii=False),
+        purpose=purpose,
+        thread_of_id=thread_of.id if thread_of else None,
+        update_of_id=update_of.id if update_of else None,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An entry this sender now owns. `recheck` means an earlier attempt may have landed."""
+
+    entry: OutboxMessage
+    recheck: bool
+
+
+def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim]:
+    """Take up to `limit` deliverable entries: the head of each conversation, if due.
+
+    A head that is `sending` with an expired lease belonged to a sender that died; it is taken
+    over and flagged for a recheck, since Slack may have accepted it already.
+    """
+    heads = (
+        select(func.min(OutboxMessage.id).label("id"))
+        .where(col(OutboxMessage.status).in_(UNFINISHED))
+        .group_by(col(OutboxMessage.conversation))
+        .subquery()
+    )
+    candidates = session.exec(
+        select(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(select(heads.c.id)))
+        .where(
+            or_(
+                and_(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.next_attempt_at) <= now,
+                ),
+                and_(
+                    col(OutboxMessage.status) == OutboxStatus.SENDING,
+                    col(OutboxMessage.lease_until) < now,
+                ),
+            )
+        )
+        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+        .limit(limit)
+    ).all()
+    claims = []
+    for entry in candidates:
+        took_over = entry.status == OutboxStatus.SENDING
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id) == entry.id,
+                col(OutboxMessage.status) == entry.status,
+                col(OutboxMessage.attempts) == entry.attempts,
+            )
+            .values(
+                status=OutboxStatus.SENDING,
+                lease_until=now + LEASE,
+                attempts=entry.attempts + 1,
+                uncertain=entry.uncertain or took_over,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            session.refresh(entry)
+            claims.append(Claim(entry=entry, recheck=entry.uncertain))
+    session.commit()
+    return claims
+
+
+def mark_sent(
+    session: Session, entry_id: int, *, channel: str | None, ts: str | None, now: datetime
+) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == entry_id)
+        .values(
+            status=OutboxStatus.SENT,
+            sent_at=now,
+            result_channel=channel,
+            result_ts=ts,
+            lease_until=None,
+            last_error=None,
+            uncertain=False,
+        )
+    )
+
+
+def mark_retry(
+    session: Session, entry_id: int, *, error: str, at: datetime, uncertain: bool
+) -> None:
+    """Put an entry back in line; its conversation waits for it (order is kept)."""
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == entry_id)
+        .values(
+            status=OutboxStatus.PENDING,
+            next_attempt_at=at,
+            lease_until=None,
+            last_error=error[:500],
+            uncertain=uncertain,
+        )
+    )
+
+
+def mark_failed(session: Session, entry_id: int, *, error: str, now: datetime) -> None:
+    """Give up on an entry Slack will never accept; the rest of its conversation goes on."""
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == entry_id)
+        .values(status=OutboxStatus.FAILED, lease_until=None, last_error=error[:500], sent_at=now)
+    )
+
+
+def backlog(session: Session) -> dict[str, int]:
+    """Entries by status, for health output and the CLI."""
+    rows = session.exec(
+        select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))
+    ).all()
+    return {str(status): count for status, count in rows}
+
+
+def failures(session: Session, *, limit: int = 20) -> list[OutboxMessage]:
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.status) == OutboxStatus.FAILED)
+            .order_by(col(OutboxMessage.id).desc())
+            .limit(limit)
+        )
+    )

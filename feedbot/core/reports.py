@@ -1,0 +1,382 @@
+"""Filing reports, *me too*, and looking them up.
+
+Every way in (modal, command, shortcut, DM, intake channel) ends in `create_report`, so the
+rules (validation, reference, timeline, search terms) live in one place. Service functions
+are keyword-only, take `now` explicitly, and leave committing to the caller: one Slack request
+is one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from feedbot.core import similarity
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.errors import InvalidValue, NotFound
+from feedbot.models import (
+    REFERENCE_OFFSET,
+    MeToo,
+    Report,
+    ReportSource,
+    ReportStatus,
+    ReportTerm,
+    TimelineEntry,
+    Urgency,
+)
+
+MAX_TEXT = 3000
+"""Longest report text typed into the form or the command (Slack's input limit)."""
+MAX_MESSAGE_TEXT = 40_000
+"""Longest text taken from a Slack message; Slack itself cuts messages there."""
+MAX_CONTACT = 500
+MAX_LOCATION = 200
+MAX_CUSTOMERS = 10_000_000
+
+OPEN_STATUSES = (ReportStatus.OPEN, ReportStatus.ACKNOWLEDGED)
+_REFERENCE = re.compile(r"^\s*(?:FB-?)?(\d{1,12})\s*$", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ReportDraft:
+    """What a person told us, before it is a report. Built by the Slack layer from any source."""
+
+    text: str
+    source: ReportSource
+    category: str | None = None
+    location: str | None = None
+    urgency: Urgency = Urgency.NORMAL
+    customers_affected: int | None = None
+    callback_requested: bool = False
+    customer_contact: str | None = None
+    anonymous: bool = False
+    source_channel: str | None = None
+    source_ts: str | None = None
+    source_permalink: str | None = None
+
+
+def clean_text(text: str) -> str:
+    """Strip control characters (keeping newlines and tabs) and surrounding whitespace."""
+    return _CONTROL.sub("", text).strip()
+
+
+def default_category(config: RuntimeConfig) -> str:
+    """Where quick reports go until someone adds details: "Other", or the last category."""
+    if not config.categories or "Other" in config.categories:
+        return "Other"
+    return config.categories[-1]
+
+
+def validate(draft: ReportDraft, config: RuntimeConfig) -> ReportDraft:
+    """A cleaned draft, or `InvalidValue` naming the field and what is expected."""
+    text = clean_text(draft.text)
+    limit = (
+        MAX_MESSAGE_TEXT
+        if draft.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL)
+        else MAX_TEXT
+    )
+    if not text:
+        raise InvalidValue("Please describe what happened.", field="text", code="text_required")
+    if len(text) > limit:
+        raise InvalidValue(
+            f"Please keep it under {limit:,} characters (this is {len(text):,}).",
+            field="text",
+            code="text_too_long",
+            params={"limit": f"{limit:,}", "length": f"{len(text):,}"},
+        )
+    category = draft.category or default_category(config)
+    if draft.category and draft.category not in config.categories:
+        raise InvalidValue(
+            f"Unknown category; choose one of: {', '.join(config.categories)}", field="category"
+        )
+    location = clean_text(draft.location or "") or None
+    if location and len(location) > MAX_LOCATION:
+        raise InvalidValue(f"Keep the location under {MAX_LOCATION} characters.", field="location")
+    if location and config.locations and location not in config.locations:
+        raise InvalidValue(
+            f"Unknown location; choose one of: {', '.join(config.locations)}", field="location"
+        )
+    customers = draft.customers_affected
+    if customers is not None and not 0 <= customers <= MAX_CUSTOMERS:
+        raise InvalidValue("Enter a whole number of customers, 0 or more.", field="customers")
+    contact = clean_text(draft.customer_contact or "") or None
+    if contact and len(contact) > MAX_CONTACT:
+        raise InvalidValue(f"Keep the contact under {MAX_CONTACT} characters.", field="contact")
+    if draft.anonymous and not config.allow_anonymous:
+        raise InvalidValue("Anonymous reports are turned off here.", field="anonymous")
+    return replace(
+        draft,
+        text=text,
+        category=category,
+        location=location,
+        customer_contact=contact,
+        callback_requested=draft.callback_requested or contact is not None,
+    )
+
+
+def create_report(
+    session: Session,
+    *,
+    reporter_id: str,
+    draft: ReportDraft,
+    config: RuntimeConfig,
+    now: datetime,
+) -> Report:
+    """Store a new report (validated) with its first timeline entry and its search terms."""
+    draft = validate(draft, config)
+    assert draft.category is not None
+    report = Report(
+        created_at=now,
+        updated_at=now,
+        source=draft.source,
+        reporter_id=reporter_id,
+        anonymous=draft.anonymous,
+        text=draft.text,
+        category=draft.category,
+        location=draft.location,
+        urgency=draft.urgency,
+        customers_affected=draft.customers_affected,
+        callback_requested=draft.callback_requested,
+        customer_contact=draft.customer_contact,
+        source_channel=draft.source_channel,
+        source_ts=draft.source_ts,
+        source_permalink=draft.source_permalink,
+        leadership_channel=config.leadership_channel,
+    )
+    session.add(report)
+    session.flush()
+    _index_terms(session, report)
+    record(
+        session, report, actor=None if draft.anonymous else reporter_id, action="created", now=now
+    )
+    return report
+
+
+def update_details(
+    session: Session,
+    *,
+    report: Report,
+    reporter_id: str,
+    draft: ReportDraft,
+    config: RuntimeConfig,
+    now: datetime,
+) -> Report:
+    """The reporter adds details to their own report (from the receipt's *Add details*)."""
+    if report.reporter_id != reporter_id:
+        raise NotFound("You can only add details to your own reports.")
+    draft = validate(draft, config)
+    assert draft.category is not None
+    report.text = draft.text
+    report.category = draft.category
+    report.location = draft.location
+    report.urgency = draft.urgency
+    report.customers_affected = draft.customers_affected
+    report.callback_requested = draft.callback_requested
+    report.customer_contact = draft.customer_contact
+    report.anonymous = draft.anonymous
+    report.updated_at = now
+    session.add(report)
+    _index_terms(session, report)
+    record(
+        session, report, actor=None if report.anonymous else reporter_id, action="details", now=now
+    )
+    return report
+
+
+def update_text_from_message(
+    session: Session, *, channel: str, ts: str, text: str, now: datetime
+) -> Report | None:
+    """Follow an edit of the intake message a report was made from."""
+    report = session.exec(
+        select(Report).where(Report.source_channel == channel, Report.source_ts == ts)
+    ).first()
+    text = clean_text(text)[:MAX_MESSAGE_TEXT]
+    if report is None or not text or text == report.text:
+        return None
+    report.text = text
+    report.updated_at = now
+    session.add(report)
+    _index_terms(session, report)
+    record(session, report, actor=None, action="edited", now=now)
+    return report
+
+
+def find_by_source(session: Session, *, channel: str, ts: str) -> Report | None:
+    return session.exec(
+        select(Report).where(Report.source_channel == channel, Report.source_ts == ts)
+    ).first()
+
+
+def _index_terms(session: Session, report: Report) -> None:
+    session.execute(delete(ReportTerm).where(col(ReportTerm.report_id) == report.id))
+    assert report.id is not None
+    session.add_all(
+        ReportTerm(report_id=report.id, term=term) for term in similarity.terms(report.text)
+    )
+
+
+def record(
+    session: Session,
+    report: Report,
+    *,
+    actor: str | None,
+    action: str,
+    now: datetime,
+    detail: str | None = None,
+) -> TimelineEntry:
+    assert report.id is not None
+    entry = TimelineEntry(report_id=report.id, actor_id=actor, action=action, at=now, detail=detail)
+    session.add(entry)
+    return entry
+
+
+def parse_reference(text: str) -> int:
+    """The report id in `FB-1042`, `fb1042` or `1042`; `InvalidValue` otherwise."""
+    match = _REFERENCE.match(text)
+    if not match or int(match.group(1)) <= REFERENCE_OFFSET:
+        raise InvalidValue(
+            "Enter a report reference like FB-1042.", field="reference", code="reference"
+        )
+    return int(match.group(1)) - REFERENCE_OFFSET
+
+
+def get_report(session: Session, report_id: int) -> Report:
+    report = session.get(Report, report_id)
+    if report is None:
+        raise NotFound(f"There is no report FB-{REFERENCE_OFFSET + report_id}.", code="not_found")
+    return report
+
+
+def add_me_too(session: Session, *, report: Report, user_id: str, now: datetime) -> bool:
+    """Count `user_id` as affected too. False if they already were, or reported it themselves."""
+    if user_id == report.reporter_id:
+        return False
+    exists = session.exec(
+        select(MeToo.id).where(MeToo.report_id == report.id, MeToo.user_id == user_id)
+    ).first()
+    if exists is not None:
+        return False
+    assert report.id is not None
+    session.add(MeToo(report_id=report.id, user_id=user_id, created_at=now))
+    session.flush()
+    refresh_me_too_count(session, report)
+    record(session, report, actor=user_id, action="me_too", now=now)
+    return True
+
+
+def refresh_me_too_count(session: Session, report: Report) -> None:
+    report.me_too_count = session.exec(
+        select(func.count()).select_from(MeToo).where(MeToo.report_id == report.id)
+    ).one()
+    session.add(report)
+
+
+def followers(session: Session, report: Report) -> list[str]:
+    """Everyone who hears about the outcome: the reporter, then everyone who said *me too*."""
+    people = [report.reporter_id] if report.reporter_id else []
+    people += session.exec(
+        select(MeToo.user_id).where(MeToo.report_id == report.id).order_by(col(MeToo.id))
+    ).all()
+    return list(dict.fromkeys(people))
+
+
+@dataclass(frozen=True)
+class Match:
+    report: Report
+    score: float
+
+
+def similar_reports(
+    session: Session,
+    *,
+    text: str,
+    category: str | None,
+    exclude_id: int | None = None,
+    statuses: tuple[ReportStatus, ...] = OPEN_STATUSES,
+    limit: int = 3,
+    threshold: float = similarity.SUGGEST_THRESHOLD,
+    candidates: int = 30,
+) -> list[Match]:
+    """Reports in `statuses` whose text is like `text`: same category first, then by score.
+
+    One indexed query counts shared terms per report to pick `candidates`; only those are
+    scored exactly, so the cost follows the few reports that share words, not the table size.
+    """
+    wanted = set(similarity.terms(text))
+    if not wanted:
+        return []
+    shared = func.count().label("shared")
+    query = (
+        select(ReportTerm.report_id, shared)
+        .join(Report, col(Report.id) == col(ReportTerm.report_id))
+        .where(col(ReportTerm.term).in_(wanted), col(Report.status).in_(statuses))
+        .group_by(col(ReportTerm.report_id))
+        .order_by(shared.desc())
+        .limit(candidates)
+    )
+    if exclude_id is not None:
+        query = query.where(col(ReportTerm.report_id) != exclude_id)
+    hits = dict(session.exec(query).all())
+    if not hits:
+        return []
+    sizes = dict(
+        session.exec(
+            select(ReportTerm.report_id, func.count())
+            .where(col(ReportTerm.report_id).in_(hits))
+            .group_by(col(ReportTerm.report_id))
+        ).all()
+    )
+    scored = {
+        report_id: count / (len(wanted) + sizes[report_id] - count)
+        for report_id, count in hits.items()
+    }
+    keep = [report_id for report_id, score in scored.items() if score >= threshold]
+    if not keep:
+        return []
+    reports = session.exec(select(Report).where(col(Report.id).in_(keep))).all()
+    matches = [Match(report, scored[report.id or 0]) for report in reports]
+    matches.sort(key=lambda m: (m.report.category != category, -m.score, -(m.report.id or 0)))
+    return matches[:limit]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    report: Report
+    last_action: str
+    last_at: datetime
+
+
+def reports_by(session: Session, *, user_id: str, limit: int = 20) -> list[ReportSummary]:
+    """The caller's own reports, newest first, each with its latest timeline entry."""
+    reports = session.exec(
+        select(Report)
+        .where(Report.reporter_id == user_id)
+        .order_by(col(Report.created_at).desc(), col(Report.id).desc())
+        .limit(limit)
+    ).all()
+    if not reports:
+        return []
+    latest_ids = (
+        select(func.max(TimelineEntry.id))
+        .where(col(TimelineEntry.report_id).in_([r.id for r in reports]))
+        .group_by(col(TimelineEntry.report_id))
+    )
+    latest = {
+        entry.report_id: entry
+        for entry in session.exec(
+            select(TimelineEntry).where(col(TimelineEntry.id).in_(latest_ids))
+        )
+    }
+    return [
+        ReportSummary(
+            report=report,
+            last_action=latest[report.id].action if report.id in latest else "created",
+            last_at=latest[report.id].at if report.id in latest else report.created_at,
+        )
+        for report in reports
+    ]
