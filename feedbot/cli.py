@@ -1,0 +1,189 @@
+"""The `feedbot` command: run the bot, migrate, read and change runtime configuration."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from feedbot.core import config as runtime_config
+from feedbot.core import outbox
+from feedbot.core.errors import ConfigurationError, FeedbotError
+from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.logs import configure_logging
+from feedbot.settings import Settings, get_settings
+
+log = logging.getLogger("feedbot")
+
+EXIT_USAGE = 2
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"feedbot's settings are not valid:\n{problems}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from feedbot.scheduler import build_scheduler
+    from feedbot.slack.app import build_app
+    from feedbot.slack.client import make_sender_client
+    from feedbot.slack.outbox import OutboxSender
+
+    settings = _settings()
+    socket_mode = args.socket or (not args.http and settings.socket_mode_available)
+    settings.require_secrets(socket_mode=socket_mode)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sender = OutboxSender(engine, make_sender_client(settings))
+    app = build_app(settings, engine, on_commit=sender.wake)
+    scheduler = build_scheduler(engine, timezone=settings.feedbot_timezone)
+    sender.start()
+    scheduler.start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        if socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            log.info("connecting to Slack in Socket Mode")
+            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            handler.start()  # type: ignore[no-untyped-call]
+        else:
+            from feedbot.slack.server import serve
+
+            serve(app, engine, port=args.port or settings.port)
+    finally:
+        scheduler.shutdown(wait=False)
+        sender.stop()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    engine = make_engine(_settings().database_url)
+    upgrade(engine)
+    print(f"database is up to date ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def _engine() -> Any:
+    engine = make_engine(_settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with Session(_engine()) as session:
+        current = runtime_config.load_config(
+            session,
+            bootstrap_admins=tuple(settings.feedbot_admins),
+            default_timezone=settings.feedbot_timezone,
+        )
+    width = max(len(key) for key in runtime_config.KEYS)
+    for key, spec in runtime_config.KEYS.items():
+        value = runtime_config.format_value(getattr(current, key))
+        print(f"{key:<{width}}  {value or '-':<40}  # {spec.help}")
+    return 0
+
+
+def cmd_config_get(args: argparse.Namespace) -> int:
+    runtime_config.require_key(args.key)
+    with Session(_engine()) as session:
+        current = runtime_config.load_config(session)
+    print(runtime_config.format_value(getattr(current, args.key)))
+    return 0
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    with session_scope(_engine()) as session:
+        value = runtime_config.set_value(session, key=args.key, raw=args.value, actor="cli")
+    print(f"{args.key} = {runtime_config.format_value(value)}")
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from feedbot.slack.manifest import manifest_yaml
+
+    sys.stdout.write(manifest_yaml(http_url=args.http_url))
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    with Session(_engine()) as session:
+        counts = outbox.backlog(session)
+        print(
+            ", ".join(f"{status}: {count}" for status, count in sorted(counts.items())) or "empty"
+        )
+        for entry in outbox.failures(session):
+            print(
+                f"failed #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose}): {entry.last_error}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feedbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="connect to Slack and serve (applies migrations first)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--socket", action="store_true", help="Socket Mode (needs SLACK_APP_TOKEN)")
+    mode.add_argument("--http", action="store_true", help="serve HTTP on PORT")
+    run.add_argument("--port", type=int, help="HTTP port (default: PORT, 3000)")
+    run.set_defaults(handler=cmd_run)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=cmd_db_upgrade)
+
+    config = commands.add_parser("config", help="runtime configuration").add_subparsers(
+        dest="config_command", required=True
+    )
+    config.add_parser("show", help="every setting and its value").set_defaults(
+        handler=cmd_config_show
+    )
+    get = config.add_parser("get", help="one setting's value")
+    get.add_argument("key")
+    get.set_defaults(handler=cmd_config_get)
+    set_ = config.add_parser("set", help="change a setting (takes effect within seconds)")
+    set_.add_argument("key")
+    set_.add_argument("value")
+    set_.set_defaults(handler=cmd_config_set)
+
+    manifest = commands.add_parser("manifest", help="print the Slack app manifest (YAML)")
+    manifest.add_argument("--http-url", help="public base URL for HTTP mode (default: Socket Mode)")
+    manifest.set_defaults(handler=cmd_manifest)
+
+    commands.add_parser("outbox", help="messages waiting for or refused by Slack").set_defaults(
+        handler=cmd_outbox
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        level = "INFO"
+        with contextlib.suppress(ValidationError):
+            level = get_settings().log_level
+        configure_logging(level)
+        return handler(args)
+    except FeedbotError as exc:
+        print(f"feedbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,197 @@
+"""Building the Bolt app: one place that wires settings, database and every feature.
+
+Requests are processed before the response goes back (`process_before_response=True`): a
+listener's database work is part of the answer, so if it fails Slack gets a 5xx and retries
+instead of the report being lost. Listeners therefore do only fast work (database, one
+`views.open`); everything sent to Slack afterwards goes through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from threading import Lock
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from feedbot.core.config import RuntimeConfig, load_config
+from feedbot.core.events import claim_event, release_event
+from feedbot.db import session_scope
+from feedbot.models import utcnow
+from feedbot.settings import Settings
+from feedbot.slack.client import make_interactive_client
+from feedbot.slack.i18n import language_of
+
+log = logging.getLogger(__name__)
+
+CONFIG_TTL = 2.0
+"""Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
+LOCALE_TTL = 24 * 3600.0
+
+
+class ConfigCache:
+    """The runtime configuration, re-read from the database at most every `CONFIG_TTL` s."""
+
+    def __init__(self, engine: Engine, settings: Settings, ttl: float = CONFIG_TTL) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.ttl = ttl
+        self._value: RuntimeConfig | None = None
+        self._loaded_at = 0.0
+        self._lock = Lock()
+
+    def get(self) -> RuntimeConfig:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._loaded_at > self.ttl:
+                with Session(self.engine) as session:
+                    self._value = load_config(
+                        session,
+                        bootstrap_admins=tuple(self.settings.feedbot_admins),
+                        default_timezone=self.settings.feedbot_timezone,
+                    )
+                self._loaded_at = time.monotonic()
+            return self._value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+class LocaleResolver:
+    """Each person's language, from their Slack locale (`users.info`), cached for a day.
+
+    Called on the request path, so it uses the interactive client (no sleeping retries) and
+    falls back to the workspace default when Slack does not answer.
+    """
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._lock = Lock()
+
+    def slack_locale(self, user_id: str) -> str | None:
+        with self._lock:
+            cached = self._cache.get(user_id)
+        if cached and time.monotonic() - cached[1] < LOCALE_TTL:
+            return cached[0]
+        locale: str | None = None
+        try:
+            locale = self.client.users_info(user=user_id, include_locale=True)["user"].get("locale")
+        except SlackApiError as exc:
+            log.info("no locale for %s: %s", user_id, exc.response.get("error"))
+        except Exception as exc:
+            log.warning("no locale for %s: %s", user_id, type(exc).__name__)
+            return None  # not cached: try again next time
+        with self._lock:
+            self._cache[user_id] = (locale, time.monotonic())
+        return locale
+
+
+@dataclass
+class Deps:
+    """What listeners need, handed to each feature's `register`."""
+
+    settings: Settings
+    engine: Engine
+    client: WebClient
+    clock: Callable[[], datetime] = utcnow
+    on_commit: Callable[[], None] = lambda: None
+    config_cache: ConfigCache = field(init=False)
+    locales: LocaleResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config_cache = ConfigCache(self.engine, self.settings)
+        self.locales = LocaleResolver(self.client)
+
+    def config(self) -> RuntimeConfig:
+        return self.config_cache.get()
+
+    def locale_for(self, user_id: str | None) -> str:
+        """The language to address `user_id` in: their Slack locale, else the default."""
+        default = self.config().language
+        if not user_id:
+            return default
+        locale = self.locales.slack_locale(user_id)
+        return language_of(locale) if locale else default
+
+    @property
+    def channel_locale(self) -> str:
+        """Leadership channels read the workspace's default language."""
+        return self.config().language
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work; the outbox sender is woken once it has committed."""
+        with session_scope(self.engine) as session:
+            yield session
+        self.on_commit()
+
+
+def build_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    client: WebClient | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    on_commit: Callable[[], None] = lambda: None,
+    token_verification_enabled: bool = True,
+) -> App:
+    """The Bolt app with every feature registered. Nothing here talks to Slack yet."""
+    from feedbot.slack.features import intake, report, triage
+
+    client = client or make_interactive_client(settings)
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value() or "unset",
+        process_before_response=True,
+        token_verification_enabled=token_verification_enabled,
+        name="feedbot",
+    )
+    deps = Deps(settings=settings, engine=engine, client=client, clock=clock, on_commit=on_commit)
+    app.middleware(_deduplicate_events(deps))
+    app.error(_handle_error(deps))
+    for feature in (report, intake, triage):
+        feature.register(app, deps)
+    return app
+
+
+def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
+    """Answer 200 to an event some process already took; see `feedbot.core.events`."""
+
+    def middleware(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if isinstance(event_id, str) and event_id:
+            with session_scope(deps.engine) as session:
+                first = claim_event(session, event_id=event_id[:64], now=deps.clock())
+            if not first:
+                log.info("event %s already handled; ignoring this delivery", event_id)
+                return BoltResponse(status=200, body="")
+        return next()
+
+    return middleware
+
+
+def _handle_error(deps: Deps) -> Callable[..., None]:
+    """Unexpected failures: log with context, and let Slack's retry of the event through."""
+
+    def handler(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        kind = body.get("type") or body.get("command") or "request"
+        log.error("failed to handle %s (event %s)", kind, event_id, exc_info=error)
+        if isinstance(event_id, str):
+            try:
+                with session_scope(deps.engine) as session:
+                    release_event(session, event_id=event_id[:64])
+            except Exception:
+                log.exception("could not release event %s for a retry", event_id)
+
+    return handler

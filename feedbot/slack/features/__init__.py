@@ -1,0 +1,1 @@
+"""One module per feature; each exposes `register(app, deps)`, called from `build_app`."""

@@ -1,0 +1,94 @@
+"""Small pieces every feature's listeners share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from feedbot.core import reports
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.errors import FeedbotError
+from feedbot.core.reports import ReportDraft
+from feedbot.models import Report, ReportSource, ReportStatus
+from feedbot.slack import delivery
+from feedbot.slack.app import Deps
+from feedbot.slack.i18n import has, t
+from feedbot.slack.views.notices import build_receipt
+
+
+def explain(error: FeedbotError, locale: str) -> str:
+    """The error in the reader's language where a translation exists."""
+    if error.code and has(f"error.{error.code}"):
+        return t(locale, f"error.{error.code}", **error.params)
+    return str(error)
+
+
+def file_report(
+    session: Session,
+    deps: Deps,
+    *,
+    reporter_id: str,
+    draft: ReportDraft,
+    config: RuntimeConfig,
+    now: datetime,
+    receipt: bool = True,
+) -> Report:
+    """Store a report and queue its card and the reporter's receipt: every way in ends here.
+
+    Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
+    already filed (a retry that raced the first delivery).
+    """
+    report = reports.create_report(
+        session, reporter_id=reporter_id, draft=draft, config=config, now=now
+    )
+    delivery.post_card(session, report=report, config=config, now=now)
+    if receipt:
+        send_receipt(session, deps, report=report, config=config, now=now)
+    return report
+
+
+def send_receipt(
+    session: Session,
+    deps: Deps,
+    *,
+    report: Report,
+    config: RuntimeConfig,
+    now: datetime,
+    conversation: str | None = None,
+    only_if_suggestions: bool = False,
+) -> None:
+    """A direct message with the reference, similar open reports, and an earlier solution.
+
+    `only_if_suggestions` is for reports whose reference was already given elsewhere (the
+    intake thread): the DM is then sent only when it has something to add.
+    """
+    assert report.reporter_id is not None
+    similar = reports.similar_reports(
+        session, text=report.text, category=report.category, exclude_id=report.id
+    )
+    solved = reports.similar_reports(
+        session,
+        text=report.text,
+        category=report.category,
+        exclude_id=report.id,
+        statuses=(ReportStatus.RESOLVED,),
+        limit=1,
+    )
+    if only_if_suggestions and not similar and not solved:
+        return
+    message = build_receipt(
+        report,
+        locale=deps.locale_for(report.reporter_id),
+        similar=similar,
+        solved_before=solved[0].report if solved else None,
+        leadership_ready=bool(report.leadership_channel),
+        details_button=report.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL),
+    )
+    delivery.post(
+        session,
+        conversation=conversation or report.reporter_id,
+        message=message,
+        now=now,
+        purpose="receipt",
+    )

@@ -1,0 +1,318 @@
+"""Filing reports: `/feedback`, the report form, the message shortcut, *me too*, *add details*."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from feedbot.core import reports, triage
+from feedbot.core.errors import FeedbotError, InvalidValue
+from feedbot.core.reports import ReportDraft
+from feedbot.models import Report, ReportSource
+from feedbot.slack import delivery
+from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain, file_report
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import Action, Callback
+from feedbot.slack.text import unescape
+from feedbot.slack.views.notices import build_command_receipt, build_my_reports, build_plain
+from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
+
+log = logging.getLogger(__name__)
+
+MINE_LIMIT = 20
+
+
+def register(app: App, deps: Deps) -> None:
+    app.command("/feedback")(_command(deps))
+    app.view(Callback.REPORT_FORM)(_form_submitted(deps))
+    app.shortcut(Callback.REPORT_SHORTCUT)(_shortcut(deps))
+    app.action(Action.OPEN_FORM)(_open_blank_form(deps))
+    app.action(Action.ADD_DETAILS)(_add_details(deps))
+    app.action(Action.ME_TOO)(_me_too(deps))
+    app.action(Action.ME_TOO_INSTEAD)(_me_too_instead(deps))
+
+
+def open_form(
+    client: WebClient,
+    deps: Deps,
+    *,
+    trigger_id: str,
+    user_id: str,
+    context: FormContext,
+    prefill: ReportDraft | None = None,
+) -> None:
+    view = build_report_form(
+        config=deps.config(), locale=deps.locale_for(user_id), context=context, prefill=prefill
+    )
+    client.views_open(trigger_id=trigger_id, view=view)
+
+
+def _command(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        user_id = body["user_id"]
+        text = (body.get("text") or "").strip()
+        word = text.lower()
+        locale = deps.locale_for(user_id)
+        if word == "help":
+            intake = deps.config().intake_channels
+            channels = (
+                t(locale, "help.intake", channels=", ".join(f"<#{c}>" for c in intake))
+                if intake
+                else ""
+            )
+            ack(**build_plain(t(locale, "help.text", intake=channels)).to_payload())
+            return
+        if word == "mine":
+            with deps.transaction() as session:
+                summaries = reports.reports_by(session, user_id=user_id, limit=MINE_LIMIT)
+            ack(**build_my_reports(summaries, locale=locale, limit=MINE_LIMIT).to_payload())
+            return
+        if not text:
+            ack()
+            open_form(
+                client, deps, trigger_id=body["trigger_id"], user_id=user_id, context=FormContext()
+            )
+            return
+        now = deps.clock()
+        try:
+            with deps.transaction() as session:
+                report = file_report(
+                    session,
+                    deps,
+                    reporter_id=user_id,
+                    draft=ReportDraft(text=text, source=ReportSource.COMMAND),
+                    config=deps.config(),
+                    now=now,
+                    receipt=False,
+                )
+        except InvalidValue as error:
+            ack(text=explain(error, locale))
+            return
+        ack(**build_command_receipt(report, locale=locale).to_payload())
+
+    return handle
+
+
+def _form_submitted(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        context = FormContext.decode(view.get("private_metadata"))
+        config = deps.config()
+        now = deps.clock()
+        try:
+            draft = read_report_form(view.get("state", {}).get("values", {}), context)
+            with deps.transaction() as session:
+                if context.report_id is not None:
+                    report = reports.get_report(session, context.report_id)
+                    reports.update_details(
+                        session,
+                        report=report,
+                        reporter_id=user_id,
+                        draft=draft,
+                        config=config,
+                        now=now,
+                    )
+                    delivery.refresh_card(session, report=report, config=config, now=now)
+                    delivery.thread_line(
+                        session,
+                        report=report,
+                        config=config,
+                        action="details",
+                        actor=None,
+                        detail=None,
+                        now=now,
+                    )
+                    delivery.post(
+                        session,
+                        conversation=user_id,
+                        message=build_plain(t(locale, "details.saved", ref=report.reference)),
+                        now=now,
+                        purpose="details_saved",
+                    )
+                else:
+                    file_report(
+                        session, deps, reporter_id=user_id, draft=draft, config=config, now=now
+                    )
+        except InvalidValue as error:
+            ack(response_action="errors", errors={error.field or "text": explain(error, locale)})
+            return
+        except FeedbotError as error:
+            ack(response_action="errors", errors={"text": explain(error, locale)})
+            return
+        ack()
+
+    return handle
+
+
+def _shortcut(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id")
+        ts = message.get("ts")
+        domain = (body.get("team") or {}).get("domain")
+        permalink = (
+            f"https://{domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+            if domain and channel and ts
+            else None
+        )
+        context = FormContext(source=ReportSource.SHORTCUT, source_permalink=permalink)
+        prefill = ReportDraft(
+            text=unescape(message.get("text") or "")[: reports.MAX_TEXT],
+            source=ReportSource.SHORTCUT,
+        )
+        open_form(
+            client,
+            deps,
+            trigger_id=body["trigger_id"],
+            user_id=body["user"]["id"],
+            context=context,
+            prefill=prefill,
+        )
+
+    return handle
+
+
+def _open_blank_form(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        open_form(
+            client,
+            deps,
+            trigger_id=body["trigger_id"],
+            user_id=body["user"]["id"],
+            context=FormContext(),
+        )
+
+    return handle
+
+
+def _report_id(body: dict[str, Any]) -> int | None:
+    try:
+        return int(str(body["actions"][0]["value"]).split(":")[0])
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def _reply_where(body: dict[str, Any]) -> str:
+    return str((body.get("channel") or {}).get("id") or body["user"]["id"])
+
+
+def _add_details(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        report_id = _report_id(body)
+        with deps.transaction() as session:
+            report = session.get(Report, report_id) if report_id else None
+            if report is None or report.reporter_id != user_id:
+                delivery.ephemeral(
+                    session,
+                    channel=_reply_where(body),
+                    user=user_id,
+                    text=t(deps.locale_for(user_id), "error.not_found"),
+                    now=deps.clock(),
+                )
+                return
+            prefill = ReportDraft(
+                text=report.text[: reports.MAX_TEXT],
+                source=report.source,
+                category=report.category,
+                location=report.location,
+                urgency=report.urgency,
+                customers_affected=report.customers_affected,
+                callback_requested=report.callback_requested,
+                customer_contact=report.customer_contact,
+                anonymous=report.anonymous,
+            )
+        open_form(
+            client,
+            deps,
+            trigger_id=body["trigger_id"],
+            user_id=user_id,
+            context=FormContext(source=report.source, report_id=report.id),
+            prefill=prefill,
+        )
+
+    return handle
+
+
+def _me_too(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        now = deps.clock()
+        config = deps.config()
+        with deps.transaction() as session:
+            report = session.get(Report, _report_id(body) or 0)
+            if report is None:
+                text = t(locale, "error.not_found")
+            elif user_id == report.reporter_id:
+                text = t(locale, "me_too.own", ref=report.reference)
+            elif reports.add_me_too(session, report=report, user_id=user_id, now=now):
+                delivery.refresh_card(session, report=report, config=config, now=now)
+                text = t(locale, "me_too.added", ref=report.reference)
+            else:
+                text = t(locale, "me_too.already", ref=report.reference)
+            delivery.ephemeral(
+                session, channel=_reply_where(body), user=user_id, text=text, now=now
+            )
+
+    return handle
+
+
+def _me_too_instead(deps: Deps) -> Any:
+    """From the receipt: my new report is the same as an open one; count me there instead."""
+
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        now = deps.clock()
+        config = deps.config()
+        try:
+            own_id, target_id = (int(part) for part in str(body["actions"][0]["value"]).split(":"))
+        except (KeyError, IndexError, ValueError):
+            log.warning("me-too-instead with a malformed value from %s", user_id)
+            return
+        with deps.transaction() as session:
+            try:
+                own = reports.get_report(session, own_id)
+                target = reports.get_report(session, target_id)
+                outcome = triage.merge_duplicate(
+                    session,
+                    report=own,
+                    target=target,
+                    actor=user_id,
+                    config=config,
+                    now=now,
+                    by_reporter=True,
+                )
+            except FeedbotError as error:
+                text = explain(error, locale)
+            else:
+                delivery.apply_outcome(
+                    session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+                )
+                delivery.refresh_card(session, report=target, config=config, now=now)
+                delivery.thread_line(
+                    session,
+                    report=target,
+                    config=config,
+                    action="merged_in",
+                    actor=None,
+                    detail=own.reference,
+                    now=now,
+                )
+                text = t(locale, "me_too.instead", ref=own.reference, target=target.reference)
+            delivery.ephemeral(
+                session, channel=_reply_where(body), user=user_id, text=text, now=now
+            )
+
+    return handle

@@ -1,0 +1,272 @@
+"""Leaders act on a report from its card: the buttons, the small forms behind them.
+
+Roles are checked on the server for every action and every form submission (in
+`feedbot.core.triage`), whatever the client sent. A refused action changes nothing and
+explains itself in an ephemeral message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from feedbot.core import reports, triage
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.errors import FeedbotError, InvalidValue
+from feedbot.models import Report
+from feedbot.slack import delivery
+from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import Action, Callback
+from feedbot.slack.text import escape
+from feedbot.slack.views.report_card import build_forwarded_copy
+from feedbot.slack.views.triage_forms import FORMS, build_triage_form, read_triage_form
+
+log = logging.getLogger(__name__)
+
+ButtonAction = Callable[[Session, Report, str, RuntimeConfig, Any], triage.Outcome]
+
+BUTTONS: dict[Action, ButtonAction] = {
+    Action.ACKNOWLEDGE: lambda s, r, a, c, n: triage.acknowledge(
+        s, report=r, actor=a, config=c, now=n
+    ),
+    Action.CLAIM: lambda s, r, a, c, n: triage.claim(s, report=r, actor=a, config=c, now=n),
+    Action.REOPEN: lambda s, r, a, c, n: triage.reopen(s, report=r, actor=a, config=c, now=n),
+}
+
+FORM_BUTTONS: dict[Action, Callback] = {
+    Action.REPLY: Callback.REPLY_FORM,
+    Action.FORWARD: Callback.FORWARD_FORM,
+    Action.RESOLVE: Callback.RESOLVE_FORM,
+    Action.DUPLICATE: Callback.DUPLICATE_FORM,
+    Action.CUSTOMER_CALLED: Callback.CALLED_FORM,
+}
+
+
+def register(app: App, deps: Deps) -> None:
+    for action in BUTTONS:
+        app.action(action)(_button(deps, action))
+    for action, callback in FORM_BUTTONS.items():
+        app.action(action)(_open_form(deps, callback))
+        app.view(callback)(_form_submitted(deps, callback))
+    app.action(Action.ASSIGN)(_assign(deps))
+    app.action(Action.REVEAL_CONTACT)(_reveal(deps))
+
+
+def _actor_and_report(body: dict[str, Any]) -> tuple[str, int | None]:
+    actor = body["user"]["id"]
+    try:
+        action = body["actions"][0]
+        raw = action.get("value")
+        if raw is None:  # the assign select carries the report in its block id
+            raw = str(action.get("block_id", "")).rsplit("-", 1)[-1]
+        return actor, int(raw)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return actor, None
+
+
+def _where(body: dict[str, Any]) -> str:
+    return str(
+        (body.get("channel") or {}).get("id")
+        or (body.get("container") or {}).get("channel_id")
+        or body["user"]["id"]
+    )
+
+
+def _refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
+    actor = body["user"]["id"]
+    log.info(
+        "refused %s for %s: %s",
+        body.get("actions", [{}])[0].get("action_id"),
+        actor,
+        type(error).__name__,
+    )
+    delivery.ephemeral(
+        session,
+        channel=_where(body),
+        user=actor,
+        text=explain(error, deps.locale_for(actor)),
+        now=deps.clock(),
+    )
+
+
+def _run(
+    deps: Deps,
+    body: dict[str, Any],
+    act: Callable[[Session, Report, str, RuntimeConfig], triage.Outcome],
+) -> None:
+    actor, report_id = _actor_and_report(body)
+    config = deps.config()
+    now = deps.clock()
+    with deps.transaction() as session:
+        try:
+            report = reports.get_report(session, report_id or 0)
+            outcome = act(session, report, actor, config)
+        except FeedbotError as error:
+            session.rollback()
+            _refuse(session, deps, body, error)
+            return
+        delivery.apply_outcome(
+            session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+        )
+
+
+def _button(deps: Deps, action: Action) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        _run(deps, body, lambda s, r, a, c: BUTTONS[action](s, r, a, c, deps.clock()))
+
+    return handle
+
+
+def _assign(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        assignee = str(body["actions"][0].get("selected_user") or "")
+        _run(
+            deps,
+            body,
+            lambda s, r, a, c: triage.assign(
+                s, report=r, actor=a, assignee=assignee, config=c, now=deps.clock()
+            ),
+        )
+
+    return handle
+
+
+def _reveal(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actor, report_id = _actor_and_report(body)
+        with deps.transaction() as session:
+            try:
+                report = reports.get_report(session, report_id or 0)
+                contact = triage.reveal_contact(
+                    session, report=report, actor=actor, config=deps.config(), now=deps.clock()
+                )
+            except FeedbotError as error:
+                session.rollback()
+                _refuse(session, deps, body, error)
+                return
+            text = t(
+                deps.locale_for(actor),
+                "contact.reveal",
+                ref=report.reference,
+                contact=escape(contact),
+            )
+            delivery.ephemeral(
+                session, channel=_where(body), user=actor, text=text, now=deps.clock()
+            )
+
+    return handle
+
+
+def _open_form(deps: Deps, callback: Callback) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        actor, report_id = _actor_and_report(body)
+        config = deps.config()
+        with deps.transaction() as session:
+            try:
+                triage.require_leader(config, actor)
+                report = reports.get_report(session, report_id or 0)
+            except FeedbotError as error:
+                _refuse(session, deps, body, error)
+                return
+        view = build_triage_form(callback, report=report, locale=deps.locale_for(actor))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    return handle
+
+
+def _form_submitted(deps: Deps, callback: Callback) -> Any:
+    field = FORMS[callback][3]
+
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        actor = body["user"]["id"]
+        locale = deps.locale_for(actor)
+        config = deps.config()
+        now = deps.clock()
+        value = read_triage_form(view.get("state", {}).get("values", {}), field)
+        try:
+            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
+        except (ValueError, KeyError, TypeError):
+            ack(response_action="errors", errors={field: t(locale, "error.not_found")})
+            return
+        try:
+            with deps.transaction() as session:
+                report = reports.get_report(session, report_id)
+                outcome = _submit(
+                    session,
+                    callback,
+                    report=report,
+                    actor=actor,
+                    value=value,
+                    config=config,
+                    now=now,
+                )
+                delivery.apply_outcome(
+                    session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+                )
+                if callback == Callback.FORWARD_FORM:
+                    copy = build_forwarded_copy(report, locale=config.language, actor=actor)
+                    delivery.post(
+                        session, conversation=value, message=copy, now=now, purpose="forward"
+                    )
+                if callback == Callback.DUPLICATE_FORM and report.duplicate_of_id is not None:
+                    target = reports.get_report(session, report.duplicate_of_id)
+                    delivery.refresh_card(session, report=target, config=config, now=now)
+                    delivery.thread_line(
+                        session,
+                        report=target,
+                        config=config,
+                        action="merged_in",
+                        actor=actor,
+                        detail=report.reference,
+                        now=now,
+                    )
+        except FeedbotError as error:
+            ack(response_action="errors", errors={field: explain(error, locale)})
+            return
+        ack()
+
+    return handle
+
+
+def _submit(
+    session: Session,
+    callback: Callback,
+    *,
+    report: Report,
+    actor: str,
+    value: str,
+    config: RuntimeConfig,
+    now: Any,
+) -> triage.Outcome:
+    if callback == Callback.REPLY_FORM:
+        return triage.reply(session, report=report, actor=actor, text=value, config=config, now=now)
+    if callback == Callback.FORWARD_FORM:
+        return triage.forward(
+            session, report=report, actor=actor, channel=value, config=config, now=now
+        )
+    if callback == Callback.RESOLVE_FORM:
+        return triage.resolve(
+            session, report=report, actor=actor, note=value, config=config, now=now
+        )
+    if callback == Callback.CALLED_FORM:
+        return triage.record_customer_called(
+            session, report=report, actor=actor, note=value, config=config, now=now
+        )
+    if callback == Callback.DUPLICATE_FORM:
+        target = reports.get_report(session, reports.parse_reference(value))
+        return triage.merge_duplicate(
+            session, report=report, target=target, actor=actor, config=config, now=now
+        )
+    raise InvalidValue(f"unknown form {callback}")

@@ -1,0 +1,32 @@
+"""Messages in English and German.
+
+`t(locale, key, **params)` formats one message; both catalogues must have the same keys with
+the same placeholders (a test checks). Placeholders are filled with text that is already
+escaped where it came from a person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedbot.slack.i18n import de, en
+
+CATALOGUES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "de": de.MESSAGES}
+LANGUAGES = tuple(CATALOGUES)
+DEFAULT = "en"
+
+
+def language_of(locale: str | None) -> str:
+    """`de-DE` → `de`; anything unknown falls back to English."""
+    code = (locale or "").split("-")[0].split("_")[0].lower()
+    return code if code in CATALOGUES else DEFAULT
+
+
+def t(locale: str, key: str, **params: Any) -> str:
+    catalogue = CATALOGUES.get(language_of(locale), CATALOGUES[DEFAULT])
+    template = catalogue.get(key) or CATALOGUES[DEFAULT][key]
+    return template.format(**params) if params else template
+
+
+def has(key: str) -> bool:
+    return key in CATALOGUES[DEFAULT]

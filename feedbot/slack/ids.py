@@ -1,0 +1,52 @@
+"""Every id that Block Kit builders write and listeners match, declared once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+COMMAND = "/feedback"
+INPUT = "value"
+"""The action_id of every modal input: the block_id says which field it is."""
+
+
+class Callback(StrEnum):
+    REPORT_FORM = "report_form"
+    REPORT_SHORTCUT = "report_to_leadership"
+    REPLY_FORM = "reply_form"
+    FORWARD_FORM = "forward_form"
+    RESOLVE_FORM = "resolve_form"
+    DUPLICATE_FORM = "duplicate_form"
+    CALLED_FORM = "customer_called_form"
+
+
+class Action(StrEnum):
+    ACKNOWLEDGE = "triage_acknowledge"
+    CLAIM = "triage_claim"
+    ASSIGN = "triage_assign"
+    REPLY = "triage_reply"
+    FORWARD = "triage_forward"
+    RESOLVE = "triage_resolve"
+    REOPEN = "triage_reopen"
+    DUPLICATE = "triage_duplicate"
+    REVEAL_CONTACT = "triage_reveal_contact"
+    CUSTOMER_CALLED = "triage_customer_called"
+    ME_TOO = "report_me_too"
+    ME_TOO_INSTEAD = "report_me_too_instead"
+    ADD_DETAILS = "report_add_details"
+    OPEN_FORM = "report_open_form"
+
+
+class Field(StrEnum):
+    """Block ids of modal inputs; also the keys of validation errors."""
+
+    TEXT = "text"
+    CATEGORY = "category"
+    LOCATION = "location"
+    URGENCY = "urgency"
+    CUSTOMERS = "customers"
+    CALLBACK = "callback"
+    CONTACT = "contact"
+    ANONYMOUS = "anonymous"
+    NOTE = "note"
+    CHANNEL = "channel"
+    REFERENCE = "reference"
