@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, MetaData, String, UniqueConstraint
+from sqlalchemy import Enum, Index, MetaData, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SQLModel.metadata.naming_convention = {
@@ -29,8 +29,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# Enumerations are stored as their string values (not database enum types) so that adding a
-# member never needs a migration.
+# Enumerations are stored as their string values in plain VARCHAR columns (not database enum
+# types, no CHECK constraint) so that adding a member never needs a migration.
 
 
 class Urgency(StrEnum):
@@ -61,6 +61,16 @@ class OutboxStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPERSEDED = "superseded"
+
+
+def _stored_as_value(enum: type[StrEnum]) -> Enum:
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class ConfigEntry(SQLModel, table=True):
@@ -102,7 +112,9 @@ class OutboxMessage(SQLModel, table=True):
     method: str = Field(max_length=64)
     payload: str
     purpose: str = Field(default="", max_length=64)
-    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16))
+    status: OutboxStatus = Field(
+        default=OutboxStatus.PENDING, sa_type=_stored_as_value(OutboxStatus)
+    )
     attempts: int = 0
     uncertain: bool = False
     """Set when an attempt may have reached Slack without us learning its outcome."""
@@ -129,18 +141,18 @@ class Report(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
-    source: ReportSource = Field(sa_type=String(32))
+    source: ReportSource = Field(sa_type=_stored_as_value(ReportSource))
     reporter_id: str | None = Field(default=None, max_length=64, index=True)
     anonymous: bool = False
     text: str
     category: str = Field(max_length=100, index=True)
     location: str | None = Field(default=None, max_length=200, index=True)
-    urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=String(16))
+    urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=_stored_as_value(Urgency))
     customers_affected: int | None = None
     callback_requested: bool = False
     customer_contact: str | None = Field(default=None, max_length=500)
     customer_called_at: datetime | None = None
-    status: ReportStatus = Field(default=ReportStatus.OPEN, sa_type=String(16))
+    status: ReportStatus = Field(default=ReportStatus.OPEN, sa_type=_stored_as_value(ReportStatus))
     owner_id: str | None = Field(default=None, max_length=64, index=True)
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = Field(default=None, max_length=64)

@@ -194,7 +194,8 @@ class Bot:
         retry_num: int | None = None,
         **extra: Any,
     ) -> tuple[BoltResponse, str]:
-        ts = ts or f"{int(time.time())}.{next(_ids):06d}"
+        # The fake holds the message too, as Slack would, so replies can be threaded under it.
+        ts = ts or self.slack.add_message(channel, text, user=user, thread_ts=thread_ts)
         event: dict[str, Any] = {
             "type": "message",
             "channel": channel,

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3cb7e7dba0ba
+Revision ID: 516735d87844
 Revises:
-Create Date: 2026-11-25 18:16:56.924354
+Create Date: 2026-11-25 18:20:10.078687
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "3cb7e7dba0ba"
+revision: str = "516735d87844"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -34,7 +34,20 @@ def upgrade() -> None:
         sa.Column("method", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("payload", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "sending",
+                "sent",
+                "failed",
+                "superseded",
+                name="outboxstatus",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("uncertain", sa.Boolean(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -83,18 +96,49 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column(
+            "source",
+            sa.Enum(
+                "modal",
+                "command",
+                "shortcut",
+                "direct_message",
+                "intake_channel",
+                name="reportsource",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
         sa.Column("reporter_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("anonymous", sa.Boolean(), nullable=False),
         sa.Column("text", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("location", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-        sa.Column("urgency", sa.String(length=16), nullable=False),
+        sa.Column(
+            "urgency",
+            sa.Enum(
+                "low", "normal", "high", "critical", name="urgency", native_enum=False, length=32
+            ),
+            nullable=False,
+        ),
         sa.Column("customers_affected", sa.Integer(), nullable=True),
         sa.Column("callback_requested", sa.Boolean(), nullable=False),
         sa.Column("customer_contact", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("customer_called_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "open",
+                "acknowledged",
+                "resolved",
+                "duplicate",
+                name="reportstatus",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
         sa.Column("owner_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("acknowledged_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("acknowledged_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
