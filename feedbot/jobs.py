@@ -25,8 +25,12 @@ def prune(engine: Engine) -> None:
         events = prune_events(session, now=now)
         still_needed: tuple[Any, ...] = (
             select(col(Report.card_message_id)).where(col(Report.card_message_id).is_not(None)),
-            select(col(OutboxMessage.thread_of_id)).where(col(OutboxMessage.thread_of_id).is_not(None)),
-            select(col(OutboxMessage.update_of_id)).where(col(OutboxMessage.update_of_id).is_not(None)),
+            select(col(OutboxMessage.thread_of_id)).where(
+                col(OutboxMessage.thread_of_id).is_not(None)
+            ),
+            select(col(OutboxMessage.update_of_id)).where(
+                col(OutboxMessage.update_of_id).is_not(None)
+            ),
         )
         result = session.execute(
             delete(OutboxMessage).where(

@@ -248,7 +248,10 @@ def parse_reference(text: str) -> int:
 def get_report(session: Session, report_id: int) -> Report:
     report = session.get(Report, report_id)
     if report is None:
-        raise NotFound(f"There is no report FB-{REFERENCE_OFFSET + report_id}.", code="not_found")
+        reference = f"FB-{REFERENCE_OFFSET + report_id}"
+        raise NotFound(
+            f"There is no report {reference}.", code="no_such_report", params={"ref": reference}
+        )
     return report
 
 

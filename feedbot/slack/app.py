@@ -105,11 +105,12 @@ class Deps:
     client: WebClient
     clock: Callable[[], datetime] = utcnow
     on_commit: Callable[[], None] = lambda: None
+    config_ttl: float = CONFIG_TTL
     config_cache: ConfigCache = field(init=False)
     locales: LocaleResolver = field(init=False)
 
     def __post_init__(self) -> None:
-        self.config_cache = ConfigCache(self.engine, self.settings)
+        self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
         self.locales = LocaleResolver(self.client)
 
     def config(self) -> RuntimeConfig:
@@ -144,6 +145,7 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     on_commit: Callable[[], None] = lambda: None,
     token_verification_enabled: bool = True,
+    config_ttl: float = CONFIG_TTL,
 ) -> App:
     """The Bolt app with every feature registered. Nothing here talks to Slack yet."""
     from feedbot.slack.features import intake, report, triage
@@ -156,7 +158,14 @@ def build_app(
         token_verification_enabled=token_verification_enabled,
         name="feedbot",
     )
-    deps = Deps(settings=settings, engine=engine, client=client, clock=clock, on_commit=on_commit)
+    deps = Deps(
+        settings=settings,
+        engine=engine,
+        client=client,
+        clock=clock,
+        on_commit=on_commit,
+        config_ttl=config_ttl,
+    )
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
     for feature in (report, intake, triage):

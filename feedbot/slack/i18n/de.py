@@ -122,6 +122,7 @@ MESSAGES: dict[str, str] = {
     "error.generic": "Das hat bei uns leider nicht geklappt. Deine Eingaben sind nicht verloren; bitte versuch es in einer Minute noch einmal.",
     "error.not_leader": "Das können nur Führungskräfte und Admins. Ein Admin kann dich als Führungskraft eintragen.",
     "error.not_found": "Diese Meldung gibt es nicht (mehr).",
+    "error.no_such_report": "Es gibt keine Meldung {ref}.",
     "error.text_required": "Bitte beschreib, was passiert ist.",
     "error.text_too_long": "Bitte bleib unter {limit} Zeichen (das sind {length}).",
     "error.not_a_number": "Bitte eine ganze Zahl eingeben, 0 oder mehr.",

@@ -129,6 +129,7 @@ MESSAGES: dict[str, str] = {
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
     "error.not_leader": "Only leaders and admins can do that. An admin can add you as a leader.",
     "error.not_found": "That report does not exist (any more).",
+    "error.no_such_report": "There is no report {ref}.",
     "error.text_required": "Please describe what happened.",
     "error.text_too_long": "Please keep it under {limit} characters (this is {length}).",
     "error.not_a_number": "Enter a whole number, 0 or more.",
