@@ -176,7 +176,7 @@ def test_forward_posts_a_copy_without_buttons_or_contact(bot: Bot) -> None:
 
 def test_resolve_tells_reporter_and_me_toos_then_reopen(bot: Bot) -> None:
     bot.setup_team()
-    _, ts = bot.message(ALICE, "LTE down around Magdeburg Hbf")
+    bot.message(ALICE, "LTE down around Magdeburg Hbf")
     report = bot.report()
     bot.press(BOB, "report_me_too", str(report.id), channel=INTAKE)
     bot.press(CAROL, "report_me_too", str(report.id), channel=INTAKE)

@@ -48,6 +48,22 @@ def file_report(
     return report
 
 
+def suggestions(session: Session, report: Report) -> tuple[list[reports.Match], Report | None]:
+    """Up to three similar open reports, and the closest one already resolved."""
+    similar = reports.similar_reports(
+        session, text=report.text, category=report.category, exclude_id=report.id
+    )
+    solved = reports.similar_reports(
+        session,
+        text=report.text,
+        category=report.category,
+        exclude_id=report.id,
+        statuses=(ReportStatus.RESOLVED,),
+        limit=1,
+    )
+    return similar, solved[0].report if solved else None
+
+
 def send_receipt(
     session: Session,
     deps: Deps,
@@ -64,24 +80,14 @@ def send_receipt(
     intake thread): the DM is then sent only when it has something to add.
     """
     assert report.reporter_id is not None
-    similar = reports.similar_reports(
-        session, text=report.text, category=report.category, exclude_id=report.id
-    )
-    solved = reports.similar_reports(
-        session,
-        text=report.text,
-        category=report.category,
-        exclude_id=report.id,
-        statuses=(ReportStatus.RESOLVED,),
-        limit=1,
-    )
+    similar, solved = suggestions(session, report)
     if only_if_suggestions and not similar and not solved:
         return
     message = build_receipt(
         report,
         locale=deps.locale_for(report.reporter_id),
         similar=similar,
-        solved_before=solved[0].report if solved else None,
+        solved_before=solved,
         leadership_ready=bool(report.leadership_channel),
         details_button=report.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL),
     )

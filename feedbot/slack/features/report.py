@@ -14,11 +14,11 @@ from feedbot.core.reports import ReportDraft
 from feedbot.models import Report, ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain, file_report
+from feedbot.slack.features.common import explain, file_report, suggestions
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback
 from feedbot.slack.text import unescape
-from feedbot.slack.views.notices import build_command_receipt, build_my_reports, build_plain
+from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
 from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,20 @@ def _command(deps: Deps) -> Any:
                     now=now,
                     receipt=False,
                 )
+                similar, solved = suggestions(session, report)
         except InvalidValue as error:
             ack(text=explain(error, locale))
             return
-        ack(**build_command_receipt(report, locale=locale).to_payload())
+        receipt = build_receipt(
+            report,
+            locale=locale,
+            similar=similar,
+            solved_before=solved,
+            leadership_ready=bool(report.leadership_channel),
+            details_button=True,
+            key="command.filed",
+        )
+        ack(**receipt.to_payload())
 
     return handle
 

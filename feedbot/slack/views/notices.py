@@ -33,10 +33,12 @@ def build_receipt(
     solved_before: Report | None,
     leadership_ready: bool = True,
     details_button: bool = False,
+    key: str = "receipt.filed",
 ) -> Message:
-    """The reporter's receipt: the reference, and what colleagues already reported or solved."""
-    key = "receipt.filed" if leadership_ready else "error.no_leadership"
-    text = t(locale, key, ref=report.reference)
+    """The reporter's receipt: the reference, and what colleagues already reported or solved.
+
+    `key` words the first line (the command's answer says it differently)."""
+    text = t(locale, key if leadership_ready else "error.no_leadership", ref=report.reference)
     blocks: list[Block] = [_section(text)]
     if details_button:
         blocks.append(
@@ -101,26 +103,6 @@ def build_intake_receipt(report: Report, *, locale: str) -> Message:
                         text=t(locale, "button.me_too"),
                         action_id=Action.ME_TOO,
                         value=str(report.id),
-                    )
-                ]
-            ),
-        ],
-    )
-
-
-def build_command_receipt(report: Report, *, locale: str) -> Message:
-    text = t(locale, "command.filed", ref=report.reference)
-    return Message(
-        text=text,
-        blocks=[
-            _section(text),
-            ActionsBlock(
-                elements=[
-                    ButtonElement(
-                        text=t(locale, "button.add_details"),
-                        action_id=Action.ADD_DETAILS,
-                        value=str(report.id),
-                        style="primary",
                     )
                 ]
             ),
