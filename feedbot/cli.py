@@ -11,18 +11,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from feedbot.core import config as runtime_config
 from feedbot.core import outbox
 from feedbot.core.errors import ConfigurationError, FeedbotError
-from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.db import make_engine, normalise_url, session_scope, upgrade
 from feedbot.logs import configure_logging
 from feedbot.settings import Settings, get_settings
 
 log = logging.getLogger("feedbot")
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+"""EX_UNAVAILABLE from sysexits.h: a service the command needs (the database) is not there."""
 
 
 def _settings() -> Settings:
@@ -36,10 +40,24 @@ def _settings() -> Settings:
         raise ConfigurationError(f"feedbot's settings are not valid:\n{problems}") from None
 
 
+def _database_hint() -> str:
+    """DATABASE_URL with any password hidden, for error messages."""
+    try:
+        url = make_url(normalise_url(get_settings().database_url))
+    except Exception:
+        return "DATABASE_URL"
+    return url.render_as_string(hide_password=True)
+
+
+def _first_line(error: object) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from feedbot.scheduler import build_scheduler
-    from feedbot.slack.app import build_app
-    from feedbot.slack.client import make_sender_client
+    from feedbot.slack.app import Deps, build_app
+    from feedbot.slack.client import make_interactive_client, make_sender_client
     from feedbot.slack.outbox import OutboxSender
 
     settings = _settings()
@@ -48,8 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sender = OutboxSender(engine, make_sender_client(settings))
-    app = build_app(settings, engine, on_commit=sender.wake)
-    scheduler = build_scheduler(engine, timezone=settings.feedbot_timezone)
+    deps = Deps(
+        settings=settings,
+        engine=engine,
+        client=make_interactive_client(settings),
+        on_commit=sender.wake,
+    )
+    app = build_app(settings, engine, deps=deps)
+    scheduler = build_scheduler(deps)
     sender.start()
     scheduler.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -170,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("outbox", help="messages waiting for or refused by Slack").set_defaults(
         handler=cmd_outbox
     )
+    from feedbot.commands import admin, digest, reminders
+
+    for feature in (digest, reminders, admin):
+        feature.register(commands)
     return parser
 
 
@@ -177,13 +205,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        level = "INFO"
+        level, secrets = "INFO", []
         with contextlib.suppress(ValidationError):
-            level = get_settings().log_level
-        configure_logging(level)
+            level, secrets = get_settings().log_level, get_settings().secret_values()
+        configure_logging(level, secrets=secrets)
         return handler(args)
     except FeedbotError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OperationalError as exc:
+        # Unreachable server, wrong password, unwritable SQLite path: an operator's problem,
+        # worth one line rather than a traceback.
+        print(
+            f"feedbot: cannot use the database ({_database_hint()}): {_first_line(exc.orig)}\n"
+            "Check DATABASE_URL and that the database server is running.",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -92,16 +92,39 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for Alembic, in one transaction.
+
+    On SQLite, foreign keys are off while migrating: Alembic's batch mode rebuilds a table by
+    copying it and dropping the original, and with enforcement on, that DROP would run every
+    ON DELETE CASCADE into the child tables (or fail). The pragma only takes effect outside a
+    transaction, so it is set before the migration's transaction begins and reset after it.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply pending migrations; a no-op when the schema is current."""
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.downgrade(config, revision)

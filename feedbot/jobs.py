@@ -1,27 +1,31 @@
-"""What the scheduler runs. Each job opens its own session and is safe to run twice."""
+"""What the scheduler runs. Each job opens its own sessions and is idempotent per period, so
+running it twice (a restart, a second replica) does no harm."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlmodel import col
 
 from feedbot.core.events import prune_events
 from feedbot.db import session_scope
-from feedbot.models import OutboxMessage, OutboxStatus, Report, utcnow
+from feedbot.models import OutboxMessage, OutboxStatus, Report
+
+if TYPE_CHECKING:
+    from feedbot.slack.app import Deps
 
 log = logging.getLogger(__name__)
 
 KEEP_DELIVERED = timedelta(days=30)
 
 
-def prune(engine: Engine) -> None:
+def prune(deps: Deps) -> None:
     """Forget old event ids, and delivered messages that no card, thread or edit refers to."""
-    now = utcnow()
-    with session_scope(engine) as session:
+    now = deps.clock()
+    with session_scope(deps.engine) as session:
         events = prune_events(session, now=now)
         still_needed: tuple[Any, ...] = (
             select(col(Report.card_message_id)).where(col(Report.card_message_id).is_not(None)),
@@ -40,3 +44,17 @@ def prune(engine: Engine) -> None:
             )
         )
     log.info("pruned %s event ids and %s delivered messages", events, result.rowcount)  # type: ignore[attr-defined]
+
+
+def send_due_digests(deps: Deps) -> None:
+    """Send every digest whose time has come and that was not sent yet (late ones included)."""
+    from feedbot.slack.features import digest
+
+    digest.send_due(deps)
+
+
+def scan_reminders(deps: Deps) -> None:
+    """Send the follow-up reminders and escalations that are due now."""
+    from feedbot.slack.features import reminders
+
+    reminders.send_due(deps)

@@ -27,12 +27,31 @@ SECRET_SOURCES = {
     "SLACK_APP_TOKEN": "api.slack.com/apps → your app → Basic Information → App-Level Tokens, scope connections:write (xapp-…)",
 }
 
-_PLACEHOLDER = re.compile(r"(your|change|replace|placeholder|example|xxx|\.\.\.)", re.IGNORECASE)
+# The token kinds Slack issues for each variable; pasting one token into the other's place is
+# the most common set-up mistake, and Slack would only answer `not_allowed_token_type` later.
+SECRET_PREFIXES = {
+    "SLACK_BOT_TOKEN": ("xoxb-", "xoxe.xoxb-"),
+    "SLACK_APP_TOKEN": ("xapp-",),
+}
+
+# Stand-in words count only as whole words (between non-alphanumerics): real tokens end in
+# 24 random letters and digits, and a plain substring search for "xxx" or "your" rejected
+# about one real token in 1,300.
+_PLACEHOLDER_WORD = re.compile(
+    r"(?<![A-Za-z0-9])(your|change[-_ ]?me|replace[-_ ]?me|placeholder|example|todo|x{3,})"
+    r"(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_PLACEHOLDER_MARK = re.compile(r"\.\.\.|…|[<>]")
 
 
 def is_placeholder(value: str) -> bool:
     """True for empty values and the obvious stand-ins shipped in `.env.example`."""
-    return not value.strip() or bool(_PLACEHOLDER.search(value))
+    return (
+        not value.strip()
+        or bool(_PLACEHOLDER_WORD.search(value))
+        or bool(_PLACEHOLDER_MARK.search(value))
+    )
 
 
 class Settings(BaseSettings):
@@ -88,25 +107,48 @@ class Settings(BaseSettings):
     def socket_mode_available(self) -> bool:
         return not is_placeholder(self.slack_app_token.get_secret_value())
 
+    def secret_problems(self, *, socket_mode: bool) -> dict[str, str]:
+        """What is wrong with each secret the chosen connection mode needs, by variable name."""
+        needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket_mode else "SLACK_SIGNING_SECRET"]
+        problems: dict[str, str] = {}
+        for name in needed:
+            value = getattr(self, name.lower()).get_secret_value().strip()
+            prefixes = SECRET_PREFIXES.get(name, ())
+            if not value:
+                problems[name] = "not set"
+            elif is_placeholder(value):
+                problems[name] = "still a placeholder"
+            elif prefixes and not value.startswith(prefixes):
+                problems[name] = f"not a {prefixes[0]}… token"
+        return problems
+
     def missing_secrets(self, *, socket_mode: bool) -> list[str]:
         """Names of the secrets the chosen connection mode needs but does not have."""
-        needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket_mode else "SLACK_SIGNING_SECRET"]
-        return [
-            name
-            for name in needed
-            if is_placeholder(getattr(self, name.lower()).get_secret_value())
-        ]
+        return list(self.secret_problems(socket_mode=socket_mode))
 
     def require_secrets(self, *, socket_mode: bool) -> None:
         """Raise one `ConfigurationError` that names every missing secret and where to get it."""
-        missing = self.missing_secrets(socket_mode=socket_mode)
-        if missing:
-            lines = [f"  {name}: {SECRET_SOURCES[name]}" for name in missing]
+        problems = self.secret_problems(socket_mode=socket_mode)
+        if problems:
+            mode = "Socket Mode" if socket_mode else "HTTP mode"
+            lines = [
+                f"  {name} ({problem}): {SECRET_SOURCES[name]}"
+                for name, problem in problems.items()
+            ]
             raise ConfigurationError(
-                "feedbot cannot connect to Slack yet. Set these in the environment or in .env "
-                "(copy .env.example to .env):\n" + "\n".join(lines) + "\n"
+                f"feedbot cannot connect to Slack yet ({mode}). Set these in the environment or "
+                "in .env (copy .env.example to .env):\n" + "\n".join(lines) + "\n"
                 "Create the Slack app first with the manifest from `feedbot manifest`."
             )
+
+    def secret_values(self) -> list[str]:
+        """The secrets as set, so log output can be scrubbed of them whatever their format."""
+        values = (
+            self.slack_bot_token.get_secret_value(),
+            self.slack_signing_secret.get_secret_value(),
+            self.slack_app_token.get_secret_value(),
+        )
+        return [value for value in values if len(value.strip()) >= 8]
 
 
 @lru_cache(maxsize=1)

@@ -72,12 +72,16 @@ def _bool(raw: str) -> bool:
     raise InvalidValue(f"{raw!r} is not true or false")
 
 
-def _timezone(raw: str) -> str:
+def _timezone(raw: str) -> str | None:
+    """An empty value goes back to the default (FEEDBOT_TIMEZONE), like an unset channel."""
+    value = raw.strip()
+    if not value:
+        return None
     try:
-        ZoneInfo(raw.strip())
+        ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidValue(f"{raw!r} is not an IANA timezone (like Europe/Berlin)") from exc
-    return raw.strip()
+    return value
 
 
 def _names(raw: str) -> list[str]:
@@ -87,6 +91,14 @@ def _names(raw: str) -> list[str]:
         raise InvalidValue(f"names must be at most 75 characters: {too_long[0][:80]}")
     if len(values) > 100:
         raise InvalidValue("at most 100 entries")
+    return values
+
+
+def _categories(raw: str) -> list[str]:
+    """Like `_names`, but never empty: the report form's category select needs an option."""
+    values = _names(raw)
+    if not values:
+        raise InvalidValue("at least one category is needed (comma-separated names)")
     return values
 
 
@@ -124,7 +136,7 @@ KEYS: dict[str, ConfigKey] = {
         ),
         ConfigKey("timezone", _timezone, None, "IANA timezone (default FEEDBOT_TIMEZONE)"),
         ConfigKey("allow_anonymous", _bool, True, "whether reporters may stay anonymous"),
-        ConfigKey("categories", _names, list(DEFAULT_CATEGORIES), "report categories"),
+        ConfigKey("categories", _categories, list(DEFAULT_CATEGORIES), "report categories"),
         ConfigKey("locations", _names, [], "shops, sites or regions (empty: free text)"),
         ConfigKey("language", _language, "en", "default language: en or de"),
     )

@@ -105,7 +105,10 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim
         .limit(limit)
     ).all()
     claims = []
-    for entry in candidates:
+    # Rows are locked in id order whatever the due order: two senders whose candidate lists
+    # were read at different moments then never wait on each other's locks (a deadlock on
+    # PostgreSQL). Delivery still follows the due order below.
+    for entry in sorted(candidates, key=lambda candidate: candidate.id or 0):
         took_over = entry.status == OutboxStatus.SENDING
         result = session.execute(
             update(OutboxMessage)
@@ -126,7 +129,8 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim
             session.refresh(entry)
             claims.append(Claim(entry=entry, recheck=entry.uncertain))
     session.commit()
-    return claims
+    due_order = {entry.id: position for position, entry in enumerate(candidates)}
+    return sorted(claims, key=lambda claim: due_order[claim.entry.id])
 
 
 def mark_sent(

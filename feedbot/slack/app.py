@@ -146,29 +146,32 @@ def build_app(
     on_commit: Callable[[], None] = lambda: None,
     token_verification_enabled: bool = True,
     config_ttl: float = CONFIG_TTL,
+    deps: Deps | None = None,
 ) -> App:
-    """The Bolt app with every feature registered. Nothing here talks to Slack yet."""
-    from feedbot.slack.features import intake, report, triage
+    """The Bolt app with every feature registered. Nothing here talks to Slack yet.
 
-    client = client or make_interactive_client(settings)
+    Pass `deps` to share them with the scheduler's jobs; otherwise they are built here."""
+    from feedbot.slack.features import admin, digest, home, intake, reminders, report, triage
+
+    if deps is None:
+        deps = Deps(
+            settings=settings,
+            engine=engine,
+            client=client or make_interactive_client(settings),
+            clock=clock,
+            on_commit=on_commit,
+            config_ttl=config_ttl,
+        )
     app = App(
-        client=client,
+        client=deps.client,
         signing_secret=settings.slack_signing_secret.get_secret_value() or "unset",
         process_before_response=True,
         token_verification_enabled=token_verification_enabled,
         name="feedbot",
     )
-    deps = Deps(
-        settings=settings,
-        engine=engine,
-        client=client,
-        clock=clock,
-        on_commit=on_commit,
-        config_ttl=config_ttl,
-    )
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
-    for feature in (report, intake, triage):
+    for feature in (report, intake, triage, digest, reminders, admin, home):
         feature.register(app, deps)
     return app
 

@@ -9,6 +9,7 @@ message is never posted twice.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 
 METADATA_EVENT = "feedbot_outbox"
 MAX_BACKOFF = timedelta(minutes=5)
+RECHECK_PAGES = 20
+"""How many pages (of 200 messages) of a conversation to search for an earlier attempt."""
+
+UNCERTAIN_ERRORS = frozenset({"fatal_error", "internal_error", "request_timeout"})
+"""Answers after which Slack may have posted the message anyway (its docs say so for
+`fatal_error`); a 5xx counts too. The retry of a post then checks before posting again."""
 
 PERMANENT_ERRORS = frozenset(
     {
@@ -81,7 +88,11 @@ class OutboxSender:
         poll_interval: float = 1.0,
     ) -> None:
         self.engine = engine
-        self.client = client
+        # A copy without slack_sdk's retry handlers: its default one re-sends a request after
+        # a reset connection, which can post a message twice, and a rate-limit handler would
+        # sleep here while other conversations wait. The outbox retries by itself.
+        self.client = copy.copy(client)
+        self.client.retry_handlers = []
         self.clock = clock
         self.poll_interval = poll_interval
         self._wake = threading.Event()
@@ -134,7 +145,12 @@ class OutboxSender:
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 payload = self._prepare(session, entry)
-                found = self._find_posted(entry, payload) if recheck else None
+                # Only a post is worth the search: an update or a second ephemeral is harmless.
+                found = (
+                    self._find_posted(entry, payload)
+                    if recheck and entry.method == "chat.postMessage"
+                    else None
+                )
                 ts: str | None
                 if found is not None:
                     log.info("%s: already posted before a restart, not sending again", context)
@@ -176,10 +192,7 @@ class OutboxSender:
         status = exc.response.status_code
         error = str(exc.response.get("error") or f"HTTP {status}")
         if status == 429 or error == "ratelimited":
-            retry_after = int(
-                exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
-                or 1
-            )
+            retry_after = _retry_after(exc.response.headers)
             log.info("%s: rate limited, waiting %ss", context, retry_after)
             outbox.mark_retry(
                 session,
@@ -194,8 +207,15 @@ class OutboxSender:
         else:
             delay = self._backoff(entry.attempts)
             log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
+            maybe_posted = entry.method == "chat.postMessage" and (
+                status >= 500 or error in UNCERTAIN_ERRORS
+            )
             outbox.mark_retry(
-                session, entry.id, error=error, at=self.clock() + delay, uncertain=entry.uncertain
+                session,
+                entry.id,
+                error=error,
+                at=self.clock() + delay,
+                uncertain=entry.uncertain or maybe_posted,
             )
 
     @staticmethod
@@ -241,23 +261,53 @@ class OutboxSender:
         return self._dm_channels[conversation]
 
     def _find_posted(self, entry: OutboxMessage, payload: dict[str, Any]) -> tuple[str, str] | None:
-        """The (channel, ts) of an earlier attempt of `entry` that Slack did accept, if any."""
+        """The (channel, ts) of an earlier attempt of `entry` that Slack did accept, if any.
+
+        Pages through the conversation (or thread) since the entry was queued: the retry may
+        come long after the first attempt, behind more than one page of newer messages.
+        """
         channel = payload["channel"]
         oldest = f"{(entry.created_at - timedelta(minutes=1)).timestamp():.6f}"
-        if "thread_ts" in payload:
-            response = self.client.conversations_replies(
-                channel=channel, ts=payload["thread_ts"], include_all_metadata=True, limit=200
-            )
-        else:
-            response = self.client.conversations_history(
-                channel=channel, oldest=oldest, include_all_metadata=True, limit=200
-            )
-        messages: list[dict[str, Any]] = response.get("messages", [])
-        for message in messages:
-            metadata = message.get("metadata") or {}
-            if (
-                metadata.get("event_type") == METADATA_EVENT
-                and (metadata.get("event_payload") or {}).get("outbox_id") == entry.id
-            ):
-                return channel, str(message["ts"])
+        cursor: str | None = None
+        for _ in range(RECHECK_PAGES):
+            if "thread_ts" in payload:
+                response = self.client.conversations_replies(
+                    channel=channel,
+                    ts=payload["thread_ts"],
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            else:
+                response = self.client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            messages: list[dict[str, Any]] = response.get("messages") or []
+            for message in messages:
+                metadata = message.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == METADATA_EVENT
+                    and (metadata.get("event_payload") or {}).get("outbox_id") == entry.id
+                ):
+                    return channel, str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return None
+        log.warning("outbox #%s: searched %s pages without finding it", entry.id, RECHECK_PAGES)
         return None
+
+
+def _retry_after(headers: dict[str, Any]) -> float:
+    """Seconds from a `Retry-After` header in any letter case; 1 if absent or unreadable."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(float(raw), 1.0)
+            except (TypeError, ValueError):
+                return 1.0
+    return 1.0

@@ -1,7 +1,8 @@
 """Messages in English and German.
 
 `t(locale, key, **params)` formats one message; both catalogues must have the same keys with
-the same placeholders (a test checks). Placeholders are filled with text that is already
+the same placeholders (a test checks). Reporting and triage live in `en.py`/`de.py`; later
+features keep both languages side by side in a module of their own. Placeholders are filled with text that is already
 escaped where it came from a person.
 """
 
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedbot.slack.i18n import de, en
+from feedbot.slack.i18n import admin, de, digest, en, reminders
 
-CATALOGUES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "de": de.MESSAGES}
+_FEATURES = (digest, reminders, admin)
+CATALOGUES: dict[str, dict[str, str]] = {
+    "en": {**en.MESSAGES, **{k: v for f in _FEATURES for k, v in f.EN.items()}},
+    "de": {**de.MESSAGES, **{k: v for f in _FEATURES for k, v in f.DE.items()}},
+}
 LANGUAGES = tuple(CATALOGUES)
 DEFAULT = "en"
 

@@ -1,4 +1,4 @@
-"""Database tables. Every timestamp is timezone-aware UTC (SQLModel's `UTCDateTime`).
+"""The core tables. Every timestamp is timezone-aware UTC (SQLModel's `UTCDateTime`).
 
 The naming convention is set before any table is declared so Alembic's batch mode on SQLite
 can address constraints by name.
@@ -166,7 +166,9 @@ class Report(SQLModel, table=True):
     source_permalink: str | None = Field(default=None, max_length=500)
     leadership_channel: str | None = Field(default=None, max_length=64)
     card_message_id: int | None = Field(default=None, foreign_key="outbox_message.id")
-    receipt_message_id: int | None = Field(default=None, foreign_key="outbox_message.id")
+    follow_up_at: datetime | None = Field(default=None, index=True)
+    snoozed_until: datetime | None = None
+    escalated_at: datetime | None = None
 
     @property
     def reference(self) -> str:

@@ -1,0 +1,1 @@
+"""`feedbot` subcommands of each feature; each module has `register(subcommands)`."""

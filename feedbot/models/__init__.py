@@ -1,0 +1,46 @@
+"""Database tables, one module per domain; import them from here.
+
+`core` holds the naming convention, the shared enums and the tables every feature uses
+(configuration, events, outbox, reports); later modules add their own tables.
+"""
+
+from feedbot.models.admin import AuditEntry, SlackUser
+from feedbot.models.core import (
+    REFERENCE_OFFSET,
+    ConfigEntry,
+    MeToo,
+    OutboxMessage,
+    OutboxStatus,
+    ProcessedEvent,
+    Report,
+    ReportSource,
+    ReportStatus,
+    ReportTerm,
+    TimelineEntry,
+    Urgency,
+    metadata,
+    utcnow,
+)
+from feedbot.models.digest import DigestRun
+from feedbot.models.reminders import Reminder
+
+__all__ = [
+    "REFERENCE_OFFSET",
+    "AuditEntry",
+    "ConfigEntry",
+    "DigestRun",
+    "MeToo",
+    "OutboxMessage",
+    "OutboxStatus",
+    "ProcessedEvent",
+    "Reminder",
+    "Report",
+    "ReportSource",
+    "ReportStatus",
+    "ReportTerm",
+    "SlackUser",
+    "TimelineEntry",
+    "Urgency",
+    "metadata",
+    "utcnow",
+]

@@ -1,0 +1,33 @@
+"""Tables of administration: the audit log, and what feedbot knows about people."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from feedbot.models.core import utcnow
+
+
+class AuditEntry(SQLModel, table=True):
+    """A settings or role change: who, when, old and new value."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str | None = Field(default=None, max_length=64)
+    key: str = Field(max_length=64)
+    old_value: str | None = None
+    new_value: str | None = None
+
+
+class SlackUser(SQLModel, table=True):
+    """A person's Slack locale and timezone, cached from `users.info` (shared by replicas)."""
+
+    __tablename__ = "slack_user"
+
+    user_id: str = Field(primary_key=True, max_length=64)
+    locale: str | None = Field(default=None, max_length=16)
+    timezone: str | None = Field(default=None, max_length=64)
+    fetched_at: datetime = Field(default_factory=utcnow)

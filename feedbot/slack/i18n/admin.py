@@ -1,0 +1,5 @@
+"""Messages of the admin feature, in English and German side by side."""
+
+EN: dict[str, str] = {}
+
+DE: dict[str, str] = {}
