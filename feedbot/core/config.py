@@ -109,6 +109,99 @@ def _language(raw: str) -> str:
     return value
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION = re.compile(r"^\s*(\d{1,4})\s*([mhd])\s*$", re.IGNORECASE)
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+URGENCIES = ("critical", "high", "normal", "low")
+
+
+def _duration(raw: str) -> str:
+    """`90m`, `4h` or `2d` (d = working days where working hours apply)."""
+    match = _DURATION.match(raw)
+    if not match or int(match.group(1)) == 0:
+        raise InvalidValue(f"{raw!r} is not a duration (like 30m, 4h or 1d)")
+    return f"{int(match.group(1))}{match.group(2).lower()}"
+
+
+def _clock(raw: str) -> str:
+    match = _CLOCK.match(raw.strip())
+    if not match:
+        raise InvalidValue(f"{raw!r} is not a time of day (like 08:00)")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _weekday_time(raw: str) -> str:
+    """`mon 08:00`: a weekly moment, in the configured timezone."""
+    parts = raw.strip().lower().split()
+    if len(parts) != 2 or parts[0][:3] not in WEEKDAYS:
+        raise InvalidValue(f"{raw!r} is not a weekday and time (like mon 08:00)")
+    return f"{parts[0][:3]} {_clock(parts[1])}"
+
+
+def _weekdays(raw: str) -> list[str]:
+    days = [part.lower()[:3] for part in _split(raw)]
+    bad = [day for day in days if day not in WEEKDAYS]
+    if bad or not days:
+        raise InvalidValue(f"expected weekdays like mon,tue,wed,thu,fri; got {raw!r}")
+    return sorted(set(days), key=WEEKDAYS.index)
+
+
+def _hours(raw: str) -> str:
+    start, _, end = raw.partition("-")
+    start, end = _clock(start), _clock(end)
+    if start >= end:
+        raise InvalidValue(f"{raw!r}: working hours must start before they end (like 08:00-18:00)")
+    return f"{start}-{end}"
+
+
+def _dates(raw: str) -> list[str]:
+    values = []
+    for part in _split(raw):
+        try:
+            values.append(datetime.strptime(part, "%Y-%m-%d").date().isoformat())
+        except ValueError:
+            raise InvalidValue(f"{part!r} is not a date like 2026-12-24") from None
+    return sorted(set(values))
+
+
+def _targets(raw: str) -> dict[str, str]:
+    """`critical=1h,high=4h,normal=1d,low=3d`; urgencies left out keep their default."""
+    targets = dict(DEFAULT_TARGETS)
+    for part in _split(raw):
+        urgency, _, duration = part.partition("=")
+        if urgency.strip().lower() not in URGENCIES:
+            raise InvalidValue(
+                f"{part!r}: expected urgency=duration, urgency one of {', '.join(URGENCIES)}"
+            )
+        targets[urgency.strip().lower()] = _duration(duration)
+    return targets
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise InvalidValue(f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise InvalidValue(f"{value} is out of range ({low} to {high})")
+        return value
+
+    return parse
+
+
+def _usergroup(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.match(r"^S[A-Z0-9]{2,}$", value):
+        raise InvalidValue(f"{raw!r} is not a Slack user group ID (like S0123ABCD)")
+    return value
+
+
+DEFAULT_TARGETS = {"critical": "1h", "high": "4h", "normal": "1d", "low": "3d"}
+
+
 @dataclass(frozen=True)
 class ConfigKey:
     name: str
@@ -139,6 +232,34 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("categories", _categories, list(DEFAULT_CATEGORIES), "report categories"),
         ConfigKey("locations", _names, [], "shops, sites or regions (empty: free text)"),
         ConfigKey("language", _language, "en", "default language: en or de"),
+        ConfigKey(
+            "leaders_usergroup", _usergroup, None, "Slack user group whose members are leaders"
+        ),
+        ConfigKey("digest_schedule", _weekday_time, "mon 08:00", "when the weekly digest goes out"),
+        ConfigKey("allstaff_channel", _channel, None, "channel for the weekly 'you said, we did'"),
+        ConfigKey(
+            "escalation_channel",
+            _channel,
+            None,
+            "where overdue reports escalate (default: admins by DM)",
+        ),
+        ConfigKey(
+            "response_targets", _targets, dict(DEFAULT_TARGETS), "time to acknowledge per urgency"
+        ),
+        ConfigKey("reminder_interval", _duration, "4h", "time between repeated reminders"),
+        ConfigKey("reminder_cap", _count(1, 20), 3, "reminders before escalating"),
+        ConfigKey("working_days", _weekdays, list(WEEKDAYS[:5]), "days reminders may go out"),
+        ConfigKey(
+            "working_hours", _hours, "08:00-18:00", "hours reminders may go out (recipient's time)"
+        ),
+        ConfigKey("holidays", _dates, [], "dates without reminders (YYYY-MM-DD, comma-separated)"),
+        ConfigKey(
+            "retention_days", _count(0, 36500), 730, "days resolved reports are kept (0: forever)"
+        ),
+        ConfigKey(
+            "burst_threshold", _count(0, 10000), 5, "similar reports that make an incident (0: off)"
+        ),
+        ConfigKey("burst_window_minutes", _count(1, 1440), 15, "window for counting a burst"),
     )
 }
 
@@ -156,6 +277,19 @@ class RuntimeConfig:
     categories: list[str] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     locations: list[str] = field(default_factory=list)
     language: str = "en"
+    leaders_usergroup: str | None = None
+    digest_schedule: str = "mon 08:00"
+    allstaff_channel: str | None = None
+    escalation_channel: str | None = None
+    response_targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
+    reminder_interval: str = "4h"
+    reminder_cap: int = 3
+    working_days: list[str] = field(default_factory=lambda: list(WEEKDAYS[:5]))
+    working_hours: str = "08:00-18:00"
+    holidays: list[str] = field(default_factory=list)
+    retention_days: int = 730
+    burst_threshold: int = 5
+    burst_window_minutes: int = 15
     bootstrap_admins: tuple[str, ...] = ()
     default_timezone: str = "Europe/Berlin"
 
@@ -227,4 +361,6 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
     return str(value)

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from threading import Lock
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -26,7 +27,7 @@ from sqlmodel import Session
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
 from feedbot.db import session_scope
-from feedbot.models import utcnow
+from feedbot.models import SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.i18n import language_of
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
-LOCALE_TTL = 24 * 3600.0
+PROFILE_TTL = timedelta(days=1)
 
 
 class ConfigCache:
@@ -66,34 +67,72 @@ class ConfigCache:
             self._value = None
 
 
-class LocaleResolver:
-    """Each person's language, from their Slack locale (`users.info`), cached for a day.
+@dataclass(frozen=True)
+class Profile:
+    locale: str | None
+    timezone: str | None
+
+
+class PeopleDirectory:
+    """Each person's Slack locale and timezone (`users.info`), cached for a day in memory and
+    in the `slack_user` table, which replicas share.
 
     Called on the request path, so it uses the interactive client (no sleeping retries) and
-    falls back to the workspace default when Slack does not answer.
+    gives up quietly when Slack does not answer: callers fall back to the defaults.
     """
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.client = client
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self.engine = engine
+        self.clock = clock
+        self._cache: dict[str, tuple[Profile, float]] = {}
         self._lock = Lock()
 
-    def slack_locale(self, user_id: str) -> str | None:
+    def profile(self, user_id: str) -> Profile:
         with self._lock:
             cached = self._cache.get(user_id)
-        if cached and time.monotonic() - cached[1] < LOCALE_TTL:
+        if cached and time.monotonic() - cached[1] < PROFILE_TTL.total_seconds():
             return cached[0]
-        locale: str | None = None
-        try:
-            locale = self.client.users_info(user=user_id, include_locale=True)["user"].get("locale")
-        except SlackApiError as exc:
-            log.info("no locale for %s: %s", user_id, exc.response.get("error"))
-        except Exception as exc:
-            log.warning("no locale for %s: %s", user_id, type(exc).__name__)
-            return None  # not cached: try again next time
+        profile = self._stored(user_id) or self._fetch(user_id)
+        if profile is None:
+            return Profile(None, None)  # not cached: try again next time
         with self._lock:
-            self._cache[user_id] = (locale, time.monotonic())
-        return locale
+            self._cache[user_id] = (profile, time.monotonic())
+        return profile
+
+    def _stored(self, user_id: str) -> Profile | None:
+        with Session(self.engine) as session:
+            row = session.get(SlackUser, user_id)
+        if row is None or self.clock() - row.fetched_at > PROFILE_TTL:
+            return None
+        return Profile(row.locale, row.timezone)
+
+    def _fetch(self, user_id: str) -> Profile | None:
+        try:
+            user = self.client.users_info(user=user_id, include_locale=True)["user"]
+        except SlackApiError as exc:
+            log.info("no profile for %s: %s", user_id, exc.response.get("error"))
+            user = {}
+        except Exception as exc:
+            log.warning("no profile for %s: %s", user_id, type(exc).__name__)
+            return None
+        profile = Profile(user.get("locale"), user.get("tz"))
+        try:
+            with session_scope(self.engine) as session:
+                row = session.get(SlackUser, user_id) or SlackUser(user_id=user_id)
+                row.locale, row.timezone, row.fetched_at = (
+                    profile.locale,
+                    profile.timezone,
+                    self.clock(),
+                )
+                session.add(row)
+        except Exception:
+            log.warning("could not store the profile of %s", user_id, exc_info=True)
+        return profile
+
+    def forget(self, user_id: str) -> None:
+        with self._lock:
+            self._cache.pop(user_id, None)
 
 
 @dataclass
@@ -107,11 +146,11 @@ class Deps:
     on_commit: Callable[[], None] = lambda: None
     config_ttl: float = CONFIG_TTL
     config_cache: ConfigCache = field(init=False)
-    locales: LocaleResolver = field(init=False)
+    people: PeopleDirectory = field(init=False)
 
     def __post_init__(self) -> None:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
-        self.locales = LocaleResolver(self.client)
+        self.people = PeopleDirectory(self.client, self.engine, self.clock)
 
     def config(self) -> RuntimeConfig:
         return self.config_cache.get()
@@ -121,8 +160,17 @@ class Deps:
         default = self.config().language
         if not user_id:
             return default
-        locale = self.locales.slack_locale(user_id)
+        locale = self.people.profile(user_id).locale
         return language_of(locale) if locale else default
+
+    def timezone_for(self, user_id: str | None) -> ZoneInfo:
+        """Where `user_id` is: their Slack timezone, else the workspace's."""
+        config = self.config()
+        name = self.people.profile(user_id).timezone if user_id else None
+        try:
+            return ZoneInfo(name) if name else config.zone
+        except (ZoneInfoNotFoundError, ValueError):
+            return config.zone
 
     @property
     def channel_locale(self) -> str:
