@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -15,6 +17,20 @@ from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.i18n import has, t
 from feedbot.slack.views.notices import build_receipt
+
+SUBCOMMANDS_ELSEWHERE = frozenset({"digest", "admin"})
+"""`/feedback <word>` handled by other features; everything else is the report feature's."""
+
+
+def first_word(body: dict[str, Any]) -> str:
+    return str(body.get("text") or "").strip().split(" ", 1)[0].lower()
+
+
+def subcommand(word: str) -> Callable[[dict[str, Any]], bool]:
+    """A Bolt matcher for `/feedback <word> …`, for features that own a subcommand (the
+    word must be listed in `SUBCOMMANDS_ELSEWHERE`)."""
+    assert word in SUBCOMMANDS_ELSEWHERE, word
+    return lambda body: first_word(body) == word
 
 
 def explain(error: FeedbotError, locale: str) -> str:

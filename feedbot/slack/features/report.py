@@ -14,9 +14,15 @@ from feedbot.core.reports import ReportDraft
 from feedbot.models import Report, ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain, file_report, suggestions
+from feedbot.slack.features.common import (
+    SUBCOMMANDS_ELSEWHERE,
+    explain,
+    file_report,
+    first_word,
+    suggestions,
+)
 from feedbot.slack.i18n import t
-from feedbot.slack.ids import Action, Callback
+from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
 from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
@@ -27,7 +33,9 @@ MINE_LIMIT = 20
 
 
 def register(app: App, deps: Deps) -> None:
-    app.command("/feedback")(_command(deps))
+    app.command(COMMAND, matchers=[lambda body: first_word(body) not in SUBCOMMANDS_ELSEWHERE])(
+        _command(deps)
+    )
     app.view(Callback.REPORT_FORM)(_form_submitted(deps))
     app.shortcut(Callback.REPORT_SHORTCUT)(_shortcut(deps))
     app.action(Action.OPEN_FORM)(_open_blank_form(deps))
