@@ -99,7 +99,7 @@ def _command(deps: Deps) -> Any:
                 )
                 similar, solved = suggestions(session, report)
         except InvalidValue as error:
-            ack(text=explain(error, locale))
+            ack(**build_plain(explain(error, locale)).to_payload())
             return
         receipt = build_receipt(
             report,

@@ -1,0 +1,37 @@
+"""Every message exists in English and German, with the same placeholders."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from feedbot.slack.i18n import CATALOGUES, language_of, t
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_both_languages_have_the_same_keys() -> None:
+    english, german = CATALOGUES["en"], CATALOGUES["de"]
+    assert set(english) - set(german) == set(), "missing in German"
+    assert set(german) - set(english) == set(), "missing in English"
+
+
+@pytest.mark.parametrize("key", sorted(CATALOGUES["en"]))
+def test_placeholders_match(key: str) -> None:
+    assert placeholders(CATALOGUES["en"][key]) == placeholders(CATALOGUES["de"][key])
+
+
+def test_german_is_not_a_copy_of_english() -> None:
+    same = [k for k, v in CATALOGUES["en"].items() if CATALOGUES["de"][k] == v and len(v) > 12]
+    assert len(same) < len(CATALOGUES["en"]) // 10, same
+
+
+def test_locale_resolution() -> None:
+    assert language_of("de-DE") == "de"
+    assert language_of("de_AT") == "de"
+    assert language_of("fr-FR") == "en"
+    assert language_of(None) == "en"
+    assert t("de-CH", "status.open") == "Offen"
