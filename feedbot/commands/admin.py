@@ -1,11 +1,103 @@
-"""`feedbot` commands of the admin feature."""
+"""`feedbot audit`, `feedbot export` and `feedbot forget-user`: administration on the server."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlmodel import Session
+
+from feedbot.core import privacy
+from feedbot.core.config import load_config
+from feedbot.core.errors import InvalidValue
+from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.models import Report
+from feedbot.settings import get_settings
 
 
 def register(commands: Any) -> None:
-    """Add this feature's subcommands to the `feedbot` parser."""
-    _ = commands, argparse
+    audit = commands.add_parser("audit", help="latest settings and role changes")
+    audit.add_argument("--limit", type=int, default=20)
+    audit.set_defaults(handler=cmd_audit)
+
+    export = commands.add_parser("export", help="reports for analysis (contacts masked)")
+    export.add_argument("--since", required=True, help="YYYY-MM-DD")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(handler=cmd_export)
+
+    forget = commands.add_parser("forget-user", help="remove a person's identity everywhere")
+    forget.add_argument("user_id")
+    forget.set_defaults(handler=cmd_forget_user)
+
+
+def _engine() -> Any:
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with Session(_engine()) as session:
+        entries = privacy.audit_log(session, limit=args.limit)
+    if not entries:
+        print("no changes recorded yet")
+    for entry in entries:
+        print(
+            f"{entry.at:%Y-%m-%d %H:%M} UTC  {entry.actor or '-':<12} {entry.key}: "
+            f"{entry.old_value or '-'} → {entry.new_value or '-'}"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidValue(f"--since {args.since!r} is not a date like 2026-01-31") from None
+    with Session(_engine()) as session:
+        rows = privacy.export_rows(session, since=since)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "json":
+            json.dump(rows, out, ensure_ascii=False, indent=1)
+            out.write("\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=privacy.EXPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"exported {len(rows)} reports to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    from feedbot.slack import delivery
+
+    if args.user_id[:1] not in {"U", "W"}:
+        raise InvalidValue(f"{args.user_id!r} is not a Slack user ID (like U012AB3CD)")
+    settings = get_settings()
+    engine = _engine()
+    with session_scope(engine) as session:
+        forgotten = privacy.forget_user(session, user_id=args.user_id)
+        config = load_config(
+            session,
+            bootstrap_admins=tuple(settings.feedbot_admins),
+            default_timezone=settings.feedbot_timezone,
+        )
+        now = datetime.now(UTC)
+        for report_id in forgotten.report_ids:
+            report = session.get(Report, report_id)
+            if report is not None:
+                delivery.refresh_card(session, report=report, config=config, now=now)
+    print(f"{args.user_id}: {forgotten.describe()}")
+    if forgotten.report_ids:
+        print("Their report cards in Slack are updated by the running bot's outbox.")
+    return 0

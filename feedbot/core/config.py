@@ -7,6 +7,7 @@ JSON so lists and booleans keep their type.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlmodel import Session, select
 
 from feedbot.core.errors import InvalidValue
-from feedbot.models import ConfigEntry, utcnow
+from feedbot.models import AuditEntry, ConfigEntry, utcnow
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -202,6 +203,46 @@ def _usergroup(raw: str) -> str | None:
 DEFAULT_TARGETS = {"critical": "1h", "high": "4h", "normal": "1d", "low": "3d"}
 
 
+def _routes(raw: str) -> list[dict[str, Any]]:
+    """Regional or topical leadership channels, as JSON:
+    `[{"channel": "C0123ABCD", "categories": ["Billing & tariffs"], "locations": ["Leipzig"]}]`.
+    A report goes to the first route whose filters it matches (an empty filter matches all),
+    else to `leadership_channel`."""
+    if not raw.strip():
+        return []
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidValue(
+            'expected a JSON list like [{"channel": "C0123ABCD", "locations": ["Leipzig"]}]'
+        ) from None
+    if not isinstance(data, list) or len(data) > 50:
+        raise InvalidValue("expected a JSON list of at most 50 routes")
+    routes = []
+    for item in data:
+        if not isinstance(item, dict) or set(item) - {
+            "channel",
+            "categories",
+            "locations",
+            "language",
+        }:
+            raise InvalidValue(
+                "each route has channel, and optionally categories, locations, language"
+            )
+        channel = _channel(str(item.get("channel", "")))
+        if channel is None:
+            raise InvalidValue("each route needs a channel ID")
+        route: dict[str, Any] = {
+            "channel": channel,
+            "categories": _names(",".join(map(str, item.get("categories") or []))),
+            "locations": _names(",".join(map(str, item.get("locations") or []))),
+        }
+        if item.get("language"):
+            route["language"] = _language(str(item["language"]))
+        routes.append(route)
+    return routes
+
+
 @dataclass(frozen=True)
 class ConfigKey:
     name: str
@@ -232,6 +273,7 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("categories", _categories, list(DEFAULT_CATEGORIES), "report categories"),
         ConfigKey("locations", _names, [], "shops, sites or regions (empty: free text)"),
         ConfigKey("language", _language, "en", "default language: en or de"),
+        ConfigKey("leadership_routes", _routes, [], "regional/topical leadership channels (JSON)"),
         ConfigKey(
             "leaders_usergroup", _usergroup, None, "Slack user group whose members are leaders"
         ),
@@ -277,6 +319,7 @@ class RuntimeConfig:
     categories: list[str] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     locations: list[str] = field(default_factory=list)
     language: str = "en"
+    leadership_routes: list[dict[str, Any]] = field(default_factory=list)
     leaders_usergroup: str | None = None
     digest_schedule: str = "mon 08:00"
     allstaff_channel: str | None = None
@@ -292,13 +335,38 @@ class RuntimeConfig:
     burst_window_minutes: int = 15
     bootstrap_admins: tuple[str, ...] = ()
     default_timezone: str = "Europe/Berlin"
+    group_leaders: frozenset[str] = frozenset()
+    """Members of `leaders_usergroup`, resolved by the Slack layer."""
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins or user_id in self.bootstrap_admins
 
     def is_leader(self, user_id: str) -> bool:
         """Leaders may triage; admins may too, so a small team can start with one person."""
-        return user_id in self.leaders or self.is_admin(user_id)
+        return user_id in self.leaders or user_id in self.group_leaders or self.is_admin(user_id)
+
+    def route_for(self, *, category: str, location: str | None) -> str | None:
+        """The leadership channel a report with this category and location goes to."""
+        for route in self.leadership_routes:
+            if route["categories"] and category not in route["categories"]:
+                continue
+            if route["locations"] and location not in route["locations"]:
+                continue
+            return str(route["channel"])
+        return self.leadership_channel
+
+    @property
+    def leadership_channels(self) -> list[str]:
+        """Every channel where leaders see reports: the default one, then each route's."""
+        channels = [self.leadership_channel] if self.leadership_channel else []
+        channels += [str(route["channel"]) for route in self.leadership_routes]
+        return list(dict.fromkeys(channels))
+
+    def language_of_channel(self, channel: str) -> str:
+        for route in self.leadership_routes:
+            if route["channel"] == channel and route.get("language"):
+                return str(route["language"])
+        return self.language
 
     @property
     def zone(self) -> ZoneInfo:
@@ -312,7 +380,8 @@ def load_config(
     default_timezone: str = "Europe/Berlin",
 ) -> RuntimeConfig:
     stored = {entry.key: json.loads(entry.value) for entry in session.exec(select(ConfigEntry))}
-    values = {name: stored.get(name, key.default) for name, key in KEYS.items()}
+    # Defaults are copied: a caller appending to its snapshot's list must not change them.
+    values = {name: stored.get(name, copy.deepcopy(key.default)) for name, key in KEYS.items()}
     return RuntimeConfig(
         **values, bootstrap_admins=bootstrap_admins, default_timezone=default_timezone
     )
@@ -335,12 +404,43 @@ def parse_value(key: str, raw: str) -> Any:
 
 
 def set_value(
-    session: Session, *, key: str, raw: str, actor: str | None, now: datetime | None = None
+    session: Session,
+    *,
+    key: str,
+    raw: str,
+    actor: str | None,
+    now: datetime | None = None,
+    bootstrap_admins: tuple[str, ...] = (),
 ) -> Any:
-    """Validate and store one setting; returns the typed value."""
+    """Validate and store one setting, recorded in the audit log; returns the typed value.
+
+    An admin cannot take away the last admin role (their own): someone must be able to
+    change settings from Slack afterwards.
+    """
     value = parse_value(key, raw)
     entry = session.get(ConfigEntry, key)
+    old = json.loads(entry.value) if entry is not None else require_key(key).default
+    # Only `admins` holds a list of people; any other key's old value may be a bool or None.
+    removes_last_admin = (
+        key == "admins" and bool(actor) and not value and not bootstrap_admins and actor in old
+    )
+    if removes_last_admin:
+        raise InvalidValue(
+            "you are the last admin; add another admin before removing yourself",
+            field=key,
+            code="last_admin",
+        )
     encoded = json.dumps(value)
+    if value != old:
+        session.add(
+            AuditEntry(
+                at=now or utcnow(),
+                actor=actor,
+                key=key,
+                old_value=format_value(old),
+                new_value=format_value(value),
+            )
+        )
     if entry is None:
         session.add(
             ConfigEntry(key=key, value=encoded, updated_by=actor, updated_at=now or utcnow())

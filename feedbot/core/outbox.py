@@ -33,13 +33,26 @@ def enqueue(
     purpose: str = "",
     thread_of: OutboxMessage | None = None,
     update_of: OutboxMessage | None = None,
+    replace_pending: bool = False,
     now: datetime,
 ) -> OutboxMessage:
     """Queue one Web API call. The caller's transaction makes it durable.
 
     An edit (`update_of`) replaces edits of the same message still waiting: only the newest
-    state of a message is worth sending.
+    state of a message is worth sending. `replace_pending` does the same for whole calls of
+    this method to this conversation (a Home tab is re-published in full each time).
     """
+    if replace_pending:
+        session.flush()
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.conversation) == conversation,
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+                col(OutboxMessage.method) == method,
+            )
+            .values(status=OutboxStatus.SUPERSEDED)
+        )
     if update_of is not None:
         session.flush()
         session.execute(

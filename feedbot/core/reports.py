@@ -146,7 +146,7 @@ def create_report(
         source_channel=draft.source_channel,
         source_ts=draft.source_ts,
         source_permalink=draft.source_permalink,
-        leadership_channel=config.leadership_channel,
+        leadership_channel=config.route_for(category=draft.category, location=draft.location),
     )
     session.add(report)
     session.flush()

@@ -31,3 +31,5 @@ class SlackUser(SQLModel, table=True):
     locale: str | None = Field(default=None, max_length=16)
     timezone: str | None = Field(default=None, max_length=64)
     fetched_at: datetime = Field(default_factory=utcnow)
+    home_opened_at: datetime | None = None
+    """When they last opened feedbot's Home tab: only recent Homes are kept up to date."""

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from threading import Lock
 from typing import Any
@@ -27,7 +27,7 @@ from sqlmodel import Session
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
 from feedbot.db import session_scope
-from feedbot.models import SlackUser, utcnow
+from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.i18n import language_of
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
 PROFILE_TTL = timedelta(days=1)
+GROUP_TTL = 300.0
 
 
 class ConfigCache:
@@ -135,6 +136,30 @@ class PeopleDirectory:
             self._cache.pop(user_id, None)
 
 
+class GroupDirectory:
+    """Members of a Slack user group (`usergroups.users.list`), cached for a few minutes; the
+    last known members stay in force while Slack does not answer."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[frozenset[str], float]] = {}
+        self._lock = Lock()
+
+    def members(self, group_id: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._cache.get(group_id)
+        if cached and time.monotonic() - cached[1] < GROUP_TTL:
+            return cached[0]
+        try:
+            users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
+        except Exception as exc:
+            log.warning("members of %s unknown: %s", group_id, type(exc).__name__)
+            return cached[0] if cached else frozenset()
+        with self._lock:
+            self._cache[group_id] = (users, time.monotonic())
+        return users
+
+
 @dataclass
 class Deps:
     """What listeners need, handed to each feature's `register`."""
@@ -147,13 +172,26 @@ class Deps:
     config_ttl: float = CONFIG_TTL
     config_cache: ConfigCache = field(init=False)
     people: PeopleDirectory = field(init=False)
+    groups: GroupDirectory = field(init=False)
+    report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
+    """Called inside the transaction whenever a report changed (the Home tab registers one)."""
 
     def __post_init__(self) -> None:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
+        self.groups = GroupDirectory(self.client)
 
     def config(self) -> RuntimeConfig:
-        return self.config_cache.get()
+        """The runtime configuration, with the leaders' user group resolved to its members."""
+        config = self.config_cache.get()
+        if config.leaders_usergroup:
+            members = self.groups.members(config.leaders_usergroup)
+            config = replace(config, group_leaders=members)
+        return config
+
+    def report_changed(self, session: Session, report: Report) -> None:
+        for watcher in self.report_watchers:
+            watcher(session, report)
 
     def locale_for(self, user_id: str | None) -> str:
         """The language to address `user_id` in: their Slack locale, else the default."""

@@ -59,7 +59,11 @@ def post_thread_reply(
 def ephemeral(
     session: Session, *, channel: str, user: str, text: str, now: datetime
 ) -> OutboxMessage:
+    """A message only `user` sees. Without a channel (a button on the Home tab) it becomes a
+    direct message, the one place that person is sure to see it."""
     message = build_plain(text)
+    if channel[:1] in {"U", "W"}:
+        return post(session, conversation=user, message=message, now=now, purpose="ephemeral_dm")
     return outbox.enqueue(
         session,
         conversation=channel,
@@ -82,7 +86,10 @@ def _card(session: Session, report: Report, config: RuntimeConfig, *, mention: b
         duplicate_of = reports.get_report(session, report.duplicate_of_id).reference
     leaders = config.leaders if mention and report.urgency == Urgency.CRITICAL else None
     return build_report_card(
-        report, locale=config.language, mention=leaders, duplicate_of=duplicate_of
+        report,
+        locale=config.language_of_channel(report.leadership_channel or ""),
+        mention=leaders,
+        duplicate_of=duplicate_of,
     )
 
 
@@ -130,7 +137,8 @@ def thread_line(
     card = _card_entry(session, report)
     if card is None:
         return
-    message = build_thread_line(locale=config.language, action=action, actor=actor, detail=detail)
+    locale = config.language_of_channel(card.conversation)
+    message = build_thread_line(locale=locale, action=action, actor=actor, detail=detail)
     post(
         session,
         conversation=card.conversation,

@@ -17,6 +17,7 @@ class Callback(StrEnum):
     RESOLVE_FORM = "resolve_form"
     DUPLICATE_FORM = "duplicate_form"
     CALLED_FORM = "customer_called_form"
+    SETTINGS_FORM = "settings_form"
 
 
 class Action(StrEnum):
@@ -34,6 +35,7 @@ class Action(StrEnum):
     ME_TOO_INSTEAD = "report_me_too_instead"
     ADD_DETAILS = "report_add_details"
     OPEN_FORM = "report_open_form"
+    EDIT_SETTINGS = "admin_edit_settings"
 
 
 class Field(StrEnum):

@@ -226,6 +226,8 @@ class OutboxSender:
     def _prepare(self, session: Session, entry: OutboxMessage) -> dict[str, Any]:
         """The call's arguments, with the channel and the `ts` of referenced entries filled in."""
         payload: dict[str, Any] = json.loads(entry.payload)
+        if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:U…"
+            return payload
         payload["channel"] = self._channel_for(entry.conversation)
         if entry.thread_of_id is not None:
             parent = self._settled_parent(session, entry.thread_of_id)

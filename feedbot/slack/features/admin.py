@@ -1,12 +1,144 @@
-"""The admin feature's listeners."""
+"""Settings from Slack: `/feedback admin` and the Home tab's edit buttons open one form per
+group of settings. Admins only, checked on every action and submission; every change goes
+through `feedbot.core.config.set_value`, which validates it and writes the audit log."""
 
 from __future__ import annotations
 
-from slack_bolt import App
+import json
+import logging
+from typing import Any
 
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from feedbot.core import config as runtime_config
+from feedbot.core.errors import InvalidValue
+from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain, subcommand
+from feedbot.slack.features.home import refresh_homes
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import COMMAND, Action, Callback
+from feedbot.slack.views.admin import (
+    CHANNEL_KINDS,
+    GROUPS,
+    build_group_form,
+    build_settings_picker,
+    channels_in,
+    read_group_form,
+)
+from feedbot.slack.views.notices import build_plain
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, deps: Deps) -> None:
-    """Nothing to register yet."""
-    _ = app, deps
+    app.command(COMMAND, matchers=[subcommand("admin")])(_command(deps))
+    app.action(Action.EDIT_SETTINGS)(_edit(deps))
+    app.view(Callback.SETTINGS_FORM)(_submitted(deps))
+
+
+def _command(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        user_id = body["user_id"]
+        locale = deps.locale_for(user_id)
+        if not deps.config().is_admin(user_id):
+            ack(**build_plain(t(locale, "admin.not_admin")).to_payload())
+            return
+        ack()
+        client.views_open(trigger_id=body["trigger_id"], view=build_settings_picker(locale=locale))
+
+    return handle
+
+
+def _edit(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        config = deps.config()
+        group = str(body["actions"][0].get("value") or "")
+        if not config.is_admin(user_id) or group not in GROUPS:
+            with deps.transaction() as session:
+                delivery.ephemeral(
+                    session,
+                    channel=user_id,
+                    user=user_id,
+                    text=t(locale, "admin.not_admin"),
+                    now=deps.clock(),
+                )
+            return
+        form = build_group_form(group, config=config, locale=locale)
+        if (body.get("container") or {}).get("type") == "view" and body.get("view", {}).get(
+            "type"
+        ) == "modal":
+            client.views_push(trigger_id=body["trigger_id"], view=form)
+        else:
+            client.views_open(trigger_id=body["trigger_id"], view=form)
+
+    return handle
+
+
+def _submitted(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        config = deps.config()
+        group = str(json.loads(view.get("private_metadata") or "{}").get("group") or "")
+        if group not in GROUPS:
+            ack(response_action="errors", errors={})
+            return
+        fields = {field.key: field for field in GROUPS[group]}
+        first = next(iter(fields))
+        if not config.is_admin(user_id):
+            log.warning("settings submission by non-admin %s refused", user_id)
+            ack(response_action="errors", errors={first: t(locale, "admin.not_admin")})
+            return
+        raw = read_group_form(group, view.get("state", {}).get("values", {}))
+        errors: dict[str, str] = {}
+        for key, value in raw.items():
+            try:
+                runtime_config.parse_value(key, value)
+            except InvalidValue as error:
+                errors[key] = explain(error, locale)
+                continue
+            if fields[key].kind in CHANNEL_KINDS:
+                problem = _membership_problem(client, channels_in(fields[key].kind, value), locale)
+                if problem:
+                    errors[key] = problem
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        try:
+            with deps.transaction() as session:
+                for key, value in raw.items():
+                    runtime_config.set_value(
+                        session,
+                        key=key,
+                        raw=value,
+                        actor=user_id,
+                        now=deps.clock(),
+                        bootstrap_admins=config.bootstrap_admins,
+                    )
+                deps.config_cache.invalidate()
+                refresh_homes(session, deps, admins=True)
+        except InvalidValue as error:
+            ack(response_action="errors", errors={error.field or first: explain(error, locale)})
+            return
+        ack(response_action="clear")
+
+    return handle
+
+
+def _membership_problem(client: WebClient, channels: list[str], locale: str) -> str | None:
+    """Refuse a channel the bot cannot post in: better now, in the form, than silently later."""
+    for channel in channels:
+        try:
+            info = client.conversations_info(channel=channel)["channel"]
+        except SlackApiError as exc:
+            log.info("settings: cannot see channel %s: %s", channel, exc.response.get("error"))
+            return t(locale, "admin.unknown_channel", channel=channel)
+        if not info.get("is_member"):
+            return t(locale, "admin.not_in_channel", channel=channel)
+    return None

@@ -59,6 +59,7 @@ def file_report(
         session, reporter_id=reporter_id, draft=draft, config=config, now=now
     )
     delivery.post_card(session, report=report, config=config, now=now)
+    deps.report_changed(session, report)
     if receipt:
         send_receipt(session, deps, report=report, config=config, now=now)
     return report

@@ -275,6 +275,7 @@ def _me_too(deps: Deps) -> Any:
                 text = t(locale, "me_too.own", ref=report.reference)
             elif reports.add_me_too(session, report=report, user_id=user_id, now=now):
                 delivery.refresh_card(session, report=report, config=config, now=now)
+                deps.report_changed(session, report)
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)

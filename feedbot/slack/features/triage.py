@@ -116,6 +116,7 @@ def _run(
         delivery.apply_outcome(
             session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
         )
+        deps.report_changed(session, outcome.report)
 
 
 def _button(deps: Deps, action: Action) -> Any:
@@ -215,6 +216,7 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                 delivery.apply_outcome(
                     session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
                 )
+                deps.report_changed(session, outcome.report)
                 if callback == Callback.FORWARD_FORM:
                     copy = build_forwarded_copy(report, locale=config.language, actor=actor)
                     delivery.post(

@@ -1,0 +1,190 @@
+"""Privacy: keeping reports only as long as configured, exporting them safely, and forgetting
+a person on request.
+
+Anonymous reporters are never named in an export, and a customer's contact never leaves
+feedbot unmasked: the export is meant for analysis, not for calling people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, update
+from sqlmodel import Session, col, select
+
+from feedbot.models import AuditEntry, MeToo, Report, ReportStatus, SlackUser, TimelineEntry
+
+EXPORT_FIELDS = (
+    "reference",
+    "created_at",
+    "status",
+    "category",
+    "location",
+    "urgency",
+    "reporter",
+    "text",
+    "customers_affected",
+    "callback_requested",
+    "customer_contact",
+    "me_too_count",
+    "owner",
+    "acknowledged_at",
+    "resolved_at",
+    "resolution_note",
+    "leadership_channel",
+)
+
+
+def mask_contact(contact: str | None) -> str:
+    """Enough to tell two contacts apart in an analysis, not enough to call anyone."""
+    if not contact:
+        return ""
+    return "•••" + contact[-2:] if len(contact) > 4 else "•••"
+
+
+def purge_resolved(session: Session, *, now: datetime, retention_days: int) -> int:
+    """Delete reports resolved (or merged) more than `retention_days` ago, with their
+    timeline, *me too*s and search terms (cascading). 0 days keeps everything."""
+    if retention_days <= 0:
+        return 0
+    cutoff = now - timedelta(days=retention_days)
+    closed = (ReportStatus.RESOLVED, ReportStatus.DUPLICATE)
+    doomed = select(Report.id).where(
+        col(Report.status).in_(closed), col(Report.resolved_at) < cutoff
+    )
+    # Reports merged into a doomed one point at it; they go first, whatever their own age.
+    session.execute(
+        update(Report)
+        .where(col(Report.duplicate_of_id).in_(doomed))
+        .values(duplicate_of_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(MeToo)
+        .where(col(MeToo.merged_from_id).in_(doomed))
+        .values(merged_from_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(
+        delete(Report)
+        .where(col(Report.status).in_(closed), col(Report.resolved_at) < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def export_rows(session: Session, *, since: datetime, batch: int = 1000) -> list[dict[str, Any]]:
+    """Reports created since `since`, oldest first, ready for CSV or JSON."""
+    rows = []
+    query = select(Report).where(col(Report.created_at) >= since).order_by(col(Report.id))
+    for report in session.exec(query.execution_options(yield_per=batch)):
+        rows.append(
+            {
+                "reference": report.reference,
+                "created_at": report.created_at.isoformat(),
+                "status": report.status.value,
+                "category": report.category,
+                "location": report.location or "",
+                "urgency": report.urgency.value,
+                "reporter": "" if report.anonymous else (report.reporter_id or ""),
+                "text": report.text,
+                "customers_affected": report.customers_affected,
+                "callback_requested": report.callback_requested,
+                "customer_contact": mask_contact(report.customer_contact),
+                "me_too_count": report.me_too_count,
+                "owner": report.owner_id or "",
+                "acknowledged_at": report.acknowledged_at.isoformat()
+                if report.acknowledged_at
+                else "",
+                "resolved_at": report.resolved_at.isoformat() if report.resolved_at else "",
+                "resolution_note": report.resolution_note or "",
+                "leadership_channel": report.leadership_channel or "",
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    report_ids: list[int]
+    reports_made_anonymous: int
+    timeline_entries: int
+    me_toos: int
+    roles_on_reports: int
+    profile_removed: bool
+
+    def describe(self) -> str:
+        return (
+            f"{self.reports_made_anonymous} reports are now anonymous, "
+            f"{self.timeline_entries} timeline entries no longer name them, "
+            f"{self.me_toos} me-toos kept as anonymous counts, "
+            f"{self.roles_on_reports} owner/acknowledger/resolver fields cleared, "
+            f"stored Slack profile {'removed' if self.profile_removed else 'not found'}."
+        )
+
+
+def forget_user(session: Session, *, user_id: str) -> Forgotten:
+    """Remove a person's identity from every report and timeline. Their reports stay, as
+    anonymous reports; their *me too*s still count, under a placeholder."""
+    touched = set(
+        session.exec(
+            select(Report.id).where(
+                (col(Report.reporter_id) == user_id)
+                | (col(Report.owner_id) == user_id)
+                | (col(Report.acknowledged_by) == user_id)
+                | (col(Report.resolved_by) == user_id)
+            )
+        ).all()
+    )
+    made_anonymous = session.execute(
+        update(Report)
+        .where(col(Report.reporter_id) == user_id)
+        .values(reporter_id=None, anonymous=True)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    timeline = session.execute(
+        update(TimelineEntry)
+        .where(col(TimelineEntry.actor_id) == user_id)
+        .values(actor_id=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    timeline += session.execute(
+        update(TimelineEntry)
+        .where(col(TimelineEntry.detail) == user_id)
+        .values(detail=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    me_toos = 0
+    for row in session.exec(select(MeToo).where(MeToo.user_id == user_id)).all():
+        row.user_id = f"forgotten-{row.id}"
+        session.add(row)
+        me_toos += 1
+    roles = 0
+    for column in ("owner_id", "acknowledged_by", "resolved_by"):
+        roles += session.execute(
+            update(Report)
+            .where(getattr(Report, column) == user_id)
+            .values({column: None})
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        update(AuditEntry)
+        .where(col(AuditEntry.actor) == user_id)
+        .values(actor=None)
+        .execution_options(synchronize_session=False)
+    )
+    profile = session.get(SlackUser, user_id)
+    if profile is not None:
+        session.delete(profile)
+    ids = sorted(i for i in touched if i is not None)
+    return Forgotten(ids, made_anonymous, timeline, me_toos, roles, profile is not None)
+
+
+def audit_log(session: Session, *, limit: int = 20) -> list[AuditEntry]:
+    return list(session.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)))
+
+
+def count_reports(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(Report)).one())
