@@ -46,6 +46,17 @@ def prune(deps: Deps) -> None:
     log.info("pruned %s event ids and %s delivered messages", events, result.rowcount)  # type: ignore[attr-defined]
 
 
+def purge_expired(deps: Deps) -> None:
+    """Delete resolved reports older than the configured retention period."""
+    from feedbot.core.privacy import purge_resolved
+
+    retention_days = deps.config().retention_days
+    with session_scope(deps.engine) as session:
+        purged = purge_resolved(session, now=deps.clock(), retention_days=retention_days)
+    if purged:
+        log.info("purged %s reports resolved more than %s days ago", purged, retention_days)
+
+
 def send_due_digests(deps: Deps) -> None:
     """Send every digest whose time has come and that was not sent yet (late ones included)."""
     from feedbot.slack.features import digest

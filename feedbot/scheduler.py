@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 JOBS: list[tuple[str, Callable[[Deps], None], Callable[[str], Any]]] = [
     # (id, function, trigger for the default timezone)
     ("prune", jobs.prune, lambda tz: IntervalTrigger(hours=6, timezone=tz)),
+    ("retention", jobs.purge_expired, lambda tz: IntervalTrigger(hours=1, timezone=tz)),
     ("digests", jobs.send_due_digests, lambda tz: IntervalTrigger(minutes=1, timezone=tz)),
     ("reminders", jobs.scan_reminders, lambda tz: IntervalTrigger(minutes=1, timezone=tz)),
 ]
