@@ -115,6 +115,10 @@ class Bot:
             for key, raw in values.items():
                 runtime_config.set_value(session, key=key, raw=raw, actor="test")
 
+    def bot_config(self) -> runtime_config.RuntimeConfig:
+        with Session(self.engine) as session:
+            return runtime_config.load_config(session)
+
     def setup_team(self) -> None:
         self.configure(
             leadership_channel=LEADERSHIP, intake_channels=INTAKE, leaders=f"{LEADER},{LEADER_2}"

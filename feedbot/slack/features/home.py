@@ -33,6 +33,7 @@ def _opened(deps: Deps) -> Any:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
         user_id = str(event["user"])
+        deps.people.profile(user_id)  # stores their profile row first, in its own transaction
         with deps.transaction() as session:
             row = session.get(SlackUser, user_id) or SlackUser(user_id=user_id, fetched_at=NEVER)
             row.home_opened_at = deps.clock()
