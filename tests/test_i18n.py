@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import string
 
 import pytest
 
 from feedbot.slack.i18n import CATALOGUES, language_of, t
+from tests.harness import BOB, Bot
 
 
 def placeholders(template: str) -> set[str]:
@@ -35,3 +37,16 @@ def test_locale_resolution() -> None:
     assert language_of("fr-FR") == "en"
     assert language_of(None) == "en"
     assert t("de-CH", "status.open") == "Offen"
+
+
+def test_numbers_follow_the_reader_language() -> None:
+    from feedbot.slack.i18n import number
+
+    assert number("en-US", 12345) == "12,345"
+    assert number("de-DE", 12345) == "12.345"
+
+
+def test_a_german_reporter_reads_limits_the_german_way(bot: Bot) -> None:
+    bot.setup_team()
+    body = json.loads(bot.command(BOB, "x" * 3500).body)
+    assert "3.000" in body["text"] and "3.500" in body["text"]

@@ -87,7 +87,7 @@ def validate(draft: ReportDraft, config: RuntimeConfig) -> ReportDraft:
             f"Please keep it under {limit:,} characters (this is {len(text):,}).",
             field="text",
             code="text_too_long",
-            params={"limit": f"{limit:,}", "length": f"{len(text):,}"},
+            params={"limit": limit, "length": len(text)},
         )
     category = draft.category or default_category(config)
     if draft.category and draft.category not in config.categories:

@@ -15,7 +15,7 @@ from feedbot.core.reports import ReportDraft
 from feedbot.models import Report, ReportSource, ReportStatus
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.i18n import has, t
+from feedbot.slack.i18n import has, number, t
 from feedbot.slack.views.notices import build_receipt
 
 SUBCOMMANDS_ELSEWHERE = frozenset({"digest", "admin"})
@@ -36,7 +36,13 @@ def subcommand(word: str) -> Callable[[dict[str, Any]], bool]:
 def explain(error: FeedbotError, locale: str) -> str:
     """The error in the reader's language where a translation exists."""
     if error.code and has(f"error.{error.code}"):
-        return t(locale, f"error.{error.code}", **error.params)
+        params = {
+            name: number(locale, value)
+            if isinstance(value, int) and not isinstance(value, bool)
+            else value
+            for name, value in error.params.items()
+        }
+        return t(locale, f"error.{error.code}", **params)
     return str(error)
 
 

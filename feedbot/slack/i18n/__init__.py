@@ -33,5 +33,11 @@ def t(locale: str, key: str, **params: Any) -> str:
     return template.format(**params) if params else template
 
 
+def number(locale: str, value: int) -> str:
+    """A whole number as the reader writes it: 12,345 in English, 12.345 in German."""
+    grouped = f"{value:,}"
+    return grouped.replace(",", ".") if language_of(locale) == "de" else grouped
+
+
 def has(key: str) -> bool:
     return key in CATALOGUES[DEFAULT]

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 )
 
 from feedbot.models import Report, ReportStatus, Urgency
-from feedbot.slack.i18n import t
+from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import Action
 from feedbot.slack.text import escape, quote, shorten
 from feedbot.slack.views import Message, slack_ago, slack_date
@@ -112,7 +112,7 @@ def build_report_card(
         _field(
             locale,
             "card.customers",
-            f"{report.customers_affected:,}"
+            number(locale, report.customers_affected)
             if report.customers_affected is not None
             else t(locale, "card.unknown"),
         ),
