@@ -93,7 +93,7 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 @contextmanager
-def _migration_connection(engine: Engine) -> Iterator[Connection]:
+def migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for Alembic, in one transaction.
 
     On SQLite, foreign keys are off while migrating: Alembic's batch mode rebuilds a table by
@@ -117,14 +117,14 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply pending migrations; a no-op when the schema is current."""
-    with _migration_connection(engine) as connection:
+    with migration_connection(engine) as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _migration_connection(engine) as connection:
+    with migration_connection(engine) as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
@@ -141,6 +141,15 @@ def pending_migrations(engine: Engine) -> list[str]:
             break
         pending.append(revision.revision)
     return pending
+
+
+def upsert_insert(session: Session, table: Any) -> Any:
+    """`INSERT` with `on_conflict_do_nothing` / `on_conflict_do_update`, for the session's
+    database (SQLite and PostgreSQL spell it the same way through SQLAlchemy)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return module.insert(table)
 
 
 def ping(engine: Engine) -> bool:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -26,7 +26,7 @@ from feedbot.core import config as runtime_config
 from feedbot.db import session_scope
 from feedbot.models import Report
 from feedbot.settings import Settings
-from feedbot.slack.app import build_app
+from feedbot.slack.app import build_app, dispatch
 from feedbot.slack.outbox import OutboxSender
 from tests.fakeslack import FakeSlack
 
@@ -136,7 +136,7 @@ class Bot:
             "x-slack-signature": signed["X-Slack-Signature"],
         }
         request_headers.update(headers or {})
-        return self.app.dispatch(BoltRequest(body=body, headers=request_headers))
+        return dispatch(self.app, body=body, headers=request_headers)
 
     def command(self, user: str, text: str = "", *, channel: str = "CGENERAL1") -> BoltResponse:
         form = {

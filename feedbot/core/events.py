@@ -9,28 +9,21 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from feedbot.db import upsert_insert
 from feedbot.models import ProcessedEvent
 
 KEEP_FOR = timedelta(days=2)
 """Slack's last retry comes about five minutes after the first attempt; two days is plenty."""
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(ProcessedEvent)
-
-
 def claim_event(session: Session, *, event_id: str, now: datetime) -> bool:
     """True if this call is the first to see `event_id` (the caller then handles it)."""
     statement = (
-        _insert(session)
+        upsert_insert(session, ProcessedEvent)
         .values(event_id=event_id, received_at=now)
         .on_conflict_do_nothing(index_elements=["event_id"])
     )

@@ -245,8 +245,18 @@ def parse_reference(text: str) -> int:
     return int(match.group(1)) - REFERENCE_OFFSET
 
 
+MAX_ID = 2**31 - 1
+
+
+def find_report(session: Session, report_id: int | None) -> Report | None:
+    """The report, or None; ids from payloads may be anything, so out-of-range ones are None."""
+    if report_id is None or not 0 < report_id <= MAX_ID:
+        return None
+    return session.get(Report, report_id)
+
+
 def get_report(session: Session, report_id: int) -> Report:
-    report = session.get(Report, report_id)
+    report = find_report(session, report_id)
     if report is None:
         reference = f"FB-{REFERENCE_OFFSET + report_id}"
         raise NotFound(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,21 +19,31 @@ from threading import Lock
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session
 
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
-from feedbot.db import session_scope
+from feedbot.db import session_scope, upsert_insert
 from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.i18n import language_of
 
 log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    SQLAlchemyTimeoutError,
+    OSError,
+)
+"""Failures worth a retry by Slack: the database or the network, not the request itself."""
 
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
@@ -88,6 +99,7 @@ class PeopleDirectory:
         self.clock = clock
         self._cache: dict[str, tuple[Profile, float]] = {}
         self._lock = Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profiles")
 
     def profile(self, user_id: str) -> Profile:
         with self._lock:
@@ -118,18 +130,26 @@ class PeopleDirectory:
             log.warning("no profile for %s: %s", user_id, type(exc).__name__)
             return None
         profile = Profile(user.get("locale"), user.get("tz"))
+        # Stored by another thread: the caller may hold SQLite's write lock in its own
+        # transaction, and waiting for it here would wait for ourselves.
+        self._writer.submit(self._store, user_id, profile, self.clock())
+        return profile
+
+    def _store(self, user_id: str, profile: Profile, now: datetime) -> None:
+        values = {"locale": profile.locale, "timezone": profile.timezone, "fetched_at": now}
         try:
             with session_scope(self.engine) as session:
-                row = session.get(SlackUser, user_id) or SlackUser(user_id=user_id)
-                row.locale, row.timezone, row.fetched_at = (
-                    profile.locale,
-                    profile.timezone,
-                    self.clock(),
+                session.execute(
+                    upsert_insert(session, SlackUser)
+                    .values(user_id=user_id, **values)
+                    .on_conflict_do_update(index_elements=["user_id"], set_=values)
                 )
-                session.add(row)
         except Exception:
             log.warning("could not store the profile of %s", user_id, exc_info=True)
-        return profile
+
+    def flush(self) -> None:
+        """Wait until every profile fetched so far is stored (tests, shutdown)."""
+        self._writer.submit(lambda: None).result()
 
     def forget(self, user_id: str) -> None:
         with self._lock:
@@ -262,6 +282,28 @@ def build_app(
     return app
 
 
+def dispatch(
+    app: App, *, body: str, headers: dict[str, Any], query: str | None = None
+) -> BoltResponse:
+    """Hand one HTTP request to Bolt, answering 400 for a payload neither Bolt nor feedbot can
+    read (Bolt reads ids out of a payload before checking its signature, and builds listener
+    arguments before any listener runs) instead of crashing into a 500. Failures of the
+    database or network stay 500, so Slack retries those."""
+    try:
+        request = BoltRequest(body=body, query=query, headers=headers)
+    except Exception as exc:
+        log.warning("unreadable request (%s bytes) refused: %s", len(body), type(exc).__name__)
+        return BoltResponse(status=400, body="")
+    try:
+        return app.dispatch(request)
+    except TRANSIENT_ERRORS:
+        log.exception("request failed on the database or network; Slack will retry it")
+        return BoltResponse(status=500, body="")
+    except Exception:
+        log.exception("malformed request refused")
+        return BoltResponse(status=400, body="")
+
+
 def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
     """Answer 200 to an event some process already took; see `feedbot.core.events`."""
 
@@ -279,12 +321,29 @@ def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
 
 
 def _handle_error(deps: Deps) -> Callable[..., None]:
-    """Unexpected failures: log with context, and let Slack's retry of the event through."""
+    """Unexpected failures, logged with context.
+
+    A failure that may pass (the database or Slack unreachable) keeps Bolt's 500, so Slack
+    retries the request; the event's claim is released so that retry is handled. Anything
+    else is a request feedbot cannot handle however often it comes (a malformed payload, a
+    bug): it is answered 200, so Slack does not send the same poison again.
+    """
 
     def handler(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         kind = body.get("type") or body.get("command") or "request"
-        log.error("failed to handle %s (event %s)", kind, event_id, exc_info=error)
+        transient = isinstance(error, TRANSIENT_ERRORS)
+        log.error(
+            "failed to handle %s (event %s)%s",
+            kind,
+            event_id,
+            "; Slack will retry" if transient else "",
+            exc_info=error,
+        )
+        if not transient:
+            if response is not None:
+                response.status, response.body = 200, ""
+            return
         if isinstance(event_id, str):
             try:
                 with session_scope(deps.engine) as session:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from sqlalchemy import Engine
 
 from feedbot.db import ping
+from feedbot.slack.app import dispatch
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -27,8 +29,25 @@ EVENTS_PATH = "/slack/events"
 
 class FeedbotWSGI:
     def __init__(self, app: App, engine: Engine) -> None:
-        self.slack = SlackRequestHandler(app, path=EVENTS_PATH)
+        self.app = app
         self.engine = engine
+
+    def _slack(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _plain(start_response, "404 Not Found", b"Not Found")
+        request = WsgiHttpRequest(environ)
+        response = dispatch(
+            self.app,
+            body=request.get_body(),
+            headers=request.get_headers(),
+            query=request.query_string,
+        )
+        body = response.body.encode("utf-8") if isinstance(response.body, str) else response.body
+        headers = [(name, value) for name, values in response.headers.items() for value in values]
+        headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
+        return [body]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -43,12 +62,13 @@ class FeedbotWSGI:
             )
             return [body]
         if path == EVENTS_PATH:
-            return self.slack(environ, start_response)
-        body = b"Not Found"
-        start_response(
-            "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-        )
-        return [body]
+            return self._slack(environ, start_response)
+        return _plain(start_response, "404 Not Found", b"Not Found")
+
+
+def _plain(start_response: StartResponse, status: str, body: bytes) -> Iterable[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def serve(app: App, engine: Engine, *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:  # noqa: S104

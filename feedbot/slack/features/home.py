@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from feedbot.core import outbox, privacy, reports
 from feedbot.core.queue import leader_queue
+from feedbot.db import upsert_insert
 from feedbot.models import Report, SlackUser
 from feedbot.slack.app import Deps
 from feedbot.slack.views.home import build_home
@@ -33,11 +34,13 @@ def _opened(deps: Deps) -> Any:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
         user_id = str(event["user"])
-        deps.people.profile(user_id)  # stores their profile row first, in its own transaction
+        now = deps.clock()
         with deps.transaction() as session:
-            row = session.get(SlackUser, user_id) or SlackUser(user_id=user_id, fetched_at=NEVER)
-            row.home_opened_at = deps.clock()
-            session.add(row)
+            session.execute(
+                upsert_insert(session, SlackUser)
+                .values(user_id=user_id, fetched_at=NEVER, home_opened_at=now)
+                .on_conflict_do_update(index_elements=["user_id"], set_={"home_opened_at": now})
+            )
             publish_home(session, deps, user_id)
 
     return handle

@@ -11,9 +11,10 @@ from slack_sdk import WebClient
 from feedbot.core import reports, triage
 from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.reports import ReportDraft
-from feedbot.models import Report, ReportSource
+from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.features import reminders as reminder_feature
 from feedbot.slack.features.common import (
     SUBCOMMANDS_ELSEWHERE,
     explain,
@@ -77,7 +78,10 @@ def _command(deps: Deps) -> Any:
         if word == "mine":
             with deps.transaction() as session:
                 summaries = reports.reports_by(session, user_id=user_id, limit=MINE_LIMIT)
-            ack(**build_my_reports(summaries, locale=locale, limit=MINE_LIMIT).to_payload())
+                follow_ups = reminder_feature.mine(session, deps, user_id=user_id, locale=locale)
+            message = build_my_reports(summaries, locale=locale, limit=MINE_LIMIT)
+            message.blocks += follow_ups  # a leader's open follow-ups (reminders feature)
+            ack(**message.to_payload())
             return
         if not text:
             ack()
@@ -227,7 +231,7 @@ def _add_details(deps: Deps) -> Any:
         user_id = body["user"]["id"]
         report_id = _report_id(body)
         with deps.transaction() as session:
-            report = session.get(Report, report_id) if report_id else None
+            report = reports.find_report(session, report_id)
             if report is None or report.reporter_id != user_id:
                 delivery.ephemeral(
                     session,
@@ -268,7 +272,7 @@ def _me_too(deps: Deps) -> Any:
         now = deps.clock()
         config = deps.config()
         with deps.transaction() as session:
-            report = session.get(Report, _report_id(body) or 0)
+            report = reports.find_report(session, _report_id(body))
             if report is None:
                 text = t(locale, "error.not_found")
             elif user_id == report.reporter_id:
