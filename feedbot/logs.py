@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 _SECRET = re.compile(r"\b(xox[abposre](?:\.xox[abposr])?-|xapp-)[A-Za-z0-9-]+")
 _MASK = "***"
@@ -24,9 +28,11 @@ class RedactSecrets(logging.Filter):
         self._literals = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
+        # The pattern first, so a token keeps its kind (`xoxb-***`) for whoever reads the log.
+        text = _SECRET.sub(rf"\1{_MASK}", text)
         for literal in self._literals:
             text = text.replace(literal, _MASK)
-        return _SECRET.sub(rf"\1{_MASK}", text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -44,9 +50,64 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> None:
+_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("feedbot_log_context", default="")
+
+
+@contextmanager
+def log_context(**kind: str) -> Iterator[str]:
+    """Tag every log line written inside the block with an id (`request=…` or `job=…`), so
+    the lines of one Slack request or one job run can be found together."""
+    name, label = next(iter(kind.items()))
+    tag = (
+        f"{name}={label}-{uuid.uuid4().hex[:8]}"
+        if name == "job"
+        else f"{name}={uuid.uuid4().hex[:12]}"
+    )
+    token = _CONTEXT.set(tag)
+    try:
+        yield tag
+    finally:
+        _CONTEXT.reset(token)
+
+
+class _AddContext(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        record.context = context
+        record.context_tag = f" [{context}]" if context else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = getattr(record, "context", "")
+        if context:
+            key, _, value = context.partition("=")
+            entry[f"{key}_id"] = value
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str, *, secrets: Iterable[str] = (), json_format: bool = False
+) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s%(context_tag)s: %(message)s")
+        )
+    handler.addFilter(_AddContext())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -30,6 +30,8 @@ from sqlmodel import Session
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
 from feedbot.db import session_scope, upsert_insert
+from feedbot.logs import log_context
+from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
@@ -268,7 +270,7 @@ def build_app(
             on_commit=on_commit,
             config_ttl=config_ttl,
         )
-    app = App(
+    app = FeedbotApp(
         client=deps.client,
         signing_secret=settings.slack_signing_secret.get_secret_value() or "unset",
         process_before_response=True,
@@ -293,15 +295,40 @@ def dispatch(
         request = BoltRequest(body=body, query=query, headers=headers)
     except Exception as exc:
         log.warning("unreadable request (%s bytes) refused: %s", len(body), type(exc).__name__)
+        SLACK_REQUESTS.labels("unreadable", "4xx").inc()
         return BoltResponse(status=400, body="")
-    try:
-        return app.dispatch(request)
-    except TRANSIENT_ERRORS:
-        log.exception("request failed on the database or network; Slack will retry it")
-        return BoltResponse(status=500, body="")
-    except Exception:
-        log.exception("malformed request refused")
-        return BoltResponse(status=400, body="")
+    return app.dispatch(request)
+
+
+class FeedbotApp(App):
+    """Bolt's App, answering every request it is handed (over HTTP or Socket Mode) with a
+    request id on its log lines, metrics, and no 500 for a request that cannot succeed."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        kind = request_kind(req.body)
+        started = time.perf_counter()
+        with log_context(request=kind):
+            try:
+                response = super().dispatch(req)
+            except TRANSIENT_ERRORS:
+                log.exception("request failed on the database or network; Slack will retry it")
+                response = BoltResponse(status=500, body="")
+            except Exception:
+                log.exception("malformed request refused")
+                response = BoltResponse(status=400, body="")
+        SLACK_REQUESTS.labels(kind, f"{response.status // 100}xx").inc()
+        SLACK_REQUEST_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+
+def request_kind(body: dict[str, Any]) -> str:
+    """A low-cardinality name for a request, for metrics and logs."""
+    if body.get("type") == "event_callback":
+        event = body.get("event")
+        return f"event:{event.get('type') if isinstance(event, dict) else '?'}"
+    if body.get("command"):
+        return "command"
+    return str(body.get("type") or "other")[:32]
 
 
 def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:

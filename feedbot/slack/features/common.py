@@ -12,6 +12,7 @@ from feedbot.core import reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import FeedbotError
 from feedbot.core.reports import ReportDraft
+from feedbot.metrics import REPORTS_CREATED
 from feedbot.models import Report, ReportSource, ReportStatus
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
@@ -66,6 +67,7 @@ def file_report(
     )
     delivery.post_card(session, report=report, config=config, now=now)
     deps.report_changed(session, report)
+    REPORTS_CREATED.labels(report.source.value).inc()
     if receipt:
         send_receipt(session, deps, report=report, config=config, now=now)
     return report

@@ -1,0 +1,111 @@
+"""Prometheus metrics, served at `/metrics`.
+
+Counters and histograms are updated where things happen; the outbox backlog is read from the
+database when Prometheus scrapes, so every replica reports the same shared queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+
+REPORTS_CREATED = Counter(
+    "feedbot_reports_created_total", "Reports filed, by way in", ["source"], registry=REGISTRY
+)
+SLACK_REQUESTS = Counter(
+    "feedbot_slack_requests_total",
+    "Requests from Slack, by kind and HTTP status class",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+SLACK_REQUEST_SECONDS = Histogram(
+    "feedbot_slack_request_seconds",
+    "Time to answer Slack (the ack), by kind",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0),
+    registry=REGISTRY,
+)
+OUTBOX_DELIVERIES = Counter(
+    "feedbot_outbox_deliveries_total",
+    "Outbox delivery attempts, by outcome (sent, retry, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SCHEDULER_LEADER = Gauge(
+    "feedbot_scheduler_leader", "1 while this process runs the scheduled jobs", registry=REGISTRY
+)
+JOB_RUNS = Counter(
+    "feedbot_job_runs_total",
+    "Scheduled job runs, by job and outcome",
+    ["job", "outcome"],
+    registry=REGISTRY,
+)
+JOB_SECONDS = Histogram("feedbot_job_seconds", "Scheduled job duration", ["job"], registry=REGISTRY)
+
+
+class OutboxBacklog(Collector):
+    """`feedbot_outbox_backlog{status}`: entries by status, read at scrape time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from feedbot.core.outbox import backlog
+
+        family = GaugeMetricFamily(
+            "feedbot_outbox_backlog", "Outbox entries by status", labels=["status"]
+        )
+        try:
+            with Session(self.engine) as session:
+                for status, count in backlog(session).items():
+                    family.add_metric([status], count)
+        except Exception as exc:
+            log.warning("outbox backlog unavailable for /metrics: %s", type(exc).__name__)
+        yield family
+
+
+def watch_outbox(engine: Engine) -> None:
+    REGISTRY.register(OutboxBacklog(engine))
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+@contextmanager
+def timed_job(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        JOB_RUNS.labels(name, "error").inc()
+        raise
+    else:
+        JOB_RUNS.labels(name, "ok").inc()
+    finally:
+        JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+
+def instrumented(name: str, job: Callable[..., None]) -> Callable[..., None]:
+    """The job, counted and timed, with a job id on every log line it writes."""
+    from feedbot.logs import log_context
+
+    def run(*args: Any) -> None:
+        with log_context(job=name), timed_job(name):
+            job(*args)
+
+    run.__name__ = f"instrumented_{name}"
+    return run
