@@ -314,6 +314,7 @@ def similar_reports(
     limit: int = 3,
     threshold: float = similarity.SUGGEST_THRESHOLD,
     candidates: int = 30,
+    created_since: datetime | None = None,
 ) -> list[Match]:
     """Reports in `statuses` whose text is like `text`: same category first, then by score.
 
@@ -334,6 +335,8 @@ def similar_reports(
     )
     if exclude_id is not None:
         query = query.where(col(ReportTerm.report_id) != exclude_id)
+    if created_since is not None:
+        query = query.where(col(Report.created_at) >= created_since)
     hits = dict(session.exec(query).all())
     if not hits:
         return []

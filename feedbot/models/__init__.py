@@ -21,19 +21,22 @@ from feedbot.models.core import (
     metadata,
     utcnow,
 )
+from feedbot.models.incidents import IncidentGroup
 from feedbot.models.digest import DigestRun
-from feedbot.models.reminders import Reminder
+from feedbot.models.reminders import Reminder, ReminderMessage
 
 __all__ = [
     "REFERENCE_OFFSET",
     "AuditEntry",
     "ConfigEntry",
     "DigestRun",
+    "IncidentGroup",
     "MeToo",
     "OutboxMessage",
     "OutboxStatus",
     "ProcessedEvent",
     "Reminder",
+    "ReminderMessage",
     "Report",
     "ReportSource",
     "ReportStatus",

@@ -166,6 +166,9 @@ class Report(SQLModel, table=True):
     source_permalink: str | None = Field(default=None, max_length=500)
     leadership_channel: str | None = Field(default=None, max_length=64)
     card_message_id: int | None = Field(default=None, foreign_key="outbox_message.id")
+    incident_id: int | None = Field(
+        default=None, foreign_key="incident_group.id", index=True, ondelete="SET NULL"
+    )
     follow_up_at: datetime | None = Field(default=None, index=True)
     snoozed_until: datetime | None = None
     escalated_at: datetime | None = None

@@ -259,7 +259,16 @@ def build_app(
     """The Bolt app with every feature registered. Nothing here talks to Slack yet.
 
     Pass `deps` to share them with the scheduler's jobs; otherwise they are built here."""
-    from feedbot.slack.features import admin, digest, home, intake, reminders, report, triage
+    from feedbot.slack.features import (
+        admin,
+        digest,
+        home,
+        incidents,
+        intake,
+        reminders,
+        report,
+        triage,
+    )
 
     if deps is None:
         deps = Deps(
@@ -279,7 +288,7 @@ def build_app(
     )
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
-    for feature in (report, intake, triage, digest, reminders, admin, home):
+    for feature in (report, intake, triage, incidents, digest, reminders, admin, home):
         feature.register(app, deps)
     return app
 

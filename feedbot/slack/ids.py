@@ -17,7 +17,10 @@ class Callback(StrEnum):
     RESOLVE_FORM = "resolve_form"
     DUPLICATE_FORM = "duplicate_form"
     CALLED_FORM = "customer_called_form"
+    FOLLOW_UP_FORM = "follow_up_form"
     SETTINGS_FORM = "settings_form"
+    INCIDENT_REPLY_FORM = "incident_reply_form"
+    INCIDENT_RESOLVE_FORM = "incident_resolve_form"
 
 
 class Action(StrEnum):
@@ -35,7 +38,14 @@ class Action(StrEnum):
     ME_TOO_INSTEAD = "report_me_too_instead"
     ADD_DETAILS = "report_add_details"
     OPEN_FORM = "report_open_form"
+    FOLLOW_UP = "reminder_follow_up"
+    FOLLOW_UP_PICK = "reminder_follow_up_pick"
+    SNOOZE = "reminder_snooze"
+    HAND_OVER = "reminder_hand_over"
     EDIT_SETTINGS = "admin_edit_settings"
+    INCIDENT_ACKNOWLEDGE = "incident_acknowledge"
+    INCIDENT_REPLY = "incident_reply"
+    INCIDENT_RESOLVE = "incident_resolve"
 
 
 class Field(StrEnum):
@@ -52,3 +62,4 @@ class Field(StrEnum):
     NOTE = "note"
     CHANNEL = "channel"
     REFERENCE = "reference"
+    FOLLOW_UP_DATE = "follow_up_date"

@@ -62,10 +62,13 @@ def file_report(
     Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
     already filed (a retry that raced the first delivery).
     """
+    from feedbot.slack.features.incidents import absorb  # the incidents feature uses this module
+
     report = reports.create_report(
         session, reporter_id=reporter_id, draft=draft, config=config, now=now
     )
-    delivery.post_card(session, report=report, config=config, now=now)
+    if not absorb(session, report=report, config=config, now=now):
+        delivery.post_card(session, report=report, config=config, now=now)
     deps.report_changed(session, report)
     REPORTS_CREATED.labels(report.source.value).inc()
     if receipt:

@@ -1,0 +1,236 @@
+"""Outage bursts: when many people report the same problem within minutes, their reports
+join one incident group, so leadership reads one story instead of a flood of cards.
+
+Below `burst_threshold` similar reports in `burst_window_minutes`, every report keeps its own
+card. From the threshold on, a group is formed from the recent similar reports, and every
+further similar report joins it. Each report is still stored, receipted and linked; triage on
+the group applies to every report in it and reaches every reporter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from feedbot.core import reports, triage
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.errors import Conflict
+from feedbot.core.reports import OPEN_STATUSES
+from feedbot.core.triage import Notice, NoticeKind
+from feedbot.models import IncidentGroup, Report, ReportStatus
+
+BURST_SIMILARITY = 0.3
+"""Stricter than suggestions: only reports about the same thing form an incident."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    group: IncidentGroup
+    created: bool
+
+
+def place(
+    session: Session, *, report: Report, config: RuntimeConfig, now: datetime
+) -> Placement | None:
+    """Put a new report into an incident group if it is part of a burst; None otherwise."""
+    if config.burst_threshold <= 0:
+        return None
+    matches = reports.similar_reports(
+        session,
+        text=report.text,
+        category=report.category,
+        exclude_id=report.id,
+        statuses=OPEN_STATUSES,
+        limit=50,
+        threshold=BURST_SIMILARITY,
+        candidates=100,
+        created_since=now - timedelta(minutes=config.burst_window_minutes),
+    )
+    grouped = [m.report.incident_id for m in matches if m.report.incident_id is not None]
+    if grouped:
+        group = session.get(IncidentGroup, max(set(grouped), key=grouped.count))
+        if group is not None and group.status in OPEN_STATUSES:
+            _join(session, group, [report], now)
+            return Placement(group, created=False)
+    loose = [m.report for m in matches if m.report.incident_id is None]
+    if len(loose) + 1 < config.burst_threshold:
+        return None
+    group = IncidentGroup(
+        created_at=now,
+        updated_at=now,
+        category=report.category,
+        example=report.text,
+        leadership_channel=report.leadership_channel,
+    )
+    session.add(group)
+    session.flush()
+    _join(session, group, [*loose, report], now)
+    return Placement(group, created=True)
+
+
+def _join(session: Session, group: IncidentGroup, members: list[Report], now: datetime) -> None:
+    for member in members:
+        member.incident_id = group.id
+        session.add(member)
+        reports.record(
+            session, member, actor=None, action="grouped", now=now, detail=group.reference
+        )
+    group.updated_at = now
+    session.add(group)
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    reports: int
+    people: int
+    me_too: int
+    locations: list[tuple[str, int]]
+    latest: list[Report]
+
+
+def summarise(session: Session, group: IncidentGroup, *, examples: int = 3) -> GroupSummary:
+    """What the group card shows, counted in SQL."""
+    in_group = col(Report.incident_id) == group.id
+    count, people, me_too = session.exec(
+        select(
+            func.count(),
+            func.count(func.distinct(Report.reporter_id)),
+            func.coalesce(func.sum(Report.me_too_count), 0),
+        ).where(in_group)
+    ).one()
+    locations = session.exec(
+        select(Report.location, func.count())
+        .where(in_group, col(Report.location).is_not(None))
+        .group_by(col(Report.location))
+        .order_by(func.count().desc())
+        .limit(5)
+    ).all()
+    latest = session.exec(
+        select(Report).where(in_group).order_by(col(Report.id).desc()).limit(examples)
+    ).all()
+    return GroupSummary(
+        int(count),
+        int(people),
+        int(me_too),
+        [(str(where), int(n)) for where, n in locations],
+        list(latest),
+    )
+
+
+def members(session: Session, group: IncidentGroup) -> list[Report]:
+    return list(
+        session.exec(select(Report).where(Report.incident_id == group.id).order_by(col(Report.id)))
+    )
+
+
+def get_group(session: Session, group_id: int | None) -> IncidentGroup | None:
+    if group_id is None or not 0 < group_id <= reports.MAX_ID:
+        return None
+    return session.get(IncidentGroup, group_id)
+
+
+@dataclass
+class GroupOutcome:
+    group: IncidentGroup
+    action: str
+    actor: str
+    changed: list[Report]
+    notices: list[Notice]
+
+
+def _each(
+    session: Session,
+    group: IncidentGroup,
+    act: Callable[[Report], triage.Outcome],
+) -> tuple[list[Report], list[Notice]]:
+    """Apply `act` to every report of the group it applies to; one notice per person and kind."""
+    changed: list[Report] = []
+    notices: dict[tuple[str, NoticeKind], Notice] = {}
+    for member in members(session, group):
+        try:
+            outcome = act(member)
+        except Conflict:
+            continue  # already acknowledged or resolved on its own
+        changed.append(member)
+        for notice in outcome.notices:
+            notices.setdefault((notice.user_id, notice.kind), notice)
+    return changed, list(notices.values())
+
+
+def acknowledge(
+    session: Session, *, group: IncidentGroup, actor: str, config: RuntimeConfig, now: datetime
+) -> GroupOutcome:
+    triage.require_leader(config, actor)
+    if group.status != ReportStatus.OPEN:
+        raise Conflict(f"{group.reference} was already acknowledged.")
+    changed, notices = _each(
+        session,
+        group,
+        lambda r: triage.acknowledge(session, report=r, actor=actor, config=config, now=now),
+    )
+    group.status, group.acknowledged_at, group.acknowledged_by, group.updated_at = (
+        ReportStatus.ACKNOWLEDGED,
+        now,
+        actor,
+        now,
+    )
+    session.add(group)
+    return GroupOutcome(group, "acknowledged", actor, changed, notices)
+
+
+def reply(
+    session: Session,
+    *,
+    group: IncidentGroup,
+    actor: str,
+    text: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> GroupOutcome:
+    triage.require_leader(config, actor)
+    changed, notices = _each(
+        session,
+        group,
+        lambda r: triage.reply(session, report=r, actor=actor, text=text, config=config, now=now),
+    )
+    if group.status == ReportStatus.OPEN:
+        group.status, group.acknowledged_at, group.acknowledged_by = (
+            ReportStatus.ACKNOWLEDGED,
+            now,
+            actor,
+        )
+    group.updated_at = now
+    session.add(group)
+    return GroupOutcome(group, "replied", actor, changed, notices)
+
+
+def resolve(
+    session: Session,
+    *,
+    group: IncidentGroup,
+    actor: str,
+    note: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> GroupOutcome:
+    triage.require_leader(config, actor)
+    if group.status == ReportStatus.RESOLVED:
+        raise Conflict(f"{group.reference} is already resolved.")
+    changed, notices = _each(
+        session,
+        group,
+        lambda r: triage.resolve(session, report=r, actor=actor, note=note, config=config, now=now),
+    )
+    group.status, group.resolved_at, group.resolved_by, group.updated_at = (
+        ReportStatus.RESOLVED,
+        now,
+        actor,
+        now,
+    )
+    group.resolution_note = reports.clean_text(note)
+    session.add(group)
+    return GroupOutcome(group, "resolved", actor, changed, notices)

@@ -1,0 +1,41 @@
+"""Messages of incident groups (outage bursts), in English and German side by side."""
+
+EN: dict[str, str] = {
+    "incident.fallback": ":rotating_light: {ref}: {count} similar reports · {category}",
+    "incident.header": "{ref} · {count} reports · {category}",
+    "incident.burst": ":rotating_light: *Many colleagues report the same problem.* New similar reports join this card instead of getting their own.",
+    "incident.example": "*First report:* {text}",
+    "incident.latest": "*Latest:*\n{lines}",
+    "incident.reports": "Reports",
+    "incident.people": "People",
+    "incident.locations": "Locations",
+    "incident.since": "Since",
+    "incident.acknowledge": "Acknowledge all",
+    "incident.reply": "Reply to all reporters",
+    "incident.resolve": "Resolve all",
+    "incident.reply_title": "Reply to everyone",
+    "incident.resolve_title": "Resolve incident",
+    "thread.incident_acknowledged": "<@{actor}> acknowledged the incident ({detail} reports).",
+    "thread.incident_replied": "<@{actor}> replied to every reporter ({detail} reports).",
+    "thread.incident_resolved": "<@{actor}> resolved the incident ({detail} reports).",
+}
+
+DE: dict[str, str] = {
+    "incident.fallback": ":rotating_light: {ref}: {count} ähnliche Meldungen · {category}",
+    "incident.header": "{ref} · {count} Meldungen · {category}",
+    "incident.burst": ":rotating_light: *Viele Kolleg:innen melden dasselbe Problem.* Neue ähnliche Meldungen landen auf dieser Karte statt auf einer eigenen.",
+    "incident.example": "*Erste Meldung:* {text}",
+    "incident.latest": "*Zuletzt:*\n{lines}",
+    "incident.reports": "Meldungen",
+    "incident.people": "Personen",
+    "incident.locations": "Orte",
+    "incident.since": "Seit",
+    "incident.acknowledge": "Alle bestätigen",
+    "incident.reply": "Allen antworten",
+    "incident.resolve": "Alle erledigen",
+    "incident.reply_title": "Allen antworten",
+    "incident.resolve_title": "Störung erledigen",
+    "thread.incident_acknowledged": "<@{actor}> hat die Störung bestätigt ({detail} Meldungen).",
+    "thread.incident_replied": "<@{actor}> hat allen Meldenden geantwortet ({detail} Meldungen).",
+    "thread.incident_resolved": "<@{actor}> hat die Störung erledigt ({detail} Meldungen).",
+}

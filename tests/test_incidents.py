@@ -1,0 +1,183 @@
+"""Outage bursts become one story: similar reports in a burst share one incident card."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, func, select
+
+from feedbot.models import IncidentGroup, OutboxMessage, OutboxStatus, Report, utcnow
+from feedbot.slack.outbox import OutboxSender
+from tests.fakeslack import FakeSlack
+from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot, Clock
+
+OUTAGE = "Kein Netz in Leipzig Mitte, Mobilfunk komplett ausgefallen, Kunden ohne Empfang"
+
+
+def top_level(bot: Bot, channel: str = LEADERSHIP) -> list[dict[str, object]]:
+    return [m for m in bot.slack.messages(channel) if not m.get("thread_ts")]
+
+
+def file_dm(bot: Bot, user: str, text: str) -> None:
+    response, _ = bot.message(user, text, channel=bot.slack.dm_channel(user), channel_type="im")
+    assert response.status == 200
+
+
+def test_below_the_threshold_every_report_keeps_its_card(bot: Bot) -> None:
+    bot.setup_team()
+    for user in (ALICE, BOB, CAROL, LEADER):
+        file_dm(bot, user, OUTAGE)
+    bot.drain()
+    assert len(top_level(bot)) == 4
+    assert all(r.incident_id is None for r in bot.reports())
+
+
+def test_a_burst_forms_one_incident_that_later_reports_join(bot: Bot) -> None:
+    bot.setup_team()
+    users = [f"UFIELD{n:03d}" for n in range(12)]
+    for number, user in enumerate(users):
+        bot.slack.add_user(user, locale="de-DE")
+        file_dm(bot, user, f"{OUTAGE} (Shop {number % 3})")
+        bot.clock.advance(seconds=30)
+    file_dm(bot, ALICE, "The coffee machine in shop Halle is broken")
+    bot.drain()
+    reports = bot.reports()
+    grouped = [r for r in reports if r.incident_id is not None]
+    assert len(grouped) == 12 - 4 + 4, "the four reports before the burst joined it too"
+    assert {r.incident_id for r in grouped} == {1}
+    cards = top_level(bot)
+    assert len(cards) == 4 + 1 + 1, "four cards before the burst, one incident card, one unrelated"
+    incident_card = next(m for m in cards if "INC-101" in str(m["text"]))
+    assert "12 similar reports" in str(incident_card["text"])
+    assert "*People*\\n12" in json.dumps(incident_card["blocks"])
+    for user in users:
+        assert any("Danke!" in dm for dm in bot.dms(user)), "every reporter still gets a receipt"
+
+
+def test_no_grouping_when_turned_off(bot: Bot) -> None:
+    bot.setup_team()
+    bot.configure(burst_threshold="0")
+    for number in range(7):
+        user = f"UFIELD{number:03d}"
+        bot.slack.add_user(user)
+        file_dm(bot, user, OUTAGE)
+    bot.drain()
+    assert len(top_level(bot)) == 7
+
+
+def test_triage_on_the_incident_reaches_every_reporter_once(bot: Bot) -> None:
+    bot.setup_team()
+    users = [f"UFIELD{n:03d}" for n in range(6)]
+    for user in users:
+        bot.slack.add_user(user)
+        file_dm(bot, user, OUTAGE)
+    file_dm(bot, users[0], OUTAGE + " immer noch")
+    bot.drain()
+    with Session(bot.engine) as session:
+        group = session.exec(select(IncidentGroup)).one()
+    bot.press(BOB, "incident_acknowledge", str(group.id))
+    assert all(r.acknowledged_at is None for r in bot.reports())
+    bot.press(LEADER, "incident_acknowledge", str(group.id))
+    bot.drain()
+    assert all(r.acknowledged_at is not None for r in bot.reports())
+    assert sum("was acknowledged" in dm for dm in bot.dms(users[0])) == 1, "one notice per person"
+    bot.press(LEADER, "incident_resolve", str(group.id))
+    view = bot.last_view()
+    note = "Sendemast Leipzig Mitte wieder in Betrieb."
+    assert (
+        bot.submit(LEADER, view, {"note": {"type": "plain_text_input", "value": note}}).status
+        == 200
+    )
+    bot.drain()
+    assert {r.status for r in bot.reports()} == {"resolved"}
+    for user in users:
+        assert sum(note in dm for dm in bot.dms(user)) == 1, user
+    card = next(m for m in top_level(bot) if "INC-" in str(m["text"]))
+    assert "incident_resolve" not in json.dumps(card["blocks"])
+    assert any(
+        "resolved the incident (7 reports)" in str(m["text"])
+        for m in bot.slack.messages(LEADERSHIP)
+    )
+
+
+@pytest.fixture
+def limited_slack(clock: Clock) -> Iterator[FakeSlack]:
+    """A fake Slack that enforces about one message per second per channel, like Slack."""
+    with FakeSlack(channel_rate_limit=1.0) as slack:
+        yield slack
+        slack.assert_no_violations()
+
+
+def test_a_thousand_reports_in_five_minutes_reach_leadership_as_a_few_cards(
+    engine: Engine, limited_slack: FakeSlack, clock: Clock
+) -> None:
+    bot = Bot(engine=engine, slack=limited_slack, clock=clock)
+    bot.setup_team()
+    rng = random.Random(7)
+    people = [f"UFIELD{n:03d}" for n in range(200)]
+    for user in people:
+        limited_slack.add_user(user, locale="de-DE")
+    extras = [
+        "seit 8 Uhr",
+        "bitte dringend",
+        "Kunden beschweren sich",
+        "auch im Shop",
+        "LTE weg",
+        "5G weg",
+    ]
+    for number in range(1000):
+        user = people[number % 200]
+        file_dm(bot, user, f"{OUTAGE}, {rng.choice(extras)}")
+        clock.advance(seconds=0.3)  # 1,000 reports over five minutes
+    sender = OutboxSender(engine, bot.sender.client, clock=utcnow)
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        sender.deliver_due(limit=50)
+        cards = top_level(bot)
+        if any("1,000 similar reports" in str(m["text"]) for m in cards):
+            break
+        time.sleep(0.01)
+    reached = time.monotonic() - started
+    assert any("1,000 similar reports" in str(m["text"]) for m in top_level(bot)), "within 60 s"
+    assert len(top_level(bot)) <= 10
+    with Session(engine) as session:
+        stored = session.exec(select(func.count()).select_from(Report)).one()
+        grouped = session.exec(
+            select(func.count()).select_from(Report).where(col(Report.incident_id).is_not(None))
+        ).one()
+    assert stored == 1000 and grouped >= 990
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if not sender.deliver_due(limit=50):
+            with Session(engine) as session:
+                left = session.exec(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+                    )
+                ).one()
+            if not left:
+                break
+            time.sleep(0.05)
+    receipts = sum(
+        1
+        for user in people
+        for m in limited_slack.dm_messages(user)
+        if m.get("bot_id") and "Danke!" in str(m["text"])
+    )
+    assert receipts == 1000, "every reporter got every receipt, once"
+    print(
+        json.dumps(
+            {
+                "burst_reports": 1000,
+                "cards": len(top_level(bot)),
+                "seconds_to_leadership": round(reached, 2),
+            }
+        )
+    )
