@@ -7,8 +7,9 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -19,8 +20,13 @@ from feedbot.core import config as runtime_config
 from feedbot.core import outbox
 from feedbot.core.errors import ConfigurationError, FeedbotError
 from feedbot.db import make_engine, normalise_url, session_scope, upgrade
+from feedbot.leader import LeaderElection, SingleProcessLock
 from feedbot.logs import configure_logging
-from feedbot.settings import Settings, get_settings
+from feedbot.metrics import SCHEDULER_LEADER, watch_outbox
+from feedbot.settings import SECRET_SOURCES, Settings, get_settings
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 log = logging.getLogger("feedbot")
 
@@ -34,7 +40,8 @@ def _settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         problems = "\n".join(
-            f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            f"  {'.'.join(str(p) for p in error['loc']).upper()}: "
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         raise ConfigurationError(f"feedbot's settings are not valid:\n{problems}") from None
@@ -54,7 +61,51 @@ def _first_line(error: object) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "not_allowed_token_type",
+    }
+)
+"""Slack's answers to a token that will never work: stop at start-up, not at the first report."""
+
+
+def _slack_refused(variable: str, exc: Exception) -> ConfigurationError:
+    from slack_sdk.errors import SlackApiError
+
+    error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+    reason = f"Slack answered {error}" if error else f"Slack is unreachable ({type(exc).__name__})"
+    return ConfigurationError(
+        f"feedbot cannot connect to Slack: {reason} for {variable}.\n"
+        f"  {variable}: {SECRET_SOURCES[variable]}"
+    )
+
+
+def _check_bot_token(client: WebClient) -> None:
+    """Ask Slack (auth.test) whether the bot token works.
+
+    A wrong or revoked token stops the start with one message. When Slack cannot be reached
+    the bot starts anyway: what it owes Slack waits in the outbox.
+    """
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        if exc.response.get("error") in TOKEN_ERRORS:
+            raise _slack_refused("SLACK_BOT_TOKEN", exc) from None
+        log.warning("could not check SLACK_BOT_TOKEN: %s", exc.response.get("error"))
+    except OSError as exc:
+        log.warning("Slack is unreachable (%s); starting anyway", type(exc).__name__)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from slack_sdk.errors import SlackApiError
+
     from feedbot.scheduler import build_scheduler
     from feedbot.slack.app import Deps, build_app
     from feedbot.slack.client import make_interactive_client, make_sender_client
@@ -63,8 +114,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     socket_mode = args.socket or (not args.http and settings.socket_mode_available)
     settings.require_secrets(socket_mode=socket_mode)
+    _check_bot_token(make_interactive_client(settings))
     engine = make_engine(settings.database_url)
+    single_process = _lock_sqlite(engine)
     upgrade(engine)
+    watch_outbox(engine)
     sender = OutboxSender(engine, make_sender_client(settings))
     deps = Deps(
         settings=settings,
@@ -73,25 +127,87 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_commit=sender.wake,
     )
     app = build_app(settings, engine, deps=deps)
-    scheduler = build_scheduler(deps)
+    scheduler = ScheduledJobs(build_scheduler(deps))
+    election = None
+    if engine.dialect.name == "postgresql":
+        election = LeaderElection(
+            engine.url.render_as_string(hide_password=False),
+            on_elected=scheduler.resume,
+            on_deposed=scheduler.pause,
+        )
+        election.start()
+    else:
+        scheduler.resume()
     sender.start()
-    scheduler.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    port = args.port or settings.port
     try:
         if socket_mode:
+            from feedbot.slack.server import serve
+
+            threading.Thread(
+                target=serve,
+                args=(app, engine),
+                kwargs={"port": port, "leader": scheduler.running},
+                name="health-and-metrics",
+                daemon=True,
+            ).start()
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("connecting to Slack in Socket Mode")
             handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-            handler.start()  # type: ignore[no-untyped-call]
+            try:
+                handler.connect()  # type: ignore[no-untyped-call]
+            except (SlackApiError, OSError) as exc:
+                raise _slack_refused("SLACK_APP_TOKEN", exc) from None
+            log.info("connected to Slack in Socket Mode")
+            threading.Event().wait()  # what handler.start() does after connecting
         else:
             from feedbot.slack.server import serve
 
-            serve(app, engine, port=args.port or settings.port)
+            serve(app, engine, port=port, leader=scheduler.running)
     finally:
-        scheduler.shutdown(wait=False)
+        if election is not None:
+            election.stop()
+        scheduler.shutdown()
         sender.stop()
+        if single_process is not None:
+            single_process.release()
     return 0
+
+
+def _lock_sqlite(engine: Any) -> SingleProcessLock | None:
+    """On SQLite, one `feedbot run` per database file (the CLI commands stay usable)."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    lock = SingleProcessLock(str(engine.url.database))
+    lock.acquire()
+    return lock
+
+
+class ScheduledJobs:
+    """The scheduler, started paused and resumed only while this process may run jobs."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self._leading = False
+        scheduler.start(paused=True)
+
+    def resume(self) -> None:
+        self._leading = True
+        SCHEDULER_LEADER.set(1)
+        self.scheduler.resume()
+
+    def pause(self) -> None:
+        self._leading = False
+        SCHEDULER_LEADER.set(0)
+        self.scheduler.pause()
+
+    def running(self) -> bool:
+        return self._leading
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=False)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -205,10 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        level, secrets = "INFO", []
+        level, secrets, json_format = "INFO", [], False
         with contextlib.suppress(ValidationError):
-            level, secrets = get_settings().log_level, get_settings().secret_values()
-        configure_logging(level, secrets=secrets)
+            settings = get_settings()
+            level, secrets = settings.log_level, settings.secret_values()
+            json_format = settings.log_format == "json"
+        configure_logging(level, secrets=secrets, json_format=json_format)
         return handler(args)
     except FeedbotError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)

@@ -115,3 +115,6 @@ def configure_logging(
     logging.getLogger("slack_bolt").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("slack_sdk").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.WARNING
+    )

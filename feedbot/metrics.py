@@ -107,5 +107,5 @@ def instrumented(name: str, job: Callable[..., None]) -> Callable[..., None]:
         with log_context(job=name), timed_job(name):
             job(*args)
 
-    run.__name__ = f"instrumented_{name}"
+    run.__name__ = run.__qualname__ = name
     return run

@@ -8,12 +8,14 @@ tables, which is what makes a restart or a second replica harmless.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from feedbot import jobs
+from feedbot.metrics import instrumented
 
 if TYPE_CHECKING:
     from feedbot.slack.app import Deps
@@ -36,6 +38,13 @@ def build_scheduler(deps: Deps) -> BackgroundScheduler:
     )
     for job_id, function, trigger in JOBS:
         scheduler.add_job(
-            function, trigger(timezone), args=[deps], id=job_id, replace_existing=True
+            instrumented(job_id, function),
+            trigger(timezone),
+            args=[deps],
+            id=job_id,
+            replace_existing=True,
+            # Run once as soon as this process leads: a digest or reminder missed while no
+            # process was leading goes out now (each job knows what it already did).
+            next_run_time=datetime.now(UTC),
         )
     return scheduler

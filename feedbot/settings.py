@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     feedbot_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     feedbot_timezone: str = "Europe/Berlin"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("feedbot_admins", mode="before")
     @classmethod
@@ -97,6 +98,11 @@ class Settings(BaseSettings):
     @classmethod
     def _slash_terminated(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

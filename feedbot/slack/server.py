@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from sqlalchemy import Engine
 
 from feedbot.db import ping
+from feedbot.metrics import exposition
 from feedbot.slack.app import dispatch
 
 if TYPE_CHECKING:
@@ -28,9 +30,12 @@ EVENTS_PATH = "/slack/events"
 
 
 class FeedbotWSGI:
-    def __init__(self, app: App, engine: Engine) -> None:
+    def __init__(
+        self, app: App, engine: Engine, *, leader: Callable[[], bool] = lambda: False
+    ) -> None:
         self.app = app
         self.engine = engine
+        self.leader = leader
 
     def _slack(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
@@ -54,11 +59,22 @@ class FeedbotWSGI:
         if path == "/healthz" and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
             healthy = ping(self.engine)
             body = json.dumps(
-                {"ok": healthy, "database": "ok" if healthy else "unreachable"}
+                {
+                    "ok": healthy,
+                    "database": "ok" if healthy else "unreachable",
+                    "scheduler_leader": self.leader(),
+                }
             ).encode()
             status = "200 OK" if healthy else "503 Service Unavailable"
             start_response(
                 status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if path == "/metrics" and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
+            body = exposition()
+            start_response(
+                "200 OK",
+                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))],
             )
             return [body]
         if path == EVENTS_PATH:
@@ -71,9 +87,23 @@ def _plain(start_response: StartResponse, status: str, body: bytes) -> Iterable[
     return [body]
 
 
-def serve(app: App, engine: Engine, *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:  # noqa: S104
+def serve(
+    app: App,
+    engine: Engine,
+    *,
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    threads: int = 16,
+    leader: Callable[[], bool] = lambda: False,
+) -> None:
     """Block serving HTTP until the process is told to stop."""
     from waitress import serve as waitress_serve
 
     log.info("serving Slack requests on http://%s:%s%s", host, port, EVENTS_PATH)
-    waitress_serve(FeedbotWSGI(app, engine), host=host, port=port, threads=threads, ident="feedbot")
+    waitress_serve(
+        FeedbotWSGI(app, engine, leader=leader),
+        host=host,
+        port=port,
+        threads=threads,
+        ident="feedbot",
+    )
