@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from feedbot import models
-from feedbot.db import make_engine
+from feedbot.db import make_engine, migration_connection
 from feedbot.settings import get_settings
 
 target_metadata = models.metadata
@@ -29,7 +29,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = context.config.attributes.get("engine") or make_engine(get_settings().database_url)
-    with engine.begin() as connection:
+    with migration_connection(engine) as connection:  # SQLite: foreign keys off, see there
         _run(connection)
 
 

@@ -10,14 +10,17 @@ from feedbot.slack.ids import COMMAND, Callback
 
 BOT_SCOPES = [
     "channels:history",  # intake channel posts; finding a post after an interrupted send
+    "channels:read",  # checking a channel an admin picks in the settings (conversations.info)
     "chat:write",  # cards, receipts, notices
-    "commands",  # /feedback
+    "commands",  # /feedback and the message shortcut
     "groups:history",  # private intake channels
+    "groups:read",  # checking a private channel an admin picks in the settings
     "im:history",  # direct messages to the bot
     "im:write",  # opening a DM to tell someone about their report
-    "users:read",  # each person's language (users.info with locale)
+    "usergroups:read",  # leaders given as a user group (usergroups.users.list)
+    "users:read",  # each person's language and timezone (users.info with locale)
 ]
-BOT_EVENTS = ["message.channels", "message.groups", "message.im"]
+BOT_EVENTS = ["app_home_opened", "message.channels", "message.groups", "message.im"]
 
 
 def build_manifest(*, http_url: str | None = None) -> dict[str, Any]:
@@ -43,7 +46,7 @@ def build_manifest(*, http_url: str | None = None) -> dict[str, Any]:
         },
         "features": {
             "app_home": {
-                "home_tab_enabled": False,
+                "home_tab_enabled": True,
                 "messages_tab_enabled": True,
                 "messages_tab_read_only_enabled": False,
             },

@@ -1,0 +1,494 @@
+"""The outbox against the fake Slack: nothing lost while Slack fails, nothing sent twice across
+restarts, crashes, timeouts and competing senders, order kept per conversation.
+
+Time is the injected clock (the fake stamps messages with it too), so backoff and Retry-After
+are crossed by advancing it, not by sleeping. Every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from feedbot.core import outbox
+from feedbot.core.outbox import LEASE
+from feedbot.db import make_engine, session_scope
+from feedbot.models import OutboxMessage, OutboxStatus
+from feedbot.slack.outbox import MAX_BACKOFF, METADATA_EVENT, OutboxSender
+from tests.fakeslack import FakeSlack
+from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Clock
+
+GONE = "CGONE0001"
+LATER = MAX_BACKOFF * 1.3  # past any backoff, jitter included
+
+
+@pytest.fixture
+def slack(fake_slack: FakeSlack, clock: Clock) -> FakeSlack:
+    """The fake, stamping messages with the test clock (the sender's `oldest` follows it)."""
+    fake_slack.clock = lambda: clock.now.timestamp()
+    fake_slack.add_channel(LEADERSHIP, name="leadership")
+    fake_slack.add_channel(INTAKE, name="field-problems")
+    fake_slack.add_user(ALICE, name="alice")
+    return fake_slack
+
+
+def make_sender(
+    engine: Engine, slack: FakeSlack, clock: Clock, *, timeout: float = 5, **client: Any
+) -> OutboxSender:
+    return OutboxSender(
+        engine,
+        WebClient(token=TOKEN, base_url=slack.base_url, timeout=timeout, **client),  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+
+def queue(
+    engine: Engine,
+    clock: Clock,
+    conversation: str,
+    text: str,
+    *,
+    method: str = "chat.postMessage",
+    thread_of: int | None = None,
+    update_of: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> int:
+    with session_scope(engine) as session:
+        entry = outbox.enqueue(
+            session,
+            conversation=conversation,
+            method=method,
+            payload=payload or {"text": text},
+            purpose="test",
+            thread_of=session.get(OutboxMessage, thread_of) if thread_of else None,
+            update_of=session.get(OutboxMessage, update_of) if update_of else None,
+            now=clock(),
+        )
+        assert entry.id is not None
+        return entry.id
+
+
+def entry(engine: Engine, entry_id: int) -> OutboxMessage:
+    with Session(engine) as session:
+        found = session.get(OutboxMessage, entry_id)
+        assert found is not None
+        return found
+
+
+def statuses(engine: Engine) -> dict[int, OutboxStatus]:
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+        return {row.id: row.status for row in rows if row.id is not None}
+
+
+def texts(slack: FakeSlack, channel: str) -> list[str]:
+    """Top-level messages in `channel` (a user ID means the DM), oldest first."""
+    return [m["text"] for m in slack.messages(channel) if m["thread_ts"] is None]
+
+
+def posts(slack: FakeSlack) -> list[Any]:
+    """chat.postMessage calls that Slack accepted."""
+    return [c for c in slack.calls_to("chat.postMessage") if c.response.get("ok")]
+
+
+def outbox_ids(slack: FakeSlack, *channels: str) -> list[int]:
+    """The outbox id in the metadata of every message in `channels`."""
+    ids = []
+    for channel in channels:
+        for message in slack.messages(channel):
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_EVENT:
+                ids.append(metadata["event_payload"]["outbox_id"])
+    return ids
+
+
+def post_as_a_dead_sender(
+    slack: FakeSlack, entry_id: int, channel: str, text: str, **extra: Any
+) -> str:
+    """What a sender that crashed right after Slack accepted its post left behind."""
+    response = WebClient(token=TOKEN, base_url=slack.base_url).chat_postMessage(
+        channel=channel,
+        text=text,
+        metadata={"event_type": METADATA_EVENT, "event_payload": {"outbox_id": entry_id}},
+        **extra,
+    )
+    return str(response["ts"])
+
+
+def claim_and_die(engine: Engine, clock: Clock) -> list[int]:
+    """A sender claims what is due and dies before settling any of it."""
+    with Session(engine, expire_on_commit=False) as session:
+        return [
+            claim.entry.id for claim in outbox.claim_due(session, now=clock()) if claim.entry.id
+        ]
+
+
+# -- (a) Slack down for a while ---------------------------------------------------------------------
+
+
+def test_nothing_is_lost_while_slack_fails_and_order_holds(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    conversations = {LEADERSHIP: "card", INTAKE: "receipt", ALICE: "dm"}
+    ids = {
+        conversation: [queue(engine, clock, conversation, f"{name} {n}") for n in range(3)]
+        for conversation, name in conversations.items()
+    }
+    heads = [queued[0] for queued in ids.values()]
+    slack.fail("*", times=None, status=500)
+    sender = make_sender(engine, slack, clock)
+
+    sender.drain()
+    delays = []
+    for round_ in range(1, 6):
+        for conversation, queued in ids.items():
+            head = entry(engine, queued[0])
+            assert head.status == OutboxStatus.PENDING, conversation
+            assert head.attempts == round_, conversation
+            assert head.next_attempt_at > clock.now
+            assert head.last_error == "internal_error"
+            assert head.uncertain  # a 5xx may still have posted: the retry looks first
+            assert all(entry(engine, later).attempts == 0 for later in queued[1:])
+        calls = len(slack.calls)
+        sender.drain()  # nothing is due before the backoff is over
+        assert len(slack.calls) == calls
+        due = max(entry(engine, head).next_attempt_at for head in heads)
+        delays.append(entry(engine, heads[0]).next_attempt_at - clock.now)
+        clock.now = due + timedelta(milliseconds=1)
+        sender.drain()
+    assert delays == sorted(delays) and delays[-1] > delays[0] * 8  # exponential backoff
+    assert posts(slack) == []
+
+    slack.clear_faults()
+    clock.advance(seconds=LATER.total_seconds())
+    sender.drain()
+    assert set(statuses(engine).values()) == {OutboxStatus.SENT}
+    for conversation, name in conversations.items():
+        assert texts(slack, conversation) == [f"{name} {n}" for n in range(3)], conversation
+    assert len(posts(slack)) == 9
+    assert sorted(outbox_ids(slack, LEADERSHIP, INTAKE, ALICE)) == sorted(
+        chain.from_iterable(ids.values())
+    )
+
+
+# -- (b) rate limits ---------------------------------------------------------------------------------
+
+
+def test_retry_after_is_honoured_without_holding_up_other_conversations(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    card, second_card = (queue(engine, clock, LEADERSHIP, f"card {n}") for n in (1, 2))
+    receipt = queue(engine, clock, INTAKE, "receipt")
+    slack.fail("chat.postMessage", times=1, status=429, retry_after=30)
+    # Even a client that would sleep through Retry-After itself must not do so in the sender.
+    sender = make_sender(
+        engine, slack, clock, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3)]
+    )
+
+    started = time.monotonic()
+    sender.drain()
+    assert time.monotonic() - started < 5
+    assert texts(slack, INTAKE) == ["receipt"]
+    assert texts(slack, LEADERSHIP) == []
+    limited = entry(engine, card)
+    assert limited.status == OutboxStatus.PENDING and limited.last_error == "ratelimited"
+    assert limited.next_attempt_at >= clock.now + timedelta(seconds=30)
+
+    clock.advance(seconds=29)
+    sender.drain()
+    assert texts(slack, LEADERSHIP) == []
+    clock.advance(seconds=1.001)
+    sender.drain()
+    assert texts(slack, LEADERSHIP) == ["card 1", "card 2"]
+    assert entry(engine, second_card).status == OutboxStatus.SENT
+    assert entry(engine, receipt).status == OutboxStatus.SENT
+
+
+# -- (c) restarts ------------------------------------------------------------------------------------
+
+
+def test_a_restart_loses_nothing_and_sends_nothing_twice(
+    database_url: str, engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    ids = [queue(engine, clock, LEADERSHIP, f"card {n}") for n in range(3)]
+    ids += [queue(engine, clock, INTAKE, f"receipt {n}") for n in range(2)]
+    first = make_sender(engine, slack, clock)
+    assert first.deliver_due(limit=1) == 1  # one entry out, then the process stops
+    claimed = claim_and_die(engine, clock)  # and another was claimed but never sent
+    assert claimed
+
+    restarted_engine = make_engine(database_url)
+    restarted = make_sender(restarted_engine, slack, clock)
+    restarted.drain()
+    assert any(status == OutboxStatus.SENDING for status in statuses(engine).values())
+    clock.advance(seconds=LEASE.total_seconds() + 1)  # the dead sender's lease runs out
+    restarted.drain()
+    restarted_engine.dispose()
+
+    assert set(statuses(engine).values()) == {OutboxStatus.SENT}
+    assert texts(slack, LEADERSHIP) == ["card 0", "card 1", "card 2"]
+    assert texts(slack, INTAKE) == ["receipt 0", "receipt 1"]
+    assert len(posts(slack)) == 5
+    assert sorted(outbox_ids(slack, LEADERSHIP, INTAKE)) == ids
+
+
+# -- (d) crash between Slack's answer and our record -------------------------------------------------
+
+
+def test_a_post_slack_accepted_before_a_crash_is_found_not_repeated(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    card = queue(engine, clock, LEADERSHIP, "card")
+    assert claim_and_die(engine, clock) == [card]
+    clock.advance(seconds=2)
+    ts = post_as_a_dead_sender(slack, card, LEADERSHIP, "card")
+    clock.advance(seconds=LEASE.total_seconds())
+
+    make_sender(engine, slack, clock).drain()
+
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert len(posts(slack)) == 1  # the dead sender's only
+    sent = entry(engine, card)
+    assert (sent.status, sent.result_ts, sent.result_channel) == (OutboxStatus.SENT, ts, LEADERSHIP)
+
+
+def test_a_thread_reply_slack_accepted_before_a_crash_is_found_not_repeated(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    card = queue(engine, clock, LEADERSHIP, "card")
+    make_sender(engine, slack, clock).drain()
+    card_ts = entry(engine, card).result_ts
+    reply = queue(engine, clock, LEADERSHIP, "acknowledged", thread_of=card)
+    assert claim_and_die(engine, clock) == [reply]
+    ts = post_as_a_dead_sender(slack, reply, LEADERSHIP, "acknowledged", thread_ts=card_ts)
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+
+    make_sender(engine, slack, clock).drain()
+
+    assert [c.args["ts"] for c in slack.calls_to("conversations.replies")] == [card_ts]
+    assert len(posts(slack)) == 2  # the card, and the dead sender's reply
+    replies = [m for m in slack.messages(LEADERSHIP) if m["thread_ts"] == card_ts]
+    assert [m["ts"] for m in replies] == [ts]
+    assert entry(engine, reply).result_ts == ts
+
+
+def test_a_post_that_never_reached_slack_before_a_crash_is_sent_once(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    card = queue(engine, clock, LEADERSHIP, "card")
+    assert claim_and_die(engine, clock) == [card]
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    make_sender(engine, slack, clock).drain()
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert texts(slack, LEADERSHIP) == ["card"]
+    assert entry(engine, card).status == OutboxStatus.SENT
+
+
+# -- (e) timeouts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["landed", "lost"])
+def test_a_timeout_makes_the_retry_check_before_posting(
+    engine: Engine, slack: FakeSlack, clock: Clock, landed: bool
+) -> None:
+    """The client gives up after 0.3 s; Slack answers after 0.8 s, having posted or not."""
+    card = queue(engine, clock, LEADERSHIP, "card")
+    if landed:
+        slack.fail("chat.postMessage", times=1, status=200, error="", delay=0.8)
+    else:
+        slack.fail("chat.postMessage", times=1, status=500, delay=0.8)
+    sender = make_sender(
+        engine, slack, clock, timeout=0.3, retry_handlers=[ConnectionErrorRetryHandler()]
+    )
+
+    sender.drain()
+    waiting = entry(engine, card)
+    assert waiting.status == OutboxStatus.PENDING and waiting.uncertain
+    assert "timed out" in (waiting.last_error or "")
+    deadline = time.monotonic() + 5
+    while len(slack.calls_to("chat.postMessage")) < 1:  # the slow answer has been given
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert len(texts(slack, LEADERSHIP)) == (1 if landed else 0)
+
+    clock.advance(seconds=LATER.total_seconds())
+    sender.drain()
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert texts(slack, LEADERSHIP) == ["card"]
+    sent = entry(engine, card)
+    assert sent.status == OutboxStatus.SENT and not sent.uncertain
+    assert sent.result_ts == slack.messages(LEADERSHIP)[0]["ts"]
+
+
+# -- (f) permanent errors -----------------------------------------------------------------------------
+
+
+def test_permanent_errors_fail_the_entry_and_the_conversation_goes_on(
+    database_url: str,
+    engine: Engine,
+    slack: FakeSlack,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    refused, *rest = (queue(engine, clock, LEADERSHIP, f"card {n}") for n in range(3))
+    slack.remove_channel(GONE)
+    lost = queue(engine, clock, GONE, "into the void")
+    slack.fail("chat.postMessage", times=1, status=200, error="not_in_channel")  # card 0's post
+
+    with caplog.at_level(logging.ERROR, logger="feedbot.slack.outbox"):
+        make_sender(engine, slack, clock).drain()
+
+    assert entry(engine, refused).status == OutboxStatus.FAILED
+    assert entry(engine, refused).last_error == "not_in_channel"
+    assert entry(engine, lost).status == OutboxStatus.FAILED
+    assert entry(engine, lost).last_error == "channel_not_found"
+    assert all(entry(engine, later).status == OutboxStatus.SENT for later in rest)
+    assert texts(slack, LEADERSHIP) == ["card 1", "card 2"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"outbox #{refused} " in m and "not_in_channel" in m for m in errors), errors
+    assert any(f"outbox #{lost} " in m and "channel_not_found" in m for m in errors), errors
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "DATABASE_URL": database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "feedbot", "outbox"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "failed: 2, sent: 2"
+    assert f"failed #{refused} chat.postMessage to {LEADERSHIP} (test): not_in_channel" in lines
+    assert f"failed #{lost} chat.postMessage to {GONE} (test): channel_not_found" in lines
+
+
+# -- (g) updates ---------------------------------------------------------------------------------------
+
+
+def test_an_update_waits_for_its_post_and_only_the_newest_is_sent(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    card = queue(engine, clock, LEADERSHIP, "card: open")
+    stale = queue(
+        engine, clock, LEADERSHIP, "card: acknowledged", method="chat.update", update_of=card
+    )
+    newest = queue(
+        engine, clock, LEADERSHIP, "card: resolved", method="chat.update", update_of=card
+    )
+    assert entry(engine, stale).status == OutboxStatus.SUPERSEDED
+    slack.fail("chat.postMessage", times=1, status=500)
+    sender = make_sender(engine, slack, clock)
+
+    sender.drain()
+    assert slack.calls_to("chat.update") == []  # its post is not there yet
+    clock.advance(seconds=LATER.total_seconds())
+    sender.drain()
+
+    card_ts = entry(engine, card).result_ts
+    [update] = slack.calls_to("chat.update")
+    assert (update.args["ts"], update.args["channel"]) == (card_ts, LEADERSHIP)
+    assert texts(slack, LEADERSHIP) == ["card: resolved"]
+    assert entry(engine, newest).status == OutboxStatus.SENT
+    assert entry(engine, stale).status == OutboxStatus.SUPERSEDED
+
+
+def test_an_update_of_a_post_that_failed_fails_too(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    slack.remove_channel(GONE)
+    card = queue(engine, clock, GONE, "card")
+    update = queue(engine, clock, GONE, "card, edited", method="chat.update", update_of=card)
+    make_sender(engine, slack, clock).drain()
+    assert entry(engine, card).status == OutboxStatus.FAILED
+    failed = entry(engine, update)
+    assert failed.status == OutboxStatus.FAILED and "never delivered" in (failed.last_error or "")
+    assert slack.calls_to("chat.update") == []
+
+
+def test_a_home_tab_publish_is_recorded_as_sent(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    view = {
+        "type": "home",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Hi"}}],
+    }
+    home = queue(
+        engine,
+        clock,
+        f"home:{ALICE}",
+        "",
+        method="views.publish",
+        payload={"user_id": ALICE, "view": view},
+    )
+    make_sender(engine, slack, clock).drain()
+    assert len(slack.calls_to("views.publish")) == 1
+    assert slack.home_views[ALICE]["blocks"] == view["blocks"]
+    assert entry(engine, home).status == OutboxStatus.SENT
+
+
+# -- (h) competing senders ------------------------------------------------------------------------------
+
+
+def test_two_senders_draining_together_send_each_entry_once_and_in_order(
+    database_url: str, engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    channels = [LEADERSHIP, INTAKE, "CSHOPS0001", "CTECHS0001"]
+    ids = [
+        queue(engine, clock, channel, f"{channel} {n}") for n in range(8) for channel in channels
+    ]
+    slack.fail("chat.postMessage", times=None, status=200, error="", delay=0.005)  # interleave
+    engines = [make_engine(database_url) for _ in range(2)]
+    senders = [make_sender(each, slack, clock) for each in engines]
+    attempted = [0, 0]
+    problems: list[BaseException] = []
+
+    def unfinished() -> bool:
+        return any(
+            s in (OutboxStatus.PENDING, OutboxStatus.SENDING) for s in statuses(engine).values()
+        )
+
+    def run(index: int) -> None:
+        deadline = time.monotonic() + 20
+        try:
+            while unfinished() and time.monotonic() < deadline:
+                attempted[index] += senders[index].deliver_due(limit=3)
+        except BaseException as exc:  # reported below, with the test's thread
+            problems.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for each in engines:
+        each.dispose()
+
+    assert problems == []
+    assert set(statuses(engine).values()) == {OutboxStatus.SENT}
+    assert sum(attempted) == len(ids)  # no entry was claimed twice
+    assert min(attempted) > 0, attempted  # both took part
+    assert len(posts(slack)) == len(ids)
+    assert sorted(outbox_ids(slack, *channels)) == ids
+    for channel in channels:
+        assert texts(slack, channel) == [f"{channel} {n}" for n in range(8)], channel
