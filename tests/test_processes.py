@@ -1,0 +1,282 @@
+"""Several real feedbot processes on one database, driven over HTTP against the fake Slack:
+one scheduler leader at a time, failover when it dies, retries handled once whichever process
+they reach, scheduled work done once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, func, select
+
+from feedbot.core.config import set_value
+from feedbot.db import make_engine, session_scope
+from feedbot.models import OutboxMessage, Report, utcnow
+from tests.conftest import _truncate_all
+from tests.fakeslack import FakeSlack
+from tests.harness import ALICE, INTAKE, LEADER, LEADERSHIP, SIGNING_SECRET, TOKEN, sign
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    port: int
+    process: subprocess.Popen[str]
+    log: Path
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/healthz", timeout=2
+            ) as reply:
+                return dict(json.loads(reply.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def post(self, body: str, content_type: str, headers: dict[str, str] | None = None) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/slack/events",
+            data=body.encode(),
+            headers={"Content-Type": content_type, **sign(body), **(headers or {})},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+
+def start(url: str, slack: FakeSlack, tmp_path: Path, name: str) -> Replica:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FEEDBOT_"))}
+    env |= {
+        "DATABASE_URL": url,
+        "SLACK_API_URL": slack.base_url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "FEEDBOT_TIMEZONE": "Europe/Berlin",
+        "LOG_LEVEL": "INFO",
+    }
+    log = tmp_path / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feedbot", "run", "--http", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Replica(port, process, log)
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def leaders(replicas: list[Replica]) -> list[Replica]:
+    return [
+        r
+        for r in replicas
+        if r.process.poll() is None and (r.health() or {}).get("scheduler_leader")
+    ]
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    engine = make_engine(postgres_url)
+    _truncate_all(engine)
+    with session_scope(engine) as session:
+        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
+        set_value(session, key="intake_channels", raw=INTAKE, actor="test")
+        set_value(session, key="leaders", raw=LEADER, actor="test")
+    engine.dispose()
+    yield postgres_url
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        fake.add_channel(LEADERSHIP, name="leadership")
+        fake.add_channel(INTAKE, name="field")
+        fake.add_user(ALICE, locale="en-US")
+        fake.add_user(LEADER, locale="en-US")
+        yield fake
+
+
+@pytest.fixture
+def replicas(pg_url: str, slack: FakeSlack, tmp_path: Path) -> Iterator[list[Replica]]:
+    group = [start(pg_url, slack, tmp_path, f"replica{n}") for n in range(3)]
+    try:
+        wait_for(lambda: all(r.health() for r in group), 60, "three healthy replicas")
+        yield group
+    finally:
+        for replica in group:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+        for replica in group:
+            try:
+                replica.process.wait(10)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+
+
+def event_body(event_id: str, ts: str) -> str:
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0TEAM",
+            "api_app_id": "A0FEEDBOT",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "message",
+                "channel": INTAKE,
+                "channel_type": "channel",
+                "user": ALICE,
+                "text": "Kasse 4 in Shop Jena hängt seit heute früh",
+                "ts": ts,
+            },
+        }
+    )
+
+
+def test_three_replicas_elect_one_scheduler_and_fail_over(
+    replicas: list[Replica], pg_url: str, slack: FakeSlack
+) -> None:
+    wait_for(lambda: len(leaders(replicas)) == 1, 30, "one scheduler leader")
+    leader = leaders(replicas)[0]
+
+    ts = slack.add_message(INTAKE, "Kasse 4 in Shop Jena hängt seit heute früh", user=ALICE)
+    body = event_body("Ev0MULTI01", ts)
+    first, second = (r for r in replicas if r is not leader)
+    assert first.post(body, "application/json") == 200
+    assert (
+        second.post(
+            body,
+            "application/json",
+            {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+        )
+        == 200
+    )
+    assert leader.post(body, "application/json", {"X-Slack-Retry-Num": "2"}) == 200
+    engine = make_engine(pg_url)
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Report)).one() == 1
+
+    def cards() -> list[dict[str, object]]:
+        return [
+            m
+            for m in slack.messages(LEADERSHIP)
+            if not m.get("thread_ts") and "FB-1001" in str(m["text"])
+        ]
+
+    try:
+        wait_for(lambda: len(cards()) == 1, 20, "the card")
+    except AssertionError:
+        with Session(engine) as session:
+            rows = session.exec(select(OutboxMessage)).all()
+        raise AssertionError(
+            [(r.id, r.conversation, r.method, r.status, r.last_error) for r in rows]
+        ) from None
+
+    leader.process.send_signal(signal.SIGKILL)
+    leader.process.wait(10)
+    killed_at = time.monotonic()
+    wait_for(lambda: len(leaders(replicas)) == 1, 30, "a new leader after the old one was killed")
+    assert time.monotonic() - killed_at < 30
+    assert leaders(replicas)[0] is not leader
+    engine.dispose()
+
+
+def test_scheduled_work_is_done_once_across_replicas_and_failover(
+    replicas: list[Replica], pg_url: str, slack: FakeSlack
+) -> None:
+    engine = make_engine(pg_url)
+    with session_scope(engine) as session:
+        set_value(session, key="working_days", raw="mon,tue,wed,thu,fri,sat,sun", actor="test")
+        set_value(session, key="working_hours", raw="00:00-23:59", actor="test")
+    wait_for(lambda: len(leaders(replicas)) == 1, 30, "one leader")
+    wait_for(lambda: digests(slack) == 1, 30, "last week's digest, late")
+    ts = slack.add_message(INTAKE, "Alle Kassen in Region Ost lehnen Kartenzahlung ab", user=ALICE)
+    assert replicas[0].post(event_body("Ev0MULTI02", ts), "application/json") == 200
+    wait_for(lambda: card_ts(slack) is not None, 20, "the card")
+    with session_scope(engine) as session:  # nine days unacknowledged: a reminder is due
+        report = session.exec(select(Report)).one()
+        report.created_at = utcnow() - timedelta(days=9)
+        session.add(report)
+    for _ in range(2):  # two failovers: each new leader runs every job at once
+        leader = leaders(replicas)[0]
+        leader.process.send_signal(signal.SIGKILL)
+        leader.process.wait(10)
+        wait_for(lambda: len(leaders(replicas)) == 1, 30, "failover")
+        wait_for(lambda: reminders(slack) >= 1, 30, "the reminder")
+        time.sleep(3)
+    assert digests(slack) == 1, "one digest for last week, whatever the failovers"
+    assert reminders(slack) == 1, "the first reminder, once"
+    engine.dispose()
+
+
+def card_ts(slack: FakeSlack) -> str | None:
+    for message in slack.messages(LEADERSHIP):
+        if not message.get("thread_ts") and "FB-1001" in str(message["text"]):
+            return str(message["ts"])
+    return None
+
+
+def digests(slack: FakeSlack) -> int:
+    return sum(1 for m in slack.messages(LEADERSHIP) if str(m["text"]).startswith("Weekly digest"))
+
+
+def reminders(slack: FakeSlack) -> int:
+    card = card_ts(slack)
+    return sum(1 for m in slack.messages(LEADERSHIP) if card and m.get("thread_ts") == card)
+
+
+def test_a_second_run_on_one_sqlite_file_is_refused(tmp_path: Path, slack: FakeSlack) -> None:
+    url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+    first = start(url, slack, tmp_path, "first")
+    try:
+        wait_for(lambda: first.health() is not None, 60, "the first bot")
+        second = start(url, slack, tmp_path, "second")
+        assert second.process.wait(60) == 2
+        assert "already uses" in second.log.read_text()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FEEDBOT_"))} | {
+            "DATABASE_URL": url
+        }
+        beside = subprocess.run(
+            [sys.executable, "-m", "feedbot", "config", "get", "leaders"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert beside.returncode == 0, beside.stderr
+        assert (first.health() or {}).get("scheduler_leader") is True
+    finally:
+        first.process.send_signal(signal.SIGTERM)
+        first.process.wait(10)
