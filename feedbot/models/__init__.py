@@ -21,8 +21,8 @@ from feedbot.models.core import (
     metadata,
     utcnow,
 )
-from feedbot.models.incidents import IncidentGroup
 from feedbot.models.digest import DigestRun
+from feedbot.models.incidents import IncidentGroup
 from feedbot.models.reminders import Reminder, ReminderMessage
 
 __all__ = [

@@ -175,9 +175,20 @@ def notify(
 
 
 def apply_outcome(
-    session: Session, *, outcome: Outcome, config: RuntimeConfig, locale_for: Any, now: datetime
+    session: Session,
+    *,
+    outcome: Outcome,
+    config: RuntimeConfig,
+    locale_for: Any,
+    now: datetime,
+    timezone_for: Any = None,
 ) -> None:
-    """After a triage action: the card shows it, its thread records it, people are told."""
+    """After a triage action: the card shows it, its thread records it, people are told, and
+    reminders follow (see `features.reminders.on_outcome`; `timezone_for` gives a new owner's
+    working hours, else the workspace's apply)."""
+    # Imported here: that module queues its own messages through this one.
+    from feedbot.slack.features import reminders
+
     report = outcome.report
     refresh_card(session, report=report, config=config, now=now)
     thread_line(
@@ -190,3 +201,11 @@ def apply_outcome(
         now=now,
     )
     notify(session, notices=outcome.notices, locale_for=locale_for, now=now)
+    reminders.on_outcome(
+        session,
+        outcome=outcome,
+        config=config,
+        locale_for=locale_for,
+        timezone_for=timezone_for,
+        now=now,
+    )

@@ -1,17 +1,562 @@
-"""The reminders feature's listeners."""
+"""Reminders in Slack: the scan that sends what is due, the follow-up date, Snooze and Hand
+over, and keeping reminders already sent truthful once the report moves on.
+
+`send_due` is what the scheduler's `reminders` job runs every minute (and `feedbot reminders
+run`). The rules, the exactly-once claim and working hours live in `feedbot.core.reminders`;
+this module only turns a claimed step into outbox messages, in the claim's transaction.
+`on_outcome` runs after every triage action (`delivery.apply_outcome`).
+"""
 
 from __future__ import annotations
 
-from slack_bolt import App
+import json
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from feedbot.core import outbox, reminders, reports, triage
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.errors import Conflict, FeedbotError, InvalidValue
+from feedbot.core.reminders import Due, Kind, SnoozeChoice, WorkingHours
+from feedbot.models import OutboxMessage, OutboxStatus, Report
+from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import Action, Callback, Field
+from feedbot.slack.views import Message, slack_date
+from feedbot.slack.views.reminders import (
+    build_ack_reminder,
+    build_callback_reminder,
+    build_escalation,
+    build_follow_up_form,
+    build_follow_up_prompt,
+    build_follow_up_reminder,
+    build_my_follow_ups,
+    build_note,
+    parse_follow_up_block,
+    parse_id,
+    parse_reminder_block,
+    read_follow_up_form,
+)
+
+log = logging.getLogger(__name__)
+
+CLOSING = frozenset({"resolved", "merged", "merged_by_reporter"})
+"""Outcomes after which every reminder sent about the report says it is done."""
+MINE_FOLLOW_UPS = 10
 
 
 def register(app: App, deps: Deps) -> None:
-    """Nothing to register yet."""
-    _ = app, deps
+    app.action(Action.FOLLOW_UP)(_open_follow_up_form(deps))
+    app.view(Callback.FOLLOW_UP_FORM)(_follow_up_submitted(deps))
+    app.action(Action.FOLLOW_UP_PICK)(_follow_up_picked(deps))
+    app.action(Action.SNOOZE)(_snoozed(deps))
+    app.action(Action.HAND_OVER)(_handed_over(deps))
 
 
-def send_due(deps: Deps) -> None:
-    """Nothing is scheduled yet."""
-    _ = deps
+# --------------------------------------------------------------------------- the scan
+
+
+def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
+    """Send every reminder and escalation due now; returns what was sent (with `dry_run`,
+    what is due, sending nothing).
+
+    Each step is claimed and queued in a transaction of its own, so one failure (a lock
+    timeout, say) costs only that step, which the next scan retries.
+    """
+    config = deps.config()
+    now = deps.clock()
+    with Session(deps.engine) as session:
+        due = reminders.find_due(session, now=now, config=config, zone_for=deps.timezone_for)
+    if dry_run:
+        return due
+    # Who gets what is looked up now (Slack's users.info may take a moment), so no
+    # transaction below waits on Slack.
+    people = {item.recipient for item in due if item.recipient}
+    if any(item.kind.escalation for item in due) and not config.escalation_channel:
+        people |= {*config.admins, *config.bootstrap_admins}
+    for person in people:
+        deps.locale_for(person)
+    sent = []
+    for item in due:
+        try:
+            with deps.transaction() as session:
+                if _send(session, deps, item, config=config, now=now):
+                    sent.append(item)
+        except Exception:
+            log.exception(
+                "could not send %s %s #%s; the next scan tries again",
+                item.reference,
+                item.kind,
+                item.sequence,
+            )
+    if sent:
+        log.info("sent %s reminders and escalations", len(sent))
+    return sent
+
+
+def _send(session: Session, deps: Deps, due: Due, *, config: RuntimeConfig, now: datetime) -> bool:
+    claimed = reminders.claim(session, due=due, now=now, config=config, zone_for=deps.timezone_for)
+    if claimed is None:
+        return False
+    report, reminder = claimed.report, claimed.reminder
+    assert reminder.id is not None
+    messages: list[OutboxMessage] = []
+    recipient: str | None = None
+    if due.kind == Kind.ACK:
+        card = session.get(OutboxMessage, report.card_message_id)
+        if card is not None:
+            recipient = card.conversation
+            message = build_ack_reminder(
+                report,
+                number=due.number,
+                cap=config.reminder_cap,
+                mentions=_leader_mentions(config),
+                locale=_channel_locale(config, card.conversation),
+            )
+            messages.append(_post(session, card.conversation, message, now, due, thread_of=card))
+    elif due.kind.to_owner and report.owner_id:
+        recipient = report.owner_id
+        locale = deps.locale_for(recipient)
+        if due.kind == Kind.FOLLOW_UP:
+            message = build_follow_up_reminder(
+                report,
+                reminder_id=reminder.id,
+                number=due.number,
+                cap=config.reminder_cap,
+                locale=locale,
+            )
+        else:
+            message = build_callback_reminder(
+                report, reminder_id=reminder.id, number=due.number, locale=locale
+            )
+        messages.append(_post(session, recipient, message, now, due))
+    elif due.kind.escalation:
+        recipient, messages = _escalate(session, deps, report, due, config=config, now=now)
+    reminders.attach_messages(session, reminder=reminder, messages=messages, recipient=recipient)
+    return True
+
+
+def _post(
+    session: Session,
+    conversation: str,
+    message: Message,
+    now: datetime,
+    due: Due,
+    *,
+    thread_of: OutboxMessage | None = None,
+) -> OutboxMessage:
+    return delivery.post(
+        session,
+        conversation=conversation,
+        message=message,
+        now=now,
+        purpose=f"reminder_{due.kind}",
+        thread_of=thread_of,
+    )
+
+
+def _escalate(
+    session: Session,
+    deps: Deps,
+    report: Report,
+    due: Due,
+    *,
+    config: RuntimeConfig,
+    now: datetime,
+) -> tuple[str | None, list[OutboxMessage]]:
+    """To the escalation channel, or else to each admin by direct message."""
+    history = reminders.history(session, report=report)
+
+    def build(locale: str) -> Message:
+        return build_escalation(
+            report,
+            kind=due.kind,
+            count=due.number,
+            target=config.response_targets.get(str(report.urgency), "?"),
+            history=history,
+            locale=locale,
+        )
+
+    channel = config.escalation_channel
+    if channel:
+        message = build(_channel_locale(config, channel))
+        return channel, [_post(session, channel, message, now, due)]
+    admins = list(dict.fromkeys([*config.admins, *config.bootstrap_admins]))
+    if not admins:
+        log.warning(
+            "%s is escalated, but there is no escalation channel or admin", report.reference
+        )
+    return None, [
+        _post(session, admin, build(deps.locale_for(admin)), now, due) for admin in admins
+    ]
+
+
+def _leader_mentions(config: RuntimeConfig) -> list[str]:
+    """Who a thread reminder names: the leaders (their user group too), else the admins."""
+    people = config.leaders or [*config.admins, *config.bootstrap_admins]
+    mentions = [f"<@{user}>" for user in dict.fromkeys(people)][:20]
+    if config.leaders_usergroup:
+        mentions.insert(0, f"<!subteam^{config.leaders_usergroup}>")
+    return mentions
+
+
+def _channel_locale(config: RuntimeConfig, channel: str) -> str:
+    return config.language_of_channel(channel)
+
+
+def _locale_of(config: RuntimeConfig, locale_for: Callable[[str], str], conversation: str) -> str:
+    if conversation[:1] in {"U", "W"}:
+        return locale_for(conversation)
+    return _channel_locale(config, conversation)
+
+
+# --------------------------------------------------------------------------- after actions
+
+
+def on_outcome(
+    session: Session,
+    *,
+    outcome: triage.Outcome,
+    config: RuntimeConfig,
+    locale_for: Callable[[str], str],
+    timezone_for: Callable[[str | None], ZoneInfo] | None,
+    now: datetime,
+) -> None:
+    """After any triage action: a new owner gets an hour of quiet (and, on a claim, the offer
+    of a follow-up date); queued reminders the action made wrong are withdrawn; and once the
+    report is resolved (or its call back made), the reminders already sent say so."""
+    report = outcome.report
+    zone_for = timezone_for or (lambda _user: config.zone)
+    if outcome.action in ("claimed", "assigned") and report.owner_id:
+        zone = zone_for(report.owner_id)
+        reminders.quiet_for_new_owner(report, now=now, config=config, zone=zone)
+        session.add(report)
+        if outcome.action == "claimed":
+            _offer_follow_up(
+                session, report, config=config, locale_for=locale_for, zone=zone, now=now
+            )
+    reminders.withdraw_stale(session, report=report)
+    if outcome.action in CLOSING:
+        sent = reminders.sent_messages(session, report=report)
+    elif outcome.action == "customer_called":
+        sent = reminders.sent_messages(session, report=report, kinds=[Kind.CALLBACK])
+    else:
+        return
+    for _reminder, message in sent:
+        locale = _locale_of(config, locale_for, message.conversation)
+        _edit(session, message, build_note(_settled_text(report, outcome.action, locale)), now)
+
+
+def _settled_text(report: Report, action: str, locale: str) -> str:
+    if action == "customer_called":
+        return t(
+            locale,
+            "reminder.called",
+            ref=report.reference,
+            when=slack_date(report.customer_called_at or report.updated_at),
+        )
+    when = slack_date(report.resolved_at or report.updated_at)
+    if action == "resolved" and report.resolved_by:
+        return t(
+            locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
+        )
+    return t(locale, "reminder.closed", ref=report.reference, when=when)
+
+
+def _edit(session: Session, message: OutboxMessage, note: Message, now: datetime) -> None:
+    """Replace a reminder in Slack (never one withdrawn before it went out)."""
+    session.refresh(message)
+    if message.status not in (OutboxStatus.SENT, OutboxStatus.SENDING):
+        return
+    outbox.enqueue(
+        session,
+        conversation=message.conversation,
+        method="chat.update",
+        payload=note.to_payload(),
+        purpose="reminder_update",
+        update_of=message,
+        now=now,
+    )
+
+
+def _default_day(report: Report, *, config: RuntimeConfig, zone: ZoneInfo, now: datetime) -> date:
+    """What a date picker starts at: the current follow-up, else the next working day."""
+    if report.follow_up_at is not None and report.follow_up_at > now:
+        return report.follow_up_at.astimezone(zone).date()
+    hours = WorkingHours.from_config(config)
+    return hours.first_working_day(now.astimezone(zone).date() + timedelta(days=1))
+
+
+def _offer_follow_up(
+    session: Session,
+    report: Report,
+    *,
+    config: RuntimeConfig,
+    locale_for: Callable[[str], str],
+    zone: ZoneInfo,
+    now: datetime,
+) -> None:
+    """A date picker only the new owner sees, under the card they just claimed."""
+    card = session.get(OutboxMessage, report.card_message_id) if report.card_message_id else None
+    if card is None or report.owner_id is None:
+        return
+    message = build_follow_up_prompt(
+        report,
+        locale=locale_for(report.owner_id),
+        initial=_default_day(report, config=config, zone=zone, now=now),
+    )
+    outbox.enqueue(
+        session,
+        conversation=card.conversation,
+        method="chat.postEphemeral",
+        payload=message.to_payload() | {"user": report.owner_id},
+        purpose="follow_up_prompt",
+        now=now,
+    )
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    """The pressed element's payload; anything malformed reads as empty."""
+    actions = body.get("actions")
+    first = actions[0] if isinstance(actions, list) and actions else None
+    return first if isinstance(first, dict) else {}
+
+
+def _field(action: dict[str, Any], name: str, key: str | None = None) -> str:
+    """A string from the element's state (`key` within an object such as selected_option)."""
+    value = action.get(name)
+    if key is not None:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _where(body: dict[str, Any]) -> str:
+    return str(
+        (body.get("channel") or {}).get("id")
+        or (body.get("container") or {}).get("channel_id")
+        or body["user"]["id"]
+    )
+
+
+def _tell(session: Session, deps: Deps, body: dict[str, Any], text: str) -> None:
+    delivery.ephemeral(
+        session, channel=_where(body), user=body["user"]["id"], text=text, now=deps.clock()
+    )
+
+
+def _refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
+    actor = body["user"]["id"]
+    log.info("refused %s for %s: %s", _action(body).get("action_id"), actor, error)
+    _tell(session, deps, body, explain(error, deps.locale_for(actor)))
+
+
+def _apply(session: Session, deps: Deps, outcome: triage.Outcome, config: RuntimeConfig) -> None:
+    delivery.apply_outcome(
+        session,
+        outcome=outcome,
+        config=config,
+        locale_for=deps.locale_for,
+        now=deps.clock(),
+        timezone_for=deps.timezone_for,
+    )
+    deps.report_changed(session, outcome.report)
+
+
+def _set_follow_up(
+    session: Session, deps: Deps, *, report_id: int, actor: str, day: date, config: RuntimeConfig
+) -> Report:
+    report = reports.get_report(session, report_id)
+    outcome = reminders.set_follow_up(
+        session,
+        report=report,
+        actor=actor,
+        day=day,
+        config=config,
+        zone=deps.timezone_for(report.owner_id),
+        now=deps.clock(),
+    )
+    _apply(session, deps, outcome, config)
+    return report
+
+
+def _open_follow_up_form(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        actor = body["user"]["id"]
+        config = deps.config()
+        with deps.transaction() as session:
+            try:
+                triage.require_leader(config, actor)
+                report_id = parse_id(_field(_action(body), "value"))
+                report = reports.get_report(session, report_id or 0)
+                if report.owner_id is None:
+                    raise Conflict("no owner", code="no_owner")
+            except FeedbotError as error:
+                _refuse(session, deps, body, error)
+                return
+        zone = deps.timezone_for(report.owner_id)
+        view = build_follow_up_form(
+            report,
+            locale=deps.locale_for(actor),
+            initial=_default_day(report, config=config, zone=zone, now=deps.clock()),
+        )
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    return handle
+
+
+def _day(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidValue("Pick a date.", field="date", code="follow_up_past") from None
+
+
+def _as_error(error: Exception) -> FeedbotError:
+    if isinstance(error, FeedbotError):
+        return error
+    return InvalidValue("That does not look right; please try again.", code="generic")
+
+
+def _follow_up_submitted(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        actor = body["user"]["id"]
+        locale = deps.locale_for(actor)
+        raw = read_follow_up_form(view.get("state", {}).get("values", {}))
+        try:
+            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
+            day = _day(raw)
+        except (InvalidValue, ValueError, KeyError, TypeError):
+            ack(
+                response_action="errors",
+                errors={Field.FOLLOW_UP_DATE: t(locale, "error.follow_up_past")},
+            )
+            return
+        try:
+            with deps.transaction() as session:
+                _set_follow_up(
+                    session, deps, report_id=report_id, actor=actor, day=day, config=deps.config()
+                )
+        except FeedbotError as error:
+            ack(response_action="errors", errors={Field.FOLLOW_UP_DATE: explain(error, locale)})
+            return
+        ack()
+
+    return handle
+
+
+def _follow_up_picked(deps: Deps) -> Any:
+    """The date picker offered after a claim: picking a date sets the follow-up."""
+
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actor = body["user"]["id"]
+        action = _action(body)
+        report_id = parse_follow_up_block(_field(action, "block_id"))
+        with deps.transaction() as session:
+            try:
+                day = _day(_field(action, "selected_date"))
+                report = _set_follow_up(
+                    session,
+                    deps,
+                    report_id=report_id or 0,
+                    actor=actor,
+                    day=day,
+                    config=deps.config(),
+                )
+            except FeedbotError as error:
+                session.rollback()
+                _refuse(session, deps, body, error)
+                return
+            text = t(
+                deps.locale_for(actor),
+                "follow_up.set",
+                ref=report.reference,
+                date=slack_date(report.follow_up_at or deps.clock()),
+            )
+            _tell(session, deps, body, text)
+
+    return handle
+
+
+def _reminder_of(body: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+    action = _action(body)
+    ids = parse_reminder_block(_field(action, "block_id"))
+    if ids is None:
+        raise Conflict("That reminder is gone.")
+    return action, ids[0], ids[1]
+
+
+def _snoozed(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actor = body["user"]["id"]
+        config = deps.config()
+        now = deps.clock()
+        with deps.transaction() as session:
+            try:
+                action, report_id, reminder_id = _reminder_of(body)
+                choice = SnoozeChoice(_field(action, "selected_option", "value"))
+                zone = deps.timezone_for(actor)
+                until = reminders.snooze_until(
+                    choice, now=now, hours=WorkingHours.from_config(config), zone=zone
+                )
+                report = reports.get_report(session, report_id)
+                outcome = reminders.snooze(
+                    session, report=report, actor=actor, until=until, zone=zone, now=now
+                )
+                _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
+            except (FeedbotError, ValueError) as error:
+                session.rollback()
+                _refuse(session, deps, body, _as_error(error))
+                return
+            _apply(session, deps, outcome, config)
+            note = t(deps.locale_for(actor), "reminder.snoozed", until=slack_date(until))
+            _edit(session, message, build_note(note), now)
+
+    return handle
+
+
+def _handed_over(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actor = body["user"]["id"]
+        config = deps.config()
+        now = deps.clock()
+        with deps.transaction() as session:
+            try:
+                action, report_id, reminder_id = _reminder_of(body)
+                assignee = _field(action, "selected_user")
+                report = reports.get_report(session, report_id)
+                outcome = triage.assign(
+                    session, report=report, actor=actor, assignee=assignee, config=config, now=now
+                )
+                _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
+            except FeedbotError as error:
+                session.rollback()
+                _refuse(session, deps, body, error)
+                return
+            _apply(session, deps, outcome, config)
+            note = t(deps.locale_for(actor), "reminder.handed_over", owner=assignee)
+            _edit(session, message, build_note(note), now)
+
+    return handle
+
+
+def mine(session: Session, deps: Deps, *, user_id: str, locale: str) -> list[Any]:
+    """Blocks for `/feedback mine`: a leader's open follow-ups and owed call backs."""
+    if not deps.config().is_leader(user_id):
+        return []
+    follow_ups = reminders.open_follow_ups(session, owner_id=user_id, limit=MINE_FOLLOW_UPS)
+    return build_my_follow_ups(follow_ups, locale=locale, now=deps.clock())

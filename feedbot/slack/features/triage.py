@@ -114,7 +114,12 @@ def _run(
             _refuse(session, deps, body, error)
             return
         delivery.apply_outcome(
-            session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+            session,
+            outcome=outcome,
+            config=config,
+            locale_for=deps.locale_for,
+            now=now,
+            timezone_for=deps.timezone_for,
         )
         deps.report_changed(session, outcome.report)
 
@@ -214,7 +219,12 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                     now=now,
                 )
                 delivery.apply_outcome(
-                    session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+                    session,
+                    outcome=outcome,
+                    config=config,
+                    locale_for=deps.locale_for,
+                    now=now,
+                    timezone_for=deps.timezone_for,
                 )
                 deps.report_changed(session, outcome.report)
                 if callback == Callback.FORWARD_FORM:

@@ -171,6 +171,8 @@ def _triage_buttons(report: Report, locale: str) -> list[Block]:
         second.append(_button(locale, "button.reveal", Action.REVEAL_CONTACT, report))
     if report.callback_requested and report.customer_called_at is None:
         second.append(_button(locale, "button.called", Action.CUSTOMER_CALLED, report))
+    if report.owner_id:  # reminds the owner on a date (reminders feature)
+        second.append(_button(locale, "button.follow_up", Action.FOLLOW_UP, report))
     return [
         ActionsBlock(block_id=f"triage-{report.id}", elements=first),
         ActionsBlock(block_id=f"triage2-{report.id}", elements=second),
