@@ -140,25 +140,27 @@ class GroupOutcome:
     actor: str
     changed: list[Report]
     notices: list[Notice]
+    outcomes: list[triage.Outcome]
+    """Each member's own outcome, for what follows a report's triage (its reminders)."""
 
 
 def _each(
     session: Session,
     group: IncidentGroup,
     act: Callable[[Report], triage.Outcome],
-) -> tuple[list[Report], list[Notice]]:
+) -> tuple[list[Report], list[Notice], list[triage.Outcome]]:
     """Apply `act` to every report of the group it applies to; one notice per person and kind."""
-    changed: list[Report] = []
+    outcomes: list[triage.Outcome] = []
     notices: dict[tuple[str, NoticeKind], Notice] = {}
     for member in members(session, group):
         try:
             outcome = act(member)
         except Conflict:
             continue  # already acknowledged or resolved on its own
-        changed.append(member)
+        outcomes.append(outcome)
         for notice in outcome.notices:
             notices.setdefault((notice.user_id, notice.kind), notice)
-    return changed, list(notices.values())
+    return [o.report for o in outcomes], list(notices.values()), outcomes
 
 
 def acknowledge(
@@ -167,7 +169,7 @@ def acknowledge(
     triage.require_leader(config, actor)
     if group.status != ReportStatus.OPEN:
         raise Conflict(f"{group.reference} was already acknowledged.")
-    changed, notices = _each(
+    changed, notices, outcomes = _each(
         session,
         group,
         lambda r: triage.acknowledge(session, report=r, actor=actor, config=config, now=now),
@@ -179,7 +181,7 @@ def acknowledge(
         now,
     )
     session.add(group)
-    return GroupOutcome(group, "acknowledged", actor, changed, notices)
+    return GroupOutcome(group, "acknowledged", actor, changed, notices, outcomes)
 
 
 def reply(
@@ -192,7 +194,7 @@ def reply(
     now: datetime,
 ) -> GroupOutcome:
     triage.require_leader(config, actor)
-    changed, notices = _each(
+    changed, notices, outcomes = _each(
         session,
         group,
         lambda r: triage.reply(session, report=r, actor=actor, text=text, config=config, now=now),
@@ -205,7 +207,7 @@ def reply(
         )
     group.updated_at = now
     session.add(group)
-    return GroupOutcome(group, "replied", actor, changed, notices)
+    return GroupOutcome(group, "replied", actor, changed, notices, outcomes)
 
 
 def resolve(
@@ -220,7 +222,7 @@ def resolve(
     triage.require_leader(config, actor)
     if group.status == ReportStatus.RESOLVED:
         raise Conflict(f"{group.reference} is already resolved.")
-    changed, notices = _each(
+    changed, notices, outcomes = _each(
         session,
         group,
         lambda r: triage.resolve(session, report=r, actor=actor, note=note, config=config, now=now),
@@ -233,4 +235,4 @@ def resolve(
     )
     group.resolution_note = reports.clean_text(note)
     session.add(group)
-    return GroupOutcome(group, "resolved", actor, changed, notices)
+    return GroupOutcome(group, "resolved", actor, changed, notices, outcomes)

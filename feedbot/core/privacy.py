@@ -14,7 +14,15 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from feedbot.models import AuditEntry, MeToo, Report, ReportStatus, SlackUser, TimelineEntry
+from feedbot.models import (
+    AuditEntry,
+    MeToo,
+    Reminder,
+    Report,
+    ReportStatus,
+    SlackUser,
+    TimelineEntry,
+)
 
 EXPORT_FIELDS = (
     "reference",
@@ -169,6 +177,12 @@ def forget_user(session: Session, *, user_id: str) -> Forgotten:
             .values({column: None})
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        update(Reminder)
+        .where(col(Reminder.recipient) == user_id)
+        .values(recipient=None)
+        .execution_options(synchronize_session=False)
+    )
     session.execute(
         update(AuditEntry)
         .where(col(AuditEntry.actor) == user_id)

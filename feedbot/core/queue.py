@@ -56,7 +56,10 @@ def leader_queue(
         ),
         overdue_follow_ups=_shelf(
             session,
-            is_open & (col(Report.owner_id) == user_id) & (col(Report.follow_up_at) < now),
+            is_open
+            & (col(Report.owner_id) == user_id)
+            & (col(Report.follow_up_at) < now)
+            & (col(Report.snoozed_until).is_(None) | (col(Report.snoozed_until) < now)),
             col(Report.follow_up_at),
             limit,
         ),

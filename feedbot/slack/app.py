@@ -8,6 +8,7 @@ instead of the report being lost. Listeners therefore do only fast work (databas
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
-from feedbot.slack.i18n import language_of
+from feedbot.slack.i18n import language_of, t
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class ConfigCache:
                     )
                 self._loaded_at = time.monotonic()
             return self._value
+
+    def cached(self) -> RuntimeConfig | None:
+        return self._value
 
     def invalidate(self) -> None:
         with self._lock:
@@ -202,6 +206,11 @@ class Deps:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
         self.groups = GroupDirectory(self.client)
+
+    def settings_language(self) -> str:
+        """The default language, without the database (for when the database is the problem)."""
+        cached = self.config_cache.cached()
+        return cached.language if cached is not None else "en"
 
     def config(self) -> RuntimeConfig:
         """The runtime configuration, with the leaders' user group resolved to its members."""
@@ -379,6 +388,15 @@ def _handle_error(deps: Deps) -> Callable[..., None]:
         if not transient:
             if response is not None:
                 response.status, response.body = 200, ""
+            return
+        if body.get("command") and response is not None:
+            # Slack does not retry a command; tell the person instead of Slack's bare failure.
+            language = deps.settings_language()
+            response.status = 200
+            response.body = json.dumps(
+                {"response_type": "ephemeral", "text": t(language, "error.generic")}
+            )
+            response.headers["content-type"] = ["application/json;charset=utf-8"]
             return
         if isinstance(event_id, str):
             try:

@@ -20,6 +20,7 @@ from feedbot.core.errors import FeedbotError
 from feedbot.models import IncidentGroup, OutboxMessage, Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.features import reminders
 from feedbot.slack.features.common import explain
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_card, build_incident_form
@@ -101,9 +102,17 @@ def _apply(
     """The group card, each member's own card (if it had one), a thread line, the notices."""
     group = outcome.group
     refresh_card(session, group, config, now)
-    for member in outcome.changed:
-        delivery.refresh_card(session, report=member, config=config, now=now)
-        deps.report_changed(session, member)
+    for member in outcome.outcomes:
+        delivery.refresh_card(session, report=member.report, config=config, now=now)
+        reminders.on_outcome(
+            session,
+            outcome=member,
+            config=config,
+            locale_for=deps.locale_for,
+            timezone_for=deps.timezone_for,
+            now=now,
+        )
+        deps.report_changed(session, member.report)
     card = session.get(OutboxMessage, group.card_message_id) if group.card_message_id else None
     if card is not None:
         line = build_thread_line(
