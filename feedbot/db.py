@@ -49,11 +49,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         ) from exc
     if parsed.get_backend_name() == "sqlite":
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        # More connections than threads (server, outbox senders, jobs): a thread that holds
+        # the write lock must never wait for a connection held by threads waiting for it.
+        kwargs.setdefault("pool_size", 40)
+        kwargs.setdefault("max_overflow", 10)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _configure_sqlite)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **kwargs)
 

@@ -66,23 +66,32 @@ class ConfigCache:
         self._lock = Lock()
 
     def get(self) -> RuntimeConfig:
-        with self._lock:
-            if self._value is None or time.monotonic() - self._loaded_at > self.ttl:
-                with Session(self.engine) as session:
-                    self._value = load_config(
-                        session,
-                        bootstrap_admins=tuple(self.settings.feedbot_admins),
-                        default_timezone=self.settings.feedbot_timezone,
-                    )
-                self._loaded_at = time.monotonic()
-            return self._value
+        """The configuration. While one thread re-reads it, the others keep the previous copy
+        instead of queueing behind it: a request holding SQLite's write lock must never wait
+        for a reader that waits for a connection that request's neighbours hold."""
+        value = self._value
+        if value is not None and time.monotonic() - self._loaded_at <= self.ttl:
+            return value
+        if not self._lock.acquire(blocking=value is None):
+            assert value is not None
+            return value
+        try:
+            with Session(self.engine) as session:
+                fresh = load_config(
+                    session,
+                    bootstrap_admins=tuple(self.settings.feedbot_admins),
+                    default_timezone=self.settings.feedbot_timezone,
+                )
+            self._value, self._loaded_at = fresh, time.monotonic()
+            return fresh
+        finally:
+            self._lock.release()
 
     def cached(self) -> RuntimeConfig | None:
         return self._value
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._value = None
+        self._loaded_at = 0.0
 
 
 @dataclass(frozen=True)

@@ -77,19 +77,18 @@ def file_report(
 
 
 def suggestions(session: Session, report: Report) -> tuple[list[reports.Match], Report | None]:
-    """Up to three similar open reports, and the closest one already resolved."""
-    similar = reports.similar_reports(
-        session, text=report.text, category=report.category, exclude_id=report.id
-    )
-    solved = reports.similar_reports(
+    """Up to three similar open reports, and the closest one already resolved (one query)."""
+    matches = reports.similar_reports(
         session,
         text=report.text,
         category=report.category,
         exclude_id=report.id,
-        statuses=(ReportStatus.RESOLVED,),
-        limit=1,
+        statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
+        limit=12,
     )
-    return similar, solved[0].report if solved else None
+    similar = [m for m in matches if m.report.status != ReportStatus.RESOLVED][:3]
+    solved = next((m.report for m in matches if m.report.status == ReportStatus.RESOLVED), None)
+    return similar, solved
 
 
 def send_receipt(
