@@ -28,3 +28,9 @@ lint: $(BIN)/feedbot
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (minutes; not part of `make test`): one JSON line per measurement on stdout.
+# PostgreSQL from FEEDBOT_BENCH_DATABASE_URL (default: the local server). See docs/performance.md.
+.PHONY: bench
+bench: $(BIN)/feedbot
+	$(BIN)/python -m benchmarks.run_all

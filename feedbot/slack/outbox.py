@@ -5,17 +5,32 @@ ordering and claim rules). Every post carries Slack message metadata naming its 
 when an attempt's outcome is unknown (the process died mid-call, or the connection broke after
 sending), the sender looks for that metadata in the conversation before posting again, so a
 message is never posted twice.
+
+The background loop (`start()`) claims due entries and hands them to a few sending threads, so
+one slow call or a wait for one channel never holds up the others; order within a conversation
+still holds, because the queue lets only one entry per conversation be claimed at a time. It
+also paces posts: Slack accepts about one message per second per channel, so the next post to a
+channel waits out that second instead of provoking a 429. Pacing is per process; a 429 from
+posts of another replica is still honoured through `Retry-After`. `deliver_due()` and `drain()`
+stay one serial, unpaced pass, for tests and the CLI.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
+import heapq
+import itertools
 import json
 import logging
+import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from http.client import HTTPException
 from typing import Any
 
 from slack_sdk import WebClient
@@ -24,6 +39,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot.core import outbox
+from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,6 +48,13 @@ METADATA_EVENT = "feedbot_outbox"
 MAX_BACKOFF = timedelta(minutes=5)
 RECHECK_PAGES = 20
 """How many pages (of 200 messages) of a conversation to search for an earlier attempt."""
+
+SENDING_THREADS = 8
+"""Calls to Slack in flight at once from the background loop (each to another conversation)."""
+POST_INTERVAL = 1.0
+"""Seconds between two posts to one conversation: Slack's limit for `chat.postMessage`."""
+MAX_HELD = 200
+"""Most entries the background loop holds claimed (waiting for their channel or a thread)."""
 
 UNCERTAIN_ERRORS = frozenset({"fatal_error", "internal_error", "request_timeout"})
 """Answers after which Slack may have posted the message anyway (its docs say so for
@@ -77,7 +100,9 @@ class ParentUndelivered(Exception):
 
 
 class OutboxSender:
-    """Drains the outbox. `deliver_due()` is one pass (tests call it); `start()` loops it."""
+    """Drains the outbox. `deliver_due()` is one serial pass (tests call it); `start()` runs the
+    background loop with `threads` sending threads and `post_interval` pacing per conversation.
+    """
 
     def __init__(
         self,
@@ -86,6 +111,8 @@ class OutboxSender:
         *,
         clock: Callable[[], datetime] = utcnow,
         poll_interval: float = 1.0,
+        threads: int = SENDING_THREADS,
+        post_interval: float = POST_INTERVAL,
     ) -> None:
         self.engine = engine
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
@@ -99,31 +126,108 @@ class OutboxSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dm_channels: dict[str, str] = {}
+        self.threads = max(threads, 1)
+        self.post_interval = post_interval
+        self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._held = 0
+        self._held_lock = threading.Lock()
+        self._last_post: dict[str, float] = {}
+        """Conversation -> `time.monotonic()` of this process's last accepted post there."""
 
     def wake(self) -> None:
         """Deliver soon: called after a transaction queued something."""
         self._wake.set()
 
     def start(self) -> None:
+        self._workers = [
+            threading.Thread(target=self._send, name=f"outbox-send-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming; calls in flight finish, and claims not yet sent are put back."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        for worker in self._workers:
+            worker.join(max(deadline - time.monotonic(), 0))
 
     def _run(self) -> None:
+        """Claim due entries and pass each to the sending threads once its channel is free."""
+        waiting: list[tuple[float, int, Claim]] = []  # (when it may go, tie-break, claim)
+        order = itertools.count()
         while not self._stop.is_set():
+            claims: list[Claim] = []
+            room = MAX_HELD - self._held
+            if room > 0:
+                try:
+                    with Session(self.engine, expire_on_commit=False) as session:
+                        claims = outbox.claim_due(session, now=self.clock(), limit=min(room, 50))
+                except Exception:
+                    log.exception("outbox pass failed; retrying")
+            with self._held_lock:
+                self._held += len(claims)
+            for claim in claims:
+                heapq.heappush(waiting, (self._may_go_at(claim.entry), next(order), claim))
+            now = time.monotonic()
+            while waiting and waiting[0][0] <= now:
+                self._ready.put(heapq.heappop(waiting)[2])
+            if claims:
+                continue  # more may be due at once
+            timeout = self.poll_interval
+            if waiting:
+                timeout = min(timeout, waiting[0][0] - now)
+            self._wake.wait(timeout)
+            self._wake.clear()
+        for _, _, claim in waiting:
+            self._release(claim)
+        for _ in self._workers:
+            self._ready.put(None)
+
+    def _may_go_at(self, entry: OutboxMessage) -> float:
+        """When `entry` may be sent (monotonic): a post waits out its channel's interval."""
+        if entry.method != "chat.postMessage" or self.post_interval <= 0:
+            return 0.0
+        last = self._last_post.get(entry.conversation)
+        return 0.0 if last is None else last + self.post_interval
+
+    def _send(self) -> None:
+        """A sending thread: delivers claims until `_run` hands it None."""
+        while (claim := self._ready.get()) is not None:
             try:
-                delivered = self.deliver_due()
+                if self._stop.is_set():
+                    self._release(claim)
+                else:
+                    self._deliver(claim.entry, recheck=claim.recheck)
             except Exception:
-                log.exception("outbox pass failed; retrying")
-                delivered = 0
-            if not delivered:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+                log.exception("outbox #%s: delivery failed; retrying", claim.entry.id)
+            finally:
+                with self._held_lock:
+                    self._held -= 1
+                self._wake.set()  # its conversation's next entry may be due now
+
+    def _release(self, claim: Claim) -> None:
+        """Put back a claim that was never attempted (the sender is stopping)."""
+        assert claim.entry.id is not None
+        try:
+            with Session(self.engine) as session:
+                outbox.mark_retry(
+                    session,
+                    claim.entry.id,
+                    error="not sent: the sender stopped",
+                    at=self.clock(),
+                    uncertain=claim.entry.uncertain,
+                )
+                session.commit()
+        except Exception:  # its lease runs out and another sender takes it, with a recheck
+            log.warning("outbox #%s: could not put it back", claim.entry.id, exc_info=True)
 
     def deliver_due(self, *, limit: int = 20) -> int:
         """Claim and attempt up to `limit` due entries; returns how many were attempted."""
@@ -151,13 +255,17 @@ class OutboxSender:
                     if recheck and entry.method == "chat.postMessage"
                     else None
                 )
+                channel: str | None
                 ts: str | None
                 if found is not None:
                     log.info("%s: already posted before a restart, not sending again", context)
                     channel, ts = found[0], found[1]
                 else:
-                    response = self.client.api_call(entry.method, json=payload)
-                    channel = str(response.get("channel") or payload["channel"])
+                    response = call_api(self.client, entry.method, payload)
+                    if entry.method == "chat.postMessage":
+                        self._last_post[entry.conversation] = time.monotonic()
+                    # views.publish answers without a channel, and is addressed without one.
+                    channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
                 outbox.mark_sent(session, entry.id, channel=channel, ts=ts, now=self.clock())
             except DeliveryDeferred as exc:
@@ -173,9 +281,12 @@ class OutboxSender:
                 outbox.mark_failed(session, entry.id, error=str(exc), now=self.clock())
             except SlackApiError as exc:
                 self._settle_api_error(session, entry, exc, context)
-            except Exception as exc:  # network: the request may or may not have arrived
+            except Exception as exc:  # the request may or may not have arrived
                 delay = self._backoff(entry.attempts)
-                log.warning("%s: %s; retrying in %ss", context, type(exc).__name__, delay.seconds)
+                if isinstance(exc, OSError | HTTPException):  # timeouts, resets, refusals
+                    log.warning("%s: %s; retrying in %ss", context, exc, delay.seconds)
+                else:  # a bug, not the network: show where, but keep the entry queued
+                    log.exception("%s: unexpected failure; retrying in %ss", context, delay.seconds)
                 outbox.mark_retry(
                     session,
                     entry.id,
@@ -313,3 +424,23 @@ def _retry_after(headers: dict[str, Any]) -> float:
             except (TypeError, ValueError):
                 return 1.0
     return 1.0
+
+
+FILE_UPLOAD = "files.upload_v2"
+"""Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
+
+
+def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
+    """One Web API call for an outbox entry. A file upload is slack_sdk's `files_upload_v2`
+    (three calls: get an upload URL, upload, complete), with the content stored gzipped and
+    base64-encoded in the payload: the outbox stores JSON, and a week's CSV shrinks from
+    megabytes to a fraction.
+
+    An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
+    it is not rechecked like a post: at worst the file is attached twice; the digest's own
+    message is still posted once."""
+    if method != FILE_UPLOAD:
+        return client.api_call(method, json=payload)
+    arguments = dict(payload)
+    content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
+    return client.files_upload_v2(file=content, **arguments)
