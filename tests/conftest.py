@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from feedbot import models
 from feedbot.db import make_engine, normalise_url, upgrade
@@ -50,7 +51,9 @@ def postgres_url() -> Iterator[str]:
         )
     server = make_url(normalise_url(PG_URL))
     name = f"feedbot_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        server, isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )  # survives restarts
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
