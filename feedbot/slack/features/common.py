@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,8 @@ from feedbot.slack.app import Deps
 from feedbot.slack.i18n import has, number, t
 from feedbot.slack.views.notices import build_receipt
 
+log = logging.getLogger(__name__)
+
 SUBCOMMANDS_ELSEWHERE = frozenset({"digest", "admin"})
 """`/feedback <word>` handled by other features; everything else is the report feature's."""
 
@@ -32,6 +35,31 @@ def subcommand(word: str) -> Callable[[dict[str, Any]], bool]:
     word must be listed in `SUBCOMMANDS_ELSEWHERE`)."""
     assert word in SUBCOMMANDS_ELSEWHERE, word
     return lambda body: first_word(body) == word
+
+
+def reply_channel(body: dict[str, Any]) -> str:
+    """Where to answer a button press: its channel, else the person (a Home tab or a modal
+    has no channel; `delivery.ephemeral` then writes a direct message)."""
+    return str(
+        (body.get("channel") or {}).get("id")
+        or (body.get("container") or {}).get("channel_id")
+        or body["user"]["id"]
+    )
+
+
+def tell(session: Session, deps: Deps, body: dict[str, Any], text: str) -> None:
+    """A message only the person who pressed the button sees."""
+    delivery.ephemeral(
+        session, channel=reply_channel(body), user=body["user"]["id"], text=text, now=deps.clock()
+    )
+
+
+def refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
+    """Explain a refused action to the person who tried it; log it for the operator."""
+    actor = body["user"]["id"]
+    actions = body.get("actions") or [{}]
+    log.info("refused %s for %s: %s", actions[0].get("action_id"), actor, type(error).__name__)
+    tell(session, deps, body, explain(error, deps.locale_for(actor)))
 
 
 def explain(error: FeedbotError, locale: str) -> str:

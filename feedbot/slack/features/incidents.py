@@ -21,7 +21,7 @@ from feedbot.models import IncidentGroup, OutboxMessage, Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.features import reminders
-from feedbot.slack.features.common import explain
+from feedbot.slack.features.common import explain, refuse
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_card, build_incident_form
 from feedbot.slack.views.report_card import build_thread_line
@@ -154,23 +154,11 @@ def _acknowledge(deps: Deps) -> Any:
                 )
             except FeedbotError as error:
                 session.rollback()
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
             _apply(session, deps, outcome, config, now)
 
     return handle
-
-
-def _refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
-    actor = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id") or actor
-    delivery.ephemeral(
-        session,
-        channel=channel,
-        user=actor,
-        text=explain(error, deps.locale_for(actor)),
-        now=deps.clock(),
-    )
 
 
 def _open_form(deps: Deps, callback: Callback) -> Any:
@@ -184,7 +172,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
                 if group is None:
                     raise FeedbotError("That incident does not exist (any more).", code="not_found")
             except FeedbotError as error:
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
         client.views_open(
             trigger_id=body["trigger_id"],

@@ -27,7 +27,7 @@ from feedbot.core.reminders import Due, Kind, SnoozeChoice, WorkingHours
 from feedbot.models import OutboxMessage, OutboxStatus, Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain
+from feedbot.slack.features.common import explain, refuse, tell
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views import Message, slack_date
@@ -341,26 +341,6 @@ def _field(action: dict[str, Any], name: str, key: str | None = None) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _where(body: dict[str, Any]) -> str:
-    return str(
-        (body.get("channel") or {}).get("id")
-        or (body.get("container") or {}).get("channel_id")
-        or body["user"]["id"]
-    )
-
-
-def _tell(session: Session, deps: Deps, body: dict[str, Any], text: str) -> None:
-    delivery.ephemeral(
-        session, channel=_where(body), user=body["user"]["id"], text=text, now=deps.clock()
-    )
-
-
-def _refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
-    actor = body["user"]["id"]
-    log.info("refused %s for %s: %s", _action(body).get("action_id"), actor, error)
-    _tell(session, deps, body, explain(error, deps.locale_for(actor)))
-
-
 def _apply(session: Session, deps: Deps, outcome: triage.Outcome, config: RuntimeConfig) -> None:
     delivery.apply_outcome(
         session,
@@ -403,7 +383,7 @@ def _open_follow_up_form(deps: Deps) -> Any:
                 if report.owner_id is None:
                     raise Conflict("no owner", code="no_owner")
             except FeedbotError as error:
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
         zone = deps.timezone_for(report.owner_id)
         view = build_follow_up_form(
@@ -477,7 +457,7 @@ def _follow_up_picked(deps: Deps) -> Any:
                 )
             except FeedbotError as error:
                 session.rollback()
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
             text = t(
                 deps.locale_for(actor),
@@ -485,7 +465,7 @@ def _follow_up_picked(deps: Deps) -> Any:
                 ref=report.reference,
                 date=slack_date(report.follow_up_at or deps.clock()),
             )
-            _tell(session, deps, body, text)
+            tell(session, deps, body, text)
 
     return handle
 
@@ -519,7 +499,7 @@ def _snoozed(deps: Deps) -> Any:
                 _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
             except (FeedbotError, ValueError) as error:
                 session.rollback()
-                _refuse(session, deps, body, _as_error(error))
+                refuse(session, deps, body, _as_error(error))
                 return
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.snoozed", until=slack_date(until))
@@ -545,7 +525,7 @@ def _handed_over(deps: Deps) -> Any:
                 _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
             except FeedbotError as error:
                 session.rollback()
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.handed_over", owner=assignee)

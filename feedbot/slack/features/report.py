@@ -20,6 +20,7 @@ from feedbot.slack.features.common import (
     explain,
     file_report,
     first_word,
+    reply_channel,
     suggestions,
 )
 from feedbot.slack.i18n import t
@@ -221,10 +222,6 @@ def _report_id(body: dict[str, Any]) -> int | None:
         return None
 
 
-def _reply_where(body: dict[str, Any]) -> str:
-    return str((body.get("channel") or {}).get("id") or body["user"]["id"])
-
-
 def _add_details(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -235,7 +232,7 @@ def _add_details(deps: Deps) -> Any:
             if report is None or report.reporter_id != user_id:
                 delivery.ephemeral(
                     session,
-                    channel=_reply_where(body),
+                    channel=reply_channel(body),
                     user=user_id,
                     text=t(deps.locale_for(user_id), "error.not_found"),
                     now=deps.clock(),
@@ -284,7 +281,7 @@ def _me_too(deps: Deps) -> Any:
             else:
                 text = t(locale, "me_too.already", ref=report.reference)
             delivery.ephemeral(
-                session, channel=_reply_where(body), user=user_id, text=text, now=now
+                session, channel=reply_channel(body), user=user_id, text=text, now=now
             )
 
     return handle
@@ -335,7 +332,7 @@ def _me_too_instead(deps: Deps) -> Any:
                 )
                 text = t(locale, "me_too.instead", ref=own.reference, target=target.reference)
             delivery.ephemeral(
-                session, channel=_reply_where(body), user=user_id, text=text, now=now
+                session, channel=reply_channel(body), user=user_id, text=text, now=now
             )
 
     return handle

@@ -22,7 +22,7 @@ from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.models import Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain
+from feedbot.slack.features.common import explain, refuse, reply_channel
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback
 from feedbot.slack.text import escape
@@ -72,31 +72,6 @@ def _actor_and_report(body: dict[str, Any]) -> tuple[str, int | None]:
         return actor, None
 
 
-def _where(body: dict[str, Any]) -> str:
-    return str(
-        (body.get("channel") or {}).get("id")
-        or (body.get("container") or {}).get("channel_id")
-        or body["user"]["id"]
-    )
-
-
-def _refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:
-    actor = body["user"]["id"]
-    log.info(
-        "refused %s for %s: %s",
-        body.get("actions", [{}])[0].get("action_id"),
-        actor,
-        type(error).__name__,
-    )
-    delivery.ephemeral(
-        session,
-        channel=_where(body),
-        user=actor,
-        text=explain(error, deps.locale_for(actor)),
-        now=deps.clock(),
-    )
-
-
 def _run(
     deps: Deps,
     body: dict[str, Any],
@@ -111,7 +86,7 @@ def _run(
             outcome = act(session, report, actor, config)
         except FeedbotError as error:
             session.rollback()
-            _refuse(session, deps, body, error)
+            refuse(session, deps, body, error)
             return
         delivery.apply_outcome(
             session,
@@ -159,7 +134,7 @@ def _reveal(deps: Deps) -> Any:
                 )
             except FeedbotError as error:
                 session.rollback()
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
             text = t(
                 deps.locale_for(actor),
@@ -168,7 +143,7 @@ def _reveal(deps: Deps) -> Any:
                 contact=escape(contact),
             )
             delivery.ephemeral(
-                session, channel=_where(body), user=actor, text=text, now=deps.clock()
+                session, channel=reply_channel(body), user=actor, text=text, now=deps.clock()
             )
 
     return handle
@@ -184,7 +159,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
                 triage.require_leader(config, actor)
                 report = reports.get_report(session, report_id or 0)
             except FeedbotError as error:
-                _refuse(session, deps, body, error)
+                refuse(session, deps, body, error)
                 return
         view = build_triage_form(callback, report=report, locale=deps.locale_for(actor))
         client.views_open(trigger_id=body["trigger_id"], view=view)
