@@ -58,10 +58,13 @@ def purge_expired(deps: Deps) -> None:
 
 
 def send_due_digests(deps: Deps) -> None:
-    """Send every digest whose time has come and that was not sent yet (late ones included)."""
+    """Keep one cron job per digest channel in step with the configuration (a changed
+    schedule or timezone applies within a minute, no restart), and send any digest whose
+    time passed without one going out: after a restart, that is the late catch-up."""
     from feedbot.slack.features import digest
 
-    digest.send_due(deps)
+    digest.cron_for(deps).sync()
+    digest.send_due(deps, overdue_by=digest.LATE_AFTER)
 
 
 def scan_reminders(deps: Deps) -> None:

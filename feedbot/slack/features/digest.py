@@ -1,17 +1,485 @@
-"""The digest feature's listeners."""
+"""The digest feature: weekly posts for leaders and all staff, their schedule, and
+`/feedback digest` (a preview only the asking leader sees).
+
+Sending is exactly once per channel and week: the content is built first (reading only),
+then one short transaction inserts the `DigestRun` row and queues every message and file in
+the outbox. The unique key on the run decides between replicas and restarts; the outbox then
+delivers each queued entry once. A digest whose time passed while nothing ran is sent by the
+next catch-up, marked late.
+
+Scheduling: one APScheduler cron job per digest channel, at its weekday and time in its
+timezone (DST-correct, computed by APScheduler). The scheduler's `digests` job
+(`feedbot.jobs.send_due_digests`) runs every minute: it re-reads the configuration and
+replaces a cron job whose schedule changed (no restart needed), and catches up what is
+overdue. A time in the spring's DST gap fires once, an hour later on the clock; one that
+repeats in the autumn fires twice, and the run row refuses the second: one digest a week
+either way, and a firing that was missed is caught up.
+"""
 
 from __future__ import annotations
 
-from slack_bolt import App
+import base64
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from feedbot.core import digest as core
+from feedbot.core import outbox
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.digest import DigestChannel, DigestKind, Schedule
+from feedbot.core.errors import Conflict, FeedbotError, NotFound
+from feedbot.db import session_scope
+from feedbot.models import DigestRun, OutboxMessage
+from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain, subcommand
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import COMMAND
+from feedbot.slack.outbox import FILE_UPLOAD
+from feedbot.slack.views import Message
+from feedbot.slack.views import digest as views
+
+log = logging.getLogger(__name__)
+
+LATE_AFTER = timedelta(minutes=5)
+"""A digest sent more than this after its time says it is late; the catch-up waits this long
+so the cron job gets the first chance."""
+CRON_PREFIX = "digest:"
 
 
 def register(app: App, deps: Deps) -> None:
-    """Nothing to register yet."""
-    _ = app, deps
+    app.command(COMMAND, matchers=[subcommand("digest")])(_preview_command(deps))
 
 
-def send_due(deps: Deps) -> None:
-    """Nothing is scheduled yet."""
-    _ = deps
+# --------------------------------------------------------------------------- content
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file that goes out with a digest: in the channel, or in the digest's thread."""
+
+    filename: str
+    title: str
+    content: bytes
+    comment: str | None = None
+    alt_text: str | None = None
+    in_thread: bool = False
+
+
+@dataclass(frozen=True)
+class Composed:
+    message: Message
+    uploads: list[Upload] = field(default_factory=list)
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def compose(
+    session: Session,
+    *,
+    kind: DigestKind,
+    period: str,
+    schedule: Schedule,
+    locale: str,
+    now: datetime,
+    link_base: str | None,
+    late_due: datetime | None = None,
+    preview: bool = False,
+    files: bool = True,
+    timings: dict[str, float] | None = None,
+) -> Composed:
+    """The message (and, for leaders, the chart and the CSV unless `files` is false or it is
+    a `preview`) of one digest. Reads only."""
+    zone = schedule.zone
+    if kind == DigestKind.ALLSTAFF:
+        with _timed(timings, "query"):
+            post = core.build_you_said_we_did(session, period=period, zone=zone)
+        message = views.build_you_said_we_did(
+            post, locale=locale, late_due=late_due, preview=preview
+        )
+        return Composed(message)
+    if preview or not files:
+        with _timed(timings, "query"):
+            digest = core.build_digest(session, period=period, zone=zone, now=now)
+        return Composed(_leaders_message(digest, locale, link_base, late_due, preview))
+    # The week's CSV is read on a connection of its own while the digest is computed: the
+    # databases do most of the work outside Python's GIL (SQLite's driver releases it while
+    # stepping, PostgreSQL works in another process), so the two largely overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-csv") as pool:
+        reading = pool.submit(_week_csv, session.get_bind(), period, zone, link_base)
+        with _timed(timings, "query"):
+            digest = core.build_digest(session, period=period, zone=zone, now=now)
+        message = _leaders_message(digest, locale, link_base, late_due, preview)
+        if digest.empty:
+            return Composed(message)
+        with _timed(timings, "chart"):
+            chart = views.render_chart(digest.trend, locale=locale)
+        with _timed(timings, "csv"):  # what reading the CSV took beyond the rest
+            table = reading.result()
+    week = views.week_number(period)
+    return Composed(
+        message,
+        [
+            Upload(
+                filename=f"feedbot-trend-{period}.png",
+                title=t(locale, "digest.chart_title"),
+                content=chart,
+                comment=views.chart_comment(digest.trend, locale),
+                alt_text=t(locale, "digest.chart_alt"),
+            ),
+            Upload(
+                filename=f"feedbot-reports-{period}.csv",
+                title=t(locale, "digest.csv_title", week=week),
+                content=table,
+                comment=t(locale, "digest.csv_comment", week=week),
+                in_thread=True,
+            ),
+        ],
+    )
+
+
+def _leaders_message(
+    digest: core.Digest,
+    locale: str,
+    link_base: str | None,
+    late_due: datetime | None,
+    preview: bool,
+) -> Message:
+    return views.build_digest_message(
+        digest, locale=locale, link_base=link_base, late_due=late_due, preview=preview
+    )
+
+
+def _week_csv(bind: Any, period: str, zone: ZoneInfo, link_base: str | None) -> bytes:
+    with Session(bind) as session:
+        return core.week_csv(session, period=period, zone=zone, link_base=link_base)
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def enqueue_upload(
+    session: Session,
+    *,
+    conversation: str,
+    upload: Upload,
+    now: datetime,
+    purpose: str,
+    thread_of: OutboxMessage | None = None,
+) -> OutboxMessage:
+    """Queue a file like any message; the sender uploads it with `files_upload_v2`."""
+    payload: dict[str, Any] = {
+        "filename": upload.filename,
+        "title": upload.title,
+        "content_gzip_base64": base64.b64encode(gzip.compress(upload.content, 1)).decode(),
+    }
+    if upload.comment:
+        payload["initial_comment"] = upload.comment
+    if upload.alt_text:
+        payload["alt_txt"] = upload.alt_text
+    return outbox.enqueue(
+        session,
+        conversation=conversation,
+        method=FILE_UPLOAD,
+        payload=payload,
+        purpose=purpose,
+        thread_of=thread_of,
+        now=now,
+    )
+
+
+def send_digest(
+    engine: Engine,
+    *,
+    target: DigestChannel,
+    period: str,
+    now: datetime,
+    link_base: str | None,
+    late: bool = False,
+    force: bool = False,
+    on_commit: Callable[[], None] = lambda: None,
+    timings: dict[str, float] | None = None,
+) -> DigestRun:
+    """Send one digest now: `Conflict` if it was sent already (unless `force`).
+
+    The content is built outside the write transaction, which then only inserts the run
+    and the outbox entries: on SQLite the write lock is held for milliseconds, not for the
+    seconds a large week takes to summarise. Two processes may both build; one sends.
+    """
+    kind = target.kind
+    with Session(engine) as session:
+        if not force and core.already_sent(
+            session, kind=kind, channel=target.channel, period=period
+        ):
+            raise Conflict(
+                f"the {kind} digest of {period} was already sent to {target.channel}; "
+                "use --force to send it again",
+                code="digest_already_sent",
+            )
+        composed = compose(
+            session,
+            kind=kind,
+            period=period,
+            schedule=target.schedule,
+            locale=target.locale,
+            now=now,
+            link_base=link_base,
+            late_due=target.schedule.due_at(period) if late else None,
+            timings=timings,
+        )
+    with _timed(timings, "queue"):
+        try:
+            with session_scope(engine) as session:
+                run = core.claim_run(
+                    session,
+                    kind=kind,
+                    channel=target.channel,
+                    period=period,
+                    now=now,
+                    late=late,
+                    force=force,
+                )
+                post = delivery.post(
+                    session,
+                    conversation=target.channel,
+                    message=composed.message,
+                    now=now,
+                    purpose=f"digest_{kind}",
+                )
+                for upload in composed.uploads:
+                    enqueue_upload(
+                        session,
+                        conversation=target.channel,
+                        upload=upload,
+                        now=now,
+                        purpose=f"digest_{kind}_file",
+                        thread_of=post if upload.in_thread else None,
+                    )
+        except IntegrityError:
+            raise Conflict(
+                f"the {kind} digest of {period} for {target.channel} was just sent by "
+                "another process",
+                code="digest_already_sent",
+            ) from None
+    on_commit()
+    return run
+
+
+def send_due(
+    deps: Deps, *, now: datetime | None = None, overdue_by: timedelta = timedelta(0)
+) -> list[DigestRun]:
+    """Send every digest that is due and not sent yet, each channel on its own schedule.
+
+    The cron jobs call this at the scheduled moment; the every-minute job calls it with
+    `overdue_by=LATE_AFTER` to catch up what no cron job sent (the bot was down, or the
+    time fell into a DST gap). Only the latest due week is caught up, never a backlog.
+    """
+    now = now or deps.clock()
+    runs = []
+    link_base: str | None = None
+    for target in core.digest_channels(deps.config()):
+        period = target.schedule.due_period(now)
+        due = target.schedule.due_at(period)
+        if now - due < overdue_by:
+            continue
+        with Session(deps.engine) as session:
+            if core.already_sent(session, kind=target.kind, channel=target.channel, period=period):
+                continue
+        link_base = link_base or workspace_url(deps.client)
+        try:
+            run = send_digest(
+                deps.engine,
+                target=target,
+                period=period,
+                now=now,
+                link_base=link_base,
+                late=now - due > LATE_AFTER,
+                on_commit=deps.on_commit,
+            )
+        except Conflict as exc:
+            log.info("%s", exc)
+            continue
+        except Exception:
+            log.exception("the %s digest of %s for %s failed", target.kind, period, target.channel)
+            continue
+        log.info(
+            "queued the %s digest of %s for %s%s",
+            target.kind,
+            period,
+            target.channel,
+            " (late)" if run.late else "",
+        )
+        runs.append(run)
+    return runs
+
+
+_workspace_urls: dict[tuple[str, str | None], str] = {}
+
+
+def workspace_url(client: WebClient) -> str | None:
+    """The workspace's web address (`https://acme.slack.com/`), for links to report cards;
+    asked once per process (`auth.test`). None when Slack cannot say: no links then."""
+    key = (client.base_url, client.token)
+    if key not in _workspace_urls:
+        try:
+            url = client.auth_test().get("url")
+        except Exception as exc:
+            log.warning("no workspace URL for digest links: %s", exc)
+            return None
+        if not isinstance(url, str) or not url:
+            return None
+        _workspace_urls[key] = url
+    return _workspace_urls[key]
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+class DigestCron:
+    """One cron job per digest channel on `scheduler`, kept in step with the configuration."""
+
+    def __init__(self, scheduler: BaseScheduler, deps: Deps) -> None:
+        self.scheduler = scheduler
+        self.deps = deps
+        self._installed: dict[str, Schedule] = {}
+        self._lock = threading.Lock()
+
+    def sync(self) -> None:
+        wanted = {
+            f"{CRON_PREFIX}{target.kind}:{target.channel}": target.schedule
+            for target in core.digest_channels(self.deps.config())
+        }
+        with self._lock:
+            for job_id in [key for key in self._installed if key not in wanted]:
+                if self.scheduler.get_job(job_id):
+                    self.scheduler.remove_job(job_id)
+                del self._installed[job_id]
+            for job_id, schedule in wanted.items():
+                if self._installed.get(job_id) == schedule:
+                    continue
+                self.scheduler.add_job(
+                    send_due,
+                    CronTrigger(**schedule.cron()),
+                    args=[self.deps],
+                    id=job_id,
+                    replace_existing=True,
+                    misfire_grace_time=int(LATE_AFTER.total_seconds()),
+                    coalesce=True,
+                )
+                self._installed[job_id] = schedule
+                log.info("digest %s scheduled for %s", job_id, schedule)
+
+
+_crons: dict[int, DigestCron] = {}
+_crons_lock = threading.Lock()
+
+
+def cron_for(deps: Deps) -> DigestCron:
+    """The cron jobs of this process's digests, on a small scheduler of their own.
+
+    `feedbot.scheduler` hands jobs only `deps`, not the scheduler, so the digest keeps its
+    cron jobs on a scheduler it owns: one per `Deps` (one per process in production), on a
+    daemon thread that ends with the process; `stop_crons` ends them sooner."""
+    with _crons_lock:
+        cron = _crons.get(id(deps))
+        if cron is None or cron.deps is not deps:
+            scheduler = BackgroundScheduler(timezone=deps.settings.feedbot_timezone, daemon=True)
+            scheduler.start()
+            cron = _crons[id(deps)] = DigestCron(scheduler, deps)
+        return cron
+
+
+def stop_crons() -> None:
+    with _crons_lock:
+        for cron in _crons.values():
+            cron.scheduler.shutdown(wait=False)
+        _crons.clear()
+
+
+# --------------------------------------------------------------------------- /feedback digest
+
+
+def _preview_command(deps: Deps) -> Callable[..., None]:
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        user_id = body["user_id"]
+        locale = deps.locale_for(user_id)
+        config = deps.config()
+        if not config.is_leader(user_id):
+            ack(text=t(locale, "digest.leaders_only"))
+            return
+        words = str(body.get("text") or "").split()[1:]
+        try:
+            message = preview(deps, config=config, week=words[0] if words else None, locale=locale)
+        except FeedbotError as error:
+            ack(text=explain(error, locale))
+            return
+        ack(**message.to_payload())
+
+    return handle
+
+
+def preview(deps: Deps, *, config: RuntimeConfig, week: str | None, locale: str) -> Message:
+    """The leaders' digest of `week` (default: the latest due), as only the asker sees it."""
+    schedule = Schedule.parse(config.digest_schedule, config.zone)
+    now = deps.clock()
+    period = core.parse_period(week) if week else schedule.due_period(now)
+    with Session(deps.engine) as session:
+        return compose(
+            session,
+            kind=DigestKind.LEADERSHIP,
+            period=period,
+            schedule=schedule,
+            locale=locale,
+            now=now,
+            link_base=workspace_url(deps.client),
+            preview=True,
+        ).message
+
+
+def targets_for(config: RuntimeConfig, channel: str | None) -> list[DigestChannel]:
+    """The digest channels to act on: all of them, or the one named (`NotFound` otherwise)."""
+    targets = core.digest_channels(config)
+    if channel is None:
+        return targets
+    chosen = [target for target in targets if target.channel == channel]
+    if not chosen:
+        configured = ", ".join(f"{t.channel} ({t.kind})" for t in targets) or "none"
+        raise NotFound(
+            f"{channel} gets no digest; digest channels: {configured} "
+            "(set leadership_channel or allstaff_channel with `feedbot config set`)"
+        )
+    return chosen
+
+
+def leadership_target(config: RuntimeConfig) -> DigestChannel:
+    """The first leadership digest channel (`NotFound` when none is configured)."""
+    for target in core.digest_channels(config):
+        if target.kind == DigestKind.LEADERSHIP:
+            return target
+    raise NotFound(
+        "no leadership channel is configured; set one with "
+        "`feedbot config set leadership_channel C0123ABCD`"
+    )
