@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import event, text
 from sqlmodel import Session, func, select
 
 from feedbot.db import make_engine
-from feedbot.models import Report
+from feedbot.models import Report, ReportSource, utcnow
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, Bot, Clock
 from tests.test_processes import Replica, event_body, start, wait_for
@@ -188,3 +189,75 @@ def test_postgresql_restarting_under_traffic_loses_no_report(
     assert tuple(stored) == (40, 40), "every report stored once"
     assert all(seconds < 6 for seconds in failures_during_gap), "requests during the gap fail fast"
     assert statuses.count(200) == 40
+
+
+@pytest.mark.slow
+def test_a_bot_killed_while_sending_the_digest_sends_it_once_after_restart(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from feedbot.core.config import set_value
+    from feedbot.db import session_scope
+    from feedbot.models import OutboxMessage, OutboxStatus
+    from tests.conftest import _truncate_all
+    from tests.harness import LEADERSHIP
+
+    engine = make_engine(postgres_url)
+    _truncate_all(engine)
+    with session_scope(engine) as session:
+        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
+        last_week = utcnow() - timedelta(days=7)
+        for number in range(3):  # a week with reports: the digest brings a chart and a CSV
+            session.add(
+                Report(
+                    created_at=last_week,
+                    updated_at=last_week,
+                    source=ReportSource.MODAL,
+                    reporter_id=ALICE,
+                    text=f"Kassensystem hängt, Shop {number}",
+                    category="IT systems",
+                    leadership_channel=LEADERSHIP,
+                )
+            )
+
+    def digest_entries() -> list[OutboxMessage]:
+        with Session(engine) as session:
+            return [
+                e
+                for e in session.exec(select(OutboxMessage)).all()
+                if e.purpose.startswith("digest")
+            ]
+
+    with FakeSlack() as slack:
+        slack.add_channel(LEADERSHIP, name="leadership")
+        # Slack answers posts slowly: the bot is killed while Slack is still taking the digest.
+        slack.fail("chat.postMessage", times=1, status=200, error="", delay=4.0)
+        first = start(postgres_url, slack, tmp_path, "first")
+        try:
+            wait_for(
+                lambda: any(e.status == OutboxStatus.SENDING for e in digest_entries()),
+                60,
+                "the digest in flight",
+            )
+        finally:
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait(10)
+        second = start(postgres_url, slack, tmp_path, "second")
+        try:
+            wait_for(
+                lambda: (
+                    digest_entries()
+                    and all(e.status == OutboxStatus.SENT for e in digest_entries())
+                ),
+                150,
+                "the digest to be complete after the restart (the dead sender's lease runs out first)",
+            )
+        finally:
+            second.process.send_signal(signal.SIGTERM)
+            second.process.wait(10)
+        posts = [
+            m for m in slack.messages(LEADERSHIP) if str(m["text"]).startswith("Weekly digest")
+        ]
+        assert len(posts) == 1, "posted once, though the first attempt's outcome was never recorded"
+        files = [f["filename"] for f in slack.files]
+        assert len(files) == len(set(files)) >= 2, "chart and CSV, once each"
+    engine.dispose()
