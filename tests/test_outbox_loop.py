@@ -100,3 +100,62 @@ def test_stopping_puts_unsent_claims_back(engine: Engine, paced_slack: FakeSlack
         later.deliver_due()
         time.sleep(0.2)
     assert [m["text"] for m in paced_slack.messages("CSTOP0001")] == [f"m{n}" for n in range(5)]
+
+
+def test_a_claim_taken_over_after_its_lease_ran_out_is_not_sent_twice(
+    engine: Engine, paced_slack: FakeSlack
+) -> None:
+    from datetime import timedelta
+
+    with session_scope(engine) as session:
+        outbox.enqueue(
+            session,
+            conversation="CLEASE001",
+            method="chat.postMessage",
+            payload={"text": "once"},
+            now=utcnow(),
+        )
+    slow = OutboxSender(engine, WebClient(token=TOKEN, base_url=paced_slack.base_url))
+    with Session(engine, expire_on_commit=False) as session:
+        (stale,) = outbox.claim_due(session, now=utcnow())
+    later = (
+        utcnow() + outbox.LEASE + timedelta(seconds=1)
+    )  # the first sender stalled past its lease
+    fresh = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), clock=lambda: later
+    )
+    assert fresh.deliver_due() == 1
+    slow._deliver(stale.entry, recheck=stale.recheck)  # the stalled sender wakes up
+    assert [m["text"] for m in paced_slack.messages("CLEASE001")] == ["once"]
+    with Session(engine) as session:
+        assert session.exec(select(OutboxMessage.status)).all() == [OutboxStatus.SENT]
+
+
+def test_an_unknown_error_gives_up_after_a_few_tries_instead_of_blocking_the_channel(
+    engine: Engine, fake_slack: FakeSlack
+) -> None:
+    from datetime import timedelta
+
+    from feedbot.slack.outbox import MAX_ATTEMPTS
+
+    with session_scope(engine) as session:
+        for text in ("bad", "good"):
+            outbox.enqueue(
+                session,
+                conversation="CBLOCK001",
+                method="chat.postMessage",
+                payload={"text": text},
+                now=utcnow(),
+            )
+    fake_slack.fail("chat.postMessage", times=MAX_ATTEMPTS, status=200, error="some_new_error")
+    moment = [utcnow()]
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=fake_slack.base_url), clock=lambda: moment[0]
+    )
+    for _ in range(MAX_ATTEMPTS + 2):
+        sender.deliver_due()
+        moment[0] += timedelta(minutes=10)
+    with Session(engine) as session:
+        statuses = session.exec(select(OutboxMessage.status).order_by(col(OutboxMessage.id))).all()
+    assert statuses == [OutboxStatus.FAILED, OutboxStatus.SENT]
+    assert [m["text"] for m in fake_slack.messages("CBLOCK001")] == ["good"]

@@ -146,12 +146,46 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim
     return sorted(claims, key=lambda claim: due_order[claim.entry.id])
 
 
+def renew_lease(session: Session, entry: OutboxMessage, *, now: datetime) -> bool:
+    """Extend this sender's claim just before calling Slack. False when the claim was lost (its
+    lease ran out while it waited and another sender took it over): then it must not be sent.
+
+    `attempts` is the ownership token: each claim increments it, so only the latest claimer
+    matches."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == entry.id,
+            col(OutboxMessage.status) == OutboxStatus.SENDING,
+            col(OutboxMessage.attempts) == entry.attempts,
+        )
+        .values(lease_until=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _owned(entry_id: int, attempt: int | None) -> list[Any]:
+    """The row, and (given the claim's attempt number) only while that claim still owns it."""
+    conditions: list[Any] = [col(OutboxMessage.id) == entry_id]
+    if attempt is not None:
+        conditions.append(col(OutboxMessage.attempts) == attempt)
+    return conditions
+
+
 def mark_sent(
-    session: Session, entry_id: int, *, channel: str | None, ts: str | None, now: datetime
+    session: Session,
+    entry_id: int,
+    *,
+    channel: str | None,
+    ts: str | None,
+    now: datetime,
+    attempt: int | None = None,
 ) -> None:
     session.execute(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == entry_id)
+        .where(*_owned(entry_id, attempt))
         .values(
             status=OutboxStatus.SENT,
             sent_at=now,
@@ -165,12 +199,18 @@ def mark_sent(
 
 
 def mark_retry(
-    session: Session, entry_id: int, *, error: str, at: datetime, uncertain: bool
+    session: Session,
+    entry_id: int,
+    *,
+    error: str,
+    at: datetime,
+    uncertain: bool,
+    attempt: int | None = None,
 ) -> None:
     """Put an entry back in line; its conversation waits for it (order is kept)."""
     session.execute(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == entry_id)
+        .where(*_owned(entry_id, attempt))
         .values(
             status=OutboxStatus.PENDING,
             next_attempt_at=at,
@@ -181,11 +221,13 @@ def mark_retry(
     )
 
 
-def mark_failed(session: Session, entry_id: int, *, error: str, now: datetime) -> None:
+def mark_failed(
+    session: Session, entry_id: int, *, error: str, now: datetime, attempt: int | None = None
+) -> None:
     """Give up on an entry Slack will never accept; the rest of its conversation goes on."""
     session.execute(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == entry_id)
+        .where(*_owned(entry_id, attempt))
         .values(status=OutboxStatus.FAILED, lease_until=None, last_error=error[:500], sent_at=now)
     )
 

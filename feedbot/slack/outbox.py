@@ -49,6 +49,11 @@ MAX_BACKOFF = timedelta(minutes=5)
 RECHECK_PAGES = 20
 """How many pages (of 200 messages) of a conversation to search for an earlier attempt."""
 
+MAX_ATTEMPTS = 5
+"""Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
+failure, which are retried for as long as an outage lasts) before giving up on it: one bad
+message must not block its conversation for ever."""
+
 SENDING_THREADS = 8
 """Calls to Slack in flight at once from the background loop (each to another conversation)."""
 POST_INTERVAL = 1.0
@@ -87,6 +92,10 @@ PERMANENT_ERRORS = frozenset(
         "token_revoked",
         "token_expired",
         "team_access_not_granted",
+        "msg_blocks_too_long",
+        "too_many_blocks",
+        "invalid_blocks_format",
+        "view_too_large",
     }
 )
 
@@ -224,6 +233,7 @@ class OutboxSender:
                     error="not sent: the sender stopped",
                     at=self.clock(),
                     uncertain=claim.entry.uncertain,
+                    attempt=claim.entry.attempts,
                 )
                 session.commit()
         except Exception:  # its lease runs out and another sender takes it, with a recheck
@@ -247,6 +257,9 @@ class OutboxSender:
         assert entry.id is not None
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
         with Session(self.engine, expire_on_commit=False) as session:
+            if not outbox.renew_lease(session, entry, now=self.clock()):
+                log.info("%s: its lease ran out and another sender took it; not sending", context)
+                return
             try:
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
@@ -267,18 +280,28 @@ class OutboxSender:
                     # views.publish answers without a channel, and is addressed without one.
                     channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
-                outbox.mark_sent(session, entry.id, channel=channel, ts=ts, now=self.clock())
+                outbox.mark_sent(
+                    session,
+                    entry.id,
+                    channel=channel,
+                    ts=ts,
+                    now=self.clock(),
+                    attempt=entry.attempts,
+                )
             except DeliveryDeferred as exc:
                 outbox.mark_retry(
                     session,
                     entry.id,
+                    attempt=entry.attempts,
                     error=str(exc),
                     at=self.clock() + timedelta(seconds=1),
                     uncertain=entry.uncertain,
                 )
             except ParentUndelivered as exc:
                 log.error("%s: %s; giving up", context, exc)
-                outbox.mark_failed(session, entry.id, error=str(exc), now=self.clock())
+                outbox.mark_failed(
+                    session, entry.id, error=str(exc), now=self.clock(), attempt=entry.attempts
+                )
             except SlackApiError as exc:
                 self._settle_api_error(session, entry, exc, context)
             except Exception as exc:  # the request may or may not have arrived
@@ -290,6 +313,7 @@ class OutboxSender:
                 outbox.mark_retry(
                     session,
                     entry.id,
+                    attempt=entry.attempts,
                     error=f"{type(exc).__name__}: {exc}",
                     at=self.clock() + delay,
                     uncertain=entry.method == "chat.postMessage",
@@ -308,13 +332,20 @@ class OutboxSender:
             outbox.mark_retry(
                 session,
                 entry.id,
+                attempt=entry.attempts,
                 error=error,
                 at=self.clock() + timedelta(seconds=retry_after),
                 uncertain=entry.uncertain,
             )
-        elif error in PERMANENT_ERRORS or 400 <= status < 500:
+        elif (
+            error in PERMANENT_ERRORS
+            or 400 <= status < 500
+            or (status < 500 and error not in UNCERTAIN_ERRORS and entry.attempts >= MAX_ATTEMPTS)
+        ):
             log.error("%s: Slack refused it permanently (%s); giving up", context, error)
-            outbox.mark_failed(session, entry.id, error=error, now=self.clock())
+            outbox.mark_failed(
+                session, entry.id, error=error, now=self.clock(), attempt=entry.attempts
+            )
         else:
             delay = self._backoff(entry.attempts)
             log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
@@ -324,6 +355,7 @@ class OutboxSender:
             outbox.mark_retry(
                 session,
                 entry.id,
+                attempt=entry.attempts,
                 error=error,
                 at=self.clock() + delay,
                 uncertain=entry.uncertain or maybe_posted,
