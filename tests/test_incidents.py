@@ -181,3 +181,32 @@ def test_a_thousand_reports_in_five_minutes_reach_leadership_as_a_few_cards(
             }
         )
     )
+
+
+def test_two_reports_of_a_burst_at_the_same_instant_start_one_group(bot: Bot) -> None:
+    import threading
+
+    bot.setup_team()
+    users = [f"UFIELD{n:03d}" for n in range(6)]
+    for user in users:
+        bot.slack.add_user(user)
+    for user in users[:4]:
+        file_dm(bot, user, OUTAGE)
+    start = threading.Barrier(2)
+
+    def file(user: str) -> None:
+        start.wait()
+        file_dm(bot, user, OUTAGE)
+
+    threads = [threading.Thread(target=file, args=(user,)) for user in users[4:]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with Session(bot.engine) as session:
+        groups = session.exec(select(IncidentGroup)).all()
+        grouped = session.exec(
+            select(func.count()).select_from(Report).where(col(Report.incident_id).is_not(None))
+        ).one()
+    assert len(groups) == 1
+    assert grouped == 6

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from feedbot.core import reports, triage
@@ -23,6 +23,7 @@ from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import IncidentGroup, Report, ReportStatus
 
+BURST_LOCK_KEY = 0x6275_7273_74  # "burst"
 BURST_SIMILARITY = 0.3
 """Stricter than suggestions: only reports about the same thing form an incident."""
 
@@ -39,6 +40,10 @@ def place(
     """Put a new report into an incident group if it is part of a burst; None otherwise."""
     if config.burst_threshold <= 0:
         return None
+    if session.get_bind().dialect.name == "postgresql":
+        # Two reports of one burst filed at the same instant must not each start a group. On
+        # SQLite the report's INSERT already holds the write lock, which serialises this.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
     matches = reports.similar_reports(
         session,
         text=report.text,
