@@ -20,8 +20,8 @@ from feedbot.slack.features.common import (
     explain,
     file_report,
     first_word,
-    reply_channel,
     suggestions,
+    tell,
 )
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
@@ -230,13 +230,7 @@ def _add_details(deps: Deps) -> Any:
         with deps.transaction() as session:
             report = reports.find_report(session, report_id)
             if report is None or report.reporter_id != user_id:
-                delivery.ephemeral(
-                    session,
-                    channel=reply_channel(body),
-                    user=user_id,
-                    text=t(deps.locale_for(user_id), "error.not_found"),
-                    now=deps.clock(),
-                )
+                tell(session, deps, body, t(deps.locale_for(user_id), "error.not_found"))
                 return
             prefill = ReportDraft(
                 text=report.text[: reports.MAX_TEXT],
@@ -280,9 +274,7 @@ def _me_too(deps: Deps) -> Any:
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)
-            delivery.ephemeral(
-                session, channel=reply_channel(body), user=user_id, text=text, now=now
-            )
+            tell(session, deps, body, text)
 
     return handle
 
@@ -331,8 +323,6 @@ def _me_too_instead(deps: Deps) -> Any:
                     now=now,
                 )
                 text = t(locale, "me_too.instead", ref=own.reference, target=target.reference)
-            delivery.ephemeral(
-                session, channel=reply_channel(body), user=user_id, text=text, now=now
-            )
+            tell(session, deps, body, text)
 
     return handle
