@@ -192,9 +192,7 @@ def update_text_from_message(
     session: Session, *, channel: str, ts: str, text: str, now: datetime
 ) -> Report | None:
     """Follow an edit of the intake message a report was made from."""
-    report = session.exec(
-        select(Report).where(Report.source_channel == channel, Report.source_ts == ts)
-    ).first()
+    report = find_by_source(session, channel=channel, ts=ts)
     text = clean_text(text)[:MAX_MESSAGE_TEXT]
     if report is None or not text or text == report.text:
         return None

@@ -21,7 +21,7 @@ from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.features.common import explain, file_report, send_receipt
-from feedbot.slack.text import unescape
+from feedbot.slack.text import permalink, unescape
 from feedbot.slack.views.notices import build_intake_receipt, build_plain
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,13 @@ def _file(
     text = unescape(event.get("text") or "")
     if not text.strip() and event.get("files"):
         text = " ".join(str(f.get("title") or f.get("name") or "") for f in event["files"])
-    permalink = (
-        f"https://{team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-        if team_domain and not is_dm
-        else None
-    )
+    link = None if is_dm else permalink(team_domain, channel, ts)
     draft = ReportDraft(
         text=text,
         source=ReportSource.DIRECT_MESSAGE if is_dm else ReportSource.INTAKE_CHANNEL,
         source_channel=channel,
         source_ts=ts,
-        source_permalink=permalink,
+        source_permalink=link,
     )
     try:
         with deps.transaction() as session:

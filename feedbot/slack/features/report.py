@@ -25,7 +25,7 @@ from feedbot.slack.features.common import (
 )
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
-from feedbot.slack.text import unescape
+from feedbot.slack.text import permalink, unescape
 from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
 from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
 
@@ -179,12 +179,8 @@ def _shortcut(deps: Deps) -> Any:
         channel = (body.get("channel") or {}).get("id")
         ts = message.get("ts")
         domain = (body.get("team") or {}).get("domain")
-        permalink = (
-            f"https://{domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-            if domain and channel and ts
-            else None
-        )
-        context = FormContext(source=ReportSource.SHORTCUT, source_permalink=permalink)
+        link = permalink(domain, channel, ts)
+        context = FormContext(source=ReportSource.SHORTCUT, source_permalink=link)
         prefill = ReportDraft(
             text=unescape(message.get("text") or "")[: reports.MAX_TEXT],
             source=ReportSource.SHORTCUT,
