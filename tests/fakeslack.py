@@ -390,6 +390,68 @@ class _Checker:
         return True
 
 
+# --------------------------------------------------------------------------- scopes
+
+# What each method needs, as Slack's method pages document it (bot tokens). Kept here, apart
+# from feedbot's own table, so a wrong entry there cannot make the fake agree with it. A
+# method whose scope depends on the conversation maps each kind to its scope.
+_HISTORY = {
+    "channel": "channels:history",
+    "group": "groups:history",
+    "im": "im:history",
+    "mpim": "mpim:history",
+}
+_READ = {"channel": "channels:read", "group": "groups:read", "im": "im:read", "mpim": "mpim:read"}
+METHOD_SCOPES: dict[str, str | dict[str, str] | None] = {
+    "auth.test": None,
+    "chat.postMessage": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "chat.getPermalink": None,
+    "conversations.open": {"im": "im:write", "mpim": "mpim:write"},
+    "conversations.history": _HISTORY,
+    "conversations.replies": _HISTORY,
+    "conversations.info": _READ,
+    "conversations.members": _READ,
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
+    "views.open": None,
+    "views.push": None,
+    "views.update": None,
+    "views.publish": None,
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "files.delete": "files:write",
+    "files.info": "files:read",
+    "reactions.add": "reactions:write",
+    "reactions.remove": "reactions:write",
+}
+
+
+ALL_SCOPES = frozenset(
+    scope
+    for needs in METHOD_SCOPES.values()
+    for scope in (needs.values() if isinstance(needs, dict) else [needs])
+    if scope
+)
+"""Every scope of the table: for tests of the fake itself."""
+
+
+def manifest_scopes() -> frozenset[str]:
+    """The bot scopes an admin grants by installing feedbot's manifest as it is generated."""
+    from feedbot.slack.manifest import build_manifest
+
+    return frozenset(build_manifest()["oauth_config"]["scopes"]["bot"])
+
+
+def declared_methods() -> frozenset[str]:
+    """The Web API methods feedbot declares it calls (`feedbot.slack.scopes`)."""
+    from feedbot.slack.scopes import WEB_API
+
+    return frozenset(WEB_API)
+
+
 # --------------------------------------------------------------------------- state records
 
 
@@ -403,12 +465,14 @@ class _ApiError(Exception):
         status: int = 200,
         headers: dict[str, str] | None = None,
         messages: list[str] | None = None,
+        extra: Json | None = None,
     ) -> None:
         super().__init__(error)
         self.error = error
         self.status = status
         self.headers = headers or {}
         self.messages = messages or []
+        self.extra = extra or {}
 
 
 @dataclass
@@ -429,6 +493,7 @@ class _Channel:
     bot_is_member: bool = True
     members: list[str] | None = None  # None: anyone may be addressed in it
     user: str | None = None  # the other party of a DM
+    is_mpim: bool = False  # a group DM
     messages: list[Json] = field(default_factory=list)
     broadcasts: set[str] = field(default_factory=set)  # ts of replies also sent to the channel
 
@@ -502,8 +567,15 @@ class FakeSlack:
         team_id: str = "T0TEAM",
         channel_rate_limit: float | None = None,
         clock: Callable[[], float] | None = None,
+        scopes: frozenset[str] | None = None,
+        serves_feedbot: bool = True,
     ) -> None:
+        """`scopes` are what the app was granted (default: exactly the manifest's). With
+        `serves_feedbot`, a call to a method feedbot does not declare is a violation; the
+        fake's own tests, which call methods feedbot never uses, turn that off."""
         self.token = token
+        self.scopes = manifest_scopes() if scopes is None else frozenset(scopes)
+        self._declared = declared_methods() if serves_feedbot else None
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -834,10 +906,16 @@ class FakeSlack:
                 handler = self._handlers.get(method)
                 if handler is None:
                     raise _ApiError("unknown_method")
+                if self._declared is not None and method not in self._declared:
+                    self.violations.append(
+                        f"{method}: called, but not listed in feedbot.slack.scopes.WEB_API "
+                        "(so the manifest may lack its scope)"
+                    )
+                self._require_scope(method, args)
                 status, body, headers = 200, handler(args), {}
             except _ApiError as exc:
                 status, headers = exc.status, exc.headers
-                body = {"ok": False, "error": exc.error}
+                body = {"ok": False, "error": exc.error, **exc.extra}
                 if exc.messages:
                     body["response_metadata"] = {"messages": exc.messages}
             self.calls.append(Call(method, args, status, body))
@@ -906,6 +984,40 @@ class FakeSlack:
             return _Reply(200, f"OK - {len(raw)}".encode(), "text/plain")
 
     # -- shared handler helpers (all called with the lock held)
+
+    def _require_scope(self, method: str, args: Json) -> None:
+        """Answer `missing_scope` like Slack when the installed scopes do not cover the call."""
+        needs = METHOD_SCOPES.get(method)
+        if isinstance(needs, dict):
+            needs = needs.get(self._conversation_kind(method, args))
+        if needs is None or needs in self.scopes:
+            return
+        provided = ",".join(sorted(self.scopes))
+        raise _ApiError(
+            "missing_scope",
+            headers={"x-oauth-scopes": provided, "x-accepted-oauth-scopes": needs},
+            extra={"needed": needs, "provided": provided},
+        )
+
+    def _conversation_kind(self, method: str, args: Json) -> str:
+        """`channel`, `group`, `im` or `mpim`: what kind of conversation a call addresses."""
+        if method == "conversations.open" and not args.get("channel"):
+            raw = args.get("users") or ""
+            users = raw if isinstance(raw, list) else [u for u in str(raw).split(",") if u]
+            return "im" if len(users) <= 1 else "mpim"
+        raw = args.get("channel")
+        if not isinstance(raw, str) or not raw:
+            return "channel"
+        if raw[0] in ("U", "W", "D"):
+            return "im"
+        ch = self._channels.get(raw)
+        if ch is None:
+            return "group" if raw[0] == "G" else "channel"
+        if ch.user is not None:
+            return "im"
+        if ch.is_mpim:
+            return "mpim"
+        return "group" if ch.is_private else "channel"
 
     def _require(self, method: str, args: Json, name: str, error: str = "invalid_arguments") -> str:
         value = args.get(name)
@@ -1183,7 +1295,7 @@ class FakeSlack:
         cid = "G" + "".join(sorted(u[1:] for u in users))
         if cid not in self._channels:
             members = [*users, self.bot_user_id]
-            self._channels[cid] = _Channel(cid, cid.lower(), True, True, members)
+            self._channels[cid] = _Channel(cid, cid.lower(), True, True, members, is_mpim=True)
         return {"ok": True, "channel": {"id": cid}}
 
     def _conversations_history(self, args: Json) -> Json:

@@ -17,14 +17,14 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tests.fakeslack import FakeSlack
+from tests.fakeslack import ALL_SCOPES, FakeSlack
 
 TOKEN = "xoxb-test-token"
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
+    with FakeSlack(serves_feedbot=False, scopes=ALL_SCOPES) as server:
         yield server
 
 
@@ -161,7 +161,7 @@ def test_concurrent_posts_are_all_recorded(fake: FakeSlack, client: WebClient) -
 
 def test_ts_follows_an_injected_clock() -> None:
     now = [1_700_000_000.0]
-    with FakeSlack(clock=lambda: now[0]) as fake:
+    with FakeSlack(clock=lambda: now[0], serves_feedbot=False, scopes=ALL_SCOPES) as fake:
         client = WebClient(token=TOKEN, base_url=fake.base_url)
         first = client.chat_postMessage(channel="C1", text="a")["ts"]
         second = client.chat_postMessage(channel="C1", text="b")["ts"]
@@ -409,7 +409,7 @@ def test_delay_slows_calls_and_can_outlast_the_client_timeout(
 
 
 def test_channel_rate_limit() -> None:
-    with FakeSlack(channel_rate_limit=0.3) as fake:
+    with FakeSlack(channel_rate_limit=0.3, serves_feedbot=False, scopes=ALL_SCOPES) as fake:
         client = WebClient(token=TOKEN, base_url=fake.base_url)
         client.chat_postMessage(channel="C1", text="one")
         with pytest.raises(SlackApiError) as excinfo:

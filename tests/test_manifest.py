@@ -1,57 +1,32 @@
 """The Slack app manifest from `feedbot manifest` declares exactly what the app uses: every
 listener the app registers can be reached, nothing declared goes unanswered, and every Web API
-method the code calls is covered by a declared scope.
+method the code calls is covered by a declared scope. That last part is judged by the fake
+Slack during the whole suite: it grants exactly the manifest's scopes, answers `missing_scope`
+to anything else, and flags a call to a method missing from `feedbot.slack.scopes`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 import yaml
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-import feedbot
 from feedbot.slack.ids import COMMAND, Callback
 from feedbot.slack.manifest import BOT_EVENTS, BOT_SCOPES, manifest_yaml
-from tests.harness import ALICE, TEAM, Bot, next_id
+from feedbot.slack.scopes import EVENTS, OTHER_SCOPES, WEB_API
+from tests.fakeslack import FakeSlack
+from tests.harness import ALICE, TEAM, TOKEN, Bot, next_id
 
 HTTP_URL = "https://x.example"
-
-# The scopes each Web API method needs (from its page on api.slack.com/methods). A method the
-# code starts calling must be added here, which makes someone check the manifest's scopes.
-METHOD_SCOPES: dict[str, set[str]] = {
-    "auth.test": set(),
-    "chat.postMessage": {"chat:write"},
-    "chat.postEphemeral": {"chat:write"},
-    "chat.update": {"chat:write"},
-    "chat.delete": {"chat:write"},
-    "chat.getPermalink": set(),
-    "conversations.history": {"channels:history", "groups:history", "im:history"},
-    "conversations.replies": {"channels:history", "groups:history", "im:history"},
-    "conversations.info": {"channels:read", "groups:read"},
-    "conversations.open": {"im:write"},
-    "users.info": {"users:read"},
-    "usergroups.users.list": {"usergroups:read"},
-    "views.open": set(),
-    "views.push": set(),
-    "views.update": set(),
-    "views.publish": set(),
-}
-# The scope each bot event needs; Slack refuses a manifest that subscribes without it.
-EVENT_SCOPES = {
-    "app_home_opened": None,
-    "message.channels": "channels:history",
-    "message.groups": "groups:history",
-    "message.im": "im:history",
-}
 
 
 def manifest_from_cli(*args: str) -> dict[str, Any]:
@@ -147,30 +122,59 @@ def test_it_declares_exactly_the_command_shortcut_events_and_scopes(
 
 
 def test_every_bot_event_has_its_scope() -> None:
-    assert set(BOT_EVENTS) <= set(EVENT_SCOPES), "add the new event's scope to EVENT_SCOPES"
+    assert list(EVENTS) == BOT_EVENTS
     for event in BOT_EVENTS:
-        scope = EVENT_SCOPES[event]
+        scope = EVENTS[event]
         assert scope is None or scope in BOT_SCOPES, event
     assert "commands" in BOT_SCOPES  # the slash command and the shortcut
     assert len(BOT_SCOPES) == len(set(BOT_SCOPES))
 
 
-def test_every_web_api_method_the_code_calls_is_covered_by_the_scopes() -> None:
-    package = Path(feedbot.__file__).parent
-    called: set[str] = set()
-    for source in package.rglob("*.py"):
-        code = source.read_text(encoding="utf-8")
-        called |= {
-            m.replace("_", ".") for m in re.findall(r"\bclient\.([a-z]+_[A-Za-z_]+)\(", code)
-        }
-        called |= set(re.findall(r"""\bmethod=["']([a-z]+\.[A-Za-z.]+)["']""", code))
-    called.discard("api.call")  # the outbox's generic call: its methods are the `method=`s
-    assert "chat.postMessage" in called and "users.info" in called  # the scan finds calls
-    unknown = called - set(METHOD_SCOPES)
-    assert unknown == set(), f"add the scopes of {sorted(unknown)} to METHOD_SCOPES"
-    for method in sorted(called):
-        missing = METHOD_SCOPES[method] - set(BOT_SCOPES)
-        assert missing == set(), f"{method} needs {sorted(missing)}"
+def test_the_scopes_are_generated_from_the_table_of_methods() -> None:
+    """Each scope is there because a listed method, event or feature needs it, and each
+    method's scope is granted: adding a method to the table is what grants its scope."""
+    needed = {scope for needs in WEB_API.values() for scope in needs.scopes()}
+    needed |= {scope for scope in EVENTS.values() if scope} | set(OTHER_SCOPES)
+    assert set(BOT_SCOPES) == needed
+    assert {"files:write", "chat:write", "im:write"} <= set(BOT_SCOPES)
+    for method, needs in WEB_API.items():
+        assert needs.why, method
+        assert needs.scopes() <= set(BOT_SCOPES), method
+
+
+def test_the_fake_grants_exactly_the_manifest_and_refuses_the_rest() -> None:
+    """Slack answers `missing_scope` to a call the installed app was not granted; so does the
+    fake, which installs the manifest's scopes unless told otherwise."""
+    with FakeSlack() as fake:
+        assert fake.scopes == frozenset(BOT_SCOPES)
+    without_files = frozenset(BOT_SCOPES) - {"files:write"}
+    with FakeSlack(scopes=without_files) as fake:
+        client = WebClient(token=TOKEN, base_url=fake.base_url)
+        with pytest.raises(SlackApiError) as refused:
+            client.files_upload_v2(filename="a.csv", content=b"a,b\n", channel="CLEAD0001")
+        assert refused.value.response["error"] == "missing_scope"
+        assert refused.value.response["needed"] == "files:write"
+        assert "files:write" not in refused.value.response["provided"].split(",")
+    # The conversation decides: a public channel's history needs channels:history.
+    without_history = frozenset(BOT_SCOPES) - {"channels:history"}
+    with FakeSlack(scopes=without_history) as fake:
+        client = WebClient(token=TOKEN, base_url=fake.base_url)
+        fake.add_channel("CPUBLIC01")
+        fake.add_channel("GPRIVATE1", is_private=True)
+        client.conversations_history(channel="GPRIVATE1")
+        with pytest.raises(SlackApiError) as refused:
+            client.conversations_history(channel="CPUBLIC01")
+        assert refused.value.response["needed"] == "channels:history"
+
+
+def test_a_method_missing_from_the_table_fails_the_test_that_calls_it() -> None:
+    with FakeSlack() as fake:
+        client = WebClient(token=TOKEN, base_url=fake.base_url)
+        posted = client.chat_postMessage(channel="CLEAD0001", text="hello")
+        assert "chat.delete" not in WEB_API
+        client.chat_delete(channel="CLEAD0001", ts=posted["ts"])  # chat:write covers it
+        with pytest.raises(AssertionError, match=r"chat\.delete: called, but not listed"):
+            fake.assert_no_violations()
 
 
 # -- what the app answers ------------------------------------------------------------------------------

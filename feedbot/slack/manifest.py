@@ -7,20 +7,11 @@ from typing import Any
 import yaml
 
 from feedbot.slack.ids import COMMAND, Callback
+from feedbot.slack.scopes import EVENTS, bot_scopes
 
-BOT_SCOPES = [
-    "channels:history",  # intake channel posts; finding a post after an interrupted send
-    "channels:read",  # checking a channel an admin picks in the settings (conversations.info)
-    "chat:write",  # cards, receipts, notices
-    "commands",  # /feedback and the message shortcut
-    "groups:history",  # private intake channels
-    "groups:read",  # checking a private channel an admin picks in the settings
-    "im:history",  # direct messages to the bot
-    "im:write",  # opening a DM to tell someone about their report
-    "usergroups:read",  # leaders given as a user group (usergroups.users.list)
-    "users:read",  # each person's language and timezone (users.info with locale)
-]
-BOT_EVENTS = ["app_home_opened", "message.channels", "message.groups", "message.im"]
+BOT_SCOPES = bot_scopes()
+"""Generated from `feedbot.slack.scopes`, which says what each one is for."""
+BOT_EVENTS = list(EVENTS)
 
 
 def build_manifest(*, http_url: str | None = None) -> dict[str, Any]:
