@@ -85,8 +85,8 @@ def _slack_refused(variable: str, exc: Exception) -> ConfigurationError:
     )
 
 
-def _check_bot_token(client: WebClient) -> None:
-    """Ask Slack (auth.test) whether the bot token works.
+def _check_bot_token(client: WebClient) -> str | None:
+    """Ask Slack (auth.test) whether the bot token works; the workspace's address if it does.
 
     A wrong or revoked token stops the start with one message. When Slack cannot be reached
     the bot starts anyway: what it owes Slack waits in the outbox.
@@ -94,13 +94,15 @@ def _check_bot_token(client: WebClient) -> None:
     from slack_sdk.errors import SlackApiError
 
     try:
-        client.auth_test()
+        url = client.auth_test().get("url")
+        return url if isinstance(url, str) else None
     except SlackApiError as exc:
         if exc.response.get("error") in TOKEN_ERRORS:
             raise _slack_refused("SLACK_BOT_TOKEN", exc) from None
         log.warning("could not check SLACK_BOT_TOKEN: %s", exc.response.get("error"))
     except OSError as exc:
         log.warning("Slack is unreachable (%s); starting anyway", type(exc).__name__)
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -114,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     socket_mode = args.socket or (not args.http and settings.socket_mode_available)
     settings.require_secrets(socket_mode=socket_mode)
-    _check_bot_token(make_interactive_client(settings))
+    workspace_url = _check_bot_token(make_interactive_client(settings))
     engine = make_engine(settings.database_url)
     single_process = _lock_sqlite(engine)
     upgrade(engine)
@@ -126,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         client=make_interactive_client(settings),
         on_commit=sender.wake,
     )
+    deps.workspace.remember(workspace_url)
     app = build_app(settings, engine, deps=deps)
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None

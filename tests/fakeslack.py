@@ -565,6 +565,7 @@ class FakeSlack:
         bot_user_id: str = "UBOT",
         bot_id: str = "B0BOT",
         team_id: str = "T0TEAM",
+        domain: str = "frontline",
         channel_rate_limit: float | None = None,
         clock: Callable[[], float] | None = None,
         scopes: frozenset[str] | None = None,
@@ -579,6 +580,7 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
+        self.domain = domain
         self.channel_rate_limit = channel_rate_limit
         # Seconds since the epoch that message ts values follow; tests that drive the bot with a
         # fake clock pass it here so `oldest`/`latest` filters agree with the bot's idea of now.
@@ -769,6 +771,15 @@ class FakeSlack:
             cid = self.dm_channel(channel) if channel[:1] in ("U", "W") else channel
             ch = self._channels.get(cid)
             return copy.deepcopy(ch.messages) if ch else []
+
+    def message_as_sent(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The message at (`channel`, `ts`) in the shape Slack puts into interaction payloads
+        and history answers (blocks with the block ids Slack gave them), or None."""
+        with self._lock:
+            cid = self.dm_channel(channel) if channel[:1] in ("U", "W") else channel
+            ch = self._channels.get(cid)
+            message = self._find(ch, ts) if ch else None
+            return self._api_message(ch, message, metadata=False) if ch and message else None
 
     def dm_channel(self, user_id: str) -> str:
         return "D" + (user_id[1:] if user_id.startswith("U") else user_id)
@@ -1090,6 +1101,15 @@ class FakeSlack:
             raise _ApiError("invalid_metadata_format")
         return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}
 
+    def _with_block_ids(self, blocks: Any) -> list[Json]:
+        """Slack gives every block without a `block_id` one of its own, and reports that id
+        when someone uses an element in the block."""
+        stored = copy.deepcopy(blocks) if isinstance(blocks, list) else []
+        for block in stored:
+            if isinstance(block, dict) and "block_id" not in block:
+                block["block_id"] = f"b{next(self._ids):05d}"
+        return stored
+
     def _next_ts(self) -> str:
         """A unique, strictly increasing ts that follows `self.clock`.
 
@@ -1115,7 +1135,7 @@ class FakeSlack:
         message: Json = {
             "ts": self._next_ts(),
             "text": text or "",
-            "blocks": blocks or [],
+            "blocks": self._with_block_ids(blocks),
             "thread_ts": thread_ts,
             "metadata": metadata,
             "user": user,
@@ -1172,7 +1192,7 @@ class FakeSlack:
     def _auth_test(self, args: Json) -> Json:
         return {
             "ok": True,
-            "url": "https://fake.slack.com/",
+            "url": f"https://{self.domain}.slack.com/",
             "team": "Fake Team",
             "user": "feedbot",
             "team_id": self.team_id,
@@ -1228,7 +1248,7 @@ class FakeSlack:
         if "text" in args:
             message["text"] = args["text"] or ""
         if "blocks" in args:
-            message["blocks"] = args["blocks"] or []
+            message["blocks"] = self._with_block_ids(args["blocks"])
         if metadata is not None:
             message["metadata"] = metadata
         return {
@@ -1265,7 +1285,7 @@ class FakeSlack:
     def _chat_get_permalink(self, args: Json) -> Json:
         ch = self._channel(args.get("channel"), member=False)
         ts = self._require("chat.getPermalink", args, "message_ts", "message_not_found")
-        link = f"https://fake.slack.com/archives/{ch.id}/p{ts.replace('.', '')}"
+        link = f"https://{self.domain}.slack.com/archives/{ch.id}/p{ts.replace('.', '')}"
         return {"ok": True, "channel": ch.id, "permalink": link}
 
     def _reactions(self, args: Json) -> Json:
@@ -1401,6 +1421,7 @@ class FakeSlack:
             "clear_on_close": False,
             "notify_on_close": False,
             **copy.deepcopy(view),
+            "blocks": self._with_block_ids(view.get("blocks")),
             "id": view_id,
             "hash": f"{int(time.time())}.h{next(self._ids)}",
             "team_id": self.team_id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,15 @@ from feedbot.core import config as runtime_config
 from feedbot.db import session_scope
 from feedbot.models import Report
 from feedbot.settings import Settings
-from feedbot.slack.app import build_app, dispatch
+from feedbot.slack.app import Deps, build_app, dispatch
 from feedbot.slack.outbox import OutboxSender
+from tests import slack_payloads as payloads
 from tests.fakeslack import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 TOKEN = "xoxb-test-token"
-TEAM = {"id": "T0TEAM", "domain": "frontline"}
+TEAM = {"id": payloads.TEAM_ID, "domain": payloads.TEAM_DOMAIN}
+next_id = payloads.next_id
 LEADERSHIP = "CLEAD0001"
 INTAKE = "CINTAKE01"
 LEADER = "ULEADER01"
@@ -65,13 +66,6 @@ def sign(
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
-_ids = itertools.count(1)
-
-
-def next_id(prefix: str) -> str:
-    return f"{prefix}{next(_ids):08d}"
-
-
 @dataclass
 class Bot:
     engine: Engine
@@ -93,9 +87,15 @@ class Bot:
             self.engine, WebClient(token=TOKEN, base_url=self.slack.base_url), clock=self.clock
         )
         # config_ttl=0: tests change configuration between requests and expect it at once.
-        self.app = build_app(
-            self.settings, self.engine, client=client, clock=self.clock, config_ttl=0
+        self.deps = Deps(
+            settings=self.settings,
+            engine=self.engine,
+            client=client,
+            clock=self.clock,
+            config_ttl=0,
         )
+        self.deps.workspace.fetch()  # `feedbot run` learns it at start-up (auth.test)
+        self.app = build_app(self.settings, self.engine, deps=self.deps)
         for user, locale in (
             (LEADER, "en-US"),
             (LEADER_2, "en-GB"),
@@ -139,46 +139,20 @@ class Bot:
         return dispatch(self.app, body=body, headers=request_headers)
 
     def command(self, user: str, text: str = "", *, channel: str = "CGENERAL1") -> BoltResponse:
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": TEAM["id"],
-            "team_domain": TEAM["domain"],
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/feedback",
-            "text": text,
-            "api_app_id": "A0FEEDBOT",
-            "is_enterprise_install": "false",
-            "response_url": self.slack.new_response_url(),
-            "trigger_id": next_id("1337."),
-        }
+        form = payloads.slash_command(
+            user=user,
+            text=text,
+            channel=channel,
+            channel_name="general",
+            response_url=self.slack.new_response_url(),
+        )
         return self.dispatch(urlencode(form), "application/x-www-form-urlencoded")
 
     def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
     ) -> BoltResponse:
-        envelope = {
-            "token": "legacy-verification-token",
-            "team_id": TEAM["id"],
-            "api_app_id": "A0FEEDBOT",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or next_id("Ev"),
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": TEAM["id"],
-                    "user_id": "UBOT",
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                    "team_domain": TEAM["domain"],
-                }
-            ],
-            "is_ext_shared_channel": False,
-        }
+        """Deliver one event (built with `tests.slack_payloads`) in its Events API envelope."""
+        envelope = payloads.event_callback(event, event_id=event_id)
         headers = {}
         if retry_num is not None:
             headers = {"x-slack-retry-num": str(retry_num), "x-slack-retry-reason": "http_timeout"}
@@ -196,26 +170,24 @@ class Bot:
         subtype: str | None = None,
         event_id: str | None = None,
         retry_num: int | None = None,
-        **extra: Any,
+        files: list[dict[str, Any]] | None = None,
+        bot_id: str | None = None,
     ) -> tuple[BoltResponse, str]:
+        """Someone writes `text` (as Slack sends it: escaped) in `channel`."""
         # The fake holds the message too, as Slack would, so replies can be threaded under it.
         ts = ts or self.slack.add_message(channel, text, user=user, thread_ts=thread_ts)
-        event: dict[str, Any] = {
-            "type": "message",
-            "channel": channel,
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "event_ts": ts,
-            "channel_type": channel_type,
-            "team": TEAM["id"],
-            "client_msg_id": next_id("cm-"),
-            **extra,
-        }
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        if subtype:
-            event["subtype"] = subtype
+        event = payloads.message_event(
+            user=user,
+            text=text,
+            channel=channel,
+            channel_type=channel_type,
+            ts=ts,
+            thread_ts=thread_ts,
+            subtype=subtype,
+            files=files,
+        )
+        if bot_id:
+            event["bot_id"] = bot_id
         return self.event(event, event_id=event_id, retry_num=retry_num), ts
 
     def interactive(self, payload: dict[str, Any]) -> BoltResponse:
@@ -234,93 +206,98 @@ class Bot:
         block_id: str = "b",
         **element: Any,
     ) -> BoltResponse:
-        action: dict[str, Any] = {
-            "action_id": action_id,
-            "block_id": block_id,
-            "type": "button",
-            "action_ts": str(time.time()),
-        }
+        """Use an element that the test describes itself: a stale or forged press, or one on a
+        message the fake does not hold. `element` gives its type and state (`type=…`,
+        `selected_user=…`). Prefer `click`, which presses what the bot really sent."""
+        kind = element.pop("type", "button")
+        described: dict[str, Any] = {"type": kind, "action_id": action_id}
         if value is not None:
-            action["value"] = value
-        action.update(element)
+            described["value"] = value
+        entry = payloads.action(described, block_id=block_id, **element)
+        if not channel:  # the Home tab: a view, no channel
+            view = self.slack.home_views.get(user) or {"id": "VHOME0001", "type": "home"}
+            return self.interactive(
+                payloads.block_actions_in_view(user=user, actions=[entry], view=view)
+            )
+        message = self.slack.message_as_sent(channel, message_ts) or {
+            "type": "message",
+            "ts": message_ts,
+            "text": "card",
+        }
         return self.interactive(
-            {
-                "type": "block_actions",
-                "user": {
-                    "id": user,
-                    "username": user.lower(),
-                    "name": user.lower(),
-                    "team_id": TEAM["id"],
-                },
-                "api_app_id": "A0FEEDBOT",
-                "token": "legacy-verification-token",
-                "container": {
-                    "type": "message",
-                    "message_ts": message_ts,
-                    "channel_id": channel,
-                    "is_ephemeral": False,
-                },
-                "trigger_id": next_id("2448."),
-                "team": TEAM,
-                "channel": {"id": channel, "name": "leadership"},
-                "message": {"type": "message", "ts": message_ts, "text": "card"},
-                "response_url": self.slack.new_response_url(),
-                "actions": [action],
-            }
+            payloads.block_actions_in_message(
+                user=user,
+                actions=[entry],
+                channel=channel,
+                channel_name=channel.lower(),
+                message=message,
+                message_ts=message_ts,
+                response_url=self.slack.new_response_url(),
+            )
         )
 
-    def press_card(self, user: str, action_id: str, report: Report) -> BoltResponse:
-        return self.press(user, action_id, str(report.id), block_id=f"triage-{report.id}")
+    def click(self, user: str, channel: str, ts: str, action_id: str, **state: Any) -> BoltResponse:
+        """Use the element `action_id` on the message at (`channel`, `ts`) as Slack holds it:
+        its real value and block id; `state` is the person's choice for selects."""
+        message = self.slack.message_as_sent(channel, ts)
+        assert message is not None, f"no message {ts} in {channel}"
+        found = payloads.find_element(message.get("blocks") or [], action_id)
+        assert found is not None, f"the message has no {action_id} element"
+        block_id, element = found
+        return self.interactive(
+            payloads.block_actions_in_message(
+                user=user,
+                actions=[payloads.action(element, block_id=block_id, **state)],
+                channel=channel,
+                channel_name=channel.lower(),
+                message=message,
+                message_ts=ts,
+                response_url=self.slack.new_response_url(),
+            )
+        )
+
+    def click_in_view(self, user: str, view: dict[str, Any], action_id: str) -> BoltResponse:
+        """Use an element of a view Slack shows `user` (their Home tab, an open modal)."""
+        found = payloads.find_element(view.get("blocks") or [], action_id)
+        assert found is not None, f"the view has no {action_id} element"
+        block_id, element = found
+        return self.interactive(
+            payloads.block_actions_in_view(
+                user=user,
+                actions=[payloads.action(element, block_id=block_id)],
+                view=view,
+            )
+        )
+
+    def press_card(self, user: str, action_id: str, report: Report, **state: Any) -> BoltResponse:
+        """Press a button of the report's card, as it stands in the leadership channel."""
+        card = self.card(report)
+        return self.click(user, LEADERSHIP, card["ts"], action_id, **state)
 
     def submit(
-        self, user: str, view: dict[str, Any], values: dict[str, dict[str, Any]]
+        self,
+        user: str,
+        view: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        forged: bool = False,
     ) -> BoltResponse:
-        """Submit an opened modal with `values` keyed by block id (the element's state)."""
-        submitted = dict(view)
-        submitted["state"] = {
-            "values": {block: {"value": state} for block, state in values.items()}
-        }
-        return self.interactive(
-            {
-                "type": "view_submission",
-                "team": TEAM,
-                "user": {
-                    "id": user,
-                    "username": user.lower(),
-                    "name": user.lower(),
-                    "team_id": TEAM["id"],
-                },
-                "api_app_id": "A0FEEDBOT",
-                "token": "legacy-verification-token",
-                "trigger_id": next_id("3559."),
-                "view": submitted,
-                "response_urls": [],
-                "is_enterprise_install": False,
-            }
-        )
+        """Submit an opened modal with `values` keyed by block id (each element's state, or
+        just the value). Only `forged` submissions may carry what the view could not."""
+        state = payloads.view_state(view, values, forged=forged)
+        return self.interactive(payloads.view_submission(user=user, view=view, state=state))
 
     def shortcut(
         self, user: str, message: dict[str, Any], *, channel: str = "CGENERAL1"
     ) -> BoltResponse:
         return self.interactive(
-            {
-                "type": "message_action",
-                "token": "legacy-verification-token",
-                "action_ts": str(time.time()),
-                "team": TEAM,
-                "user": {
-                    "id": user,
-                    "name": user.lower(),
-                    "username": user.lower(),
-                    "team_id": TEAM["id"],
-                },
-                "channel": {"id": channel, "name": "general"},
-                "callback_id": "report_to_leadership",
-                "trigger_id": next_id("4660."),
-                "message_ts": message["ts"],
-                "message": message,
-                "response_url": self.slack.new_response_url(),
-            }
+            payloads.message_action(
+                user=user,
+                message=message,
+                channel=channel,
+                channel_name=channel.lower(),
+                response_url=self.slack.new_response_url(),
+            )
         )
 
     # looking at results -------------------------------------------------------------------

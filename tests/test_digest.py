@@ -340,6 +340,27 @@ def test_reports_link_to_their_cards(engine: Engine, week: dict[str, int]) -> No
     assert "archives" not in json.dumps(unlinked.to_payload())
 
 
+def test_reports_link_to_the_post_they_came_from_unless_anonymous(
+    engine: Engine, week: dict[str, int]
+) -> None:
+    post = "https://acme.slack.com/archives/CINTAKE01/p1763456789000300"
+    with Session(engine) as session:
+        named, anonymous = (session.get(Report, week[name]) for name in ("r3", "r5"))
+        assert named is not None and anonymous is not None
+        named.source_permalink = post
+        anonymous.source_permalink = post.replace("0300", "0400")
+        anonymous.anonymous = True
+        session.add_all([named, anonymous])
+        session.commit()
+        digest = build_digest(session, period=PERIOD, zone=BERLIN, now=NOW)
+    lines = {line.id: line for line in digest.unacknowledged.items}
+    assert lines[week["r3"]].source_link == post
+    assert lines[week["r5"]].source_link is None
+    shown = json.dumps(build_digest_message(digest, locale="en", link_base=None).to_payload())
+    assert f"<{post}|Original message>" in shown
+    assert "p1763456789000400" not in shown
+
+
 def test_themes_group_near_duplicates_across_categories_and_nothing_else(
     engine: Engine,
 ) -> None:

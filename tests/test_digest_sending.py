@@ -96,10 +96,10 @@ def test_the_digest_goes_out_with_chart_and_csv_once_across_restarts(bot: Bot) -
     assert len(rows) == 4 and rows[0][0] == "reference"
     with Session(bot.engine) as session:
         assert table["content"] == week_csv(
-            session, period=PERIOD, zone=BERLIN, link_base="https://fake.slack.com/"
+            session, period=PERIOD, zone=BERLIN, link_base="https://frontline.slack.com/"
         )
     assert all(
-        row[-1].startswith("https://fake.slack.com/archives/CLEAD0001/p") for row in rows[1:]
+        row[-1].startswith("https://frontline.slack.com/archives/CLEAD0001/p") for row in rows[1:]
     )
     assert runs(bot.engine) == [("leadership", LEADERSHIP, PERIOD, False)]
 

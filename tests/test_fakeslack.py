@@ -33,6 +33,11 @@ def client(fake: FakeSlack) -> WebClient:
     return WebClient(token=TOKEN, base_url=fake.base_url, timeout=5)
 
 
+def without_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blocks as sent, before Slack gave each one without a block id an id of its own."""
+    return [{k: v for k, v in block.items() if k != "block_id"} for block in blocks]
+
+
 def slack_error(excinfo: pytest.ExceptionInfo[SlackApiError]) -> str:
     return str(excinfo.value.response["error"])
 
@@ -240,7 +245,7 @@ def test_ephemeral_permalink_users_usergroups(fake: FakeSlack, client: WebClient
         }
     ]
     link = client.chat_getPermalink(channel="C1", message_ts="1700000000.000100")
-    assert link["permalink"] == "https://fake.slack.com/archives/C1/p1700000000000100"
+    assert link["permalink"] == "https://frontline.slack.com/archives/C1/p1700000000000100"
 
     user = client.users_info(user="U1", include_locale=True)["user"]
     assert user["profile"]["display_name"] == "ada"
@@ -267,7 +272,7 @@ def test_form_bodies_threads_and_seeded_messages(fake: FakeSlack, client: WebCli
     )
     call = fake.calls_to("chat.postMessage")[0]
     assert call.args["blocks"] == blocks and call.args["metadata"] == metadata
-    assert fake.messages("C1")[0]["blocks"] == blocks
+    assert without_block_ids(fake.messages("C1")[0]["blocks"]) == blocks
 
     client.chat_postMessage(channel="C1", text="echo", thread_ts=posted["ts"], reply_broadcast=True)
     history = client.conversations_history(channel="C1")["messages"]
@@ -685,7 +690,10 @@ def test_valid_rich_message_and_modal_pass(fake: FakeSlack, client: WebClient) -
         {"type": "markdown", "text": "**bold**"},
     ]
     client.chat_postMessage(channel="C1", text="Weekly feedback", blocks=blocks)
-    assert fake.messages("C1")[0]["blocks"] == blocks
+    stored = fake.messages("C1")[0]["blocks"]
+    assert without_block_ids(stored) == without_block_ids(blocks)
+    assert all(block["block_id"] for block in stored), "Slack names every block"
+    assert [b["block_id"] for b in stored if b["block_id"] == "intro"] == ["intro"]
 
     view = modal(
         {

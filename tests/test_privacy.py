@@ -34,6 +34,7 @@ def feedbot_cli(bot: Bot, tmp_path: Path, *args: str) -> subprocess.CompletedPro
 
 
 def resolve(bot: Bot, report: Report, note: str = "Fixed") -> None:
+    bot.drain()
     bot.press_card(LEADER, "triage_resolve", report)
     bot.submit(LEADER, bot.last_view(), {"note": {"type": "plain_text_input", "value": note}})
 

@@ -401,7 +401,9 @@ def test_an_ignored_follow_up_repeats_then_escalates_and_shows_in_feedback_mine(
     bot.slack.add_channel(ESCALATIONS, name="escalations")
     bot.configure(escalation_channel=ESCALATIONS, reminder_interval="2h")
     report = file_from_form(bot)
-    bot.press_card(LEADER_2, "reminder_follow_up", report)
+    bot.drain()
+    # No owner yet, so the card has no Follow up; a stale or forged press is refused.
+    bot.press(LEADER_2, "reminder_follow_up", str(report.id), block_id=f"triage2-{report.id}")
     bot.drain()
     assert any("Claim or assign the report first" in e["text"] for e in bot.slack.ephemerals)
     bot.press(

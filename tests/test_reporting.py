@@ -114,8 +114,12 @@ def test_invalid_form_input_is_shown_next_to_the_field(bot: Bot) -> None:
         "response_action": "errors",
         "errors": {"text": "Please describe what happened."},
     }
+    # Slack's client would not let these through; the server refuses them all the same.
     response = bot.submit(
-        ALICE, view, form_values("Router dead", customers={"type": "number_input", "value": "many"})
+        ALICE,
+        view,
+        form_values("Router dead", customers={"type": "number_input", "value": "many"}),
+        forged=True,
     )
     assert json.loads(response.body)["errors"].keys() == {"customers"}
     response = bot.submit(
@@ -125,9 +129,10 @@ def test_invalid_form_input_is_shown_next_to_the_field(bot: Bot) -> None:
             "Router dead",
             category={"type": "static_select", "selected_option": {"value": "Forged"}},
         ),
+        forged=True,
     )
     assert json.loads(response.body)["errors"].keys() == {"category"}
-    response = bot.submit(ALICE, view, form_values("x" * 3001))
+    response = bot.submit(ALICE, view, form_values("x" * 3001), forged=True)
     assert "3,000" in json.loads(response.body)["errors"]["text"]
     assert bot.reports() == []
 
@@ -217,6 +222,47 @@ def test_direct_message_becomes_a_report_answered_in_the_dm(bot: Bot) -> None:
     assert bot.card(report)
 
 
+def test_reports_link_to_the_message_they_came_from_unless_anonymous(bot: Bot) -> None:
+    """Events carry no workspace domain: links come from the address auth.test gives."""
+    bot.setup_team()
+    dm = bot.slack.dm_channel(ALICE)
+    _, dm_ts = bot.message(
+        ALICE, "Till 4 freezes after every card payment", channel=dm, channel_type="im"
+    )
+    _, post_ts = bot.message(BOB, "Leipzig shop: label printer jams on every roll")
+    from_dm, from_post = bot.reports()
+    dm_link = f"https://frontline.slack.com/archives/{dm}/p{dm_ts.replace('.', '')}"
+    post_link = f"https://frontline.slack.com/archives/{INTAKE}/p{post_ts.replace('.', '')}"
+    assert (from_dm.source_permalink, from_post.source_permalink) == (dm_link, post_link)
+    bot.drain()
+    assert dm_link in json.dumps(bot.card(from_dm)["blocks"])
+    assert post_link in json.dumps(bot.card(from_post)["blocks"])
+    mine = json.loads(bot.command(ALICE, "mine").body)
+    assert dm_link in json.dumps(mine["blocks"])
+
+    # The reporter makes it anonymous: a link to their own post would name them.
+    bot.click(
+        ALICE, dm, next_dm_with_button(bot, ALICE, "report_add_details"), "report_add_details"
+    )
+    view = bot.last_view()
+    values = {
+        "text": {"value": from_dm.text},
+        "anonymous": {"selected_options": [{"value": "yes"}]},
+    }
+    assert bot.submit(ALICE, view, values).status == 200
+    bot.drain()
+    assert bot.report(from_dm.id).anonymous
+    assert dm_link not in json.dumps(bot.card(from_dm)), "no link to an anonymous reporter's DM"
+
+
+def next_dm_with_button(bot: Bot, user: str, action_id: str) -> str:
+    """The ts of the latest direct message to `user` that has the element `action_id`."""
+    for message in reversed(bot.slack.dm_messages(user)):
+        if action_id in json.dumps(message.get("blocks") or []):
+            return str(message["ts"])
+    raise AssertionError(f"no DM to {user} with {action_id}")
+
+
 def test_intake_channel_posts_become_reports_with_a_me_too_receipt(bot: Bot) -> None:
     bot.setup_team()
     _, ts = bot.message(ALICE, "Coverage gone in Chemnitz-Nord since 7:00")
@@ -232,10 +278,8 @@ def test_intake_channel_posts_become_reports_with_a_me_too_receipt(bot: Bot) -> 
     button = receipt["blocks"][1]["elements"][0]
     assert button["action_id"] == "report_me_too"
 
-    bot.press(BOB, "report_me_too", button["value"], channel=INTAKE)
-    bot.press(CAROL, "report_me_too", button["value"], channel=INTAKE)
-    bot.press(BOB, "report_me_too", button["value"], channel=INTAKE)
-    bot.press(ALICE, "report_me_too", button["value"], channel=INTAKE)
+    for colleague in (BOB, CAROL, BOB, ALICE):
+        bot.click(colleague, INTAKE, receipt["ts"], "report_me_too")
     assert bot.report(report.id).me_too_count == 2
     bot.drain()
     ephemeral = {(e["user"], e["text"].split(" ")[0]) for e in bot.slack.ephemerals}

@@ -103,6 +103,7 @@ def test_an_earlier_solution_is_offered(bot: Bot) -> None:
     bot.setup_team()
     bot.command(ALICE, "Activation portal shows error 503 for eSIM orders")
     old = bot.report()
+    bot.drain()
     bot.press_card(LEADER, "triage_resolve", old)
     bot.submit(
         LEADER,

@@ -64,8 +64,10 @@ def test_a_non_leader_gets_an_explanation_and_nothing_changes(bot: Bot) -> None:
     bot.setup_team()
     report = file_from_form(bot)
     before = timeline(bot, report)
-    for action in ("triage_acknowledge", "triage_claim", "triage_reopen"):
+    for action in ("triage_acknowledge", "triage_claim"):
         bot.press_card(BOB, action, report)
+    # Reopen is not on an open card; a forged press is refused all the same.
+    bot.press(BOB, "triage_reopen", str(report.id), block_id=f"triage-{report.id}")
     bot.press_card(CAROL, "triage_resolve", report)
     bot.press(
         CAROL,

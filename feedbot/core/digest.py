@@ -258,6 +258,8 @@ class ReportLine:
     follow_up_at: datetime | None = None
     card_channel: str | None = None
     card_ts: str | None = None
+    source_link: str | None = None
+    """The message the report came from; never for anonymous reports (it names its author)."""
 
     @property
     def reference(self) -> str:
@@ -548,6 +550,7 @@ def _line_columns() -> tuple[Any, ...]:
         Report.follow_up_at,
         OutboxMessage.result_channel,
         OutboxMessage.result_ts,
+        case((col(Report.anonymous), None), else_=col(Report.source_permalink)),
     )
 
 

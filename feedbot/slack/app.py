@@ -37,6 +37,7 @@ from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.i18n import language_of, t
+from feedbot.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class Deps:
     config_cache: ConfigCache = field(init=False)
     people: PeopleDirectory = field(init=False)
     groups: GroupDirectory = field(init=False)
+    workspace: Workspace = field(init=False)
     report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
     """Called inside the transaction whenever a report changed (the Home tab registers one)."""
 
@@ -215,6 +217,7 @@ class Deps:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
         self.groups = GroupDirectory(self.client)
+        self.workspace = Workspace(self.client)
 
     def settings_language(self) -> str:
         """The default language, without the database (for when the database is the problem)."""

@@ -16,14 +16,6 @@ def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def permalink(team_domain: str | None, channel: str | None, ts: str | None) -> str | None:
-    """A message's link, built from what the payload carries (no `chat.getPermalink` call on
-    the request path); None when something is missing."""
-    if not (team_domain and channel and ts):
-        return None
-    return f"https://{team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-
-
 def shorten(text: str, limit: int, *, more: str = "…") -> str:
     """`text` cut to at most `limit` characters, marked when cut."""
     if len(text) <= limit:

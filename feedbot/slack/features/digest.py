@@ -55,6 +55,7 @@ from feedbot.slack.ids import COMMAND
 from feedbot.slack.outbox import FILE_UPLOAD
 from feedbot.slack.views import Message
 from feedbot.slack.views import digest as views
+from feedbot.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ def send_due(
         with Session(deps.engine) as session:
             if core.already_sent(session, kind=target.kind, channel=target.channel, period=period):
                 continue
-        link_base = link_base or workspace_url(deps.client)
+        link_base = link_base or deps.workspace.fetch()
         try:
             run = send_digest(
                 deps.engine,
@@ -336,23 +337,10 @@ def send_due(
     return runs
 
 
-_workspace_urls: dict[tuple[str, str | None], str] = {}
-
-
 def workspace_url(client: WebClient) -> str | None:
-    """The workspace's web address (`https://acme.slack.com/`), for links to report cards;
-    asked once per process (`auth.test`). None when Slack cannot say: no links then."""
-    key = (client.base_url, client.token)
-    if key not in _workspace_urls:
-        try:
-            url = client.auth_test().get("url")
-        except Exception as exc:
-            log.warning("no workspace URL for digest links: %s", exc)
-            return None
-        if not isinstance(url, str) or not url:
-            return None
-        _workspace_urls[key] = url
-    return _workspace_urls[key]
+    """The workspace's web address (`https://acme.slack.com/`), for links to report cards,
+    asked of Slack now (`auth.test`); None when Slack cannot say: no links then."""
+    return Workspace(client).fetch()
 
 
 # --------------------------------------------------------------------------- schedule
@@ -454,7 +442,7 @@ def preview(deps: Deps, *, config: RuntimeConfig, week: str | None, locale: str)
             schedule=schedule,
             locale=locale,
             now=now,
-            link_base=workspace_url(deps.client),
+            link_base=deps.workspace.fetch(),
             preview=True,
         ).message
 

@@ -21,7 +21,7 @@ from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.features.common import explain, file_report, send_receipt
-from feedbot.slack.text import permalink, unescape
+from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_intake_receipt, build_plain
 
 log = logging.getLogger(__name__)
@@ -47,21 +47,12 @@ def _message(deps: Deps) -> Any:
         is_dm = event.get("channel_type") == "im"
         if not is_dm and channel not in deps.config().intake_channels:
             return
-        _file(deps, event, channel=channel, is_dm=is_dm, team_domain=_domain(body))
+        _file(deps, event, channel=channel, is_dm=is_dm)
 
     return handle
 
 
-def _domain(body: dict[str, Any]) -> str | None:
-    for authorization in body.get("authorizations") or []:
-        if authorization.get("team_domain"):
-            return str(authorization["team_domain"])
-    return None
-
-
-def _file(
-    deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool, team_domain: str | None
-) -> None:
+def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> None:
     user_id = event["user"]
     ts = str(event.get("ts"))
     config = deps.config()
@@ -69,7 +60,7 @@ def _file(
     text = unescape(event.get("text") or "")
     if not text.strip() and event.get("files"):
         text = " ".join(str(f.get("title") or f.get("name") or "") for f in event["files"])
-    link = None if is_dm else permalink(team_domain, channel, ts)
+    link = deps.workspace.message_link(channel, ts)
     draft = ReportDraft(
         text=text,
         source=ReportSource.DIRECT_MESSAGE if is_dm else ReportSource.INTAKE_CHANNEL,

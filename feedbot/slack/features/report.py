@@ -25,9 +25,10 @@ from feedbot.slack.features.common import (
 )
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
-from feedbot.slack.text import permalink, unescape
+from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
 from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
+from feedbot.slack.workspace import message_link
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,9 @@ def _shortcut(deps: Deps) -> Any:
         message = body.get("message") or {}
         channel = (body.get("channel") or {}).get("id")
         ts = message.get("ts")
-        domain = (body.get("team") or {}).get("domain")
-        link = permalink(domain, channel, ts)
+        link = deps.workspace.message_link(channel, ts) or message_link(
+            _team_url(body), channel, ts
+        )
         context = FormContext(source=ReportSource.SHORTCUT, source_permalink=link)
         prefill = ReportDraft(
             text=unescape(message.get("text") or "")[: reports.MAX_TEXT],
@@ -195,6 +197,13 @@ def _shortcut(deps: Deps) -> Any:
         )
 
     return handle
+
+
+def _team_url(body: dict[str, Any]) -> str | None:
+    """The workspace's address from an interaction's `team.domain`, while `auth.test`'s is
+    not known yet."""
+    domain = (body.get("team") or {}).get("domain")
+    return f"https://{domain}.slack.com/" if isinstance(domain, str) and domain else None
 
 
 def _open_blank_form(deps: Deps) -> Any:

@@ -118,9 +118,13 @@ def card_link(link_base: str | None, channel: str | None, ts: str | None) -> str
     return f"{link_base.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
 
-def reference(line: ReportLine, link_base: str | None) -> str:
+def reference(line: ReportLine, link_base: str | None, locale: str = "en") -> str:
+    """The report's reference linked to its card, and to the message it came from."""
     url = card_link(link_base, line.card_channel, line.card_ts)
-    return f"<{url}|{line.reference}>" if url else f"*{line.reference}*"
+    shown = f"<{url}|{line.reference}>" if url else f"*{line.reference}*"
+    if line.source_link:
+        shown += " · " + t(locale, "card.source", link=line.source_link)
+    return shown
 
 
 def one_line(text: str, limit: int) -> str:
@@ -268,7 +272,7 @@ def _themes(themes: list[Theme], total: int, locale: str, link_base: str | None)
                     me_too=number(locale, theme.me_too),
                     places=", ".join(places),
                     example="> " + one_line(theme.example.text, 600),
-                    ref=reference(theme.example, link_base),
+                    ref=reference(theme.example, link_base, locale),
                 )
             )
         )
@@ -293,7 +297,7 @@ def _report_list(
                 locale,
                 "digest.line",
                 icon=URGENCY_ICON[Urgency(line.urgency)],
-                ref=reference(line, link_base),
+                ref=reference(line, link_base, locale),
                 category=escape(line.category),
                 place=escape(line.location) if line.location else t(locale, "digest.no_location"),
                 when=moment,

@@ -148,19 +148,18 @@ def build_my_reports(summaries: list[ReportSummary], *, locale: str, limit: int)
     blocks: list[Block] = [_section(t(locale, "mine.title"))]
     for summary in summaries[:40]:
         report = summary.report
-        blocks.append(
-            _section(
-                t(
-                    locale,
-                    "mine.item",
-                    ref=report.reference,
-                    status=status_label(report, locale),
-                    category=escape(report.category),
-                    when=slack_date(summary.last_at),
-                    text=quote(report.text, 300),
-                )
-            )
+        item = t(
+            locale,
+            "mine.item",
+            ref=report.reference,
+            status=status_label(report, locale),
+            category=escape(report.category),
+            when=slack_date(summary.last_at),
+            text=quote(report.text, 300),
         )
+        if report.source_permalink:  # their own post: its link tells them nothing new
+            item += "\n" + t(locale, "card.source", link=report.source_permalink)
+        blocks.append(_section(item))
     if len(summaries) >= limit:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=t(locale, "mine.more", count=limit))])

@@ -128,7 +128,7 @@ def build_report_card(
     if report.resolution_note and report.status == ReportStatus.RESOLVED:
         note = t(locale, "card.resolution", note=quote(report.resolution_note, 2000))
         blocks.append(SectionBlock(text=MarkdownTextObject(text=note)))
-    if report.source_permalink:
+    if report.source_permalink and not report.anonymous:  # a post's link names its author
         blocks.append(
             ContextBlock(
                 elements=[
