@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             threading.Thread(
                 target=serve,
                 args=(app, engine),
-                kwargs={"port": port, "leader": scheduler.running},
+                kwargs={"host": settings.host, "port": port, "leader": scheduler.running},
                 name="health-and-metrics",
                 daemon=True,
             ).start()
@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             from feedbot.slack.server import serve
 
-            serve(app, engine, port=port, leader=scheduler.running)
+            serve(app, engine, host=settings.host, port=port, leader=scheduler.running)
     finally:
         if election is not None:
             election.stop()
