@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         listener = _listen(
             None if socket_mode else app,
             engine,
-            host=settings.host,
+            settings=settings,
             port=port,
             leader=scheduler.running,
         )
@@ -189,12 +189,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen(app: Any, engine: Any, *, host: str, port: int, leader: Callable[[], bool]) -> Listener:
+def _listen(
+    app: Any, engine: Any, *, settings: Settings, port: int, leader: Callable[[], bool]
+) -> Listener:
     """The HTTP listener, bound now so that an address in use stops the start with one line."""
     from feedbot.slack.server import Listener
 
+    host = settings.host
     try:
-        return Listener(app, engine, host=host, port=port, leader=leader)
+        return Listener(
+            app,
+            engine,
+            host=host,
+            port=port,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            leader=leader,
+        )
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(

@@ -27,7 +27,17 @@ from feedbot.slack.app import build_app
 from feedbot.slack.outbox import OutboxSender
 from feedbot.slack.server import EVENTS_PATH, Listener
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, BOB, INTAKE, LEADERSHIP, TEAM, TOKEN, Bot, sign
+from tests.harness import (
+    ALICE,
+    BOB,
+    INTAKE,
+    LEADERSHIP,
+    SIGNING_SECRET,
+    TEAM,
+    TOKEN,
+    Bot,
+    sign,
+)
 
 
 @dataclass
@@ -65,6 +75,7 @@ def served(bot: Bot, engine: Engine | None = None) -> Iterator[str]:
         engine,
         host="127.0.0.1",
         port=0,
+        signing_secret=SIGNING_SECRET,
         threads=4,
         asyncore_loop_timeout=0.05,  # notice stop() at once rather than within a second
     )

@@ -48,6 +48,9 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 """Failures worth a retry by Slack: the database or the network, not the request itself."""
 
+UNVERIFIED = "unverified"
+"""The one metrics label for every request refused before its signature was verified."""
+
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
 PROFILE_TTL = timedelta(days=1)
@@ -304,6 +307,7 @@ def build_app(
         token_verification_enabled=token_verification_enabled,
         name="feedbot",
     )
+    logging.getLogger("slack_bolt.RequestVerification").addFilter(_WITHOUT_BODY)
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
     for feature in (report, intake, triage, incidents, digest, reminders, admin, home):
@@ -356,6 +360,23 @@ def request_kind(body: dict[str, Any]) -> str:
     if body.get("command"):
         return "command"
     return str(body.get("type") or "other")[:32]
+
+
+class _WithoutBody(logging.Filter):
+    """Bolt logs the whole body of a request whose signature it refuses: anyone could fill the
+    log with it, or forge log lines through newlines. Keep the line, drop the request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg  # Bolt formats the line itself, body included
+        if isinstance(message, str) and message.startswith("Invalid request signature detected"):
+            record.msg, record.args = (
+                "Invalid request signature detected (request not logged)",
+                None,
+            )
+        return True
+
+
+_WITHOUT_BODY = _WithoutBody()
 
 
 def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
