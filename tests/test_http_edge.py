@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import logging
+import re
 import signal
 import socket
 import time
@@ -35,7 +36,7 @@ from feedbot.db import make_engine
 from feedbot.metrics import SLACK_REQUESTS
 from feedbot.models import ProcessedEvent, Report
 from feedbot.settings import Settings, get_settings
-from feedbot.slack.app import UNVERIFIED, build_app, dispatch
+from feedbot.slack.app import REQUEST_KINDS, UNVERIFIED, build_app, dispatch, request_kind
 from feedbot.slack.server import EVENTS_PATH, MAX_BODY_BYTES, FeedbotWSGI
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, SIGNING_SECRET, TOKEN, Bot, sign
@@ -443,3 +444,48 @@ def test_a_signed_request_the_database_cannot_take_is_still_500(bot: Bot) -> Non
         reply = post_event(url, message_envelope("EvNODB0001", "No database", ts="1700000000.1"))
     unreachable.dispose()
     assert reply.status == 500
+
+
+def metric_kinds(exposition: str) -> set[str]:
+    return set(re.findall(r'^feedbot_slack_request\w*\{[^}]*kind="([^"]*)"', exposition, re.M))
+
+
+def test_signed_requests_are_counted_by_a_fixed_set_of_kinds(base: str) -> None:
+    """Slack may send types feedbot does not know (or a leaked secret may): each is counted
+    as `event:other` or `other`, never under a name taken from the body."""
+    made_up = [f"zz_{uuid.uuid4().hex}" for _ in range(10)]
+    for name in made_up:
+        for body in (forged_envelope(name), json.dumps({"type": name, "token": "t"})):
+            headers = {"Content-Type": "application/json", **sign(body)}
+            request(base, "POST", EVENTS_PATH, body, headers)
+    exposition = request(base, "GET", "/metrics").body
+    kinds = metric_kinds(exposition)
+    assert {"event:other", "other"} <= kinds
+    assert kinds <= REQUEST_KINDS | {UNVERIFIED}
+    assert not any(name in exposition for name in made_up)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"type": "event_callback", "event": {"type": "message"}}, "event:message"),
+        ({"type": "event_callback", "event": {"type": "app_home_opened"}}, "event:app_home_opened"),
+        ({"type": "event_callback", "event": {"type": "reaction_added"}}, "event:other"),
+        ({"type": "event_callback", "event": {"type": ["message"]}}, "event:other"),
+        ({"type": "event_callback", "event": "message"}, "event:other"),
+        ({"command": "/feedback", "text": "help"}, "command"),
+        ({"type": "block_actions"}, "block_actions"),
+        ({"type": "view_submission"}, "view_submission"),
+        ({"type": "view_closed"}, "view_closed"),
+        ({"type": "shortcut"}, "shortcut"),
+        ({"type": "message_action"}, "message_action"),
+        ({"type": "url_verification"}, "url_verification"),
+        ({"type": "block_suggestion"}, "other"),
+        ({"type": {"nested": "x" * 100}}, "other"),
+        ({"type": ["view_submission"]}, "other"),
+        ({}, "other"),
+    ],
+)
+def test_request_kind_maps_every_body_to_a_known_kind(body: dict[str, Any], kind: str) -> None:
+    assert request_kind(body) == kind
+    assert kind in REQUEST_KINDS
