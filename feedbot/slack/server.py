@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 
 MAX_BODY_BYTES = 1024 * 1024
-"""Largest request body accepted (1 MiB), far above anything Slack sends: its payloads are a
-few KB, and a modal with every field at Slack's limits stays well under 100 KB."""
+"""Largest request body accepted (1 MiB), above anything Slack sends feedbot: payloads are a
+few KB, and the largest, a modal submission, carries back a view feedbot built (Slack caps
+views at 250 KB) with its inputs, form-encoded."""
 
 MAX_REQUEST_AGE = 5 * 60
 """Seconds a signed request stays valid, as Slack documents and Bolt checks."""
