@@ -129,7 +129,7 @@ def serve(kind: str, database_url: str) -> None:
 
         app.command("/feedback")(acknowledge)
     server: Any = create_server(
-        FeedbotWSGI(app, engine),
+        FeedbotWSGI(app, engine, signing_secret=SIGNING_SECRET),
         host="127.0.0.1",
         port=0,
         threads=SERVER_THREADS,

@@ -28,6 +28,8 @@ from feedbot.settings import SECRET_SOURCES, Settings, get_settings
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
+    from feedbot.slack.server import Listener
+
 log = logging.getLogger("feedbot")
 
 EXIT_USAGE = 2
@@ -144,17 +146,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     sender.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = args.port or settings.port
+    listener = None
     try:
+        # In Socket Mode the listener serves only /healthz and /metrics: Slack's requests come
+        # over the socket, and the signing secret may be unset or a stand-in.
+        listener = _listen(
+            None if socket_mode else app,
+            engine,
+            settings=settings,
+            port=port,
+            leader=scheduler.running,
+        )
         if socket_mode:
-            from feedbot.slack.server import serve
-
-            threading.Thread(
-                target=serve,
-                args=(app, engine),
-                kwargs={"port": port, "leader": scheduler.running},
-                name="health-and-metrics",
-                daemon=True,
-            ).start()
+            threading.Thread(target=listener.run, name="health-and-metrics", daemon=True).start()
+            log.info("serving /healthz and /metrics on http://%s:%s", settings.host, listener.port)
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("connecting to Slack in Socket Mode")
@@ -166,10 +171,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("connected to Slack in Socket Mode")
             threading.Event().wait()  # what handler.start() does after connecting
         else:
-            from feedbot.slack.server import serve
+            from feedbot.slack.server import EVENTS_PATH
 
-            serve(app, engine, port=port, leader=scheduler.running)
+            log.info(
+                "serving Slack requests on http://%s:%s%s",
+                settings.host,
+                listener.port,
+                EVENTS_PATH,
+            )
+            listener.run()
     finally:
+        if socket_mode and listener is not None:
+            listener.stop()
         if election is not None:
             election.stop()
         scheduler.shutdown()
@@ -177,6 +190,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         if single_process is not None:
             single_process.release()
     return 0
+
+
+def _listen(
+    app: Any, engine: Any, *, settings: Settings, port: int, leader: Callable[[], bool]
+) -> Listener:
+    """The HTTP listener, bound now so that an address in use stops the start with one line."""
+    from feedbot.slack.server import Listener
+
+    host = settings.host
+    try:
+        return Listener(
+            app,
+            engine,
+            host=host,
+            port=port,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            leader=leader,
+        )
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(
+            f"feedbot cannot listen on {host}:{port}: {reason}. Check HOST and PORT "
+            "(or --port), and that no other process uses that port."
+        ) from None
 
 
 def _lock_sqlite(engine: Any) -> SingleProcessLock | None:

@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from feedbot.core.errors import ConfigurationError
 
 SLACK_API_URL = "https://slack.com/api/"
+SIGNING_SECRET_LENGTH = 32
+"""Slack's signing secrets are 32 hex digits; anything shorter is a typo or a stand-in that
+a stranger could guess and sign requests with."""
 USER_ID_PATTERN = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 # Where an operator finds each secret; used in the start-up message when one is missing.
@@ -64,6 +67,8 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr = SecretStr("")
     slack_api_url: str = SLACK_API_URL
     database_url: str = "sqlite:///feedbot.db"
+    # Every interface by default: Slack, a load balancer or Prometheus must reach the listener.
+    host: str = "0.0.0.0"  # noqa: S104
     port: int = Field(default=3000, ge=1, le=65535)
     feedbot_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     feedbot_timezone: str = "Europe/Berlin"
@@ -92,6 +97,16 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r} (try Europe/Berlin)") from exc
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(
+                "empty; use 0.0.0.0 for every interface or 127.0.0.1 for this host only"
+            )
         return value
 
     @field_validator("slack_api_url")
@@ -126,6 +141,8 @@ class Settings(BaseSettings):
                 problems[name] = "still a placeholder"
             elif prefixes and not value.startswith(prefixes):
                 problems[name] = f"not a {prefixes[0]}… token"
+            elif name == "SLACK_SIGNING_SECRET" and len(value) < SIGNING_SECRET_LENGTH:
+                problems[name] = f"shorter than Slack's {SIGNING_SECRET_LENGTH} characters"
         return problems
 
     def missing_secrets(self, *, socket_mode: bool) -> list[str]:

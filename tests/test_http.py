@@ -1,5 +1,5 @@
-"""HTTP mode over real HTTP: the production WSGI app (`FeedbotWSGI` around the real Bolt app)
-served by waitress on a free port, talked to with `http.client` the way Slack and a load
+"""HTTP mode over real HTTP: the production listener (`FeedbotWSGI` around the real Bolt app,
+in waitress) on a free port, talked to with `http.client` the way Slack and a load
 balancer do.
 """
 
@@ -17,19 +17,27 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import waitress
 from slack_sdk import WebClient
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
-from waitress import wasyncore
 
 from feedbot.db import make_engine
 from feedbot.models import ProcessedEvent, Report, SlackUser
 from feedbot.slack.app import build_app
 from feedbot.slack.outbox import OutboxSender
-from feedbot.slack.server import EVENTS_PATH, FeedbotWSGI
+from feedbot.slack.server import EVENTS_PATH, Listener
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, BOB, INTAKE, LEADERSHIP, TEAM, TOKEN, Bot, sign
+from tests.harness import (
+    ALICE,
+    BOB,
+    INTAKE,
+    LEADERSHIP,
+    SIGNING_SECRET,
+    TEAM,
+    TOKEN,
+    Bot,
+    sign,
+)
 
 
 @dataclass
@@ -56,28 +64,27 @@ def request(
 
 @contextmanager
 def served(bot: Bot, engine: Engine | None = None) -> Iterator[str]:
-    """A new app instance (as another replica would build it) served over HTTP; its base URL."""
+    """A new app instance (as another replica would build it) served over HTTP by the
+    production listener; its base URL."""
     engine = engine or bot.engine
     app = build_app(
         bot.settings, engine, client=WebClient(token=TOKEN, base_url=bot.slack.base_url)
     )
-    server = waitress.create_server(
-        FeedbotWSGI(app, engine),
+    listener = Listener(
+        app,
+        engine,
         host="127.0.0.1",
         port=0,
+        signing_secret=SIGNING_SECRET,
         threads=4,
-        ident="feedbot-test",
-        asyncore_loop_timeout=0.05,  # notice close() at once rather than within a second
+        asyncore_loop_timeout=0.05,  # notice stop() at once rather than within a second
     )
-    thread = Thread(target=server.run, name="waitress", daemon=True)
+    thread = Thread(target=listener.run, name="waitress", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield f"http://127.0.0.1:{listener.port}"
     finally:
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)  # let answers finish
-        # Close the sockets from the server's own loop: closing them from here while it sits
-        # in select() makes it fail with EBADF.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        listener.stop()
         thread.join(5)
         assert not thread.is_alive()
 

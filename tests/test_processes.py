@@ -71,6 +71,7 @@ def start(url: str, slack: FakeSlack, tmp_path: Path, name: str) -> Replica:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FEEDBOT_"))}
     env |= {
         "DATABASE_URL": url,
+        "HOST": "127.0.0.1",  # set, or an inherited HOST (some shells export one) would win
         "SLACK_API_URL": slack.base_url,
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,

@@ -35,6 +35,7 @@ SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
 BOT_TOKEN = "xoxb-1234567890123-1234567890123-aBxxxQyourRexampleTt0Zz9K"
 APP_TOKEN = "xapp-1-A0123ABCDEF-1234567890123-0123456789abcdef0123456789abcdefxxx"
 SIGNING_SECRET = "8f742231b10e8888abcd991234567a5b"
+SHORT_SIGNING_SECRET = SIGNING_SECRET[:-1]  # one character short of Slack's 32
 
 
 def read_env_example() -> dict[str, str]:
@@ -114,6 +115,7 @@ def test_env_example_values_are_valid_and_its_secrets_are_placeholders(
     settings = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
     assert settings.database_url == example["DATABASE_URL"]
     assert settings.port == int(example["PORT"])
+    assert settings.host == example["HOST"] == "0.0.0.0"
     assert settings.feedbot_timezone == example["FEEDBOT_TIMEZONE"]
     # A copied, unedited .env must not pass for a configured bot in either mode.
     assert settings.missing_secrets(socket_mode=False) == [
@@ -161,6 +163,7 @@ INVALID_SETTINGS = {
     ),
     "LOG_LEVEL": ("LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     "PORT": ("99999", "less than or equal to 65535"),
+    "HOST": ("  ", "empty; use 0.0.0.0 for every interface or 127.0.0.1"),
 }
 REFUSED_STARTS: dict[str, tuple[tuple[str, ...], dict[str, str], bool]] = {
     "http-nothing": (("run",), {}, False),
@@ -171,6 +174,16 @@ REFUSED_STARTS: dict[str, tuple[tuple[str, ...], dict[str, str], bool]] = {
     ),
     "socket-by-default": (("run",), {"SLACK_APP_TOKEN": APP_TOKEN}, False),
     "unedited-env-example": (("run",), {}, True),
+    "http-short-signing-secret": (
+        ("run", "--http"),
+        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET},
+        False,
+    ),
+    "socket-short-signing-secret": (
+        ("run", "--socket"),
+        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET},
+        False,
+    ),
     "tokens-swapped": (
         ("run", "--socket"),
         {"SLACK_BOT_TOKEN": APP_TOKEN, "SLACK_APP_TOKEN": BOT_TOKEN},
@@ -275,6 +288,25 @@ def test_run_with_the_unedited_env_example_names_the_placeholders(
     assert "SLACK_SIGNING_SECRET (still a placeholder)" in refusal.stderr
     assert "SLACK_APP_TOKEN" not in refusal.stderr  # empty in the example: HTTP mode
     assert refusal.left_behind == [".env"]
+
+
+def test_http_mode_refuses_a_signing_secret_shorter_than_slacks(
+    refusals: Callable[[str], Refusal],
+) -> None:
+    """A short secret is a typo or a stand-in a stranger could guess and sign requests with."""
+    refusal = refusals("http-short-signing-secret")
+    line = next(ln for ln in refusal.stderr.splitlines() if "SLACK_SIGNING_SECRET" in ln)
+    assert "SLACK_SIGNING_SECRET (shorter than Slack's 32 characters)" in line
+    assert SECRET_SOURCES["SLACK_SIGNING_SECRET"] in line
+    assert "SLACK_BOT_TOKEN" not in refusal.stderr
+    assert SHORT_SIGNING_SECRET not in refusal.stderr
+    assert refusal.left_behind == []
+
+
+def test_socket_mode_does_not_need_the_signing_secret(refusals: Callable[[str], Refusal]) -> None:
+    refusal = refusals("socket-short-signing-secret")
+    assert "SLACK_APP_TOKEN (not set)" in refusal.stderr
+    assert "SLACK_SIGNING_SECRET" not in refusal.stderr
 
 
 def test_run_with_the_tokens_swapped_says_which_kind_is_expected(

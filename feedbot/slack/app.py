@@ -37,6 +37,7 @@ from feedbot.models import Report, SlackUser, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.i18n import language_of, t
+from feedbot.slack.manifest import BOT_EVENTS
 from feedbot.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,25 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
 )
 """Failures worth a retry by Slack: the database or the network, not the request itself."""
+
+UNVERIFIED = "unverified"
+"""The one metrics label for every request refused before its signature was verified."""
+
+EVENT_KINDS = frozenset(f"event:{event.split('.')[0]}" for event in BOT_EVENTS)
+"""The events feedbot subscribes to (`message.channels` and the like are all `message`)."""
+PAYLOAD_KINDS = frozenset(
+    {
+        "block_actions",
+        "view_submission",
+        "view_closed",
+        "shortcut",
+        "message_action",
+        "url_verification",
+    }
+)
+REQUEST_KINDS = EVENT_KINDS | PAYLOAD_KINDS | {"event:other", "command", "other", "unreadable"}
+"""Every value `request_kind` gives, and so every `kind` label in the metrics (with
+UNVERIFIED): a fixed set, however many made-up types arrive."""
 
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
@@ -307,6 +327,7 @@ def build_app(
         token_verification_enabled=token_verification_enabled,
         name="feedbot",
     )
+    logging.getLogger("slack_bolt.RequestVerification").addFilter(_WITHOUT_BODY)
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
     for feature in (report, intake, triage, incidents, digest, reminders, admin, home):
@@ -335,9 +356,8 @@ class FeedbotApp(App):
     request id on its log lines, metrics, and no 500 for a request that cannot succeed."""
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
-        kind = request_kind(req.body)
         started = time.perf_counter()
-        with log_context(request=kind):
+        with log_context(request="slack"):
             try:
                 response = super().dispatch(req)
             except TRANSIENT_ERRORS:
@@ -346,19 +366,42 @@ class FeedbotApp(App):
             except Exception:
                 log.exception("malformed request refused")
                 response = BoltResponse(status=400, body="")
+        # Labelled by what the body says only once Bolt has verified its signature.
+        kind = UNVERIFIED if response.status == 401 else request_kind(req.body)
         SLACK_REQUESTS.labels(kind, f"{response.status // 100}xx").inc()
         SLACK_REQUEST_SECONDS.labels(kind).observe(time.perf_counter() - started)
         return response
 
 
 def request_kind(body: dict[str, Any]) -> str:
-    """A low-cardinality name for a request, for metrics and logs."""
-    if body.get("type") == "event_callback":
+    """The request's kind for metrics: one of REQUEST_KINDS, whatever the body holds."""
+    if not isinstance(body, dict):
+        return "other"
+    kind = body.get("type")
+    if kind == "event_callback":
         event = body.get("event")
-        return f"event:{event.get('type') if isinstance(event, dict) else '?'}"
+        name = f"event:{event.get('type')}" if isinstance(event, dict) else ""
+        return name if name in EVENT_KINDS else "event:other"
     if body.get("command"):
         return "command"
-    return str(body.get("type") or "other")[:32]
+    return kind if isinstance(kind, str) and kind in PAYLOAD_KINDS else "other"
+
+
+class _WithoutBody(logging.Filter):
+    """Bolt logs the whole body of a request whose signature it refuses: anyone could fill the
+    log with it, or forge log lines through newlines. Keep the line, drop the request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg  # Bolt formats the line itself, body included
+        if isinstance(message, str) and message.startswith("Invalid request signature detected"):
+            record.msg, record.args = (
+                "Invalid request signature detected (request not logged)",
+                None,
+            )
+        return True
+
+
+_WITHOUT_BODY = _WithoutBody()
 
 
 def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
