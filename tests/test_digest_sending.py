@@ -104,6 +104,40 @@ def test_the_digest_goes_out_with_chart_and_csv_once_across_restarts(bot: Bot) -
     assert runs(bot.engine) == [("leadership", LEADERSHIP, PERIOD, False)]
 
 
+def test_a_refused_attachment_is_said_in_the_digest_and_listed_by_feedbot_outbox(
+    bot: Bot, tmp_path: Path
+) -> None:
+    """An app installed from an older manifest, without files:write: the digest still goes
+    out, and says where its chart and CSV went, instead of only a log line saying so."""
+    bot.slack.scopes = bot.slack.scopes - {"files:write"}
+    bot.setup_team()
+    fill_week(bot)
+    bot.clock.now = DUE
+    feature.send_due(deps_for(bot))
+    bot.drain()
+    (digest,) = digests_in(bot)
+    assert bot.slack.files == []
+    notes = [
+        m["text"] for m in bot.slack.messages(LEADERSHIP) if m.get("thread_ts") == digest["ts"]
+    ]
+    assert len(notes) == 2, notes
+    assert all("could not be attached" in note and "missing_scope" in note for note in notes)
+    assert any(note.startswith(":warning: Reports per week by category") for note in notes)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    env["DATABASE_URL"] = bot.engine.url.render_as_string(hide_password=False)
+    listed = subprocess.run(
+        [sys.executable, "-m", "feedbot", "outbox"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    failed = [line for line in listed.splitlines() if line.startswith("failed #")]
+    assert len(failed) == 2 and all("missing_scope (files:write" in line for line in failed)
+
+
 def test_one_digest_a_week_never_before_its_time(bot: Bot) -> None:
     bot.setup_team()
     deps = deps_for(bot)

@@ -23,6 +23,10 @@ LEASE = timedelta(seconds=60)
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
+ON_FAILURE = "_on_failure"
+"""Payload key of the message to queue if Slack refuses an entry for good (see `enqueue`).
+Keys starting with `_` are feedbot's own and never sent to Slack."""
+
 
 def enqueue(
     session: Session,
@@ -34,6 +38,8 @@ def enqueue(
     thread_of: OutboxMessage | None = None,
     update_of: OutboxMessage | None = None,
     replace_pending: bool = False,
+    on_failure: dict[str, Any] | None = None,
+    on_failure_thread_of: OutboxMessage | None = None,
     now: datetime,
 ) -> OutboxMessage:
     """Queue one Web API call. The caller's transaction makes it durable.
@@ -41,7 +47,17 @@ def enqueue(
     An edit (`update_of`) replaces edits of the same message still waiting: only the newest
     state of a message is worth sending. `replace_pending` does the same for whole calls of
     this method to this conversation (a Home tab is re-published in full each time).
+    `on_failure` is a message (`chat.postMessage` arguments; `{error}` in its text becomes
+    Slack's answer) posted in the same conversation, under `on_failure_thread_of`, if Slack
+    refuses this call for good: where people look, not only in a log.
     """
+    if on_failure is not None:
+        payload = payload | {
+            ON_FAILURE: {
+                "payload": on_failure,
+                "thread_of_id": on_failure_thread_of.id if on_failure_thread_of else None,
+            }
+        }
     if replace_pending:
         session.flush()
         session.execute(
@@ -224,12 +240,40 @@ def mark_retry(
 def mark_failed(
     session: Session, entry_id: int, *, error: str, now: datetime, attempt: int | None = None
 ) -> None:
-    """Give up on an entry Slack will never accept; the rest of its conversation goes on."""
-    session.execute(
+    """Give up on an entry Slack will never accept; the rest of its conversation goes on, and
+    its failure notice (if it has one, see `enqueue`) is queued."""
+    result = session.execute(
         update(OutboxMessage)
         .where(*_owned(entry_id, attempt))
         .values(status=OutboxStatus.FAILED, lease_until=None, last_error=error[:500], sent_at=now)
     )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return
+    entry = session.get(OutboxMessage, entry_id)
+    notice = json.loads(entry.payload).get(ON_FAILURE) if entry is not None else None
+    if entry is None or not isinstance(notice, dict):
+        return
+    message = dict(notice.get("payload") or {})
+    message["text"] = str(message.get("text") or "").replace("{error}", error[:200])
+    for block in message.get("blocks") or []:
+        text = block.get("text") if isinstance(block, dict) else None
+        if isinstance(text, dict) and isinstance(text.get("text"), str):
+            text["text"] = text["text"].replace("{error}", error[:200])
+    parent = notice.get("thread_of_id")
+    enqueue(
+        session,
+        conversation=entry.conversation,
+        method="chat.postMessage",
+        payload=message,
+        purpose=f"{entry.purpose}_failed"[:64],
+        thread_of=session.get(OutboxMessage, parent) if parent else None,
+        now=now,
+    )
+
+
+def sendable(payload: dict[str, Any]) -> dict[str, Any]:
+    """The arguments for Slack: the payload without feedbot's own keys."""
+    return {key: value for key, value in payload.items() if not key.startswith("_")}
 
 
 def backlog(session: Session) -> dict[str, int]:

@@ -326,6 +326,9 @@ class OutboxSender:
         assert entry.id is not None
         status = exc.response.status_code
         error = str(exc.response.get("error") or f"HTTP {status}")
+        if error == "missing_scope" and exc.response.get("needed"):
+            # What an admin must grant: reinstalling with the current manifest does it.
+            error = f"missing_scope ({exc.response.get('needed')}; reinstall the app)"
         if status == 429 or error == "ratelimited":
             retry_after = _retry_after(exc.response.headers)
             log.info("%s: rate limited, waiting %ss", context, retry_after)
@@ -338,7 +341,7 @@ class OutboxSender:
                 uncertain=entry.uncertain,
             )
         elif (
-            error in PERMANENT_ERRORS
+            error.split(" ")[0] in PERMANENT_ERRORS
             or 400 <= status < 500
             or (status < 500 and error not in UNCERTAIN_ERRORS and entry.attempts >= MAX_ATTEMPTS)
         ):
@@ -368,7 +371,7 @@ class OutboxSender:
 
     def _prepare(self, session: Session, entry: OutboxMessage) -> dict[str, Any]:
         """The call's arguments, with the channel and the `ts` of referenced entries filled in."""
-        payload: dict[str, Any] = json.loads(entry.payload)
+        payload = outbox.sendable(json.loads(entry.payload))
         if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:U…"
             return payload
         payload["channel"] = self._channel_for(entry.conversation)

@@ -55,6 +55,7 @@ from feedbot.slack.ids import COMMAND
 from feedbot.slack.outbox import FILE_UPLOAD
 from feedbot.slack.views import Message
 from feedbot.slack.views import digest as views
+from feedbot.slack.views.notices import build_plain
 from feedbot.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class Upload:
     comment: str | None = None
     alt_text: str | None = None
     in_thread: bool = False
+    failure_note: str | None = None
+    """Posted in the digest's thread if Slack refuses the file; `{error}` is Slack's answer."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ def compose(
                 content=chart,
                 comment=views.chart_comment(digest.trend, locale),
                 alt_text=t(locale, "digest.chart_alt"),
+                failure_note=_failure_note(locale, t(locale, "digest.chart_title")),
             ),
             Upload(
                 filename=f"feedbot-reports-{period}.csv",
@@ -157,9 +161,14 @@ def compose(
                 content=table,
                 comment=t(locale, "digest.csv_comment", week=week),
                 in_thread=True,
+                failure_note=_failure_note(locale, t(locale, "digest.csv_title", week=week)),
             ),
         ],
     )
+
+
+def _failure_note(locale: str, title: str) -> str:
+    return t(locale, "digest.attachment_failed", title=title, error="{error}")
 
 
 def _leaders_message(
@@ -190,8 +199,10 @@ def enqueue_upload(
     now: datetime,
     purpose: str,
     thread_of: OutboxMessage | None = None,
+    notice_under: OutboxMessage | None = None,
 ) -> OutboxMessage:
-    """Queue a file like any message; the sender uploads it with `files_upload_v2`."""
+    """Queue a file like any message; the sender uploads it with `files_upload_v2`. If Slack
+    refuses it for good, its `failure_note` is posted under `notice_under`."""
     payload: dict[str, Any] = {
         "filename": upload.filename,
         "title": upload.title,
@@ -208,6 +219,8 @@ def enqueue_upload(
         payload=payload,
         purpose=purpose,
         thread_of=thread_of,
+        on_failure=build_plain(upload.failure_note).to_payload() if upload.failure_note else None,
+        on_failure_thread_of=notice_under,
         now=now,
     )
 
@@ -278,6 +291,7 @@ def send_digest(
                         now=now,
                         purpose=f"digest_{kind}_file",
                         thread_of=post if upload.in_thread else None,
+                        notice_under=post,
                     )
         except IntegrityError:
             raise Conflict(
