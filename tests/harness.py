@@ -113,7 +113,7 @@ class Bot:
     def configure(self, **values: str) -> None:
         with session_scope(self.engine) as session:
             for key, raw in values.items():
-                runtime_config.set_value(session, key=key, raw=raw, actor="test")
+                runtime_config.set_value(session, key=key, raw=raw, actor="test", now=self.clock())
 
     def bot_config(self) -> runtime_config.RuntimeConfig:
         with Session(self.engine) as session:

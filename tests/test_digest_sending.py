@@ -178,6 +178,32 @@ def test_a_digest_missed_while_down_goes_out_late_once_when_back(bot: Bot) -> No
     assert "This digest comes late" in json.dumps(digest["blocks"])
 
 
+@pytest.mark.usefixtures("no_leftover_crons")
+def test_a_fresh_install_opens_with_no_digest_of_a_week_before_it(bot: Bot) -> None:
+    """Installed on Wednesday of week 48, with reports of week 47 already in the database (a
+    pilot, an import): no late digest of week 47 is the first thing leaders read; week 48's
+    goes out on time. A channel added later starts its digests from then on, too."""
+    fill_week(bot)  # week 47, before anyone configured a leadership channel
+    bot.clock.now = utc(11, 25, 10)
+    bot.setup_team()
+    deps = deps_for(bot)
+    for hours in (0, 1, 24, 110):  # the every-minute job, until Sunday night
+        bot.clock.now = utc(11, 25, 10) + timedelta(hours=hours)
+        jobs.send_due_digests(deps)
+    assert runs(bot.engine) == []
+    bot.clock.now = utc(11, 30, 7)
+    assert [run.period for run in feature.send_due(deps)] == ["2026-W48"]
+
+    bot.clock.now = utc(12, 2, 10)  # Wednesday of week 49: all-staff posts begin
+    bot.configure(allstaff_channel=ALLSTAFF)
+    bot.slack.add_channel(ALLSTAFF, name="all-staff")
+    bot.clock.now = utc(12, 2, 11)
+    jobs.send_due_digests(deps)
+    assert [(kind, period) for kind, _, period, _ in runs(bot.engine)] == [
+        ("leadership", "2026-W48")
+    ], "no all-staff post about week 48, which ended before the channel was set"
+
+
 def test_a_crash_before_commit_leaves_nothing_and_the_next_run_sends(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,6 +295,7 @@ def test_a_schedule_in_the_dst_gap_or_repeat_sends_once_a_week(bot: Bot) -> None
     """`sun 02:30` does not exist on 29 March and happens twice on 25 October 2026. The cron
     job fires wherever APScheduler says, the catch-up checks every three hours: one digest
     per week all the same."""
+    bot.clock.now = utc(3, 1, 0)  # configured before the weeks it looks at
     bot.setup_team()
     bot.configure(digest_schedule="sun 02:30")
     deps = deps_for(bot)

@@ -47,9 +47,12 @@ from sqlmodel import Session, col, select
 
 from feedbot.core.config import WEEKDAYS, RuntimeConfig
 from feedbot.core.errors import Conflict, InvalidValue
+from feedbot.db import upsert_insert
 from feedbot.models import (
     REFERENCE_OFFSET,
+    ConfigEntry,
     DigestRun,
+    DigestSubscription,
     OutboxMessage,
     Report,
     ReportStatus,
@@ -166,6 +169,8 @@ class DigestChannel:
     channel: str
     schedule: Schedule
     locale: str
+    setting: str = "leadership_channel"
+    """The runtime setting that made this channel a digest channel."""
 
 
 def digest_channels(config: RuntimeConfig) -> list[DigestChannel]:
@@ -181,9 +186,48 @@ def digest_channels(config: RuntimeConfig) -> list[DigestChannel]:
         )
     if config.allstaff_channel:
         targets.append(
-            DigestChannel(DigestKind.ALLSTAFF, config.allstaff_channel, schedule, config.language)
+            DigestChannel(
+                DigestKind.ALLSTAFF,
+                config.allstaff_channel,
+                schedule,
+                config.language,
+                setting="allstaff_channel",
+            )
         )
     return targets
+
+
+def configured_since(session: Session, *, target: DigestChannel, now: datetime) -> datetime:
+    """Since when `target` gets its digest: first asked, it is when its setting was last
+    changed (which is when an admin configured it, even while no bot ran), else `now`; from
+    then on it stays put, whatever else changes in that setting."""
+    stored = session.get(DigestSubscription, (target.kind.value, target.channel))
+    if stored is not None:
+        return stored.since
+    entry = session.get(ConfigEntry, target.setting)
+    since = entry.updated_at if entry is not None else now
+    session.execute(
+        upsert_insert(session, DigestSubscription)
+        .values(kind=target.kind.value, channel=target.channel, since=since)
+        .on_conflict_do_nothing(index_elements=["kind", "channel"])
+    )
+    stored = session.get(DigestSubscription, (target.kind.value, target.channel))
+    return stored.since if stored is not None else since
+
+
+def forget_unsubscribed(session: Session, *, targets: Sequence[DigestChannel]) -> None:
+    """Drop the subscriptions of channels no longer configured: if one comes back, its
+    digests start again from then."""
+    kept = {(target.kind.value, target.channel) for target in targets}
+    for row in session.exec(select(DigestSubscription)).all():
+        if (row.kind, row.channel) not in kept:
+            session.delete(row)
+
+
+def covers_only_configured_time(period: str, zone: ZoneInfo, since: datetime) -> bool:
+    """Whether the week `period` ended after its channel was configured: a digest of a week
+    that was over before then would be the first thing leaders read, and about nothing."""
+    return week_bounds(period, zone)[1] > since
 
 
 # --------------------------------------------------------------------------- exactly once

@@ -21,7 +21,7 @@ from feedbot.models.core import (
     metadata,
     utcnow,
 )
-from feedbot.models.digest import DigestRun
+from feedbot.models.digest import DigestRun, DigestSubscription
 from feedbot.models.incidents import IncidentGroup
 from feedbot.models.reminders import Reminder, ReminderMessage
 
@@ -30,6 +30,7 @@ __all__ = [
     "AuditEntry",
     "ConfigEntry",
     "DigestRun",
+    "DigestSubscription",
     "IncidentGroup",
     "MeToo",
     "OutboxMessage",

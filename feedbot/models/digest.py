@@ -27,6 +27,17 @@ class DigestRun(SQLModel, table=True):
     forced: bool = False
 
 
+class DigestSubscription(SQLModel, table=True):
+    """Since when a channel gets a kind of digest. No digest ever covers a week that ended
+    before then: a fresh install does not open with an empty "late" digest of last week."""
+
+    __tablename__ = "digest_subscription"
+
+    kind: str = Field(primary_key=True, max_length=32)
+    channel: str = Field(primary_key=True, max_length=64)
+    since: datetime
+
+
 # The digest counts and percentiles per week read ranges of these columns; without them a
 # weekly digest would scan every report ever filed. Each also holds the columns its queries
 # read, so they are answered from the index alone. Declared here, on the `report` table,

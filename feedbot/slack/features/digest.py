@@ -310,15 +310,24 @@ def send_due(
 
     The cron jobs call this at the scheduled moment; the every-minute job calls it with
     `overdue_by=LATE_AFTER` to catch up what no cron job sent (the bot was down, or the
-    time fell into a DST gap). Only the latest due week is caught up, never a backlog.
+    time fell into a DST gap). Only the latest due week is caught up, never a backlog, and
+    never a week that ended before its channel was configured.
     """
     now = now or deps.clock()
     runs = []
     link_base: str | None = None
-    for target in core.digest_channels(deps.config()):
+    targets = core.digest_channels(deps.config())
+    with session_scope(deps.engine) as session:
+        since = {
+            target: core.configured_since(session, target=target, now=now) for target in targets
+        }
+        core.forget_unsubscribed(session, targets=targets)
+    for target in targets:
         period = target.schedule.due_period(now)
         due = target.schedule.due_at(period)
         if now - due < overdue_by:
+            continue
+        if not core.covers_only_configured_time(period, target.schedule.zone, since[target]):
             continue
         with Session(deps.engine) as session:
             if core.already_sent(session, kind=target.kind, channel=target.channel, period=period):
