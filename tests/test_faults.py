@@ -204,8 +204,14 @@ def test_a_bot_killed_while_sending_the_digest_sends_it_once_after_restart(
     engine = make_engine(postgres_url)
     _truncate_all(engine)
     with session_scope(engine) as session:
-        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
         last_week = utcnow() - timedelta(days=7)
+        set_value(  # configured before last week, whose digest is due
+            session,
+            key="leadership_channel",
+            raw=LEADERSHIP,
+            actor="test",
+            now=last_week - timedelta(days=7),
+        )
         for number in range(3):  # a week with reports: the digest brings a chart and a CSV
             session.add(
                 Report(

@@ -112,7 +112,14 @@ def pg_url(postgres_url: str) -> Iterator[str]:
     engine = make_engine(postgres_url)
     _truncate_all(engine)
     with session_scope(engine) as session:
-        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
+        # Configured a month ago: last week's digest is due, late.
+        set_value(
+            session,
+            key="leadership_channel",
+            raw=LEADERSHIP,
+            actor="test",
+            now=utcnow() - timedelta(days=30),
+        )
         set_value(session, key="intake_channels", raw=INTAKE, actor="test")
         set_value(session, key="leaders", raw=LEADER, actor="test")
     engine.dispose()

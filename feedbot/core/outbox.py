@@ -40,6 +40,7 @@ def enqueue(
     replace_pending: bool = False,
     on_failure: dict[str, Any] | None = None,
     on_failure_thread_of: OutboxMessage | None = None,
+    on_failure_conversation: str | None = None,
     now: datetime,
 ) -> OutboxMessage:
     """Queue one Web API call. The caller's transaction makes it durable.
@@ -48,14 +49,18 @@ def enqueue(
     state of a message is worth sending. `replace_pending` does the same for whole calls of
     this method to this conversation (a Home tab is re-published in full each time).
     `on_failure` is a message (`chat.postMessage` arguments; `{error}` in its text becomes
-    Slack's answer) posted in the same conversation, under `on_failure_thread_of`, if Slack
-    refuses this call for good: where people look, not only in a log.
+    Slack's answer) posted if Slack refuses this call for good, under `on_failure_thread_of`
+    (in its conversation, else in `on_failure_conversation`, else in this one): where people
+    look, not only in a log.
     """
     if on_failure is not None:
         payload = payload | {
             ON_FAILURE: {
                 "payload": on_failure,
                 "thread_of_id": on_failure_thread_of.id if on_failure_thread_of else None,
+                "conversation": on_failure_thread_of.conversation
+                if on_failure_thread_of
+                else on_failure_conversation,
             }
         }
     if replace_pending:
@@ -262,7 +267,7 @@ def mark_failed(
     parent = notice.get("thread_of_id")
     enqueue(
         session,
-        conversation=entry.conversation,
+        conversation=str(notice.get("conversation") or entry.conversation),
         method="chat.postMessage",
         payload=message,
         purpose=f"{entry.purpose}_failed"[:64],

@@ -12,17 +12,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from threading import Lock
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -30,12 +28,13 @@ from sqlmodel import Session
 
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
-from feedbot.db import session_scope, upsert_insert
+from feedbot.db import session_scope
 from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
-from feedbot.models import Report, SlackUser, utcnow
+from feedbot.models import Report, utcnow
 from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
+from feedbot.slack.directory import ChannelDirectory, GroupDirectory, PeopleDirectory
 from feedbot.slack.i18n import language_of, t
 from feedbot.slack.manifest import BOT_EVENTS
 from feedbot.slack.workspace import Workspace
@@ -71,8 +70,9 @@ UNVERIFIED): a fixed set, however many made-up types arrive."""
 
 CONFIG_TTL = 2.0
 """Seconds a process trusts its copy of the runtime configuration: changes apply this fast."""
-PROFILE_TTL = timedelta(days=1)
-GROUP_TTL = 300.0
+LOOKUP_BUDGET = 0.5
+"""Seconds a request may wait for Slack to tell a person's language or timezone; a slower
+answer is used from the next request on (Slack wants its answer within 3 s)."""
 
 
 class ConfigCache:
@@ -115,107 +115,6 @@ class ConfigCache:
         self._loaded_at = 0.0
 
 
-@dataclass(frozen=True)
-class Profile:
-    locale: str | None
-    timezone: str | None
-
-
-class PeopleDirectory:
-    """Each person's Slack locale and timezone (`users.info`), cached for a day in memory and
-    in the `slack_user` table, which replicas share.
-
-    Called on the request path, so it uses the interactive client (no sleeping retries) and
-    gives up quietly when Slack does not answer: callers fall back to the defaults.
-    """
-
-    def __init__(self, client: WebClient, engine: Engine, clock: Callable[[], datetime]) -> None:
-        self.client = client
-        self.engine = engine
-        self.clock = clock
-        self._cache: dict[str, tuple[Profile, float]] = {}
-        self._lock = Lock()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profiles")
-
-    def profile(self, user_id: str) -> Profile:
-        with self._lock:
-            cached = self._cache.get(user_id)
-        if cached and time.monotonic() - cached[1] < PROFILE_TTL.total_seconds():
-            return cached[0]
-        profile = self._stored(user_id) or self._fetch(user_id)
-        if profile is None:
-            return Profile(None, None)  # not cached: try again next time
-        with self._lock:
-            self._cache[user_id] = (profile, time.monotonic())
-        return profile
-
-    def _stored(self, user_id: str) -> Profile | None:
-        with Session(self.engine) as session:
-            row = session.get(SlackUser, user_id)
-        if row is None or self.clock() - row.fetched_at > PROFILE_TTL:
-            return None
-        return Profile(row.locale, row.timezone)
-
-    def _fetch(self, user_id: str) -> Profile | None:
-        try:
-            user = self.client.users_info(user=user_id, include_locale=True)["user"]
-        except SlackApiError as exc:
-            log.info("no profile for %s: %s", user_id, exc.response.get("error"))
-            user = {}
-        except Exception as exc:
-            log.warning("no profile for %s: %s", user_id, type(exc).__name__)
-            return None
-        profile = Profile(user.get("locale"), user.get("tz"))
-        # Stored by another thread: the caller may hold SQLite's write lock in its own
-        # transaction, and waiting for it here would wait for ourselves.
-        self._writer.submit(self._store, user_id, profile, self.clock())
-        return profile
-
-    def _store(self, user_id: str, profile: Profile, now: datetime) -> None:
-        values = {"locale": profile.locale, "timezone": profile.timezone, "fetched_at": now}
-        try:
-            with session_scope(self.engine) as session:
-                session.execute(
-                    upsert_insert(session, SlackUser)
-                    .values(user_id=user_id, **values)
-                    .on_conflict_do_update(index_elements=["user_id"], set_=values)
-                )
-        except Exception:
-            log.warning("could not store the profile of %s", user_id, exc_info=True)
-
-    def flush(self) -> None:
-        """Wait until every profile fetched so far is stored (tests, shutdown)."""
-        self._writer.submit(lambda: None).result()
-
-    def forget(self, user_id: str) -> None:
-        with self._lock:
-            self._cache.pop(user_id, None)
-
-
-class GroupDirectory:
-    """Members of a Slack user group (`usergroups.users.list`), cached for a few minutes; the
-    last known members stay in force while Slack does not answer."""
-
-    def __init__(self, client: WebClient) -> None:
-        self.client = client
-        self._cache: dict[str, tuple[frozenset[str], float]] = {}
-        self._lock = Lock()
-
-    def members(self, group_id: str) -> frozenset[str]:
-        with self._lock:
-            cached = self._cache.get(group_id)
-        if cached and time.monotonic() - cached[1] < GROUP_TTL:
-            return cached[0]
-        try:
-            users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
-        except Exception as exc:
-            log.warning("members of %s unknown: %s", group_id, type(exc).__name__)
-            return cached[0] if cached else frozenset()
-        with self._lock:
-            self._cache[group_id] = (users, time.monotonic())
-        return users
-
-
 @dataclass
 class Deps:
     """What listeners need, handed to each feature's `register`."""
@@ -229,6 +128,7 @@ class Deps:
     config_cache: ConfigCache = field(init=False)
     people: PeopleDirectory = field(init=False)
     groups: GroupDirectory = field(init=False)
+    channels: ChannelDirectory = field(init=False)
     workspace: Workspace = field(init=False)
     report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
     """Called inside the transaction whenever a report changed (the Home tab registers one)."""
@@ -237,6 +137,7 @@ class Deps:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
         self.groups = GroupDirectory(self.client)
+        self.channels = ChannelDirectory(self.client)
         self.workspace = Workspace(self.client)
 
     def settings_language(self) -> str:
@@ -256,18 +157,21 @@ class Deps:
         for watcher in self.report_watchers:
             watcher(session, report)
 
-    def locale_for(self, user_id: str | None) -> str:
-        """The language to address `user_id` in: their Slack locale, else the default."""
+    def locale_for(self, user_id: str | None, *, budget: float | None = LOOKUP_BUDGET) -> str:
+        """The language to address `user_id` in: their Slack locale, else the default. Waits
+        at most `budget` seconds for Slack (None: as long as it takes, for jobs)."""
         default = self.config().language
         if not user_id:
             return default
-        locale = self.people.profile(user_id).locale
+        locale = self.people.profile(user_id, budget=budget).locale
         return language_of(locale) if locale else default
 
-    def timezone_for(self, user_id: str | None) -> ZoneInfo:
+    def timezone_for(
+        self, user_id: str | None, *, budget: float | None = LOOKUP_BUDGET
+    ) -> ZoneInfo:
         """Where `user_id` is: their Slack timezone, else the workspace's."""
         config = self.config()
-        name = self.people.profile(user_id).timezone if user_id else None
+        name = self.people.profile(user_id, budget=budget).timezone if user_id else None
         try:
             return ZoneInfo(name) if name else config.zone
         except (ZoneInfoNotFoundError, ValueError):

@@ -29,7 +29,11 @@ def post(
     purpose: str,
     thread_of: OutboxMessage | None = None,
     extra: dict[str, Any] | None = None,
+    on_failure: Message | None = None,
+    on_failure_thread_of: OutboxMessage | None = None,
 ) -> OutboxMessage:
+    """Queue a message; `on_failure` is posted under `on_failure_thread_of` (or in the same
+    conversation) if Slack refuses it for good, `{error}` in it replaced by Slack's answer."""
     payload = message.to_payload() | (extra or {}) | {"unfurl_links": False}
     return outbox.enqueue(
         session,
@@ -38,6 +42,8 @@ def post(
         payload=payload,
         purpose=purpose,
         thread_of=thread_of,
+        on_failure=on_failure.to_payload() if on_failure else None,
+        on_failure_thread_of=on_failure_thread_of,
         now=now,
     )
 
@@ -74,7 +80,8 @@ def ephemeral(
     )
 
 
-def _card_entry(session: Session, report: Report) -> OutboxMessage | None:
+def card_entry(session: Session, report: Report) -> OutboxMessage | None:
+    """The outbox entry of the report's card, whose `ts` threads and edits refer to."""
     if report.card_message_id is None:
         return None
     return session.get(OutboxMessage, report.card_message_id)
@@ -110,7 +117,7 @@ def post_card(session: Session, *, report: Report, config: RuntimeConfig, now: d
 
 def refresh_card(session: Session, *, report: Report, config: RuntimeConfig, now: datetime) -> None:
     """Show the report's current state on its card (an edit, queued behind the post)."""
-    card = _card_entry(session, report)
+    card = card_entry(session, report)
     if card is None:
         return
     outbox.enqueue(
@@ -134,7 +141,7 @@ def thread_line(
     detail: str | None,
     now: datetime,
 ) -> None:
-    card = _card_entry(session, report)
+    card = card_entry(session, report)
     if card is None:
         return
     locale = config.language_of_channel(card.conversation)

@@ -10,13 +10,12 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from feedbot.core import config as runtime_config
 from feedbot.core.errors import InvalidValue
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain, subcommand
+from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
 from feedbot.slack.features.home import refresh_homes
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
@@ -97,6 +96,7 @@ def _submitted(deps: Deps) -> Any:
             return
         raw = read_group_form(group, view.get("state", {}).get("values", {}))
         errors: dict[str, str] = {}
+        named: dict[str, list[str]] = {}
         for key, value in raw.items():
             try:
                 runtime_config.parse_value(key, value)
@@ -104,9 +104,9 @@ def _submitted(deps: Deps) -> Any:
                 errors[key] = explain(error, locale)
                 continue
             if fields[key].kind in CHANNEL_KINDS:
-                problem = _membership_problem(client, channels_in(fields[key].kind, value), locale)
-                if problem:
-                    errors[key] = problem
+                named[key] = channels_in(fields[key].kind, value)
+        refused, unchecked = membership_problems(deps, named, locale)
+        errors |= refused
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -127,18 +127,7 @@ def _submitted(deps: Deps) -> Any:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})
             return
         ack(response_action="clear")
+        if unchecked:
+            check_later(deps, user_id=user_id, channels=unchecked)
 
     return handle
-
-
-def _membership_problem(client: WebClient, channels: list[str], locale: str) -> str | None:
-    """Refuse a channel the bot cannot post in: better now, in the form, than silently later."""
-    for channel in channels:
-        try:
-            info = client.conversations_info(channel=channel)["channel"]
-        except SlackApiError as exc:
-            log.info("settings: cannot see channel %s: %s", channel, exc.response.get("error"))
-            return t(locale, "admin.unknown_channel", channel=channel)
-        if not info.get("is_member"):
-            return t(locale, "admin.not_in_channel", channel=channel)
-    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,10 +18,14 @@ from feedbot.metrics import REPORTS_CREATED
 from feedbot.models import Report, ReportSource, ReportStatus
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
+from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import has, number, t
-from feedbot.slack.views.notices import build_receipt
+from feedbot.slack.views.notices import build_plain, build_receipt
 
 log = logging.getLogger(__name__)
+
+CHECK_BUDGET = 1.0
+"""Seconds a form waits for Slack to confirm feedbot is in a channel before it answers."""
 
 SUBCOMMANDS_ELSEWHERE = frozenset({"digest", "admin"})
 """`/feedback <word>` handled by other features; everything else is the report feature's."""
@@ -153,3 +158,50 @@ def send_receipt(
         now=now,
         purpose="receipt",
     )
+
+
+def membership_problems(
+    deps: Deps, fields: dict[str, list[str]], locale: str
+) -> tuple[dict[str, str], list[str]]:
+    """Refuse a channel the bot cannot post in: better now, in the form, than silently later.
+
+    `fields` maps each form field to the channels it names. Slack is asked about all of them
+    at once, within `CHECK_BUDGET`; the channels it did not answer for in time are returned,
+    to be checked after the form is answered (`check_later`)."""
+    wanted = list(dict.fromkeys(channel for channels in fields.values() for channel in channels))
+    found = deps.channels.memberships(wanted, budget=CHECK_BUDGET)
+    errors: dict[str, str] = {}
+    for field, channels in fields.items():
+        for channel in channels:
+            if found[channel] == Membership.OUTSIDE:
+                errors[field] = t(locale, "admin.not_in_channel", channel=channel)
+            elif found[channel] == Membership.UNSEEN:
+                errors[field] = t(locale, "admin.unknown_channel", channel=channel)
+            else:
+                continue
+            break
+    return errors, [channel for channel in wanted if found[channel] == Membership.UNKNOWN]
+
+
+def check_later(deps: Deps, *, user_id: str, channels: list[str]) -> None:
+    """Finish checking `channels` off the request path and tell `user_id` by direct message
+    if feedbot cannot post in one of them."""
+
+    def check() -> None:
+        for channel in channels:
+            if deps.channels.membership(channel) in (Membership.OUTSIDE, Membership.UNSEEN):
+                text = t(
+                    deps.locale_for(user_id, budget=None),
+                    "admin.not_in_channel_later",
+                    channel=channel,
+                )
+                with deps.transaction() as session:
+                    delivery.post(
+                        session,
+                        conversation=user_id,
+                        message=build_plain(text),
+                        now=deps.clock(),
+                        purpose="channel_check",
+                    )
+
+    threading.Thread(target=check, name="channel-check", daemon=True).start()

@@ -73,8 +73,12 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
     """
     config = deps.config()
     now = deps.clock()
+
+    def zone_for(user: str | None) -> ZoneInfo:  # a job may wait for Slack
+        return deps.timezone_for(user, budget=None)
+
     with Session(deps.engine) as session:
-        due = reminders.find_due(session, now=now, config=config, zone_for=deps.timezone_for)
+        due = reminders.find_due(session, now=now, config=config, zone_for=zone_for)
     if dry_run:
         return due
     # Who gets what is looked up now (Slack's users.info may take a moment), so no
@@ -83,7 +87,7 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
     if any(item.kind.escalation for item in due) and not config.escalation_channel:
         people |= {*config.admins, *config.bootstrap_admins}
     for person in people:
-        deps.locale_for(person)
+        deps.people.profile(person)
     sent = []
     for item in due:
         try:
@@ -103,7 +107,13 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
 
 
 def _send(session: Session, deps: Deps, due: Due, *, config: RuntimeConfig, now: datetime) -> bool:
-    claimed = reminders.claim(session, due=due, now=now, config=config, zone_for=deps.timezone_for)
+    claimed = reminders.claim(
+        session,
+        due=due,
+        now=now,
+        config=config,
+        zone_for=lambda user: deps.timezone_for(user, budget=None),
+    )
     if claimed is None:
         return False
     report, reminder = claimed.report, claimed.reminder

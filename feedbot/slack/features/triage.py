@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -17,15 +18,16 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from feedbot.core import reports, triage
-from feedbot.core.config import RuntimeConfig
+from feedbot.core.config import CHANNEL_ID, RuntimeConfig
 from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.models import Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
-from feedbot.slack.features.common import explain, refuse, reply_channel
+from feedbot.slack.features.common import explain, membership_problems, refuse, reply_channel
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback
 from feedbot.slack.text import escape
+from feedbot.slack.views.notices import build_plain
 from feedbot.slack.views.report_card import build_forwarded_copy
 from feedbot.slack.views.triage_forms import FORMS, build_triage_form, read_triage_form
 
@@ -181,6 +183,11 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
         except (ValueError, KeyError, TypeError):
             ack(response_action="errors", errors={field: t(locale, "error.not_found")})
             return
+        if callback == Callback.FORWARD_FORM and CHANNEL_ID.match(value or ""):
+            refused, _unknown = membership_problems(deps, {field: [value]}, locale)
+            if refused:  # a channel Slack did not answer for in time: the post tells later
+                ack(response_action="errors", errors=refused)
+                return
         try:
             with deps.transaction() as session:
                 report = reports.get_report(session, report_id)
@@ -203,10 +210,7 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                 )
                 deps.report_changed(session, outcome.report)
                 if callback == Callback.FORWARD_FORM:
-                    copy = build_forwarded_copy(report, locale=config.language, actor=actor)
-                    delivery.post(
-                        session, conversation=value, message=copy, now=now, purpose="forward"
-                    )
+                    _forward(session, report, channel=value, actor=actor, config=config, now=now)
                 if callback == Callback.DUPLICATE_FORM and report.duplicate_of_id is not None:
                     target = reports.get_report(session, report.duplicate_of_id)
                     delivery.refresh_card(session, report=target, config=config, now=now)
@@ -225,6 +229,31 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
         ack()
 
     return handle
+
+
+def _forward(
+    session: Session,
+    report: Report,
+    *,
+    channel: str,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> None:
+    """Post the report's copy in `channel`; if Slack refuses it, the card's thread says so."""
+    copy = build_forwarded_copy(report, locale=config.language, actor=actor)
+    card = delivery.card_entry(session, report)
+    locale = config.language_of_channel(card.conversation if card else "")
+    failed = build_plain(t(locale, "forward.failed", channel=channel, error="{error}"))
+    delivery.post(
+        session,
+        conversation=channel,
+        message=copy,
+        now=now,
+        purpose="forward",
+        on_failure=failed,
+        on_failure_thread_of=card,
+    )
 
 
 def _submit(

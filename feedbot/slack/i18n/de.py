@@ -66,6 +66,7 @@ MESSAGES: dict[str, str] = {
     "card.callback_no_contact": "Gewünscht, ohne Kontakt",
     "card.callback_done": "Erledigt {when}",
     "card.no": "Nein",
+    "forward.failed": ":warning: Die Kopie für <#{channel}> ist nicht angekommen: Slack antwortete `{error}`. Lade @feedbot in den Kanal ein (/invite @feedbot) und leite erneut weiter.",
     "card.source": "<{link}|Ursprüngliche Nachricht>",
     "card.resolution": "*Lösung:* {note}",
     "card.forwarded": ":arrow_right: Von der Führung weitergeleitet durch <@{actor}>",

@@ -69,6 +69,7 @@ MESSAGES: dict[str, str] = {
     "card.callback_no_contact": "Wanted, no contact given",
     "card.callback_done": "Done {when}",
     "card.no": "No",
+    "forward.failed": ":warning: The copy for <#{channel}> did not arrive: Slack answered `{error}`. Invite @feedbot to the channel (/invite @feedbot) and forward again.",
     "card.source": "<{link}|Original message>",
     "card.resolution": "*Resolution:* {note}",
     "card.forwarded": ":arrow_right: Forwarded from leadership by <@{actor}>",

@@ -1,0 +1,268 @@
+"""What feedbot knows about people, user groups and channels, from Slack, cached.
+
+Each lookup may be asked for on the request path, where Slack's 3 seconds must never depend on
+another Slack call: a caller gives a `budget` (seconds it may wait); when Slack is slower, the
+answer is what is known so far and the lookup finishes in the background for next time.
+A failure of Slack's (rate limit, 5xx, timeout) never becomes an answer: the last good one is
+kept and the lookup is tried again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from threading import Lock
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from feedbot.db import session_scope, upsert_insert
+from feedbot.models import SlackUser
+
+log = logging.getLogger(__name__)
+
+PROFILE_TTL = timedelta(days=1)
+RETRY_AFTER = 60.0
+"""Seconds before a lookup Slack failed is tried again (the last good answer stays meanwhile)."""
+GROUP_TTL = 300.0
+CHANNEL_TTL = 300.0
+
+NO_SUCH_USER = frozenset({"user_not_found", "user_not_visible", "account_inactive"})
+"""Slack's answers that mean there is no profile to be had, not that Slack failed."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    locale: str | None
+    timezone: str | None
+
+
+class _Lookups:
+    """Background lookups, one at a time per key, awaited for at most a budget."""
+
+    def __init__(self, name: str, workers: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._running: dict[str, Future[object]] = {}
+        self._lock = Lock()
+
+    def run(self, key: str, lookup: Callable[[], object], budget: float | None) -> object | None:
+        """`lookup()`'s result if it finishes within `budget` seconds (None: no limit)."""
+        with self._lock:
+            future = self._running.get(key)
+            if future is None:
+                future = self._running[key] = self._pool.submit(lookup)
+                future.add_done_callback(lambda _: self._done(key))
+        try:
+            return future.result(timeout=budget)
+        except FutureTimeout:
+            return None
+
+    def _done(self, key: str) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def wait(self) -> None:
+        """Until every lookup started so far has finished (tests, shutdown)."""
+        with self._lock:
+            running = list(self._running.values())
+        for future in running:
+            future.exception()
+
+
+class PeopleDirectory:
+    """Each person's Slack locale and timezone (`users.info`), cached for a day in memory and
+    in the `slack_user` table, which replicas share."""
+
+    def __init__(self, client: WebClient, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self.client = client
+        self.engine = engine
+        self.clock = clock
+        self._cache: dict[str, tuple[Profile, float]] = {}
+        self._failed: dict[str, float] = {}
+        self._lock = Lock()
+        self._lookups = _Lookups("profiles")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-store")
+
+    def profile(self, user_id: str, *, budget: float | None = None) -> Profile:
+        """The person's profile: fresh from the cache, else from Slack within `budget`
+        seconds, else the last one known (however old), else an empty one."""
+        with self._lock:
+            cached = self._cache.get(user_id)
+            failed_at = self._failed.get(user_id)
+        if cached and time.monotonic() - cached[1] < PROFILE_TTL.total_seconds():
+            return cached[0]
+        stored, fresh = self._stored(user_id)
+        if stored is not None and fresh:
+            self._remember(user_id, stored)
+            return stored
+        last_good = stored or (cached[0] if cached else None)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER:
+            return last_good or Profile(None, None)
+        found = self._lookups.run(user_id, lambda: self._fetch(user_id), budget)
+        if isinstance(found, Profile):
+            return found
+        return last_good or Profile(None, None)
+
+    def _remember(self, user_id: str, profile: Profile) -> None:
+        with self._lock:
+            self._cache[user_id] = (profile, time.monotonic())
+            self._failed.pop(user_id, None)
+
+    def _stored(self, user_id: str) -> tuple[Profile | None, bool]:
+        """The stored profile and whether it is fresh; a row only marks a Home opened
+        (`fetched_at` at the epoch, no locale) is no profile."""
+        with Session(self.engine) as session:
+            row = session.get(SlackUser, user_id)
+        if row is None or (
+            row.locale is None and row.timezone is None and row.fetched_at.year < 2000
+        ):
+            return None, False
+        return Profile(row.locale, row.timezone), self.clock() - row.fetched_at <= PROFILE_TTL
+
+    def _fetch(self, user_id: str) -> Profile | None:
+        try:
+            user = self.client.users_info(user=user_id, include_locale=True)["user"]
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error not in NO_SUCH_USER:
+                log.warning("no profile for %s yet: Slack answered %s", user_id, error)
+                self._failed_now(user_id)
+                return None
+            log.info("no profile for %s: %s", user_id, error)
+            user = {}
+        except Exception as exc:
+            log.warning("no profile for %s yet: %s", user_id, type(exc).__name__)
+            self._failed_now(user_id)
+            return None
+        profile = Profile(user.get("locale"), user.get("tz"))
+        self._remember(user_id, profile)
+        # Stored by a thread of its own: whoever waits for this answer may hold SQLite's write
+        # lock in its transaction, and the store would wait for that.
+        self._writer.submit(self._store, user_id, profile, self.clock())
+        return profile
+
+    def _failed_now(self, user_id: str) -> None:
+        with self._lock:
+            self._failed[user_id] = time.monotonic()
+
+    def _store(self, user_id: str, profile: Profile, now: datetime) -> None:
+        values = {"locale": profile.locale, "timezone": profile.timezone, "fetched_at": now}
+        try:
+            with session_scope(self.engine) as session:
+                session.execute(
+                    upsert_insert(session, SlackUser)
+                    .values(user_id=user_id, **values)
+                    .on_conflict_do_update(index_elements=["user_id"], set_=values)
+                )
+        except Exception:
+            log.warning("could not store the profile of %s", user_id, exc_info=True)
+
+    def flush(self) -> None:
+        """Wait until every lookup started so far is done and stored (tests, shutdown)."""
+        self._lookups.wait()
+        self._writer.submit(lambda: None).result()
+
+    def forget(self, user_id: str) -> None:
+        with self._lock:
+            self._cache.pop(user_id, None)
+            self._failed.pop(user_id, None)
+
+
+class GroupDirectory:
+    """Members of a Slack user group (`usergroups.users.list`), cached for a few minutes; the
+    last known members stay in force while Slack does not answer."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[frozenset[str], float]] = {}
+        self._lock = Lock()
+
+    def members(self, group_id: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._cache.get(group_id)
+        if cached and time.monotonic() - cached[1] < GROUP_TTL:
+            return cached[0]
+        try:
+            users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
+        except Exception as exc:
+            log.warning("members of %s unknown: %s", group_id, type(exc).__name__)
+            return cached[0] if cached else frozenset()
+        with self._lock:
+            self._cache[group_id] = (users, time.monotonic())
+        return users
+
+
+class Membership(StrEnum):
+    MEMBER = "member"
+    OUTSIDE = "outside"
+    """feedbot sees the channel but is not in it."""
+    UNSEEN = "unseen"
+    """Slack shows feedbot no such channel: deleted, or private without feedbot."""
+    UNKNOWN = "unknown"
+    """Slack did not say in time (or failed): find out later."""
+
+
+class ChannelDirectory:
+    """Whether feedbot is in a channel (`conversations.info`); "yes" is cached for a few
+    minutes (a post that fails after all says so where people look, see the outbox).
+
+    Forms ask before they accept a channel, so a post never fails silently later; they ask
+    within a budget, and take `UNKNOWN` when Slack is slow."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[Membership, float]] = {}
+        self._lock = Lock()
+        self._lookups = _Lookups("channels")
+
+    def membership(self, channel: str, *, budget: float | None = None) -> Membership:
+        """What Slack says, waiting at most `budget` seconds (None: as long as it takes)."""
+        with self._lock:
+            cached = self._cache.get(channel)
+        if cached and time.monotonic() - cached[1] < CHANNEL_TTL:
+            return cached[0]
+        found = self._lookups.run(channel, lambda: self._fetch(channel), budget)
+        return found if isinstance(found, Membership) else Membership.UNKNOWN
+
+    def memberships(self, channels: list[str], *, budget: float) -> dict[str, Membership]:
+        """Each channel's membership, all asked at once within one shared `budget`."""
+        deadline = time.monotonic() + budget
+        for channel in channels:  # start them all, then wait for each in the time left
+            self.membership(channel, budget=0)
+        return {
+            channel: self.membership(channel, budget=max(deadline - time.monotonic(), 0))
+            for channel in channels
+        }
+
+    def _fetch(self, channel: str) -> Membership:
+        try:
+            info = self.client.conversations_info(channel=channel)["channel"]
+            found = Membership.MEMBER if info.get("is_member") else Membership.OUTSIDE
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error != "channel_not_found":
+                log.warning("cannot tell whether feedbot is in %s: %s", channel, error)
+                return Membership.UNKNOWN
+            found = Membership.UNSEEN
+        except Exception as exc:
+            log.warning("cannot tell whether feedbot is in %s: %s", channel, type(exc).__name__)
+            return Membership.UNKNOWN
+        if found == Membership.MEMBER:  # one invited a moment ago must be seen at once
+            with self._lock:
+                self._cache[channel] = (found, time.monotonic())
+        return found
+
+    def forget(self, channel: str) -> None:
+        with self._lock:
+            self._cache.pop(channel, None)
+
+    def wait(self) -> None:
+        self._lookups.wait()

@@ -1,0 +1,113 @@
+"""Slack as a real install meets it: slow or failing methods never hold up an answer, never
+stick as a wrong answer, and a refused post says so where people look."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlmodel import Session
+
+from feedbot.models import SlackUser
+from tests.harness import ADMIN, BOB, LEADER, LEADERSHIP, Bot
+from tests.test_admin import open_group, state_of
+from tests.test_triage import file_from_form, open_and_submit
+
+SLOW = 2.5
+"""Seconds a slow Slack method takes: enough to push an ack towards Slack's 3 s limit."""
+
+
+def timed(action: object) -> float:
+    started = time.monotonic()
+    assert callable(action)
+    action()
+    return time.monotonic() - started
+
+
+def test_the_form_opens_at_once_however_slow_users_info_is(bot: Bot) -> None:
+    bot.setup_team()
+    bot.slack.fail("users.info", times=None, status=200, error="", delay=SLOW)
+    assert timed(lambda: bot.command(BOB, "")) < 1.2
+    assert bot.slack.calls_to("views.open"), "the form opened"
+    assert timed(lambda: bot.command(BOB, "Kasse 3 bootet ständig")) < 1.2
+    bot.slack.clear_faults()
+    bot.deps.people.flush()
+    answer = json.loads(bot.command(BOB, "Kasse 4 auch").body)
+    assert "ist bei der Führung" in answer["text"], (
+        "the slow answer is used from then on: Bob reads German"
+    )
+
+
+def test_a_failing_users_info_is_never_taken_for_a_person_without_a_profile(bot: Bot) -> None:
+    """Rate limited, a 5xx or a timeout: try again later, and keep the last good profile."""
+    bot.setup_team()
+    for fault in ({"status": 429}, {"status": 503, "error": "service_unavailable"}):
+        bot.slack.fail("users.info", times=1, **fault)
+        bot.command(BOB, "Kasse 3 bootet ständig")
+        bot.deps.people.flush()
+        with Session(bot.engine) as session:
+            assert session.get(SlackUser, BOB) is None, "a failure is not stored as a profile"
+        bot.deps.people.forget(BOB)  # as after the retry delay
+    answer = json.loads(bot.command(BOB, "Kasse 5 auch").body)
+    assert "ist bei der Führung" in answer["text"]
+    bot.deps.people.flush()
+
+    # A day later the profile is due again and Slack times out: the last good one stays.
+    bot.clock.advance(days=2)
+    bot.deps.people.forget(BOB)
+    bot.slack.fail("users.info", times=None, status=200, error="", delay=SLOW)
+    answer = json.loads(bot.command(BOB, "Kasse 6 auch").body)
+    assert "ist bei der Führung" in answer["text"], "German, from the stored profile"
+    bot.slack.clear_faults()
+
+
+def test_the_settings_form_answers_at_once_and_checks_a_slow_channel_afterwards(
+    bot: Bot,
+) -> None:
+    bot.setup_team()
+    bot.slack.add_channel("CNOBOT001", name="region-ost", bot_is_member=False)
+    view = open_group(bot, ADMIN, "channels")
+    state = state_of(
+        view,
+        escalation_channel={"type": "conversations_select", "selected_conversation": "CNOBOT001"},
+    )
+    bot.slack.fail("conversations.info", times=None, status=200, error="", delay=SLOW)
+    started = time.monotonic()
+    response = bot.submit(ADMIN, view, state)
+    assert time.monotonic() - started < 1.8
+    assert json.loads(response.body) == {"response_action": "clear"}, "saved, not held up"
+    bot.slack.clear_faults()
+    bot.deps.channels.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("Saved, but" in dm for dm in bot.dms(ADMIN)):
+        bot.drain()
+        time.sleep(0.05)
+    warning = next(dm for dm in bot.dms(ADMIN) if "Saved, but" in dm)
+    assert "<#CNOBOT001>" in warning and "/invite @feedbot" in warning
+
+
+def test_forwarding_to_a_channel_without_feedbot_is_refused_in_the_form(bot: Bot) -> None:
+    bot.setup_team()
+    bot.slack.add_channel("CNOBOT001", name="netops", bot_is_member=False)
+    report = file_from_form(bot)
+    state = {"channel": {"type": "conversations_select", "selected_conversation": "CNOBOT001"}}
+    answer = open_and_submit(bot, LEADER, "triage_forward", report, state)
+    assert answer is not None
+    assert "Invite @feedbot to <#CNOBOT001> first" in answer["errors"]["channel"]
+    bot.drain()
+    assert not any("forwarded" in line for line in bot.thread(report)), "nothing pretends"
+
+
+def test_a_forward_slack_refuses_later_says_so_in_the_cards_thread(bot: Bot) -> None:
+    """Slack was too slow to say whether feedbot is in the channel; the post then failed."""
+    bot.setup_team()
+    bot.slack.add_channel("CNOBOT002", name="billing", bot_is_member=False)
+    report = file_from_form(bot)
+    state = {"channel": {"type": "conversations_select", "selected_conversation": "CNOBOT002"}}
+    bot.slack.fail("conversations.info", times=1, status=200, error="", delay=SLOW)
+    assert open_and_submit(bot, LEADER, "triage_forward", report, state) is None
+    bot.drain()
+    thread = bot.thread(report)
+    assert any("did not arrive" in line and "not_in_channel" in line for line in thread), thread
+    assert bot.slack.messages("CNOBOT002") == []
+    assert LEADERSHIP  # the note sits in the leadership channel, under the card
