@@ -123,14 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     single_process = _lock_sqlite(engine)
     upgrade(engine)
     watch_outbox(engine)
-    sender = OutboxSender(engine, make_sender_client(settings))
-    deps = Deps(
-        settings=settings,
-        engine=engine,
-        client=make_interactive_client(settings),
-        on_commit=sender.wake,
-    )
+    deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+    # Slack may refuse the token later (uninstalled, revoked): every client then waits for
+    # the token in the environment or .env to work again (read afresh each time).
+    deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
+    sender = OutboxSender(engine, make_sender_client(settings), access=deps.access)
+    deps.on_commit = sender.wake
     deps.workspace.remember(workspace_url)
+    deps.access.check()  # a token refused before and accepted now (a reinstall): resume
+    deps.access.watch()
     app = build_app(settings, engine, deps=deps)
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None
@@ -156,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             settings=settings,
             port=port,
             leader=scheduler.running,
+            refused=deps.access.revocation,
         )
         if socket_mode:
             threading.Thread(target=listener.run, name="health-and-metrics", daemon=True).start()
@@ -193,7 +195,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _listen(
-    app: Any, engine: Any, *, settings: Settings, port: int, leader: Callable[[], bool]
+    app: Any,
+    engine: Any,
+    *,
+    settings: Settings,
+    port: int,
+    leader: Callable[[], bool],
+    refused: Callable[[], Any],
 ) -> Listener:
     """The HTTP listener, bound now so that an address in use stops the start with one line."""
     from feedbot.slack.server import Listener
@@ -207,6 +215,7 @@ def _listen(
             port=port,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             leader=leader,
+            refused=refused,
         )
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -307,11 +316,22 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
+    from feedbot.core import access
+
+    settings = _settings()
     with Session(_engine()) as session:
         counts = outbox.backlog(session)
         print(
             ", ".join(f"{status}: {count}" for status, count in sorted(counts.items())) or "empty"
         )
+        refused = access.revocation(session, token=settings.slack_bot_token.get_secret_value())
+        if refused is not None:
+            print(
+                f"nothing is sent: Slack refuses the bot token since "
+                f"{refused.revoked_at:%Y-%m-%d %H:%M} UTC ({refused.reason}). Reinstall the app "
+                "and put its new bot token in SLACK_BOT_TOKEN; the running bot resumes by "
+                "itself within a minute and sends everything waiting."
+            )
         for entry in outbox.failures(session):
             print(
                 f"failed #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose}): {entry.last_error}"

@@ -609,6 +609,7 @@ class FakeSlack:
         self._uploads: dict[str, Json] = {}
         self._last_post: dict[str, float] = {}
         self._rate_limited = 0
+        self._revoked_tokens: set[str] = set()
         self.add_user(bot_user_id, name="feedbot", real_name="Feedbot", is_bot=True)
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -851,6 +852,16 @@ class FakeSlack:
         with self._lock:
             self._faults.append(_Fault(method, times, status, error, retry_after, delay))
 
+    def uninstall(self) -> None:
+        """The workspace removes the app: its bot token is refused from now on."""
+        with self._lock:
+            self._revoked_tokens.add(self.token)
+
+    def reinstall(self, token: str) -> None:
+        """The app is installed again and gets a new bot token."""
+        with self._lock:
+            self.token = token
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -912,6 +923,8 @@ class FakeSlack:
                         status=fault.status,
                         headers=headers if fault.retry_after is not None else None,
                     )
+                if token in self._revoked_tokens:
+                    raise _ApiError("token_revoked")
                 if token != self.token:
                     raise _ApiError("invalid_auth")
                 handler = self._handlers.get(method)

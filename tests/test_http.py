@@ -159,7 +159,12 @@ def deliver(engine: Engine, slack: FakeSlack) -> None:
 def test_healthz_is_200_while_the_database_answers(base: str) -> None:
     reply = request(base, "GET", "/healthz")
     assert reply.status == 200
-    assert reply.json() == {"ok": True, "database": "ok", "scheduler_leader": False}
+    assert reply.json() == {
+        "ok": True,
+        "database": "ok",
+        "slack": "ok",
+        "scheduler_leader": False,
+    }
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(bot: Bot) -> None:
@@ -170,7 +175,12 @@ def test_healthz_is_503_when_the_database_is_unreachable(bot: Bot) -> None:
         reply = request(url, "GET", "/healthz")
     unreachable.dispose()
     assert reply.status == 503
-    assert reply.json() == {"ok": False, "database": "unreachable", "scheduler_leader": False}
+    assert reply.json() == {
+        "ok": False,
+        "database": "unreachable",
+        "slack": "ok",
+        "scheduler_leader": False,
+    }
 
 
 def test_unknown_paths_are_404(base: str) -> None:

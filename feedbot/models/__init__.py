@@ -4,7 +4,7 @@
 (configuration, events, outbox, reports); later modules add their own tables.
 """
 
-from feedbot.models.admin import AuditEntry, SlackUser
+from feedbot.models.admin import AuditEntry, RevokedToken, SlackUser
 from feedbot.models.core import (
     REFERENCE_OFFSET,
     ConfigEntry,
@@ -42,6 +42,7 @@ __all__ = [
     "ReportSource",
     "ReportStatus",
     "ReportTerm",
+    "RevokedToken",
     "SlackUser",
     "TimelineEntry",
     "Urgency",

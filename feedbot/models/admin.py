@@ -33,3 +33,16 @@ class SlackUser(SQLModel, table=True):
     fetched_at: datetime = Field(default_factory=utcnow)
     home_opened_at: datetime | None = None
     """When they last opened feedbot's Home tab: only recent Homes are kept up to date."""
+
+
+class RevokedToken(SQLModel, table=True):
+    """A bot token Slack no longer accepts (the app was uninstalled, or the token revoked).
+
+    Stored by fingerprint, never the token itself. Every process whose token is listed here
+    stops sending and keeps its messages queued until it has a token that works."""
+
+    __tablename__ = "revoked_token"
+
+    fingerprint: str = Field(primary_key=True, max_length=64)
+    revoked_at: datetime = Field(default_factory=utcnow)
+    reason: str = Field(max_length=200)

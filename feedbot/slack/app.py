@@ -33,6 +33,7 @@ from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import Report, utcnow
 from feedbot.settings import Settings
+from feedbot.slack.access import SlackAccess
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.directory import ChannelDirectory, GroupDirectory, PeopleDirectory
 from feedbot.slack.i18n import language_of, t
@@ -129,6 +130,7 @@ class Deps:
     people: PeopleDirectory = field(init=False)
     groups: GroupDirectory = field(init=False)
     channels: ChannelDirectory = field(init=False)
+    access: SlackAccess = field(init=False)
     workspace: Workspace = field(init=False)
     report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
     """Called inside the transaction whenever a report changed (the Home tab registers one)."""
@@ -138,6 +140,7 @@ class Deps:
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
         self.groups = GroupDirectory(self.client)
         self.channels = ChannelDirectory(self.client)
+        self.access = SlackAccess(self.engine, [self.client], clock=self.clock)
         self.workspace = Workspace(self.client)
 
     def settings_language(self) -> str:
@@ -209,6 +212,7 @@ def build_app(
         digest,
         home,
         incidents,
+        install,
         intake,
         reminders,
         report,
@@ -234,7 +238,7 @@ def build_app(
     logging.getLogger("slack_bolt.RequestVerification").addFilter(_WITHOUT_BODY)
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
-    for feature in (report, intake, triage, incidents, digest, reminders, admin, home):
+    for feature in (report, intake, triage, incidents, digest, reminders, admin, home, install):
         feature.register(app, deps)
     return app
 

@@ -41,6 +41,7 @@ from sqlmodel import Session
 from feedbot.core import outbox
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
+from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,6 @@ PERMANENT_ERRORS = frozenset(
         "restricted_action",
         "missing_scope",
         "not_allowed_token_type",
-        "invalid_auth",
-        "not_authed",
-        "token_revoked",
-        "token_expired",
-        "team_access_not_granted",
         "msg_blocks_too_long",
         "too_many_blocks",
         "invalid_blocks_format",
@@ -122,6 +118,7 @@ class OutboxSender:
         poll_interval: float = 1.0,
         threads: int = SENDING_THREADS,
         post_interval: float = POST_INTERVAL,
+        access: SlackAccess | None = None,
     ) -> None:
         self.engine = engine
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
@@ -129,6 +126,9 @@ class OutboxSender:
         # sleep here while other conversations wait. The outbox retries by itself.
         self.client = copy.copy(client)
         self.client.retry_handlers = []
+        self.access = access
+        if access is not None:
+            access.add_client(self.client)
         self.clock = clock
         self.poll_interval = poll_interval
         self._wake = threading.Event()
@@ -175,7 +175,7 @@ class OutboxSender:
         while not self._stop.is_set():
             claims: list[Claim] = []
             room = MAX_HELD - self._held
-            if room > 0:
+            if room > 0 and not self._paused():
                 try:
                     with Session(self.engine, expire_on_commit=False) as session:
                         claims = outbox.claim_due(session, now=self.clock(), limit=min(room, 50))
@@ -239,8 +239,14 @@ class OutboxSender:
         except Exception:  # its lease runs out and another sender takes it, with a recheck
             log.warning("outbox #%s: could not put it back", claim.entry.id, exc_info=True)
 
+    def _paused(self) -> bool:
+        """Slack refuses this process's token: claim nothing, keep everything queued."""
+        return self.access is not None and self.access.paused()
+
     def deliver_due(self, *, limit: int = 20) -> int:
         """Claim and attempt up to `limit` due entries; returns how many were attempted."""
+        if self._paused():
+            return 0
         with Session(self.engine, expire_on_commit=False) as session:
             claims = outbox.claim_due(session, now=self.clock(), limit=limit)
         for claim in claims:
@@ -329,7 +335,20 @@ class OutboxSender:
         if error == "missing_scope" and exc.response.get("needed"):
             # What an admin must grant: reinstalling with the current manifest does it.
             error = f"missing_scope ({exc.response.get('needed')}; reinstall the app)"
-        if status == 429 or error == "ratelimited":
+        if error in ACCESS_ERRORS:
+            log.warning("%s: Slack refused the bot token (%s); kept for later", context, error)
+            outbox.mark_retry(
+                session,
+                entry.id,
+                attempt=entry.attempts,
+                error=error,
+                at=self.clock(),
+                uncertain=entry.uncertain,
+            )
+            if self.access is not None:
+                session.commit()
+                self.access.revoked(f"Slack answered {error}")
+        elif status == 429 or error == "ratelimited":
             retry_after = _retry_after(exc.response.headers)
             log.info("%s: rate limited, waiting %ss", context, retry_after)
             outbox.mark_retry(

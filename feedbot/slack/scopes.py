@@ -80,6 +80,8 @@ WEB_API: dict[str, Needs] = {
 
 EVENTS: dict[str, str | None] = {
     "app_home_opened": None,
+    "app_uninstalled": None,
+    "tokens_revoked": None,
     "message.channels": "channels:history",
     "message.groups": "groups:history",
     "message.im": "im:history",

@@ -31,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 from waitress.server import MultiSocketServer, create_server
 
+from feedbot.core.access import Revocation
 from feedbot.db import ping
 from feedbot.metrics import SLACK_REQUESTS, exposition
 from feedbot.slack.app import UNVERIFIED, dispatch
@@ -73,12 +74,14 @@ class FeedbotWSGI:
         *,
         signing_secret: str = "",
         leader: Callable[[], bool] = lambda: False,
+        refused: Callable[[], Revocation | None] = lambda: None,
     ) -> None:
         if app is not None and not signing_secret.strip():
             raise ValueError("serving Slack's requests needs the signing secret")
         self.app = app
         self.engine = engine
         self.leader = leader
+        self.refused = refused
         self.verifier = SignatureVerifier(signing_secret) if app is not None else None
 
     def _slack(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -107,11 +110,17 @@ class FeedbotWSGI:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz" and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
-            healthy = ping(self.engine)
+            database = ping(self.engine)
+            refused = self.refused() if database else None
+            healthy = database and refused is None
             body = json.dumps(
                 {
                     "ok": healthy,
-                    "database": "ok" if healthy else "unreachable",
+                    "database": "ok" if database else "unreachable",
+                    "slack": "ok"
+                    if refused is None
+                    else f"bot token refused since {refused.revoked_at:%Y-%m-%d %H:%M} UTC "
+                    f"({refused.reason}); reinstall the app and set SLACK_BOT_TOKEN",
                     "scheduler_leader": self.leader(),
                 }
             ).encode()
@@ -209,12 +218,13 @@ class Listener:
         signing_secret: str = "",
         threads: int = 16,
         leader: Callable[[], bool] = lambda: False,
+        refused: Callable[[], Revocation | None] = lambda: None,
         **adjustments: Any,
     ) -> None:
         self._map: dict[Any, Any] = {}
         # Any: waitress's type stubs miss attributes used here (effective_port, trigger thunks).
         self.server: Any = create_server(
-            FeedbotWSGI(app, engine, signing_secret=signing_secret, leader=leader),
+            FeedbotWSGI(app, engine, signing_secret=signing_secret, leader=leader, refused=refused),
             map=self._map,
             host=host,
             port=port,
