@@ -37,6 +37,17 @@ def test_readme_names_every_runtime_key_and_environment_variable() -> None:
     assert [name for name in Settings.model_fields if f"`{name.upper()}`" not in README] == []
 
 
+def test_the_readme_explains_exactly_the_scopes_the_manifest_asks_for() -> None:
+    from feedbot.slack.scopes import bot_scopes
+
+    section = README.split("## Slack features and scopes", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    explained = {
+        scope for line in table for scope in re.findall(r"`([a-z.:]+)`", line.split("|")[1])
+    }
+    assert explained == set(bot_scopes())
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_documented_command_parses(command: str) -> None:
     argv = shlex.split(command)[1:]
