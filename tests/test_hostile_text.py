@@ -86,3 +86,17 @@ def test_critical_mentions_only_configured_leaders(bot: Bot) -> None:
     bot.drain()
     mentions = bot.slack.mentions(bot.card(bot.report()))
     assert set(mentions) == {f"<@{ALICE}>", f"<@{LEADER}>", f"<@{LEADER_2}>"}
+
+
+def test_text_cannot_disguise_itself(bot: Bot) -> None:
+    """Direction overrides and zero-width characters are gone before anyone sees the text."""
+    bot.setup_team()
+    disguised = "Rechnung\u202egpj.exe von @chan\u200bnel\u2066 bitte \ufeffprüfen \U0001f469\u200d\U0001f527"
+    bot.command(ALICE, disguised)
+    bot.message(ALICE, "Kasse\u200b 3 \u202ahängt\u202c")
+    first, second = bot.reports()
+    assert first.text == "Rechnunggpj.exe von @channel bitte prüfen \U0001f469\u200d\U0001f527"
+    assert second.text == "Kasse 3 hängt"
+    bot.drain()
+    shown = json.dumps(bot.slack.messages(LEADERSHIP), ensure_ascii=False)
+    assert not any(c in shown for c in "\u202e\u202a\u202c\u2066\u200b\ufeff")

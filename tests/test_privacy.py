@@ -99,6 +99,24 @@ def test_export_masks_contacts_and_never_names_anonymous_reporters(
     assert bad.returncode == 2 and "is not a date like" in bad.stderr
 
 
+def test_an_exported_csv_opened_in_a_spreadsheet_runs_nothing(bot: Bot, tmp_path: Path) -> None:
+    bot.setup_team()
+    formulas = [
+        '=HYPERLINK("https://evil.example","click")',
+        "+49 341 5551234 called twice",
+        "-1 bars of signal in the basement",
+        "@SUM(A1:A9) sagt der Kunde",
+    ]
+    for text in formulas:
+        bot.command(ALICE, text)
+    result = feedbot_cli(bot, tmp_path, "export", "--since", "2026-01-01", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    texts = [row["text"] for row in csv.DictReader(io.StringIO(result.stdout))]
+    assert texts == ["'" + text for text in formulas]
+    as_json = feedbot_cli(bot, tmp_path, "export", "--since", "2026-01-01", "--format", "json")
+    assert [row["text"] for row in json.loads(as_json.stdout)] == formulas, "JSON stays exact"
+
+
 def test_forget_user_makes_their_reports_anonymous_and_says_what_changed(
     bot: Bot, tmp_path: Path
 ) -> None:

@@ -69,7 +69,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             writer = csv.DictWriter(out, fieldnames=privacy.EXPORT_FIELDS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(
+                {key: privacy.spreadsheet_safe(value) for key, value in row.items()} for row in rows
+            )
     finally:
         if args.output:
             out.close()

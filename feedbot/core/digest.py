@@ -47,6 +47,7 @@ from sqlmodel import Session, col, select
 
 from feedbot.core.config import WEEKDAYS, RuntimeConfig
 from feedbot.core.errors import Conflict, InvalidValue
+from feedbot.core.privacy import FORMULA_START
 from feedbot.db import upsert_insert
 from feedbot.models import (
     REFERENCE_OFFSET,
@@ -887,14 +888,13 @@ CSV_COLUMNS = (
     "resolution",
     "card",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _as_text(column: Any) -> ColumnElement[str]:
     """User text a spreadsheet shows as text: a leading `=`, `+`, `-` or `@` would make it a
     formula, so such a cell starts with an apostrophe."""
     return case(
-        (func.substr(column, 1, 1).in_(_FORMULA_START), literal("'", String) + column),
+        (func.substr(column, 1, 1).in_(FORMULA_START), literal("'", String) + column),
         else_=column,
     )
 

@@ -45,6 +45,18 @@ EXPORT_FIELDS = (
 )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell a spreadsheet shows as the text it is: one that starts like a formula (`=`,
+    `+`, `-`, `@`, tab, carriage return) gets a leading apostrophe, so opening the file runs
+    nothing. Other values pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def mask_contact(contact: str | None) -> str:
     """Enough to tell two contacts apart in an analysis, not enough to call anyone."""
     if not contact:

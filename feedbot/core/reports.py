@@ -40,6 +40,15 @@ MAX_CUSTOMERS = 10_000_000
 OPEN_STATUSES = (ReportStatus.OPEN, ReportStatus.ACKNOWLEDGED)
 _REFERENCE = re.compile(r"^\s*(?:FB-?)?(\d{1,12})\s*$", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf"
+_INVISIBLE = re.compile(
+    # Direction marks, embeddings, overrides and isolates: they make text read otherwise
+    # than it is stored ("gpj.exe" shown as "exe.jpg").
+    "[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    # Zero-width characters, which hide inside words (`@chan\u200bnel`); a joiner between two
+    # emoji stays, as it draws one of them (a woman and a wrench: a mechanic).
+    f"|[\u200b\u200c\u2060-\u2064\ufeff\u180e]|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,9 @@ class ReportDraft:
 
 
 def clean_text(text: str) -> str:
-    """Strip control characters (keeping newlines and tabs) and surrounding whitespace."""
-    return _CONTROL.sub("", text).strip()
+    """Strip control characters (keeping newlines and tabs), characters that disguise text
+    (direction overrides, zero-width characters) and surrounding whitespace."""
+    return _INVISIBLE.sub("", _CONTROL.sub("", text)).strip()
 
 
 def default_category(config: RuntimeConfig) -> str:
