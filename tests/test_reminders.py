@@ -396,6 +396,38 @@ def test_a_follow_up_reminds_the_owner_and_each_snooze_holds_it_back(bot: Bot) -
     assert scan(bot, berlin(30, 8)) == []
 
 
+def test_a_forged_snooze_cannot_touch_another_leaders_reminder(bot: Bot) -> None:
+    """The block id names a report and a reminder; both are checked against the presser."""
+    bot.setup_team()
+    first = file_from_form(bot, text="Fritzbox batch 7 reboots hourly")
+    second = file_from_form(bot, text="Label printer jams in Leipzig")
+    claim(bot, LEADER, first)
+    claim(bot, LEADER_2, second)
+    for leader, report in ((LEADER, first), (LEADER_2, second)):
+        pick_follow_up(bot, leader, report, date(2026, 11, 19))
+    assert len(scan(bot, berlin(19, 8))) == 2
+    theirs = reminder_dm(bot, LEADER)
+    block = next(b for b in theirs["blocks"] if b["block_id"].startswith("reminder-"))
+    _, report_id, reminder_id = block["block_id"].split("-")
+    own = reminder_dm(bot, LEADER_2)
+    for forged in (f"reminder-{second.id}-{reminder_id}", f"reminder-{report_id}-{reminder_id}"):
+        bot.press(
+            LEADER_2,
+            "reminder_snooze",
+            None,
+            channel=bot.slack.dm_channel(LEADER_2),
+            message_ts=own["ts"],
+            block_id=forged,
+            type="static_select",
+            selected_option={"value": "next_week"},
+        )
+        bot.drain()
+    assert reminder_dm(bot, LEADER)["text"] == theirs["text"], "their reminder is untouched"
+    for report in (first, second):
+        snoozed = bot.report(report.id).snoozed_until
+        assert snoozed is None or snoozed < berlin(23, 0), "nothing was snoozed to next week"
+
+
 def test_an_ignored_follow_up_repeats_then_escalates_and_shows_in_feedback_mine(bot: Bot) -> None:
     bot.setup_team()
     bot.slack.add_channel(ESCALATIONS, name="escalations")

@@ -772,11 +772,19 @@ def sent_messages(
     return [(reminder, message) for reminder, message in session.exec(query).all()]
 
 
-def reminder_message(session: Session, *, reminder_id: int) -> tuple[Reminder, OutboxMessage]:
-    """A reminder and its (first) message, e.g. the DM whose button was pressed."""
+def reminder_message(
+    session: Session, *, reminder_id: int, report_id: int, recipient: str
+) -> tuple[Reminder, OutboxMessage]:
+    """A reminder and its (first) message, e.g. the DM whose button was pressed: only one
+    about `report_id` that went to `recipient`, whatever ids a forged press names."""
     reminder = session.get(Reminder, reminder_id)
     message = session.get(OutboxMessage, reminder.message_id) if reminder else None
-    if reminder is None or message is None:
+    if (
+        reminder is None
+        or message is None
+        or reminder.report_id != report_id
+        or reminder.recipient != recipient
+    ):
         raise Conflict("That reminder is gone.")
     return reminder, message
 

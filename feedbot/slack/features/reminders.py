@@ -502,11 +502,13 @@ def _snoozed(deps: Deps) -> Any:
                 until = reminders.snooze_until(
                     choice, now=now, hours=WorkingHours.from_config(config), zone=zone
                 )
+                _reminder, message = reminders.reminder_message(
+                    session, reminder_id=reminder_id, report_id=report_id, recipient=actor
+                )
                 report = reports.get_report(session, report_id)
                 outcome = reminders.snooze(
                     session, report=report, actor=actor, until=until, zone=zone, now=now
                 )
-                _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
             except (FeedbotError, ValueError) as error:
                 session.rollback()
                 refuse(session, deps, body, _as_error(error))
@@ -528,11 +530,13 @@ def _handed_over(deps: Deps) -> Any:
             try:
                 action, report_id, reminder_id = _reminder_of(body)
                 assignee = _field(action, "selected_user")
+                _reminder, message = reminders.reminder_message(
+                    session, reminder_id=reminder_id, report_id=report_id, recipient=actor
+                )
                 report = reports.get_report(session, report_id)
                 outcome = triage.assign(
                     session, report=report, actor=actor, assignee=assignee, config=config, now=now
                 )
-                _reminder, message = reminders.reminder_message(session, reminder_id=reminder_id)
             except FeedbotError as error:
                 session.rollback()
                 refuse(session, deps, body, error)
