@@ -15,6 +15,7 @@ $(BIN)/feedbot: pyproject.toml
 install: $(BIN)/feedbot
 
 run: $(BIN)/feedbot
+	$(BIN)/feedbot secret-key --ensure .env
 	$(BIN)/feedbot db upgrade
 	$(BIN)/feedbot run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -121,13 +122,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     workspace_url = _check_bot_token(make_interactive_client(settings))
     engine = make_engine(settings.database_url)
     single_process = _lock_sqlite(engine)
-    upgrade(engine)
+    upgrade(engine, secret_key=settings.secret_key)
     watch_outbox(engine)
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
     # Slack may refuse the token later (uninstalled, revoked): every client then waits for
     # the token in the environment or .env to work again (read afresh each time).
     deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
-    sender = OutboxSender(engine, make_sender_client(settings), access=deps.access)
+    sender = OutboxSender(
+        engine, make_sender_client(settings), access=deps.access, identities=deps.identities
+    )
     deps.on_commit = sender.wake
     deps.workspace.remember(workspace_url)
     deps.access.check()  # a token refused before and accepted now (a reinstall): resume
@@ -266,15 +269,17 @@ class ScheduledJobs:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    engine = make_engine(_settings().database_url)
-    upgrade(engine)
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine, secret_key=settings.secret_key)
     print(f"database is up to date ({engine.url.render_as_string(hide_password=True)})")
     return 0
 
 
 def _engine() -> Any:
-    engine = make_engine(_settings().database_url)
-    upgrade(engine)
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine, secret_key=settings.secret_key)
     return engine
 
 
@@ -339,6 +344,40 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secret_key(args: argparse.Namespace) -> int:
+    """Print a new FEEDBOT_SECRET_KEY, or with --ensure make sure an env file holds one."""
+    from pathlib import Path
+
+    from feedbot.core.identity import new_secret
+
+    if not args.ensure:
+        print(new_secret())
+        return 0
+    path = Path(args.ensure)
+    if os.environ.get("FEEDBOT_SECRET_KEY", "").strip():
+        return 0  # set in the environment, which wins over the file
+    template = path.with_name(".env.example")
+    lines = path.read_text().splitlines() if path.exists() else []
+    if not path.exists() and template.exists():
+        lines = template.read_text().splitlines()
+    found = [i for i, line in enumerate(lines) if line.strip().startswith("FEEDBOT_SECRET_KEY=")]
+    if found and lines[found[-1]].split("=", 1)[1].strip():
+        return 0
+    line = f"FEEDBOT_SECRET_KEY={new_secret()}"
+    if found:
+        lines[found[-1]] = line
+    else:
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    print(
+        f"wrote a new FEEDBOT_SECRET_KEY to {path}: keep it safe and keep it (a lost key only "
+        "means anonymous reporters no longer hear back)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -376,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("outbox", help="messages waiting for or refused by Slack").set_defaults(
         handler=cmd_outbox
     )
+    secret = commands.add_parser(
+        "secret-key", help="make the key that seals who acted anonymously (FEEDBOT_SECRET_KEY)"
+    )
+    secret.add_argument(
+        "--ensure", metavar="ENV_FILE", help="write one into ENV_FILE unless one is set already"
+    )
+    secret.set_defaults(handler=cmd_secret_key)
     from feedbot.commands import admin, digest, reminders
 
     for feature in (digest, reminders, admin):

@@ -120,11 +120,13 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
                 connection.commit()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply pending migrations; a no-op when the schema is current."""
+def upgrade(engine: Engine, revision: str = "head", *, secret_key: str = "") -> None:
+    """Apply pending migrations; a no-op when the schema is current. `secret_key` is
+    `FEEDBOT_SECRET_KEY`, for migrations that seal what was stored in the clear."""
     with migration_connection(engine) as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
+        config.attributes["secret_key"] = secret_key
         command.upgrade(config, revision)
 
 

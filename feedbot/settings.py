@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feedbot.core.errors import ConfigurationError
+from feedbot.core.identity import MIN_SECRET, Identities
 
 SLACK_API_URL = "https://slack.com/api/"
 SIGNING_SECRET_LENGTH = 32
@@ -28,6 +29,7 @@ SECRET_SOURCES = {
     "SLACK_BOT_TOKEN": "api.slack.com/apps → your app → OAuth & Permissions → Bot User OAuth Token (xoxb-…)",
     "SLACK_SIGNING_SECRET": "api.slack.com/apps → your app → Basic Information → App Credentials → Signing Secret",
     "SLACK_APP_TOKEN": "api.slack.com/apps → your app → Basic Information → App-Level Tokens, scope connections:write (xapp-…)",
+    "FEEDBOT_SECRET_KEY": "any random text of 32 characters or more, kept safe; `feedbot secret-key --ensure .env` writes one (make run does it for you)",
 }
 
 # The token kinds Slack issues for each variable; pasting one token into the other's place is
@@ -65,6 +67,7 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr = SecretStr("")
     slack_signing_secret: SecretStr = SecretStr("")
     slack_app_token: SecretStr = SecretStr("")
+    feedbot_secret_key: SecretStr = SecretStr("")
     slack_api_url: str = SLACK_API_URL
     database_url: str = "sqlite:///feedbot.db"
     # Every interface by default: Slack, a load balancer or Prometheus must reach the listener.
@@ -130,7 +133,11 @@ class Settings(BaseSettings):
 
     def secret_problems(self, *, socket_mode: bool) -> dict[str, str]:
         """What is wrong with each secret the chosen connection mode needs, by variable name."""
-        needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket_mode else "SLACK_SIGNING_SECRET"]
+        needed = [
+            "SLACK_BOT_TOKEN",
+            "SLACK_APP_TOKEN" if socket_mode else "SLACK_SIGNING_SECRET",
+            "FEEDBOT_SECRET_KEY",
+        ]
         problems: dict[str, str] = {}
         for name in needed:
             value = getattr(self, name.lower()).get_secret_value().strip()
@@ -143,6 +150,8 @@ class Settings(BaseSettings):
                 problems[name] = f"not a {prefixes[0]}… token"
             elif name == "SLACK_SIGNING_SECRET" and len(value) < SIGNING_SECRET_LENGTH:
                 problems[name] = f"shorter than Slack's {SIGNING_SECRET_LENGTH} characters"
+            elif name == "FEEDBOT_SECRET_KEY" and len(value) < MIN_SECRET:
+                problems[name] = f"shorter than {MIN_SECRET} characters"
         return problems
 
     def missing_secrets(self, *, socket_mode: bool) -> list[str]:
@@ -160,9 +169,25 @@ class Settings(BaseSettings):
             ]
             raise ConfigurationError(
                 f"feedbot cannot connect to Slack yet ({mode}). Set these in the environment or "
-                "in .env (copy .env.example to .env):\n" + "\n".join(lines) + "\n"
+                "in .env (`make run` makes it from .env.example):\n" + "\n".join(lines) + "\n"
                 "Create the Slack app first with the manifest from `feedbot manifest`."
             )
+
+    @property
+    def secret_key(self) -> str:
+        """FEEDBOT_SECRET_KEY, or "" when unset."""
+        return self.feedbot_secret_key.get_secret_value().strip()
+
+    def identities(self) -> Identities:
+        """What seals the ids of people who act anonymously; a `ConfigurationError` saying
+        how to make a key when there is none."""
+        if len(self.secret_key) < MIN_SECRET:
+            raise ConfigurationError(
+                "FEEDBOT_SECRET_KEY is not set (or shorter than 32 characters): feedbot seals "
+                "the Slack ids of anonymous reporters with it.\n"
+                f"  FEEDBOT_SECRET_KEY: {SECRET_SOURCES['FEEDBOT_SECRET_KEY']}"
+            )
+        return Identities(self.secret_key)
 
     def secret_values(self) -> list[str]:
         """The secrets as set, so log output can be scrubbed of them whatever their format."""
@@ -170,6 +195,7 @@ class Settings(BaseSettings):
             self.slack_bot_token.get_secret_value(),
             self.slack_signing_secret.get_secret_value(),
             self.slack_app_token.get_secret_value(),
+            self.feedbot_secret_key.get_secret_value(),
         )
         return [value for value in values if len(value.strip()) >= 8]
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from feedbot.core import config as runtime_config
+from feedbot.core.identity import Identities
 from feedbot.db import session_scope
 from feedbot.models import Report
 from feedbot.settings import Settings
@@ -31,6 +32,9 @@ from tests import slack_payloads as payloads
 from tests.fakeslack import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+SECRET_KEY = "test-secret-key-that-seals-anonymous-people-0123"
+IDENTITIES = Identities(SECRET_KEY)
+"""What the bot seals anonymous people with, for tests that call the core directly."""
 TOKEN = "xoxb-test-token"
 TEAM = {"id": payloads.TEAM_ID, "domain": payloads.TEAM_DOMAIN}
 next_id = payloads.next_id
@@ -80,12 +84,10 @@ class Bot:
             slack_api_url=self.slack.base_url,
             database_url=str(self.engine.url),
             feedbot_admins=[ADMIN],
+            feedbot_secret_key=SECRET_KEY,
             _env_file=None,
         )
         client = WebClient(token=TOKEN, base_url=self.slack.base_url)
-        self.sender = OutboxSender(
-            self.engine, WebClient(token=TOKEN, base_url=self.slack.base_url), clock=self.clock
-        )
         # config_ttl=0: tests change configuration between requests and expect it at once.
         self.deps = Deps(
             settings=self.settings,
@@ -93,6 +95,12 @@ class Bot:
             client=client,
             clock=self.clock,
             config_ttl=0,
+        )
+        self.sender = OutboxSender(
+            self.engine,
+            WebClient(token=TOKEN, base_url=self.slack.base_url),
+            clock=self.clock,
+            identities=self.deps.identities,
         )
         self.deps.workspace.fetch()  # `feedbot run` learns it at start-up (auth.test)
         self.app = build_app(self.settings, self.engine, deps=self.deps)

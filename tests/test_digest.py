@@ -51,7 +51,7 @@ from feedbot.slack.views.digest import (
     plain_text,
     render_chart,
 )
-from tests.harness import ALICE, BOB, CAROL, LEADERSHIP, TOKEN, Bot
+from tests.harness import ALICE, BOB, CAROL, IDENTITIES, LEADERSHIP, TOKEN, Bot
 
 BERLIN = ZoneInfo("Europe/Berlin")
 PERIOD = "2026-W47"
@@ -106,6 +106,7 @@ def add(
         ),
         config=CONFIG,
         now=created,
+        identities=IDENTITIES,
     )
     if acknowledged is not None:
         report.acknowledged_at = created + acknowledged

@@ -39,7 +39,7 @@ from feedbot.settings import Settings, get_settings
 from feedbot.slack.app import REQUEST_KINDS, UNVERIFIED, build_app, dispatch, request_kind
 from feedbot.slack.server import EVENTS_PATH, MAX_BODY_BYTES, FeedbotWSGI
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, SIGNING_SECRET, TOKEN, Bot, sign
+from tests.harness import ALICE, SECRET_KEY, SIGNING_SECRET, TOKEN, Bot, sign
 from tests.test_http import (
     Reply,
     count,
@@ -82,6 +82,7 @@ def run_env(
     env = {
         "SLACK_API_URL": fake_slack.base_url,
         "SLACK_BOT_TOKEN": TOKEN,
+        "FEEDBOT_SECRET_KEY": SECRET_KEY,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'feedbot.db'}",
         "HOST": "127.0.0.1",

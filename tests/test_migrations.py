@@ -34,6 +34,7 @@ from feedbot.db import (
     upgrade,
 )
 from feedbot.models import MeToo, Report, ReportSource
+from tests.harness import IDENTITIES, SECRET_KEY
 
 PG_URL = os.environ.get("FEEDBOT_TEST_DATABASE_URL")
 
@@ -118,6 +119,61 @@ def test_every_revision_downgrades_and_upgrades_on_its_own(empty_engine: Engine)
     assert drift(empty_engine) == []
 
 
+def test_anonymous_people_stored_in_the_clear_before_are_sealed_on_upgrade(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "0007")
+    with empty_engine.begin() as connection:
+        for report_id, anonymous, reporter in ((1, True, "U0ANON001"), (2, False, "U0NAMED01")):
+            connection.execute(
+                text(
+                    "INSERT INTO report (id, created_at, updated_at, source, reporter_id, "
+                    "anonymous, text, category, urgency, callback_requested, status, "
+                    "me_too_count, source_channel, source_ts) VALUES (:id, :now, :now, "
+                    "'direct_message', :reporter, :anonymous, 'Kasse hängt', 'Other', "
+                    "'normal', false, 'open', 1, :channel, :ts)"
+                ),
+                {
+                    "id": report_id,
+                    "now": "2026-11-18 09:00:00.000000",
+                    "reporter": reporter,
+                    "anonymous": anonymous,
+                    "channel": f"D0CHANNEL{report_id}",
+                    "ts": f"1763456789.00010{report_id}",
+                },
+            )
+        connection.execute(
+            text(
+                "INSERT INTO me_too (report_id, user_id, created_at) "
+                "VALUES (2, 'U0METOO01', '2026-11-18 10:00:00.000000')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO timeline_entry (report_id, at, actor_id, action) "
+                "VALUES (2, '2026-11-18 10:00:00.000000', 'U0METOO01', 'me_too')"
+            )
+        )
+    with pytest.raises(RuntimeError, match="set FEEDBOT_SECRET_KEY"):
+        upgrade(empty_engine)
+    assert pending_migrations(empty_engine) != [], "nothing half done"
+    upgrade(empty_engine, secret_key=SECRET_KEY)
+    assert drift(empty_engine) == []
+    with Session(empty_engine) as session:
+        anonymous, named = session.get(Report, 1), session.get(Report, 2)
+        assert anonymous is not None and named is not None
+        assert anonymous.reporter_id is None and anonymous.source_channel is None
+        assert IDENTITIES.open(anonymous.reporter_sealed) == "U0ANON001"
+        assert anonymous.reporter_key == IDENTITIES.reporter_key("U0ANON001")
+        assert named.reporter_id == "U0NAMED01" and named.source_channel == "D0CHANNEL2"
+        (me_too,) = session.exec(select(MeToo)).all()
+        assert IDENTITIES.open(me_too.user_sealed) == "U0METOO01"
+        assert me_too.user_key == IDENTITIES.me_too_key(2, "U0METOO01")
+    with empty_engine.connect() as connection:
+        actors = connection.execute(text("SELECT actor_id FROM timeline_entry")).all()
+    assert actors == [(None,)]
+
+
 def test_a_table_rebuild_on_sqlite_keeps_the_rows_that_reference_it(tmp_path: Path) -> None:
     """Alembic's batch mode rebuilds a SQLite table by copying and dropping it. With foreign
     keys enforced, the DROP would cascade into `me_too`; migrations run with them off."""
@@ -135,7 +191,13 @@ def test_a_table_rebuild_on_sqlite_keeps_the_rows_that_reference_it(tmp_path: Pa
             session.add(report)
             session.flush()
             assert report.id is not None
-            session.add(MeToo(report_id=report.id, user_id="U0COLLEAGUE"))
+            session.add(
+                MeToo(
+                    report_id=report.id,
+                    user_sealed=IDENTITIES.seal("U0COLLEAGUE"),
+                    user_key=IDENTITIES.me_too_key(report.id or 0, "U0COLLEAGUE"),
+                )
+            )
             session.commit()
 
     def rebuild_report_table(connection: object) -> None:
@@ -187,7 +249,7 @@ def test_sqlite_connections_get_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
     assert seen == [("wal", 1, SQLITE_BUSY_TIMEOUT_MS, 1)] * 2
 
     with Session(engine) as session:  # enforced, not merely switched on
-        session.add(MeToo(report_id=999_999, user_id="U0NOBODY"))
+        session.add(MeToo(report_id=999_999, user_sealed="sealed", user_key="key"))
         with pytest.raises(IntegrityError):
             session.commit()
     engine.dispose()

@@ -16,13 +16,14 @@ from sqlmodel import Session, col, select
 from feedbot import jobs
 from feedbot.models import MeToo, Report, TimelineEntry
 from feedbot.slack.app import Deps
-from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, Bot
+from tests.harness import ALICE, BOB, CAROL, IDENTITIES, INTAKE, LEADER, SECRET_KEY, Bot
 from tests.test_reporting import form_values
 
 
 def feedbot_cli(bot: Bot, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FEEDBOT_"))}
     env["DATABASE_URL"] = bot.engine.url.render_as_string(hide_password=False)
+    env["FEEDBOT_SECRET_KEY"] = SECRET_KEY
     return subprocess.run(
         [sys.executable, "-m", "feedbot", *args],
         cwd=tmp_path,
@@ -139,7 +140,8 @@ def test_forget_user_makes_their_reports_anonymous_and_says_what_changed(
             select(TimelineEntry.actor_id).where(col(TimelineEntry.actor_id) == ALICE)
         ).all()
         assert actors == []
-        assert session.exec(select(MeToo.user_id).where(MeToo.user_id == ALICE)).all() == []
+        sealed = session.exec(select(MeToo.user_sealed)).all()
+        assert [IDENTITIES.open(seal) for seal in sealed] == [None], "no me-too opens to her"
     bot.clock.now = datetime.now(UTC) + timedelta(seconds=1)  # the CLI queued it at real time
     bot.drain()
     assert ALICE not in json.dumps(bot.card(alices)["blocks"]), "the card was refreshed"

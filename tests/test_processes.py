@@ -26,7 +26,16 @@ from feedbot.db import make_engine, session_scope
 from feedbot.models import OutboxMessage, Report, utcnow
 from tests.conftest import _truncate_all
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, INTAKE, LEADER, LEADERSHIP, SIGNING_SECRET, TOKEN, sign
+from tests.harness import (
+    ALICE,
+    INTAKE,
+    LEADER,
+    LEADERSHIP,
+    SECRET_KEY,
+    SIGNING_SECRET,
+    TOKEN,
+    sign,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +83,7 @@ def start(url: str, slack: FakeSlack, tmp_path: Path, name: str) -> Replica:
         "HOST": "127.0.0.1",  # set, or an inherited HOST (some shells export one) would win
         "SLACK_API_URL": slack.base_url,
         "SLACK_BOT_TOKEN": TOKEN,
+        "FEEDBOT_SECRET_KEY": SECRET_KEY,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "FEEDBOT_TIMEZONE": "Europe/Berlin",
         "LOG_LEVEL": "INFO",

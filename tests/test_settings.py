@@ -28,7 +28,7 @@ from tests.fakeslack import FakeSlack
 from tests.harness import TOKEN
 
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
-SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
+SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "FEEDBOT_SECRET_KEY")
 
 # Secrets shaped like real ones (made up). Each random tail contains a stand-in word, which
 # must not make it look like a placeholder.
@@ -36,6 +36,7 @@ BOT_TOKEN = "xoxb-1234567890123-1234567890123-aBxxxQyourRexampleTt0Zz9K"
 APP_TOKEN = "xapp-1-A0123ABCDEF-1234567890123-0123456789abcdef0123456789abcdefxxx"
 SIGNING_SECRET = "8f742231b10e8888abcd991234567a5b"
 SHORT_SIGNING_SECRET = SIGNING_SECRET[:-1]  # one character short of Slack's 32
+SECRET_KEY = "Zm9vYmFyYmF6cXV1eHF1dXpjb3JnZ3JhdWx0Z2FycGx5"
 
 
 def read_env_example() -> dict[str, str]:
@@ -121,8 +122,13 @@ def test_env_example_values_are_valid_and_its_secrets_are_placeholders(
     assert settings.missing_secrets(socket_mode=False) == [
         "SLACK_BOT_TOKEN",
         "SLACK_SIGNING_SECRET",
+        "FEEDBOT_SECRET_KEY",
     ]
-    assert settings.missing_secrets(socket_mode=True) == ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"]
+    assert settings.missing_secrets(socket_mode=True) == [
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "FEEDBOT_SECRET_KEY",
+    ]
     assert not settings.socket_mode_available
 
 
@@ -169,24 +175,53 @@ REFUSED_STARTS: dict[str, tuple[tuple[str, ...], dict[str, str], bool]] = {
     "http-nothing": (("run",), {}, False),
     "socket-no-app-token": (
         ("run", "--socket"),
-        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET},
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
+        },
         False,
     ),
-    "socket-by-default": (("run",), {"SLACK_APP_TOKEN": APP_TOKEN}, False),
+    "socket-by-default": (
+        ("run",),
+        {"SLACK_APP_TOKEN": APP_TOKEN, "FEEDBOT_SECRET_KEY": SECRET_KEY},
+        False,
+    ),
     "unedited-env-example": (("run",), {}, True),
     "http-short-signing-secret": (
         ("run", "--http"),
-        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET},
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
+        },
         False,
     ),
     "socket-short-signing-secret": (
         ("run", "--socket"),
-        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET},
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SHORT_SIGNING_SECRET,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
+        },
+        False,
+    ),
+    "short-secret-key": (
+        ("run", "--http"),
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY[:31],
+        },
         False,
     ),
     "tokens-swapped": (
         ("run", "--socket"),
-        {"SLACK_BOT_TOKEN": APP_TOKEN, "SLACK_APP_TOKEN": BOT_TOKEN},
+        {
+            "SLACK_BOT_TOKEN": APP_TOKEN,
+            "SLACK_APP_TOKEN": BOT_TOKEN,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
+        },
         False,
     ),
     "invalid-settings": (
@@ -258,7 +293,7 @@ def refusals(
 @pytest.mark.parametrize(
     ("case", "missing"),
     [
-        ("http-nothing", {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"}),
+        ("http-nothing", {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FEEDBOT_SECRET_KEY"}),
         ("socket-no-app-token", {"SLACK_APP_TOKEN"}),
         ("socket-by-default", {"SLACK_BOT_TOKEN"}),  # an app token means Socket Mode
     ],
@@ -287,7 +322,17 @@ def test_run_with_the_unedited_env_example_names_the_placeholders(
     assert "SLACK_BOT_TOKEN (still a placeholder)" in refusal.stderr
     assert "SLACK_SIGNING_SECRET (still a placeholder)" in refusal.stderr
     assert "SLACK_APP_TOKEN" not in refusal.stderr  # empty in the example: HTTP mode
+    assert "FEEDBOT_SECRET_KEY (not set)" in refusal.stderr  # make run writes one
     assert refusal.left_behind == [".env"]
+
+
+def test_a_secret_key_too_short_to_seal_with_is_refused(
+    refusals: Callable[[str], Refusal],
+) -> None:
+    refusal = refusals("short-secret-key")
+    assert "FEEDBOT_SECRET_KEY (shorter than 32 characters)" in refusal.stderr
+    assert SECRET_KEY[:31] not in refusal.stderr
+    assert refusal.left_behind == []
 
 
 def test_http_mode_refuses_a_signing_secret_shorter_than_slacks(
@@ -342,6 +387,7 @@ def test_run_with_a_token_slack_refuses_stops_with_one_message(
             "SLACK_API_URL": fake_slack.base_url,
             "SLACK_BOT_TOKEN": revoked,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
         },
     )
     stderr = assert_one_message(result)
@@ -366,6 +412,7 @@ def test_socket_mode_with_an_app_token_slack_refuses_stops_without_leaking_secre
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_APP_TOKEN": APP_TOKEN,
+            "FEEDBOT_SECRET_KEY": SECRET_KEY,
             "DATABASE_URL": f"sqlite:///{workdir / 'feedbot.db'}",
             "LOG_LEVEL": "DEBUG",
         },
@@ -375,7 +422,7 @@ def test_socket_mode_with_an_app_token_slack_refuses_stops_without_leaking_secre
     message = [line for line in result.stderr.splitlines() if line.startswith("feedbot:")]
     assert len(message) == 1 and "SLACK_APP_TOKEN" in message[0], result.stderr
     assert " DEBUG " in result.stderr  # the log was on, so the absence below means something
-    for secret in (TOKEN, SIGNING_SECRET, APP_TOKEN):
+    for secret in (TOKEN, SIGNING_SECRET, APP_TOKEN, SECRET_KEY):
         assert secret not in result.stderr + result.stdout
     assert "apps.connections.open" in [call.method for call in fake_slack.calls]
 

@@ -11,7 +11,7 @@ from feedbot.core import reports, similarity
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource, ReportStatus, utcnow
-from tests.harness import ALICE, BOB, CAROL, LEADER, Bot
+from tests.harness import ALICE, BOB, CAROL, IDENTITIES, LEADER, Bot
 
 
 def test_terms_fold_case_stop_words_and_word_endings() -> None:
@@ -41,6 +41,7 @@ def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: E
                 draft=ReportDraft(text=text, source=ReportSource.MODAL, category=category),
                 config=config,
                 now=now,
+                identities=IDENTITIES,
             )
             report.status = status
             session.add(report)

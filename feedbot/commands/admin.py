@@ -36,8 +36,9 @@ def register(commands: Any) -> None:
 
 
 def _engine() -> Any:
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine)
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine, secret_key=settings.secret_key)
     return engine
 
 
@@ -88,7 +89,9 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = _engine()
     with session_scope(engine) as session:
-        forgotten = privacy.forget_user(session, user_id=args.user_id)
+        forgotten = privacy.forget_user(
+            session, user_id=args.user_id, identities=settings.identities()
+        )
         config = load_config(
             session,
             bootstrap_admins=tuple(settings.feedbot_admins),

@@ -66,7 +66,7 @@ def register(commands: Any) -> None:
 def _setup() -> tuple[Settings, Engine, RuntimeConfig]:
     settings = get_settings()
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, secret_key=settings.secret_key)
     with Session(engine) as session:
         config = runtime_config.load_config(
             session,

@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"SLACK_BOT_TOKEN is not set.\n  SLACK_BOT_TOKEN: {SECRET_SOURCES['SLACK_BOT_TOKEN']}"
         )
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, secret_key=settings.secret_key)
     deps = Deps(settings=settings, engine=engine, client=make_web_client(settings))
     due = send_due(deps, dry_run=args.dry_run)
     for item in due:

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from feedbot.core import digest, reports, triage
 from feedbot.core.config import RuntimeConfig
+from feedbot.core.identity import Identities
 from feedbot.core.reports import ReportDraft
 from feedbot.models import Report, ReportSource, Urgency
 
@@ -39,6 +40,8 @@ LOCATIONS = (
 )
 LEADERS = ("UDEMOLEAD1", "UDEMOLEAD2", "UDEMOLEAD3")
 STAFF = tuple(f"UDEMO{index:04d}" for index in range(1, 61))
+DEMO_IDENTITIES = Identities("feedbot-demo-only-" + "0" * 32)
+"""The demo's own database seals its made-up people with a key of its own."""
 
 
 @dataclass(frozen=True)
@@ -309,15 +312,25 @@ def _file(
         ),
         config=config,
         now=moment,
+        identities=DEMO_IDENTITIES,
     )
     for colleague in rng.sample(STAFF, k=min(int(rng.expovariate(0.6)), 8)):
         at = moment + timedelta(hours=rng.uniform(0.5, 48))
         if at < now:
-            reports.add_me_too(session, report=report, user_id=colleague, now=at)
+            reports.add_me_too(
+                session, report=report, user_id=colleague, now=at, identities=DEMO_IDENTITIES
+            )
     leader = rng.choice(LEADERS)
     acknowledged = moment + timedelta(hours=rng.lognormvariate(1.5, 1.0))
     if acknowledged < now and rng.random() < 0.9:
-        triage.acknowledge(session, report=report, actor=leader, config=config, now=acknowledged)
+        triage.acknowledge(
+            session,
+            report=report,
+            actor=leader,
+            config=config,
+            now=acknowledged,
+            identities=DEMO_IDENTITIES,
+        )
         resolved = acknowledged + timedelta(hours=rng.lognormvariate(3.5, 0.9))
         if resolved < now and rng.random() < 0.8:
             triage.resolve(
@@ -327,6 +340,7 @@ def _file(
                 note=rng.choice(problem.notes),
                 config=config,
                 now=resolved,
+                identities=DEMO_IDENTITIES,
             )
         elif rng.random() < 0.4:
             report.follow_up_at = acknowledged + timedelta(days=rng.uniform(1, 10))

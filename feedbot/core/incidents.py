@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from feedbot.core import reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import Conflict
+from feedbot.core.identity import Identities
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import IncidentGroup, Report, ReportStatus
@@ -169,7 +170,13 @@ def _each(
 
 
 def acknowledge(
-    session: Session, *, group: IncidentGroup, actor: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    group: IncidentGroup,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> GroupOutcome:
     triage.require_leader(config, actor)
     if group.status != ReportStatus.OPEN:
@@ -177,7 +184,9 @@ def acknowledge(
     changed, notices, outcomes = _each(
         session,
         group,
-        lambda r: triage.acknowledge(session, report=r, actor=actor, config=config, now=now),
+        lambda r: triage.acknowledge(
+            session, report=r, actor=actor, config=config, now=now, identities=identities
+        ),
     )
     group.status, group.acknowledged_at, group.acknowledged_by, group.updated_at = (
         ReportStatus.ACKNOWLEDGED,
@@ -197,12 +206,21 @@ def reply(
     text: str,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
 ) -> GroupOutcome:
     triage.require_leader(config, actor)
     changed, notices, outcomes = _each(
         session,
         group,
-        lambda r: triage.reply(session, report=r, actor=actor, text=text, config=config, now=now),
+        lambda r: triage.reply(
+            session,
+            report=r,
+            actor=actor,
+            text=text,
+            config=config,
+            now=now,
+            identities=identities,
+        ),
     )
     if group.status == ReportStatus.OPEN:
         group.status, group.acknowledged_at, group.acknowledged_by = (
@@ -223,6 +241,7 @@ def resolve(
     note: str,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
 ) -> GroupOutcome:
     triage.require_leader(config, actor)
     if group.status == ReportStatus.RESOLVED:
@@ -230,7 +249,15 @@ def resolve(
     changed, notices, outcomes = _each(
         session,
         group,
-        lambda r: triage.resolve(session, report=r, actor=actor, note=note, config=config, now=now),
+        lambda r: triage.resolve(
+            session,
+            report=r,
+            actor=actor,
+            note=note,
+            config=config,
+            now=now,
+            identities=identities,
+        ),
     )
     group.status, group.resolved_at, group.resolved_by, group.updated_at = (
         ReportStatus.RESOLVED,

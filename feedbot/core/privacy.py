@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
+from feedbot.core import reports
+from feedbot.core.identity import Identities
 from feedbot.models import (
     AuditEntry,
     MeToo,
@@ -145,13 +147,13 @@ class Forgotten:
         )
 
 
-def forget_user(session: Session, *, user_id: str) -> Forgotten:
+def forget_user(session: Session, *, user_id: str, identities: Identities) -> Forgotten:
     """Remove a person's identity from every report and timeline. Their reports stay, as
     anonymous reports; their *me too*s still count, under a placeholder."""
     touched = set(
         session.exec(
             select(Report.id).where(
-                (col(Report.reporter_id) == user_id)
+                reports.mine(identities, user_id)
                 | (col(Report.owner_id) == user_id)
                 | (col(Report.acknowledged_by) == user_id)
                 | (col(Report.resolved_by) == user_id)
@@ -160,8 +162,8 @@ def forget_user(session: Session, *, user_id: str) -> Forgotten:
     )
     made_anonymous = session.execute(
         update(Report)
-        .where(col(Report.reporter_id) == user_id)
-        .values(reporter_id=None, anonymous=True)
+        .where(reports.mine(identities, user_id))
+        .values(reporter_id=None, reporter_sealed=None, reporter_key=None, anonymous=True)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     timeline = session.execute(
@@ -177,10 +179,11 @@ def forget_user(session: Session, *, user_id: str) -> Forgotten:
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     me_toos = 0
-    for row in session.exec(select(MeToo).where(MeToo.user_id == user_id)).all():
-        row.user_id = f"forgotten-{row.id}"
-        session.add(row)
-        me_toos += 1
+    for row in session.exec(select(MeToo)).all():
+        if identities.open(row.user_sealed) == user_id:
+            row.user_sealed, row.user_key = "", f"forgotten-{row.id}"
+            session.add(row)
+            me_toos += 1
     roles = 0
     for column in ("owner_id", "acknowledged_by", "resolved_by"):
         roles += session.execute(

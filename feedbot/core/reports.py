@@ -8,9 +8,11 @@ is one transaction.
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
@@ -18,6 +20,7 @@ from sqlmodel import Session, col, select
 from feedbot.core import similarity
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import InvalidValue, NotFound
+from feedbot.core.identity import Identities
 from feedbot.models import (
     REFERENCE_OFFSET,
     MeToo,
@@ -129,6 +132,50 @@ def validate(draft: ReportDraft, config: RuntimeConfig) -> ReportDraft:
     )
 
 
+@dataclass(frozen=True)
+class Follower:
+    """Someone who hears how a report ends. `anonymous`: they act anonymously on it (its
+    anonymous reporter, or a *me too*), so they are written to only through a seal."""
+
+    user_id: str
+    anonymous: bool
+
+
+def _set_reporter(report: Report, user_id: str, identities: Identities) -> None:
+    """Name the reporter, or seal them when the report is anonymous."""
+    if report.anonymous:
+        report.reporter_id = None
+        report.reporter_sealed = identities.seal(user_id)
+        report.reporter_key = identities.reporter_key(user_id)
+    else:
+        report.reporter_id = user_id
+        report.reporter_sealed = report.reporter_key = None
+
+
+def reporter_of(report: Report, identities: Identities) -> Follower | None:
+    """The reporter, opened from its seal if the report is anonymous (None once forgotten, or
+    when the seal was made with a key since lost)."""
+    if report.reporter_id:
+        return Follower(report.reporter_id, anonymous=False)
+    opened = identities.open(report.reporter_sealed)
+    return Follower(opened, anonymous=True) if opened else None
+
+
+def is_reporter(report: Report, user_id: str, identities: Identities) -> bool:
+    if report.reporter_id is not None:
+        return report.reporter_id == user_id
+    return report.reporter_key is not None and hmac.compare_digest(
+        report.reporter_key, identities.reporter_key(user_id)
+    )
+
+
+def mine(identities: Identities, user_id: str) -> Any:
+    """The condition "filed by `user_id`", named or anonymously."""
+    return (col(Report.reporter_id) == user_id) | (
+        col(Report.reporter_key) == identities.reporter_key(user_id)
+    )
+
+
 def create_report(
     session: Session,
     *,
@@ -136,6 +183,7 @@ def create_report(
     draft: ReportDraft,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
 ) -> Report:
     """Store a new report (validated) with its first timeline entry and its search terms."""
     draft = validate(draft, config)
@@ -144,7 +192,6 @@ def create_report(
         created_at=now,
         updated_at=now,
         source=draft.source,
-        reporter_id=reporter_id,
         anonymous=draft.anonymous,
         text=draft.text,
         category=draft.category,
@@ -158,6 +205,7 @@ def create_report(
         source_permalink=draft.source_permalink,
         leadership_channel=config.route_for(category=draft.category, location=draft.location),
     )
+    _set_reporter(report, reporter_id, identities)
     session.add(report)
     session.flush()
     _index_terms(session, report)
@@ -175,9 +223,13 @@ def update_details(
     draft: ReportDraft,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
 ) -> Report:
-    """The reporter adds details to their own report (from the receipt's *Add details*)."""
-    if report.reporter_id != reporter_id:
+    """The reporter adds details to their own report (from the receipt's *Add details*).
+
+    Made anonymous, a report forgets where it came from: a link to the post or DM would
+    name its author (and its text no longer follows edits of that message)."""
+    if not is_reporter(report, reporter_id, identities):
         raise NotFound("You can only add details to your own reports.")
     draft = validate(draft, config)
     assert draft.category is not None
@@ -189,6 +241,9 @@ def update_details(
     report.callback_requested = draft.callback_requested
     report.customer_contact = draft.customer_contact
     report.anonymous = draft.anonymous
+    _set_reporter(report, reporter_id, identities)
+    if report.anonymous:
+        report.source_channel = report.source_ts = report.source_permalink = None
     report.updated_at = now
     session.add(report)
     _index_terms(session, report)
@@ -273,21 +328,41 @@ def get_report(session: Session, report_id: int) -> Report:
     return report
 
 
-def add_me_too(session: Session, *, report: Report, user_id: str, now: datetime) -> bool:
-    """Count `user_id` as affected too. False if they already were, or reported it themselves."""
-    if user_id == report.reporter_id:
+def add_me_too(
+    session: Session, *, report: Report, user_id: str, now: datetime, identities: Identities
+) -> bool:
+    """Count `user_id` as affected too. False if they already were, or reported it themselves.
+    Saying *me too* is anonymous: they are stored sealed and the timeline names nobody."""
+    if is_reporter(report, user_id, identities):
         return False
+    assert report.id is not None
+    key = identities.me_too_key(report.id, user_id)
     exists = session.exec(
-        select(MeToo.id).where(MeToo.report_id == report.id, MeToo.user_id == user_id)
+        select(MeToo.id).where(MeToo.report_id == report.id, MeToo.user_key == key)
     ).first()
     if exists is not None:
         return False
-    assert report.id is not None
-    session.add(MeToo(report_id=report.id, user_id=user_id, created_at=now))
+    session.add(
+        MeToo(
+            report_id=report.id,
+            user_sealed=identities.seal(user_id),
+            user_key=key,
+            created_at=now,
+        )
+    )
     session.flush()
     refresh_me_too_count(session, report)
-    record(session, report, actor=user_id, action="me_too", now=now)
+    record(session, report, actor=None, action="me_too", now=now)
     return True
+
+
+def said_me_too(session: Session, *, report: Report, user_id: str, identities: Identities) -> bool:
+    assert report.id is not None
+    key = identities.me_too_key(report.id, user_id)
+    found = session.exec(
+        select(MeToo.id).where(MeToo.report_id == report.id, MeToo.user_key == key)
+    ).first()
+    return found is not None
 
 
 def refresh_me_too_count(session: Session, report: Report) -> None:
@@ -297,13 +372,20 @@ def refresh_me_too_count(session: Session, report: Report) -> None:
     session.add(report)
 
 
-def followers(session: Session, report: Report) -> list[str]:
-    """Everyone who hears about the outcome: the reporter, then everyone who said *me too*."""
-    people = [report.reporter_id] if report.reporter_id else []
-    people += session.exec(
-        select(MeToo.user_id).where(MeToo.report_id == report.id).order_by(col(MeToo.id))
-    ).all()
-    return list(dict.fromkeys(people))
+def followers(session: Session, report: Report, identities: Identities) -> list[Follower]:
+    """Everyone who hears about the outcome: the reporter, then everyone who said *me too*
+    (each once; a seal made with a lost key is skipped: that person no longer hears)."""
+    people: dict[str, Follower] = {}
+    reporter = reporter_of(report, identities)
+    if reporter is not None:
+        people[reporter.user_id] = reporter
+    for sealed in session.exec(
+        select(MeToo.user_sealed).where(MeToo.report_id == report.id).order_by(col(MeToo.id))
+    ).all():
+        opened = identities.open(sealed)
+        if opened and opened not in people:
+            people[opened] = Follower(opened, anonymous=True)
+    return list(people.values())
 
 
 @dataclass(frozen=True)
@@ -375,11 +457,14 @@ class ReportSummary:
     last_at: datetime
 
 
-def reports_by(session: Session, *, user_id: str, limit: int = 20) -> list[ReportSummary]:
-    """The caller's own reports, newest first, each with its latest timeline entry."""
+def reports_by(
+    session: Session, *, user_id: str, identities: Identities, limit: int = 20
+) -> list[ReportSummary]:
+    """The caller's own reports (anonymous ones too), newest first, each with its latest
+    timeline entry."""
     reports = session.exec(
         select(Report)
-        .where(Report.reporter_id == user_id)
+        .where(mine(identities, user_id))
         .order_by(col(Report.created_at).desc(), col(Report.id).desc())
         .limit(limit)
     ).all()

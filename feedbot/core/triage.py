@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from feedbot.core import reports
 from feedbot.core.config import CHANNEL_ID, USER_ID, RuntimeConfig
 from feedbot.core.errors import Conflict, InvalidValue, NotAllowed
+from feedbot.core.identity import Identities
 from feedbot.models import MeToo, Report, ReportStatus
 
 MAX_NOTE = 3000
@@ -34,13 +35,15 @@ class NoticeKind(StrEnum):
 
 @dataclass(frozen=True)
 class Notice:
-    """Something a person must be told about a report."""
+    """Something a person must be told about a report. `anonymous`: they act anonymously on
+    it, so the message must not name them anywhere it is stored (see `feedbot.core.identity`)."""
 
     user_id: str
     kind: NoticeKind
     report_id: int
     text: str | None = None
     other_report_id: int | None = None
+    anonymous: bool = False
 
 
 @dataclass
@@ -69,11 +72,14 @@ def _note(text: str | None, *, required: bool, what: str) -> str | None:
     return value or None
 
 
-def _tell_reporter(report: Report, kind: NoticeKind, text: str | None = None) -> list[Notice]:
+def _tell_reporter(
+    report: Report, identities: Identities, kind: NoticeKind, text: str | None = None
+) -> list[Notice]:
     assert report.id is not None
-    if not report.reporter_id:
+    reporter = reports.reporter_of(report, identities)
+    if reporter is None:
         return []
-    return [Notice(report.reporter_id, kind, report.id, text)]
+    return [Notice(reporter.user_id, kind, report.id, text, anonymous=reporter.anonymous)]
 
 
 def _touch(
@@ -95,7 +101,13 @@ def _require_open(report: Report) -> None:
 
 
 def acknowledge(
-    session: Session, *, report: Report, actor: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     _require_open(report)
@@ -106,11 +118,16 @@ def acknowledge(
     report.acknowledged_by = actor
     _touch(session, report, actor, "acknowledged", now)
     return Outcome(
-        report, "acknowledged", actor, notices=_tell_reporter(report, NoticeKind.ACKNOWLEDGED)
+        report,
+        "acknowledged",
+        actor,
+        notices=_tell_reporter(report, identities, NoticeKind.ACKNOWLEDGED),
     )
 
 
-def _acknowledge_implicitly(report: Report, actor: str, now: datetime) -> list[Notice]:
+def _acknowledge_implicitly(
+    report: Report, actor: str, now: datetime, identities: Identities
+) -> list[Notice]:
     """Claiming, assigning, replying or resolving also acknowledges: the reporter is told once."""
     if report.acknowledged_at is not None:
         return []
@@ -118,13 +135,27 @@ def _acknowledge_implicitly(report: Report, actor: str, now: datetime) -> list[N
     report.acknowledged_by = actor
     if report.status == ReportStatus.OPEN:
         report.status = ReportStatus.ACKNOWLEDGED
-    return _tell_reporter(report, NoticeKind.ACKNOWLEDGED)
+    return _tell_reporter(report, identities, NoticeKind.ACKNOWLEDGED)
 
 
 def claim(
-    session: Session, *, report: Report, actor: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
-    return assign(session, report=report, actor=actor, assignee=actor, config=config, now=now)
+    return assign(
+        session,
+        report=report,
+        actor=actor,
+        assignee=actor,
+        config=config,
+        now=now,
+        identities=identities,
+    )
 
 
 def assign(
@@ -135,12 +166,13 @@ def assign(
     assignee: str,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     _require_open(report)
     if not USER_ID.match(assignee):
         raise InvalidValue("Pick a person to assign.", field="assignee")
-    notices = _acknowledge_implicitly(report, actor, now)
+    notices = _acknowledge_implicitly(report, actor, now, identities)
     report.owner_id = assignee
     assert report.id is not None
     if assignee == actor:
@@ -152,13 +184,20 @@ def assign(
 
 
 def reply(
-    session: Session, *, report: Report, actor: str, text: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    text: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     message = _note(text, required=True, what="your reply")
-    notices = _acknowledge_implicitly(report, actor, now)
+    notices = _acknowledge_implicitly(report, actor, now, identities)
     _touch(session, report, actor, "replied", now, detail=message)
-    notices += _tell_reporter(report, NoticeKind.REPLIED, message)
+    notices += _tell_reporter(report, identities, NoticeKind.REPLIED, message)
     return Outcome(report, "replied", actor, notices=notices)
 
 
@@ -179,12 +218,19 @@ def forward(
 
 
 def resolve(
-    session: Session, *, report: Report, actor: str, note: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    note: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     _require_open(report)
     resolution = _note(note, required=True, what="how it was resolved")
-    _acknowledge_implicitly(report, actor, now)  # the resolution notice says enough
+    _acknowledge_implicitly(report, actor, now, identities)  # the resolution says enough
     report.status = ReportStatus.RESOLVED
     report.resolved_at = now
     report.resolved_by = actor
@@ -192,14 +238,22 @@ def resolve(
     _touch(session, report, actor, "resolved", now, detail=resolution)
     assert report.id is not None
     notices = [
-        Notice(user, NoticeKind.RESOLVED, report.id, resolution)
-        for user in reports.followers(session, report)
+        Notice(
+            person.user_id, NoticeKind.RESOLVED, report.id, resolution, anonymous=person.anonymous
+        )
+        for person in reports.followers(session, report, identities)
     ]
     return Outcome(report, "resolved", actor, notices=notices)
 
 
 def reopen(
-    session: Session, *, report: Report, actor: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     if report.status not in (ReportStatus.RESOLVED, ReportStatus.DUPLICATE):
@@ -212,7 +266,9 @@ def reopen(
     report.resolved_at = None
     report.resolved_by = None
     _touch(session, report, actor, "reopened", now)
-    return Outcome(report, "reopened", actor, notices=_tell_reporter(report, NoticeKind.REOPENED))
+    return Outcome(
+        report, "reopened", actor, notices=_tell_reporter(report, identities, NoticeKind.REOPENED)
+    )
 
 
 def merge_duplicate(
@@ -223,6 +279,7 @@ def merge_duplicate(
     actor: str,
     config: RuntimeConfig,
     now: datetime,
+    identities: Identities,
     by_reporter: bool = False,
 ) -> Outcome:
     """Fold `report` into `target`: its reporter and *me too*s count for the target from now on.
@@ -231,7 +288,7 @@ def merge_duplicate(
     *Me too instead* on a suggested similar report (`by_reporter`).
     """
     if by_reporter:
-        if actor != report.reporter_id:
+        if not reports.is_reporter(report, actor, identities):
             raise NotAllowed("You can only merge your own report.")
     else:
         require_leader(config, actor)
@@ -244,15 +301,21 @@ def merge_duplicate(
             field="reference",
         )
     assert report.id is not None and target.id is not None
-    movers = reports.followers(session, report)
-    already = set(reports.followers(session, target))
+    movers = reports.followers(session, report, identities)
+    already = {person.user_id for person in reports.followers(session, target, identities)}
     for row in session.exec(select(MeToo).where(MeToo.report_id == report.id)).all():
         session.delete(row)
     session.flush()
-    for user in movers:
-        if user not in already:
+    for person in movers:
+        if person.user_id not in already:
             session.add(
-                MeToo(report_id=target.id, user_id=user, merged_from_id=report.id, created_at=now)
+                MeToo(
+                    report_id=target.id,
+                    user_sealed=identities.seal(person.user_id),
+                    user_key=identities.me_too_key(target.id, person.user_id),
+                    merged_from_id=report.id,
+                    created_at=now,
+                )
             )
     session.flush()
     reports.refresh_me_too_count(session, report)
@@ -274,7 +337,14 @@ def merge_duplicate(
         []
         if by_reporter
         else [
-            Notice(user, NoticeKind.MERGED, report.id, other_report_id=target.id) for user in movers
+            Notice(
+                person.user_id,
+                NoticeKind.MERGED,
+                report.id,
+                other_report_id=target.id,
+                anonymous=person.anonymous,
+            )
+            for person in movers
         ]
     )
     if by_reporter:
@@ -296,7 +366,14 @@ def reveal_contact(
 
 
 def record_customer_called(
-    session: Session, *, report: Report, actor: str, note: str, config: RuntimeConfig, now: datetime
+    session: Session,
+    *,
+    report: Report,
+    actor: str,
+    note: str,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
 ) -> Outcome:
     require_leader(config, actor)
     if report.owner_id != actor:
@@ -310,5 +387,5 @@ def record_customer_called(
         report,
         "customer_called",
         actor,
-        notices=_tell_reporter(report, NoticeKind.CUSTOMER_CALLED, outcome),
+        notices=_tell_reporter(report, identities, NoticeKind.CUSTOMER_CALLED, outcome),
     )

@@ -143,6 +143,11 @@ class Report(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     source: ReportSource = Field(sa_type=_stored_as_value(ReportSource))
     reporter_id: str | None = Field(default=None, max_length=64, index=True)
+    """The reporter, for named reports only (see `feedbot.core.identity`)."""
+    reporter_sealed: str | None = Field(default=None, max_length=255)
+    """An anonymous reporter, encrypted: only feedbot opens it, to tell them the news."""
+    reporter_key: str | None = Field(default=None, max_length=64, index=True)
+    """Lets an anonymous reporter find their own reports; names nobody without the secret."""
     anonymous: bool = False
     text: str
     category: str = Field(max_length=100, index=True)
@@ -179,14 +184,18 @@ class Report(SQLModel, table=True):
 
 
 class MeToo(SQLModel, table=True):
-    """A colleague who has the same problem, or the reporter of a report merged into this one."""
+    """A colleague who has the same problem, or the reporter of a report merged into this one.
+
+    Saying *me too* is anonymous: who said it is stored only sealed, and `user_key` (which
+    means something only with the secret, and only for this report) keeps it to once."""
 
     __tablename__ = "me_too"
-    __table_args__ = (UniqueConstraint("report_id", "user_id", name="uq_me_too_report_user"),)
+    __table_args__ = (UniqueConstraint("report_id", "user_key", name="uq_me_too_report_user_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     report_id: int = Field(foreign_key="report.id", ondelete="CASCADE")
-    user_id: str = Field(max_length=64, index=True)
+    user_sealed: str = Field(max_length=255)
+    user_key: str = Field(max_length=64)
     merged_from_id: int | None = Field(default=None, foreign_key="report.id")
     created_at: datetime = Field(default_factory=utcnow)
 

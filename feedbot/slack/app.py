@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.events import claim_event, release_event
+from feedbot.core.identity import Identities
 from feedbot.db import session_scope
 from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
@@ -131,6 +132,7 @@ class Deps:
     groups: GroupDirectory = field(init=False)
     channels: ChannelDirectory = field(init=False)
     access: SlackAccess = field(init=False)
+    _identities: Identities | None = field(init=False, default=None)
     workspace: Workspace = field(init=False)
     report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
     """Called inside the transaction whenever a report changed (the Home tab registers one)."""
@@ -142,6 +144,13 @@ class Deps:
         self.channels = ChannelDirectory(self.client)
         self.access = SlackAccess(self.engine, [self.client], clock=self.clock)
         self.workspace = Workspace(self.client)
+
+    @property
+    def identities(self) -> Identities:
+        """What seals anonymous people's ids (`ConfigurationError` without a secret key)."""
+        if self._identities is None:
+            self._identities = self.settings.identities()
+        return self._identities
 
     def settings_language(self) -> str:
         """The default language, without the database (for when the database is the problem)."""

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from feedbot.core import outbox, reports
 from feedbot.core.config import RuntimeConfig
+from feedbot.core.identity import SEALED_TO, SEALED_USER, Identities
 from feedbot.core.triage import Notice, Outcome
 from feedbot.models import OutboxMessage, Report, Urgency
 from feedbot.slack.views import Message
@@ -62,19 +63,61 @@ def post_thread_reply(
     )
 
 
+def dm(
+    session: Session,
+    *,
+    user: str,
+    message: Message,
+    now: datetime,
+    purpose: str,
+    sealed_by: Identities | None = None,
+    about: object = None,
+) -> OutboxMessage:
+    """A direct message to `user`. With `sealed_by`, for someone acting anonymously: stored
+    under a conversation and a seal that name nobody (`about` keeps its messages apart from
+    their others, e.g. a report's id); the sender opens the seal to deliver it."""
+    if sealed_by is None:
+        return post(session, conversation=user, message=message, now=now, purpose=purpose)
+    return outbox.enqueue(
+        session,
+        conversation=sealed_by.conversation(about, user),
+        method="chat.postMessage",
+        payload=message.to_payload() | {"unfurl_links": False, SEALED_TO: sealed_by.seal(user)},
+        purpose=purpose,
+        now=now,
+    )
+
+
 def ephemeral(
-    session: Session, *, channel: str, user: str, text: str, now: datetime
+    session: Session,
+    *,
+    channel: str,
+    user: str,
+    text: str,
+    now: datetime,
+    sealed_by: Identities | None = None,
+    about: object = None,
 ) -> OutboxMessage:
     """A message only `user` sees. Without a channel (a button on the Home tab) it becomes a
-    direct message, the one place that person is sure to see it."""
+    direct message, the one place that person is sure to see it. `sealed_by`: the message
+    says what they did anonymously (a *me too*), so it names them only through a seal."""
     message = build_plain(text)
     if channel[:1] in {"U", "W"}:
-        return post(session, conversation=user, message=message, now=now, purpose="ephemeral_dm")
+        return dm(
+            session,
+            user=user,
+            message=message,
+            now=now,
+            purpose="ephemeral_dm",
+            sealed_by=sealed_by,
+            about=about,
+        )
+    who = {SEALED_USER: sealed_by.seal(user)} if sealed_by else {"user": user}
     return outbox.enqueue(
         session,
         conversation=channel,
         method="chat.postEphemeral",
-        payload=message.to_payload() | {"user": user},
+        payload=message.to_payload() | who,
         purpose="ephemeral",
         now=now,
     )
@@ -162,8 +205,10 @@ def notify(
     notices: list[Notice],
     locale_for: Any,
     now: datetime,
+    identities: Identities,
 ) -> None:
-    """Direct messages for each notice, each in its reader's language."""
+    """Direct messages for each notice, each in its reader's language; sealed for people who
+    act anonymously on the report."""
     for notice in notices:
         report = reports.get_report(session, notice.report_id)
         other = (
@@ -172,12 +217,14 @@ def notify(
         message = build_notice(
             notice, locale=locale_for(notice.user_id), report=report, other=other
         )
-        post(
+        dm(
             session,
-            conversation=notice.user_id,
+            user=notice.user_id,
             message=message,
             now=now,
             purpose=f"notice_{notice.kind}",
+            sealed_by=identities if notice.anonymous else None,
+            about=notice.report_id,
         )
 
 
@@ -188,6 +235,7 @@ def apply_outcome(
     config: RuntimeConfig,
     locale_for: Any,
     now: datetime,
+    identities: Identities,
     timezone_for: Any = None,
 ) -> None:
     """After a triage action: the card shows it, its thread records it, people are told, and
@@ -207,7 +255,7 @@ def apply_outcome(
         detail=outcome.detail,
         now=now,
     )
-    notify(session, notices=outcome.notices, locale_for=locale_for, now=now)
+    notify(session, notices=outcome.notices, locale_for=locale_for, now=now, identities=identities)
     reminders.on_outcome(
         session,
         outcome=outcome,

@@ -144,9 +144,13 @@ class PeopleDirectory:
             return None
         profile = Profile(user.get("locale"), user.get("tz"))
         self._remember(user_id, profile)
+        # Stored as of the start of the day: the exact moment someone's profile was looked up
+        # would tell a database reader when they acted, and so which anonymous report they
+        # filed. A profile is then looked up again after one to two days.
         # Stored by a thread of its own: whoever waits for this answer may hold SQLite's write
         # lock in its transaction, and the store would wait for that.
-        self._writer.submit(self._store, user_id, profile, self.clock())
+        day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        self._writer.submit(self._store, user_id, profile, day)
         return profile
 
     def _failed_now(self, user_id: str) -> None:

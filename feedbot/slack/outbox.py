@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot.core import outbox
+from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
@@ -119,6 +120,7 @@ class OutboxSender:
         threads: int = SENDING_THREADS,
         post_interval: float = POST_INTERVAL,
         access: SlackAccess | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.engine = engine
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
@@ -127,6 +129,7 @@ class OutboxSender:
         self.client = copy.copy(client)
         self.client.retry_handlers = []
         self.access = access
+        self.identities = identities
         if access is not None:
             access.add_client(self.client)
         self.clock = clock
@@ -286,6 +289,8 @@ class OutboxSender:
                     # views.publish answers without a channel, and is addressed without one.
                     channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
+                if entry.conversation.startswith(SEALED):
+                    channel = None  # a DM's channel names its person
                 outbox.mark_sent(
                     session,
                     entry.id,
@@ -389,11 +394,19 @@ class OutboxSender:
         return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
     def _prepare(self, session: Session, entry: OutboxMessage) -> dict[str, Any]:
-        """The call's arguments, with the channel and the `ts` of referenced entries filled in."""
-        payload = outbox.sendable(json.loads(entry.payload))
-        if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:U…"
+        """The call's arguments, with the channel and the `ts` of referenced entries filled in,
+        and people known only by a seal opened (see `feedbot.core.identity`)."""
+        stored = json.loads(entry.payload)
+        payload = outbox.sendable(stored)
+        if SEALED_USER in stored:
+            field = "user_id" if entry.method == "views.publish" else "user"
+            payload[field] = self._open(stored[SEALED_USER])
+        if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:…"
             return payload
-        payload["channel"] = self._channel_for(entry.conversation)
+        if SEALED_TO in stored:
+            payload["channel"] = self._channel_for(self._open(stored[SEALED_TO]))
+        else:
+            payload["channel"] = self._channel_for(entry.conversation)
         if entry.thread_of_id is not None:
             parent = self._settled_parent(session, entry.thread_of_id)
             payload["thread_ts"] = parent.result_ts
@@ -408,6 +421,15 @@ class OutboxSender:
                 "event_payload": {"outbox_id": entry.id},
             }
         return payload
+
+    def _open(self, sealed: str) -> str:
+        """The Slack id in a seal; a seal no key here opens is never deliverable."""
+        user = self.identities.open(sealed) if self.identities else None
+        if user is None:
+            raise ParentUndelivered(
+                "its recipient is sealed with a FEEDBOT_SECRET_KEY this process does not have"
+            )
+        return user
 
     @staticmethod
     def _settled_parent(session: Session, parent_id: int) -> OutboxMessage:

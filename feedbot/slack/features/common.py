@@ -52,10 +52,24 @@ def reply_channel(body: dict[str, Any]) -> str:
     )
 
 
-def tell(session: Session, deps: Deps, body: dict[str, Any], text: str) -> None:
-    """A message only the person who pressed the button sees."""
+def tell(
+    session: Session,
+    deps: Deps,
+    body: dict[str, Any],
+    text: str,
+    *,
+    anonymously_about: int | None = None,
+) -> None:
+    """A message only the person who pressed the button sees. `anonymously_about`: it is
+    about what they did anonymously on that report (a *me too*), so it is stored sealed."""
     delivery.ephemeral(
-        session, channel=reply_channel(body), user=body["user"]["id"], text=text, now=deps.clock()
+        session,
+        channel=reply_channel(body),
+        user=body["user"]["id"],
+        text=text,
+        now=deps.clock(),
+        sealed_by=deps.identities if anonymously_about is not None else None,
+        about=anonymously_about,
     )
 
 
@@ -98,14 +112,19 @@ def file_report(
     from feedbot.slack.features.incidents import absorb  # the incidents feature uses this module
 
     report = reports.create_report(
-        session, reporter_id=reporter_id, draft=draft, config=config, now=now
+        session,
+        reporter_id=reporter_id,
+        draft=draft,
+        config=config,
+        now=now,
+        identities=deps.identities,
     )
     if not absorb(session, report=report, config=config, now=now):
         delivery.post_card(session, report=report, config=config, now=now)
     deps.report_changed(session, report)
     REPORTS_CREATED.labels(report.source.value).inc()
     if receipt:
-        send_receipt(session, deps, report=report, config=config, now=now)
+        send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
     return report
 
 
@@ -129,31 +148,43 @@ def send_receipt(
     deps: Deps,
     *,
     report: Report,
+    reporter_id: str,
     config: RuntimeConfig,
     now: datetime,
     conversation: str | None = None,
     only_if_suggestions: bool = False,
 ) -> None:
-    """A direct message with the reference, similar open reports, and an earlier solution.
+    """A direct message with the reference, similar open reports, and an earlier solution;
+    sealed when the report is anonymous.
 
     `only_if_suggestions` is for reports whose reference was already given elsewhere (the
     intake thread): the DM is then sent only when it has something to add.
     """
-    assert report.reporter_id is not None
     similar, solved = suggestions(session, report)
     if only_if_suggestions and not similar and not solved:
         return
     message = build_receipt(
         report,
-        locale=deps.locale_for(report.reporter_id),
+        locale=deps.locale_for(reporter_id),
         similar=similar,
         solved_before=solved,
         leadership_ready=bool(report.leadership_channel),
         details_button=report.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL),
     )
+    if report.anonymous:
+        delivery.dm(
+            session,
+            user=reporter_id,
+            message=message,
+            now=now,
+            purpose="receipt",
+            sealed_by=deps.identities,
+            about=report.id,
+        )
+        return
     delivery.post(
         session,
-        conversation=conversation or report.reporter_id,
+        conversation=conversation or reporter_id,
         message=message,
         now=now,
         purpose="receipt",

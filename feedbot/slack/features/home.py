@@ -13,6 +13,7 @@ from slack_bolt import App
 from sqlmodel import Session, col, select
 
 from feedbot.core import outbox, privacy, reports
+from feedbot.core.identity import SEALED_USER
 from feedbot.core.queue import leader_queue
 from feedbot.db import upsert_insert
 from feedbot.models import Report, SlackUser
@@ -35,11 +36,14 @@ def _opened(deps: Deps) -> Any:
             return
         user_id = str(event["user"])
         now = deps.clock()
+        # To the hour: enough to keep recent Homes fresh, too coarse to tell a database reader
+        # when someone acted (and so which anonymous report was theirs).
+        opened = now.replace(minute=0, second=0, microsecond=0)
         with deps.transaction() as session:
             session.execute(
                 upsert_insert(session, SlackUser)
-                .values(user_id=user_id, fetched_at=NEVER, home_opened_at=now)
-                .on_conflict_do_update(index_elements=["user_id"], set_={"home_opened_at": now})
+                .values(user_id=user_id, fetched_at=NEVER, home_opened_at=opened)
+                .on_conflict_do_update(index_elements=["user_id"], set_={"home_opened_at": opened})
             )
             publish_home(session, deps, user_id)
 
@@ -56,15 +60,19 @@ def publish_home(session: Session, deps: Deps, user_id: str) -> None:
         )
     view = build_home(
         locale=deps.locale_for(user_id),
-        my_reports=reports.reports_by(session, user_id=user_id, limit=10),
+        my_reports=reports.reports_by(
+            session, user_id=user_id, identities=deps.identities, limit=10
+        ),
         queue=queue,
         audit=privacy.audit_log(session, limit=5) if config.is_admin(user_id) else None,
     )
+    # Sealed: a person's Home lists their own reports, anonymous ones too.
+    identities = deps.identities
     outbox.enqueue(
         session,
-        conversation=f"home:{user_id}",
+        conversation="home:" + identities.key("home", user_id)[:32],
         method="views.publish",
-        payload={"user_id": user_id, "view": view.to_dict()},
+        payload={SEALED_USER: identities.seal(user_id), "view": view.to_dict()},
         purpose="home",
         replace_pending=True,
         now=deps.clock(),

@@ -129,7 +129,13 @@ def _apply(
             purpose="thread_line",
             thread_of=card,
         )
-    delivery.notify(session, notices=outcome.notices, locale_for=deps.locale_for, now=now)
+    delivery.notify(
+        session,
+        notices=outcome.notices,
+        locale_for=deps.locale_for,
+        now=now,
+        identities=deps.identities,
+    )
 
 
 def _group_id(body: dict[str, Any]) -> int | None:
@@ -150,7 +156,12 @@ def _acknowledge(deps: Deps) -> Any:
                 if group is None:
                     raise FeedbotError("That incident does not exist (any more).", code="not_found")
                 outcome = incidents.acknowledge(
-                    session, group=group, actor=actor, config=config, now=now
+                    session,
+                    group=group,
+                    actor=actor,
+                    config=config,
+                    now=now,
+                    identities=deps.identities,
                 )
             except FeedbotError as error:
                 session.rollback()
@@ -199,11 +210,23 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
                     raise FeedbotError("That incident does not exist (any more).", code="not_found")
                 if callback == Callback.INCIDENT_REPLY_FORM:
                     outcome = incidents.reply(
-                        session, group=group, actor=actor, text=note, config=config, now=now
+                        session,
+                        group=group,
+                        actor=actor,
+                        text=note,
+                        config=config,
+                        now=now,
+                        identities=deps.identities,
                     )
                 else:
                     outcome = incidents.resolve(
-                        session, group=group, actor=actor, note=note, config=config, now=now
+                        session,
+                        group=group,
+                        actor=actor,
+                        note=note,
+                        config=config,
+                        now=now,
+                        identities=deps.identities,
                     )
                 _apply(session, deps, outcome, config, now)
         except FeedbotError as error:

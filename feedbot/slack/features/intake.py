@@ -83,7 +83,13 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
             )
             if is_dm:
                 send_receipt(
-                    session, deps, report=report, config=config, now=now, conversation=channel
+                    session,
+                    deps,
+                    report=report,
+                    reporter_id=user_id,
+                    config=config,
+                    now=now,
+                    conversation=channel,
                 )
             else:
                 delivery.post_thread_reply(
@@ -95,7 +101,13 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
                     purpose="intake_receipt",
                 )
                 send_receipt(
-                    session, deps, report=report, config=config, now=now, only_if_suggestions=True
+                    session,
+                    deps,
+                    report=report,
+                    reporter_id=user_id,
+                    config=config,
+                    now=now,
+                    only_if_suggestions=True,
                 )
     except IntegrityError:
         log.info("message %s/%s was filed by another delivery", channel, ts)

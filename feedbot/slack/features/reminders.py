@@ -354,6 +354,7 @@ def _field(action: dict[str, Any], name: str, key: str | None = None) -> str:
 def _apply(session: Session, deps: Deps, outcome: triage.Outcome, config: RuntimeConfig) -> None:
     delivery.apply_outcome(
         session,
+        identities=deps.identities,
         outcome=outcome,
         config=config,
         locale_for=deps.locale_for,
@@ -535,7 +536,13 @@ def _handed_over(deps: Deps) -> Any:
                 )
                 report = reports.get_report(session, report_id)
                 outcome = triage.assign(
-                    session, report=report, actor=actor, assignee=assignee, config=config, now=now
+                    session,
+                    report=report,
+                    actor=actor,
+                    assignee=assignee,
+                    config=config,
+                    now=now,
+                    identities=deps.identities,
                 )
             except FeedbotError as error:
                 session.rollback()

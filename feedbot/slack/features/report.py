@@ -79,7 +79,9 @@ def _command(deps: Deps) -> Any:
             return
         if word == "mine":
             with deps.transaction() as session:
-                summaries = reports.reports_by(session, user_id=user_id, limit=MINE_LIMIT)
+                summaries = reports.reports_by(
+                    session, user_id=user_id, identities=deps.identities, limit=MINE_LIMIT
+                )
                 follow_ups = reminder_feature.mine(session, deps, user_id=user_id, locale=locale)
             message = build_my_reports(summaries, locale=locale, limit=MINE_LIMIT)
             message.blocks += follow_ups  # a leader's open follow-ups (reminders feature)
@@ -140,6 +142,7 @@ def _form_submitted(deps: Deps) -> Any:
                         draft=draft,
                         config=config,
                         now=now,
+                        identities=deps.identities,
                     )
                     delivery.refresh_card(session, report=report, config=config, now=now)
                     delivery.thread_line(
@@ -151,12 +154,14 @@ def _form_submitted(deps: Deps) -> Any:
                         detail=None,
                         now=now,
                     )
-                    delivery.post(
+                    delivery.dm(
                         session,
-                        conversation=user_id,
+                        user=user_id,
                         message=build_plain(t(locale, "details.saved", ref=report.reference)),
                         now=now,
                         purpose="details_saved",
+                        sealed_by=deps.identities if report.anonymous else None,
+                        about=report.id,
                     )
                 else:
                     file_report(
@@ -234,7 +239,7 @@ def _add_details(deps: Deps) -> Any:
         report_id = _report_id(body)
         with deps.transaction() as session:
             report = reports.find_report(session, report_id)
-            if report is None or report.reporter_id != user_id:
+            if report is None or not reports.is_reporter(report, user_id, deps.identities):
                 tell(session, deps, body, t(deps.locale_for(user_id), "error.not_found"))
                 return
             prefill = ReportDraft(
@@ -271,15 +276,17 @@ def _me_too(deps: Deps) -> Any:
             report = reports.find_report(session, _report_id(body))
             if report is None:
                 text = t(locale, "error.not_found")
-            elif user_id == report.reporter_id:
+            elif reports.is_reporter(report, user_id, deps.identities):
                 text = t(locale, "me_too.own", ref=report.reference)
-            elif reports.add_me_too(session, report=report, user_id=user_id, now=now):
+            elif reports.add_me_too(
+                session, report=report, user_id=user_id, now=now, identities=deps.identities
+            ):
                 delivery.refresh_card(session, report=report, config=config, now=now)
                 deps.report_changed(session, report)
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)
-            tell(session, deps, body, text)
+            tell(session, deps, body, text, anonymously_about=report.id if report else None)
 
     return handle
 
@@ -309,13 +316,19 @@ def _me_too_instead(deps: Deps) -> Any:
                     actor=user_id,
                     config=config,
                     now=now,
+                    identities=deps.identities,
                     by_reporter=True,
                 )
             except FeedbotError as error:
                 text = explain(error, locale)
             else:
                 delivery.apply_outcome(
-                    session, outcome=outcome, config=config, locale_for=deps.locale_for, now=now
+                    session,
+                    outcome=outcome,
+                    config=config,
+                    locale_for=deps.locale_for,
+                    now=now,
+                    identities=deps.identities,
                 )
                 delivery.refresh_card(session, report=target, config=config, now=now)
                 delivery.thread_line(
@@ -328,6 +341,6 @@ def _me_too_instead(deps: Deps) -> Any:
                     now=now,
                 )
                 text = t(locale, "me_too.instead", ref=own.reference, target=target.reference)
-            tell(session, deps, body, text)
+            tell(session, deps, body, text, anonymously_about=target_id)
 
     return handle

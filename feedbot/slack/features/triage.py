@@ -20,6 +20,7 @@ from sqlmodel import Session
 from feedbot.core import reports, triage
 from feedbot.core.config import CHANNEL_ID, RuntimeConfig
 from feedbot.core.errors import FeedbotError, InvalidValue
+from feedbot.core.identity import Identities
 from feedbot.models import Report
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
@@ -33,14 +34,10 @@ from feedbot.slack.views.triage_forms import FORMS, build_triage_form, read_tria
 
 log = logging.getLogger(__name__)
 
-ButtonAction = Callable[[Session, Report, str, RuntimeConfig, Any], triage.Outcome]
-
-BUTTONS: dict[Action, ButtonAction] = {
-    Action.ACKNOWLEDGE: lambda s, r, a, c, n: triage.acknowledge(
-        s, report=r, actor=a, config=c, now=n
-    ),
-    Action.CLAIM: lambda s, r, a, c, n: triage.claim(s, report=r, actor=a, config=c, now=n),
-    Action.REOPEN: lambda s, r, a, c, n: triage.reopen(s, report=r, actor=a, config=c, now=n),
+BUTTONS: dict[Action, Callable[..., triage.Outcome]] = {
+    Action.ACKNOWLEDGE: triage.acknowledge,
+    Action.CLAIM: triage.claim,
+    Action.REOPEN: triage.reopen,
 }
 
 FORM_BUTTONS: dict[Action, Callback] = {
@@ -92,6 +89,7 @@ def _run(
             return
         delivery.apply_outcome(
             session,
+            identities=deps.identities,
             outcome=outcome,
             config=config,
             locale_for=deps.locale_for,
@@ -104,7 +102,13 @@ def _run(
 def _button(deps: Deps, action: Action) -> Any:
     def handle(ack: Ack, body: dict[str, Any]) -> None:
         ack()
-        _run(deps, body, lambda s, r, a, c: BUTTONS[action](s, r, a, c, deps.clock()))
+        _run(
+            deps,
+            body,
+            lambda s, r, a, c: BUTTONS[action](
+                s, report=r, actor=a, config=c, now=deps.clock(), identities=deps.identities
+            ),
+        )
 
     return handle
 
@@ -117,7 +121,13 @@ def _assign(deps: Deps) -> Any:
             deps,
             body,
             lambda s, r, a, c: triage.assign(
-                s, report=r, actor=a, assignee=assignee, config=c, now=deps.clock()
+                s,
+                report=r,
+                actor=a,
+                assignee=assignee,
+                config=c,
+                now=deps.clock(),
+                identities=deps.identities,
             ),
         )
 
@@ -199,9 +209,11 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                     value=value,
                     config=config,
                     now=now,
+                    identities=deps.identities,
                 )
                 delivery.apply_outcome(
                     session,
+                    identities=deps.identities,
                     outcome=outcome,
                     config=config,
                     locale_for=deps.locale_for,
@@ -265,24 +277,18 @@ def _submit(
     value: str,
     config: RuntimeConfig,
     now: Any,
+    identities: Identities,
 ) -> triage.Outcome:
+    common: dict[str, Any] = {"report": report, "actor": actor, "config": config, "now": now}
     if callback == Callback.REPLY_FORM:
-        return triage.reply(session, report=report, actor=actor, text=value, config=config, now=now)
+        return triage.reply(session, text=value, identities=identities, **common)
     if callback == Callback.FORWARD_FORM:
-        return triage.forward(
-            session, report=report, actor=actor, channel=value, config=config, now=now
-        )
+        return triage.forward(session, channel=value, **common)
     if callback == Callback.RESOLVE_FORM:
-        return triage.resolve(
-            session, report=report, actor=actor, note=value, config=config, now=now
-        )
+        return triage.resolve(session, note=value, identities=identities, **common)
     if callback == Callback.CALLED_FORM:
-        return triage.record_customer_called(
-            session, report=report, actor=actor, note=value, config=config, now=now
-        )
+        return triage.record_customer_called(session, note=value, identities=identities, **common)
     if callback == Callback.DUPLICATE_FORM:
         target = reports.get_report(session, reports.parse_reference(value))
-        return triage.merge_duplicate(
-            session, report=report, target=target, actor=actor, config=config, now=now
-        )
+        return triage.merge_duplicate(session, target=target, identities=identities, **common)
     raise InvalidValue(f"unknown form {callback}")
