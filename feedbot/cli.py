@@ -151,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = args.port or settings.port
     listener = None
+    connection = None
     try:
         # In Socket Mode the listener serves only /healthz and /metrics: Slack's requests come
         # over the socket, and the signing secret may be unset or a stand-in.
@@ -165,16 +166,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if socket_mode:
             threading.Thread(target=listener.run, name="health-and-metrics", daemon=True).start()
             log.info("serving /healthz and /metrics on http://%s:%s", settings.host, listener.port)
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from feedbot.slack.socket_mode import SocketMode
 
             log.info("connecting to Slack in Socket Mode")
-            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            connection = SocketMode(app, settings.slack_app_token.get_secret_value())
             try:
-                handler.connect()  # type: ignore[no-untyped-call]
+                connected = connection.connect()
             except (SlackApiError, OSError) as exc:
                 raise _slack_refused("SLACK_APP_TOKEN", exc) from None
-            log.info("connected to Slack in Socket Mode")
-            threading.Event().wait()  # what handler.start() does after connecting
+            if connected:
+                log.info("connected to Slack in Socket Mode")
+            else:
+                log.warning("Slack has not answered yet; still trying to connect in Socket Mode")
+            threading.Event().wait()  # Slack's requests are served by the connection's threads
         else:
             from feedbot.slack.server import EVENTS_PATH
 
@@ -186,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             listener.run()
     finally:
+        if connection is not None:
+            connection.close()
         if socket_mode and listener is not None:
             listener.stop()
         if election is not None:

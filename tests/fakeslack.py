@@ -610,6 +610,7 @@ class FakeSlack:
         self._last_post: dict[str, float] = {}
         self._rate_limited = 0
         self._revoked_tokens: set[str] = set()
+        self._app_tokens: dict[str, Callable[[], str]] = {}
         self.add_user(bot_user_id, name="feedbot", real_name="Feedbot", is_bot=True)
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -633,7 +634,6 @@ class FakeSlack:
             "files.completeUploadExternal": self._files_complete_upload,
             "reactions.add": self._reactions,
             "reactions.remove": self._reactions,
-            "apps.connections.open": self._apps_connections_open,
         }
 
     # -- lifecycle
@@ -680,6 +680,13 @@ class FakeSlack:
     @property
     def base_url(self) -> str:
         return f"{self._root}/api/"
+
+    def serve_socket_mode(self, app_token: str, new_url: Callable[[], str]) -> None:
+        """Let the app-level token `app_token` (`xapp-…`) open Socket Mode connections: each
+        `apps.connections.open` answers a fresh single-use URL from `new_url`, such as
+        `tests.fakesocket.FakeSocketMode.new_url`."""
+        with self._lock:
+            self._app_tokens[app_token] = new_url
 
     def new_response_url(self) -> str:
         """A response_url to put into a crafted interaction payload; posts to it are recorded."""
@@ -913,7 +920,8 @@ class FakeSlack:
         with self._lock:
             try:
                 args = self._parse_args(content_type, query, raw)
-                token = args.pop("token", None) or auth.removeprefix("Bearer ").strip()
+                body_token = args.pop("token", None)
+                token = body_token or auth.removeprefix("Bearer ").strip()
                 if fault is not None and (fault.error or fault.status != 200):
                     headers = {"Retry-After": str(fault.retry_after or 1)}
                     if fault.status == 429:
@@ -923,6 +931,10 @@ class FakeSlack:
                         status=fault.status,
                         headers=headers if fault.retry_after is not None else None,
                     )
+                if method == "apps.connections.open":  # the app-level token's one method
+                    body = self._apps_connections_open(body_token, auth)
+                    self.calls.append(Call(method, args, 200, body))
+                    return _json_reply(200, body)
                 if token in self._revoked_tokens:
                     raise _ApiError("token_revoked")
                 if token != self.token:
@@ -1411,8 +1423,26 @@ class FakeSlack:
             raise _ApiError("no_such_subteam")
         return {"ok": True, "users": list(group["users"])}
 
-    def _apps_connections_open(self, args: Json) -> Json:
-        raise _ApiError("not_allowed_token_type")
+    def _apps_connections_open(self, body_token: str | None, auth: str) -> Json:
+        """A Socket Mode URL for an app-level token registered with `serve_socket_mode`.
+
+        Slack wants that token in the Authorization header ("passing it as a POST parameter
+        will result in an error") and refuses bot and user tokens."""
+        if body_token is not None:
+            self.violations.append(
+                "apps.connections.open: the app-level token must be sent in the "
+                "Authorization header, not as a parameter"
+            )
+            raise _ApiError("not_authed")
+        token = auth.removeprefix("Bearer ").strip()
+        if not token:
+            raise _ApiError("not_authed")
+        if not token.startswith("xapp-"):
+            raise _ApiError("not_allowed_token_type")
+        new_url = self._app_tokens.get(token)
+        if new_url is None:
+            raise _ApiError("invalid_auth")
+        return {"ok": True, "url": new_url()}
 
     # -- views
 

@@ -151,7 +151,10 @@ def test_in_socket_mode_the_listener_serves_no_slack_requests(
             replies["metrics"] = request(base, "GET", "/metrics")
             raise OSError("probed; end the run")
 
-    monkeypatch.setattr("slack_bolt.adapter.socket_mode.SocketModeHandler", ProbingHandler)
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("feedbot.slack.socket_mode.SocketMode", ProbingHandler)
     with pytest.raises(ConfigurationError, match="SLACK_APP_TOKEN"):
         run(run_env, monkeypatch, "--socket")
 
