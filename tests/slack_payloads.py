@@ -286,6 +286,21 @@ _STATE_KEYS = {
     "timepicker": "selected_time",
     "file_input": "files",
 }
+_INITIAL = {
+    "value": "initial_value",
+    "selected_option": "initial_option",
+    "selected_options": "initial_options",
+    "selected_user": "initial_user",
+    "selected_users": "initial_users",
+    "selected_conversation": "initial_conversation",
+    "selected_conversations": "initial_conversations",
+    "selected_channel": "initial_channel",
+    "selected_channels": "initial_channels",
+    "selected_date": "initial_date",
+    "selected_time": "initial_time",
+}
+"""Where an element keeps what it shows before anyone touches it: an untouched element is
+submitted with that."""
 _EMPTY = {
     "selected_options": [],
     "selected_users": [],
@@ -297,7 +312,8 @@ _EMPTY = {
 
 def view_state(view: Json, filled: dict[str, Any], *, forged: bool = False) -> Json:
     """`view.state.values` for a submission of `view`: every input block's element, with the
-    state given in `filled` (keyed by block id) and Slack's empty state for the rest.
+    state given in `filled` (keyed by block id), and what the rest show (their initial value,
+    else Slack's empty state).
 
     A filled state may name its keys (`{"value": "…"}`, `{"selected_option": {...}}`) as
     Slack does; keys that do not belong to the element, options that are not in the view,
@@ -314,7 +330,10 @@ def view_state(view: Json, filled: dict[str, Any], *, forged: bool = False) -> J
     for block_id, element in inputs.items():
         kind = element["type"]
         key = _STATE_KEYS[kind]
-        state: Json = {"type": kind, key: copy.deepcopy(_EMPTY.get(key))}
+        shown = element.get(_INITIAL.get(key, ""), _EMPTY.get(key))
+        if kind == "number_input" and shown is not None:
+            shown = str(shown)
+        state: Json = {"type": kind, key: copy.deepcopy(shown)}
         given = filled.get(block_id)
         if isinstance(given, dict):
             extra = set(given) - {"type", key}

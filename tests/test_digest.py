@@ -90,6 +90,7 @@ def add(
     anonymous: bool = False,
     reporter: str = ALICE,
     note: str | None = None,
+    shared: bool = True,
 ) -> Report:
     """A report as the bot stores it (search terms included), then set to a known state;
     `acknowledged`/`resolved` are times after filing."""
@@ -115,6 +116,7 @@ def add(
         report.resolved_at = created + resolved
         report.status = ReportStatus.RESOLVED
         report.resolution_note = note or "Fixed."
+        report.solution_shared = shared
     if duplicate:
         report.status = ReportStatus.DUPLICATE
         report.resolved_at = created + timedelta(hours=1)
@@ -557,9 +559,30 @@ def test_you_said_we_did_credits_named_reporters_and_never_anonymous_ones(
             created=utc(11, 9, 9),
             resolved=timedelta(days=1),
         )
+        add(  # the leader who resolved it kept the solution to leadership
+            session,
+            "Kollege klaut Ladekabel",
+            category="Other",
+            location="Halle",
+            created=utc(11, 18, 9),
+            resolved=timedelta(hours=5),
+            note="Talked to the colleague.",
+            shared=False,
+        )
+        add(  # an admin marked the category confidential
+            session,
+            "Schichtleiter schreit Azubis an",
+            category="Customer experience",
+            location="Halle",
+            created=utc(11, 18, 10),
+            resolved=timedelta(hours=5),
+            note="Spoke with the shift lead.",
+        )
         session.commit()
         named_id = named.id
-        post = build_you_said_we_did(session, period=PERIOD, zone=BERLIN)
+        post = build_you_said_we_did(
+            session, period=PERIOD, zone=BERLIN, confidential=["Customer experience"]
+        )
     assert (post.total, post.colleagues) == (2, 4)
     assert post.items[0].id == named_id
     assert post.items[1].reporter_id is None
@@ -571,6 +594,8 @@ def test_you_said_we_did_credits_named_reporters_and_never_anonymous_ones(
     )
     assert "Till replaced &amp; tested." in body and "<!here>" not in body
     assert "Thanks to a colleague for reporting it." in body
+    assert "Ladekabel" not in body and "Talked to" not in body, "not shared"
+    assert "Schichtleiter" not in body and "Spoke with" not in body, "confidential"
     with Session(engine) as session:
         quiet = build_you_said_we_did(session, period="2026-W40", zone=BERLIN)
     assert quiet.items == [] and quiet.total == 0

@@ -11,7 +11,8 @@ from feedbot.core import reports, similarity
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource, ReportStatus, utcnow
-from tests.harness import ALICE, BOB, CAROL, IDENTITIES, LEADER, Bot
+from tests.harness import ALICE, BOB, CAROL, IDENTITIES, INTAKE, LEADER, LEADER_2, Bot
+from tests.test_reporting import form_values
 
 
 def test_terms_fold_case_stop_words_and_word_endings() -> None:
@@ -129,3 +130,118 @@ def test_an_earlier_solution_is_offered(bot: Bot) -> None:
     )
     assert "Colleagues solved a similar problem before (FB-1001)" in text
     assert "Clear the browser cache" in text
+
+
+def receipt_blocks(bot: Bot, user: str) -> str:
+    """Everything `user` was sent in their DM, as one string to look through."""
+    bot.drain()
+    return json.dumps([m["blocks"] for m in bot.slack.dm_messages(user)], ensure_ascii=False)
+
+
+def test_a_colleague_sees_only_what_they_could_already_read(bot: Bot) -> None:
+    """Alice posts in the intake channel (Carol is in it, Bob is not) and Dave files by DM.
+    A suggestion quotes a report only to someone who could read it where it was posted;
+    everyone else sees its reference, category and how many it affects, and may say me too."""
+    bot.setup_team()
+    bot.slack.add_channel(INTAKE, name="field-problems", members=[ALICE, CAROL])
+    bot.message(ALICE, "Card terminal in Leipzig rejects every girocard payment, since 8:00")
+    posted = bot.report()
+    dave = "UDAVE0001"
+    bot.slack.add_user(dave, name="dave")
+    bot.message(
+        dave,
+        "Girocard terminal in shop Leipzig rejects payments, customers leave",
+        channel=bot.slack.dm_channel(dave),
+        channel_type="im",
+    )
+    private = bot.report()
+    assert posted.source_channel == INTAKE and private.source == "direct_message"
+
+    answer = json.loads(
+        bot.command(CAROL, "Girocard payments rejected at the Leipzig terminal").body
+    )
+    shown = json.dumps(answer["blocks"], ensure_ascii=False)
+    assert "since 8:00" in shown, "Carol is in the intake channel: she read Alice's post there"
+    assert "customers leave" not in shown, "Dave's DM was his alone"
+    assert posted.reference in shown and private.reference in shown
+
+    answer = json.loads(bot.command(BOB, "Girocard payments rejected at the Leipzig terminal").body)
+    shown = json.dumps(answer["blocks"], ensure_ascii=False)
+    assert "since 8:00" not in shown and "customers leave" not in shown
+    assert posted.reference in shown and "Betroffene" not in shown
+    assert "2 Kollegen betroffen" not in shown and "1 Kollegen betroffen" in shown
+    assert "report_me_too_instead" in shown, "Bob may still count himself in"
+
+
+def test_anonymous_reports_are_never_quoted_and_confidential_ones_never_suggested(
+    bot: Bot,
+) -> None:
+    bot.setup_team()
+    bot.configure(confidential_categories="Customer experience")
+    bot.slack.add_channel(INTAKE, name="field-problems", members=[ALICE, CAROL])
+    bot.command(ALICE, "")
+    anonymously = {"type": "checkboxes", "selected_options": [{"value": "yes"}]}
+    bot.submit(
+        ALICE,
+        bot.last_view(),
+        form_values("Shift lead shouts at trainees at the Halle counter", anonymous=anonymously),
+    )
+    anonymous = bot.report()
+    bot.command(ALICE, "")
+    bot.submit(
+        ALICE,
+        bot.last_view(),
+        form_values(
+            "Shift lead at the Halle counter shouts at customers",
+            category={"type": "static_select", "selected_option": {"value": "Customer experience"}},
+        ),
+    )
+    confidential = bot.report()
+    answer = json.loads(bot.command(CAROL, "The Halle counter shift lead shouts at trainees").body)
+    shown = json.dumps(answer["blocks"], ensure_ascii=False)
+    assert anonymous.reference in shown and "shouts at trainees" not in shown.split("\\n", 1)[-1]
+    assert "Shift lead shouts" not in shown, "an anonymous report's text is for leaders only"
+    assert confidential.reference not in shown, "a confidential report is never suggested"
+
+
+def test_a_solution_is_offered_only_when_the_leader_shared_it(bot: Bot) -> None:
+    bot.setup_team()
+    bot.configure(confidential_categories="IT systems")
+    kept, shared_one, secret = (
+        "Activation portal shows error 503 for eSIM orders",
+        "Roaming option is billed twice in the portal",
+        "Admin password for the shop PCs leaked in a chat",
+    )
+    notes = {}
+    for user, text_, category, share in (
+        (ALICE, kept, "Devices & hardware", False),
+        (BOB, shared_one, "Billing & tariffs", True),
+        (CAROL, secret, "IT systems", True),
+    ):
+        bot.command(user, "")
+        bot.submit(
+            user,
+            bot.last_view(),
+            form_values(
+                text_, category={"type": "static_select", "selected_option": {"value": category}}
+            ),
+        )
+        report = bot.report()
+        bot.drain()
+        bot.press_card(LEADER, "triage_resolve", report)
+        view = bot.last_view()
+        offered = [b["block_id"] for b in view["blocks"] if b["type"] == "input"]
+        if category == "IT systems":
+            assert offered == ["note"], "no offer to share a confidential solution"
+        else:
+            assert offered == ["note", "share"]
+        note = f"Solution for {report.reference}: restart the portal session"
+        notes[text_] = note
+        values: dict[str, object] = {"note": {"value": note}}
+        if not share and "share" in offered:
+            values["share"] = {"selected_options": []}
+        bot.submit(LEADER, view, values)
+        bot.drain()
+    for text_, wanted in ((kept, False), (shared_one, True), (secret, False)):
+        answer = json.loads(bot.command(LEADER_2, text_).body)
+        assert (notes[text_] in json.dumps(answer["blocks"])) is wanted, text_

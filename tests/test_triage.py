@@ -317,3 +317,21 @@ def test_each_action_is_on_the_timeline_with_who_and_when(bot: Bot) -> None:
         ("acknowledged", LEADER),
     ]
     assert entries[1].at - entries[0].at == bot.clock.now - entries[0].at
+
+
+def test_a_confidential_report_is_forwarded_only_to_leadership_channels(bot: Bot) -> None:
+    bot.setup_team()
+    bot.configure(confidential_categories="Customer experience")
+    category = {"type": "static_select", "selected_option": {"value": "Customer experience"}}
+    report = file_from_form(bot, text="Shift lead shouts at trainees", category=category)
+    state = {"channel": {"type": "conversations_select", "selected_conversation": "CNETOPS01"}}
+    answer = open_and_submit(bot, LEADER, "triage_forward", report, state)
+    assert answer is not None and "confidential" in answer["errors"]["channel"]
+    bot.drain()
+    assert bot.slack.messages("CNETOPS01") == []
+    bot.configure(escalation_channel="CESCAL001")
+    bot.slack.add_channel("CESCAL001", name="escalations")
+    state = {"channel": {"type": "conversations_select", "selected_conversation": "CESCAL001"}}
+    assert open_and_submit(bot, LEADER, "triage_forward", report, state) is None
+    bot.drain()
+    assert len(bot.slack.messages("CESCAL001")) == 1

@@ -122,6 +122,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
                 now=datetime.now(UTC),
                 link_base=link_base,
                 files=False,
+                confidential=target.confidential,
             ).message
         where = target.channel or "no leadership channel configured yet"
         print(f"# {target.kind} digest of {period} for {where}\n")

@@ -271,6 +271,12 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("timezone", _timezone, None, "IANA timezone (default FEEDBOT_TIMEZONE)"),
         ConfigKey("allow_anonymous", _bool, True, "whether reporters may stay anonymous"),
         ConfigKey("categories", _categories, list(DEFAULT_CATEGORIES), "report categories"),
+        ConfigKey(
+            "confidential_categories",
+            _names,
+            [],
+            "categories shown only in leadership channels (e.g. People & conduct)",
+        ),
         ConfigKey("locations", _names, [], "shops, sites or regions (empty: free text)"),
         ConfigKey("language", _language, "en", "default language: en or de"),
         ConfigKey("leadership_routes", _routes, [], "regional/topical leadership channels (JSON)"),
@@ -317,6 +323,7 @@ class RuntimeConfig:
     timezone: str | None = None
     allow_anonymous: bool = True
     categories: list[str] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    confidential_categories: list[str] = field(default_factory=list)
     locations: list[str] = field(default_factory=list)
     language: str = "en"
     leadership_routes: list[dict[str, Any]] = field(default_factory=list)
@@ -337,6 +344,11 @@ class RuntimeConfig:
     default_timezone: str = "Europe/Berlin"
     group_leaders: frozenset[str] = frozenset()
     """Members of `leaders_usergroup`, resolved by the Slack layer."""
+
+    def is_confidential(self, category: str) -> bool:
+        """Reports in this category appear only in leadership channels: never in suggestions,
+        in "you said, we did", or in a forwarded copy."""
+        return category in self.confidential_categories
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins or user_id in self.bootstrap_admins

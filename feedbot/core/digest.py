@@ -40,6 +40,7 @@ from sqlalchemy import (
     literal,
     null,
     text,
+    true,
     type_coerce,
 )
 from sqlalchemy import select as sa_select
@@ -172,6 +173,8 @@ class DigestChannel:
     locale: str
     setting: str = "leadership_channel"
     """The runtime setting that made this channel a digest channel."""
+    confidential: tuple[str, ...] = ()
+    """Categories whose reports an all-staff post never mentions."""
 
 
 def digest_channels(config: RuntimeConfig) -> list[DigestChannel]:
@@ -193,6 +196,7 @@ def digest_channels(config: RuntimeConfig) -> list[DigestChannel]:
                 schedule,
                 config.language,
                 setting="allstaff_channel",
+                confidential=tuple(config.confidential_categories),
             )
         )
     return targets
@@ -820,16 +824,25 @@ def _theme(
 
 
 def build_you_said_we_did(
-    session: Session, *, period: str, zone: ZoneInfo, limit: int = 15
+    session: Session,
+    *,
+    period: str,
+    zone: ZoneInfo,
+    confidential: Sequence[str] = (),
+    limit: int = 15,
 ) -> YouSaidWeDid:
-    """What was resolved in the week, most *me too* first. Anonymous reporters come back with
-    `reporter_id=None`: nothing downstream can name them by mistake."""
+    """What was resolved in the week and shared with colleagues by the leader who resolved it,
+    most *me too* first; never a report in a `confidential` category. Anonymous reporters
+    come back with `reporter_id=None`: nothing downstream can name them by mistake."""
     start, end = week_bounds(period, zone)
     where = [
         col(Report.status) == ReportStatus.RESOLVED,
         col(Report.resolved_at) >= start,
         col(Report.resolved_at) < end,
+        col(Report.solution_shared) == true(),
     ]
+    if confidential:
+        where.append(col(Report.category).not_in(list(confidential)))
     total, colleagues = session.exec(
         select(func.count(), func.coalesce(func.sum(Report.me_too_count), 0)).where(*where)
     ).one()

@@ -242,6 +242,7 @@ def resolve(
     config: RuntimeConfig,
     now: datetime,
     identities: Identities,
+    share: bool = True,
 ) -> GroupOutcome:
     triage.require_leader(config, actor)
     if group.status == ReportStatus.RESOLVED:
@@ -257,6 +258,7 @@ def resolve(
             config=config,
             now=now,
             identities=identities,
+            share=share,
         ),
     )
     group.status, group.resolved_at, group.resolved_by, group.updated_at = (

@@ -213,6 +213,14 @@ def forward(
     require_leader(config, actor)
     if not CHANNEL_ID.match(channel or ""):
         raise InvalidValue("Pick a channel to forward to.", field="channel")
+    leadership = {*config.leadership_channels, config.escalation_channel}
+    if config.is_confidential(report.category) and channel not in leadership:
+        raise NotAllowed(
+            f"{report.category} is confidential: its reports stay in leadership channels.",
+            code="confidential_forward",
+            field="channel",
+            params={"category": report.category},
+        )
     _touch(session, report, actor, "forwarded", now, detail=channel)
     return Outcome(report, "forwarded", actor, channel)
 
@@ -226,7 +234,11 @@ def resolve(
     config: RuntimeConfig,
     now: datetime,
     identities: Identities,
+    share: bool = True,
 ) -> Outcome:
+    """Resolve the report; everyone following it hears how. With `share`, colleagues who
+    later report something similar are offered the solution (never for a confidential
+    category, whatever was ticked)."""
     require_leader(config, actor)
     _require_open(report)
     resolution = _note(note, required=True, what="how it was resolved")
@@ -235,6 +247,7 @@ def resolve(
     report.resolved_at = now
     report.resolved_by = actor
     report.resolution_note = resolution
+    report.solution_shared = share and not config.is_confidential(report.category)
     _touch(session, report, actor, "resolved", now, detail=resolution)
     assert report.id is not None
     notices = [
@@ -265,6 +278,7 @@ def reopen(
     report.status = ReportStatus.ACKNOWLEDGED if report.acknowledged_at else ReportStatus.OPEN
     report.resolved_at = None
     report.resolved_by = None
+    report.solution_shared = False
     _touch(session, report, actor, "reopened", now)
     return Outcome(
         report, "reopened", actor, notices=_tell_reporter(report, identities, NoticeKind.REOPENED)

@@ -164,6 +164,9 @@ class Report(SQLModel, table=True):
     resolved_at: datetime | None = Field(default=None, index=True)
     resolved_by: str | None = Field(default=None, max_length=64)
     resolution_note: str | None = None
+    solution_shared: bool = False
+    """The leader who resolved it let colleagues see the resolution (suggestions, "you said,
+    we did"); never for a confidential category."""
     duplicate_of_id: int | None = Field(default=None, foreign_key="report.id", index=True)
     me_too_count: int = 0
     source_channel: str | None = Field(default=None, max_length=64)

@@ -34,6 +34,8 @@ RETRY_AFTER = 60.0
 """Seconds before a lookup Slack failed is tried again (the last good answer stays meanwhile)."""
 GROUP_TTL = 300.0
 CHANNEL_TTL = 300.0
+MEMBER_PAGES = 20
+"""Pages of 1,000 members read at most per channel."""
 
 NO_SUCH_USER = frozenset({"user_not_found", "user_not_visible", "account_inactive"})
 """Slack's answers that mean there is no profile to be had, not that Slack failed."""
@@ -224,6 +226,7 @@ class ChannelDirectory:
     def __init__(self, client: WebClient) -> None:
         self.client = client
         self._cache: dict[str, tuple[Membership, float]] = {}
+        self._members: dict[str, tuple[frozenset[str], float]] = {}
         self._lock = Lock()
         self._lookups = _Lookups("channels")
 
@@ -264,9 +267,41 @@ class ChannelDirectory:
                 self._cache[channel] = (found, time.monotonic())
         return found
 
+    def members(self, channel: str, *, budget: float | None = None) -> frozenset[str] | None:
+        """Who is in `channel` (`conversations.members`), cached for a few minutes; None when
+        Slack did not say within `budget` seconds (then assume nobody: nothing is shown)."""
+        key = f"members:{channel}"
+        with self._lock:
+            cached = self._members.get(channel)
+        if cached and time.monotonic() - cached[1] < CHANNEL_TTL:
+            return cached[0]
+        found = self._lookups.run(key, lambda: self._fetch_members(channel), budget)
+        return found if isinstance(found, frozenset) else None
+
+    def _fetch_members(self, channel: str) -> frozenset[str] | None:
+        people: set[str] = set()
+        cursor: str | None = None
+        try:
+            for _ in range(MEMBER_PAGES):
+                response = self.client.conversations_members(
+                    channel=channel, limit=1000, cursor=cursor
+                )
+                people |= set(response.get("members") or [])
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except Exception as exc:
+            log.warning("members of %s unknown: %s", channel, type(exc).__name__)
+            return None
+        found = frozenset(people)
+        with self._lock:
+            self._members[channel] = (found, time.monotonic())
+        return found
+
     def forget(self, channel: str) -> None:
         with self._lock:
             self._cache.pop(channel, None)
+            self._members.pop(channel, None)
 
     def wait(self) -> None:
         self._lookups.wait()

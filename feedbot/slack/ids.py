@@ -63,3 +63,4 @@ class Field(StrEnum):
     CHANNEL = "channel"
     REFERENCE = "reference"
     FOLLOW_UP_DATE = "follow_up_date"
+    SHARE = "share"

@@ -69,6 +69,10 @@ WEB_API: dict[str, Needs] = {
     "conversations.info": Needs(
         "checking that feedbot is in a channel an admin or leader picks", per_conversation=_READ
     ),
+    "conversations.members": Needs(
+        "showing a similar report's text only to colleagues in the channel it was posted in",
+        per_conversation=_READ,
+    ),
     "users.info": Needs("each person's language and timezone", "users:read"),
     "usergroups.users.list": Needs("leaders given as a Slack user group", "usergroups:read"),
     "views.open": Needs("the report form and triage forms"),

@@ -20,7 +20,7 @@ from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import has, number, t
-from feedbot.slack.views.notices import build_plain, build_receipt
+from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
 
 log = logging.getLogger(__name__)
 
@@ -128,19 +128,58 @@ def file_report(
     return report
 
 
-def suggestions(session: Session, report: Report) -> tuple[list[reports.Match], Report | None]:
-    """Up to three similar open reports, and the closest one already resolved (one query)."""
-    matches = reports.similar_reports(
-        session,
-        text=report.text,
-        category=report.category,
-        exclude_id=report.id,
-        statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
-        limit=12,
+MEMBERS_BUDGET = 0.3
+"""Seconds a receipt waits for Slack to say who is in an intake channel; slower, and the
+similar report's text is not shown."""
+
+
+def suggestions(
+    session: Session, deps: Deps, report: Report, *, asker: str
+) -> tuple[list[Suggestion], Report | None]:
+    """Up to three similar open reports, and the closest one already resolved whose solution
+    was shared (one query), as `asker` may see them.
+
+    Reports in a confidential category are never suggested. A similar report's text is shown
+    only when `asker` could read it already: their own report, or a named post in an intake
+    channel they are in. Otherwise they see its reference, category and how many colleagues
+    it affects, enough to say *me too*; an anonymous report's text only leaders ever read."""
+    config = deps.config()
+    matches = [
+        match
+        for match in reports.similar_reports(
+            session,
+            text=report.text,
+            category=report.category,
+            exclude_id=report.id,
+            statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
+            limit=12,
+        )
+        if not config.is_confidential(match.report.category)
+    ]
+    similar = [
+        Suggestion(match.report, readable=_readable(deps, match.report, asker))
+        for match in matches
+        if match.report.status != ReportStatus.RESOLVED
+    ][:3]
+    solved = next(
+        (
+            match.report
+            for match in matches
+            if match.report.status == ReportStatus.RESOLVED and match.report.solution_shared
+        ),
+        None,
     )
-    similar = [m for m in matches if m.report.status != ReportStatus.RESOLVED][:3]
-    solved = next((m.report for m in matches if m.report.status == ReportStatus.RESOLVED), None)
     return similar, solved
+
+
+def _readable(deps: Deps, other: Report, asker: str) -> bool:
+    """Whether `asker` could read `other`'s text where it was posted."""
+    if reports.is_reporter(other, asker, deps.identities):
+        return True
+    if other.anonymous or other.source != ReportSource.INTAKE_CHANNEL or not other.source_channel:
+        return False
+    members = deps.channels.members(other.source_channel, budget=MEMBERS_BUDGET)
+    return members is not None and asker in members
 
 
 def send_receipt(
@@ -160,7 +199,7 @@ def send_receipt(
     `only_if_suggestions` is for reports whose reference was already given elsewhere (the
     intake thread): the DM is then sent only when it has something to add.
     """
-    similar, solved = suggestions(session, report)
+    similar, solved = suggestions(session, deps, report, asker=reporter_id)
     if only_if_suggestions and not similar and not solved:
         return
     message = build_receipt(

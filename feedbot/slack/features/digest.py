@@ -113,14 +113,18 @@ def compose(
     late_due: datetime | None = None,
     preview: bool = False,
     files: bool = True,
+    confidential: tuple[str, ...] = (),
     timings: dict[str, float] | None = None,
 ) -> Composed:
     """The message (and, for leaders, the chart and the CSV unless `files` is false or it is
-    a `preview`) of one digest. Reads only."""
+    a `preview`) of one digest. Reads only. An all-staff post leaves out the `confidential`
+    categories."""
     zone = schedule.zone
     if kind == DigestKind.ALLSTAFF:
         with _timed(timings, "query"):
-            post = core.build_you_said_we_did(session, period=period, zone=zone)
+            post = core.build_you_said_we_did(
+                session, period=period, zone=zone, confidential=confidential
+            )
         message = views.build_you_said_we_did(
             post, locale=locale, late_due=late_due, preview=preview
         )
@@ -262,6 +266,7 @@ def send_digest(
             now=now,
             link_base=link_base,
             late_due=target.schedule.due_at(period) if late else None,
+            confidential=target.confidential,
             timings=timings,
         )
     with _timed(timings, "queue"):

@@ -25,7 +25,7 @@ from feedbot.slack.features.common import explain, refuse
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_card, build_incident_form
 from feedbot.slack.views.report_card import build_thread_line
-from feedbot.slack.views.triage_forms import read_triage_form
+from feedbot.slack.views.triage_forms import read_share, read_triage_form
 
 
 def register(app: App, deps: Deps) -> None:
@@ -187,7 +187,12 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
                 return
         client.views_open(
             trigger_id=body["trigger_id"],
-            view=build_incident_form(callback, group=group, locale=deps.locale_for(actor)),
+            view=build_incident_form(
+                callback,
+                group=group,
+                locale=deps.locale_for(actor),
+                confidential=deps.config().is_confidential(group.category),
+            ),
         )
 
     return handle
@@ -198,7 +203,8 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         config, now = deps.config(), deps.clock()
-        note = read_triage_form(view.get("state", {}).get("values", {}), Field.NOTE)
+        values = view.get("state", {}).get("values", {})
+        note = read_triage_form(values, Field.NOTE)
         try:
             group_id = int(json.loads(view.get("private_metadata") or "{}")["group_id"])
         except (KeyError, TypeError, ValueError):
@@ -227,6 +233,7 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
                         config=config,
                         now=now,
                         identities=deps.identities,
+                        share=read_share(values),
                     )
                 _apply(session, deps, outcome, config, now)
         except FeedbotError as error:

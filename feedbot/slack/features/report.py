@@ -105,7 +105,7 @@ def _command(deps: Deps) -> Any:
                     now=now,
                     receipt=False,
                 )
-                similar, solved = suggestions(session, report)
+                similar, solved = suggestions(session, deps, report, asker=user_id)
         except InvalidValue as error:
             ack(**build_plain(explain(error, locale)).to_payload())
             return

@@ -30,7 +30,12 @@ from feedbot.slack.ids import Action, Callback
 from feedbot.slack.text import escape
 from feedbot.slack.views.notices import build_plain
 from feedbot.slack.views.report_card import build_forwarded_copy
-from feedbot.slack.views.triage_forms import FORMS, build_triage_form, read_triage_form
+from feedbot.slack.views.triage_forms import (
+    FORMS,
+    build_triage_form,
+    read_share,
+    read_triage_form,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +178,12 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return
-        view = build_triage_form(callback, report=report, locale=deps.locale_for(actor))
+        view = build_triage_form(
+            callback,
+            report=report,
+            locale=deps.locale_for(actor),
+            confidential=config.is_confidential(report.category),
+        )
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     return handle
@@ -187,7 +197,8 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
         locale = deps.locale_for(actor)
         config = deps.config()
         now = deps.clock()
-        value = read_triage_form(view.get("state", {}).get("values", {}), field)
+        values = view.get("state", {}).get("values", {})
+        value = read_triage_form(values, field)
         try:
             report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
         except (ValueError, KeyError, TypeError):
@@ -210,6 +221,7 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                     config=config,
                     now=now,
                     identities=deps.identities,
+                    share=read_share(values),
                 )
                 delivery.apply_outcome(
                     session,
@@ -278,6 +290,7 @@ def _submit(
     config: RuntimeConfig,
     now: Any,
     identities: Identities,
+    share: bool,
 ) -> triage.Outcome:
     common: dict[str, Any] = {"report": report, "actor": actor, "config": config, "now": now}
     if callback == Callback.REPLY_FORM:
@@ -285,7 +298,7 @@ def _submit(
     if callback == Callback.FORWARD_FORM:
         return triage.forward(session, channel=value, **common)
     if callback == Callback.RESOLVE_FORM:
-        return triage.resolve(session, note=value, identities=identities, **common)
+        return triage.resolve(session, note=value, identities=identities, share=share, **common)
     if callback == Callback.CALLED_FORM:
         return triage.record_customer_called(session, note=value, identities=identities, **common)
     if callback == Callback.DUPLICATE_FORM:

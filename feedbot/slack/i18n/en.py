@@ -29,7 +29,8 @@ MESSAGES: dict[str, str] = {
     # Receipts and answers to the reporter
     "receipt.filed": "Thanks! Your report *{ref}* is with leadership. You will hear back here when it is acknowledged, answered and resolved.",
     "receipt.similar": "Colleagues already reported something similar. If it is the same problem, add yourself instead:",
-    "receipt.similar_item": "*{ref}* · {category} · {me_too} × me too\n{text}",
+    "receipt.similar_item": "*{ref}* · {category} · {affected} colleagues affected\n{text}",
+    "receipt.similar_item_unread": "*{ref}* · {category} · {affected} colleagues affected",
     "receipt.solved_before": "Colleagues solved a similar problem before ({ref}): {note}",
     "receipt.intake": "Thanks, this is *{ref}* and it is with leadership. Same problem? Press *Me too*.",
     "command.filed": "Filed *{ref}* with leadership. Add a category, location or urgency if you can.",
@@ -108,6 +109,9 @@ MESSAGES: dict[str, str] = {
     "forward.title": "Forward report",
     "forward.label": "Channel",
     "forward.hint": "A copy of the report goes there (without the customer's contact).",
+    "resolve.share_label": "Colleagues",
+    "resolve.share": "Share this solution with colleagues",
+    "resolve.share_hint": "Offered to colleagues who report something similar, and told in \u201cyou said, we did\u201d. Untick it for anything personal.",
     "resolve.title": "Resolve report",
     "resolve.label": "How was it resolved?",
     "resolve.hint": "The reporter and everyone who said me too will read this.",
@@ -128,6 +132,7 @@ MESSAGES: dict[str, str] = {
     "action.acknowledged": "acknowledged",
     # Errors
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
+    "error.confidential_forward": "{category} is confidential: its reports stay in leadership channels and cannot be forwarded elsewhere.",
     "error.not_leader": "Only leaders and admins can do that. An admin can add you as a leader.",
     "error.not_found": "That report does not exist (any more).",
     "error.no_such_report": "There is no report {ref}.",

@@ -60,6 +60,7 @@ GROUPS: dict[str, tuple[SettingField, ...]] = {
     ),
     "reports": (
         SettingField("categories", "lines", hint=True, optional=False),
+        SettingField("confidential_categories", "lines", hint=True),
         SettingField("locations", "lines", hint=True),
         SettingField("allow_anonymous", "bool"),
         SettingField("language", "language", optional=False),

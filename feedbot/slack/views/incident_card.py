@@ -24,6 +24,7 @@ from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote, shorten
 from feedbot.slack.views import Message, slack_date
+from feedbot.slack.views.triage_forms import share_choice
 
 
 def _field(locale: str, key: str, value: str) -> MarkdownTextObject:
@@ -118,7 +119,9 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
     return Message(text=fallback, blocks=blocks)
 
 
-def build_incident_form(callback: Callback, *, group: IncidentGroup, locale: str) -> View:
+def build_incident_form(
+    callback: Callback, *, group: IncidentGroup, locale: str, confidential: bool = False
+) -> View:
     title, label = (
         ("incident.reply_title", "reply.label")
         if callback == Callback.INCIDENT_REPLY_FORM
@@ -136,6 +139,11 @@ def build_incident_form(callback: Callback, *, group: IncidentGroup, locale: str
                 block_id=Field.NOTE,
                 label=f"{t(locale, label)} ({group.reference})",
                 element=PlainTextInputElement(action_id=INPUT, multiline=True, max_length=MAX_NOTE),
-            )
+            ),
+            *(
+                [share_choice(locale)]
+                if callback == Callback.INCIDENT_RESOLVE_FORM and not confidential
+                else []
+            ),
         ],
     )

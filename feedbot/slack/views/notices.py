@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -11,10 +13,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from feedbot.core.reports import Match, ReportSummary
+from feedbot.core.reports import ReportSummary
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import Report
-from feedbot.slack.i18n import t
+from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import Action
 from feedbot.slack.text import escape, quote
 from feedbot.slack.views import Message, slack_date
@@ -25,11 +27,21 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    """A similar report offered to a reporter. `readable`: they could already read its text
+    where it was posted, so it may be quoted; otherwise only its reference, category and how
+    many colleagues it affects are shown."""
+
+    report: Report
+    readable: bool
+
+
 def build_receipt(
     report: Report,
     *,
     locale: str,
-    similar: list[Match],
+    similar: list[Suggestion],
     solved_before: Report | None,
     leadership_ready: bool = True,
     details_button: bool = False,
@@ -54,21 +66,31 @@ def build_receipt(
         )
     if similar:
         blocks.append(_section(t(locale, "receipt.similar")))
-        for match in similar[:3]:
-            other = match.report
+        for suggestion in similar[:3]:
+            other = suggestion.report
+            affected = number(locale, 1 + other.me_too_count)
+            item = (
+                t(
+                    locale,
+                    "receipt.similar_item",
+                    ref=other.reference,
+                    category=escape(other.category),
+                    affected=affected,
+                    text=quote(other.text, 400),
+                )
+                if suggestion.readable
+                else t(
+                    locale,
+                    "receipt.similar_item_unread",
+                    ref=other.reference,
+                    category=escape(other.category),
+                    affected=affected,
+                )
+            )
             blocks.append(
                 SectionBlock(
                     block_id=f"similar-{other.id}",
-                    text=MarkdownTextObject(
-                        text=t(
-                            locale,
-                            "receipt.similar_item",
-                            ref=other.reference,
-                            category=escape(other.category),
-                            me_too=other.me_too_count,
-                            text=quote(other.text, 400),
-                        )
-                    ),
+                    text=MarkdownTextObject(text=item),
                     accessory=ButtonElement(
                         text=t(locale, "button.me_too_instead"),
                         action_id=Action.ME_TOO_INSTEAD,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 from slack_sdk.models.blocks import (
+    CheckboxesElement,
     ConversationFilter,
     ConversationSelectElement,
     InputBlock,
+    Option,
     PlainTextInputElement,
+    PlainTextObject,
 )
 from slack_sdk.models.views import View
 
@@ -32,7 +35,37 @@ FORMS: dict[Callback, tuple[str, str, str | None, Field]] = {
 }
 
 
-def build_triage_form(callback: Callback, *, report: Report, locale: str) -> View:
+SHARED = "yes"
+
+
+def share_choice(locale: str) -> InputBlock:
+    """*Share this solution with colleagues*, ticked: colleagues who later report something
+    similar are offered it, and "you said, we did" tells it."""
+    option = Option(text=PlainTextObject(text=t(locale, "resolve.share")), value=SHARED)
+    return InputBlock(
+        block_id=Field.SHARE,
+        label=t(locale, "resolve.share_label"),
+        hint=t(locale, "resolve.share_hint"),
+        optional=True,
+        element=CheckboxesElement(action_id=INPUT, options=[option], initial_options=[option]),
+    )
+
+
+def read_share(values: dict[str, object]) -> bool:
+    """Whether *Share this solution* was left ticked (a form without it shares nothing)."""
+    state = values.get(Field.SHARE)
+    value = state.get(INPUT, {}) if isinstance(state, dict) else {}
+    chosen = value.get("selected_options") if isinstance(value, dict) else None
+    return isinstance(chosen, list) and any(
+        isinstance(option, dict) and option.get("value") == SHARED for option in chosen
+    )
+
+
+def build_triage_form(
+    callback: Callback, *, report: Report, locale: str, confidential: bool = False
+) -> View:
+    """`confidential`: the report's category is confidential, so its solution is never shared
+    and the form does not offer to."""
     title_key, label_key, hint_key, field = FORMS[callback]
     element: PlainTextInputElement | ConversationSelectElement
     if field == Field.CHANNEL:
@@ -57,7 +90,12 @@ def build_triage_form(callback: Callback, *, report: Report, locale: str) -> Vie
                 label=f"{t(locale, label_key)} ({report.reference})",
                 hint=t(locale, hint_key) if hint_key else None,
                 element=element,
-            )
+            ),
+            *(
+                [share_choice(locale)]
+                if callback == Callback.RESOLVE_FORM and not confidential
+                else []
+            ),
         ],
     )
 
