@@ -116,3 +116,20 @@ def test_the_home_tab_of_an_anonymous_reporter_is_stored_sealed(bot: Bot) -> Non
     assert "FB-1001" in home, "she sees her own anonymous report"
     assert where_named(bot.engine, ALICE) == ["slack_user.user_id"]
     assert LEADERSHIP not in where_named(bot.engine, ALICE)
+
+
+def test_an_incident_card_never_counts_who_filed_the_anonymous_reports(bot: Bot) -> None:
+    """Three anonymous reports from Alice and one named from Bob: the card counts named
+    people and anonymous reports, so nothing says two people (or one) were behind them."""
+    bot.setup_team()
+    bot.configure(burst_threshold="4")
+    for number in range(3):
+        file_anonymously(bot, ALICE, f"Mobile network down in Leipzig Gohlis since noon ({number})")
+    bot.command(BOB, "Mobile network down in Leipzig Gohlis since noon, customers angry")
+    bot.drain()
+    (card,) = [
+        m for m in bot.slack.messages(LEADERSHIP) if m["text"].startswith(":rotating_light:")
+    ]
+    shown = json.dumps(card["blocks"], ensure_ascii=False)
+    assert "1 named · 3 anonymous reports" in shown
+    assert "2 people" not in shown.lower() and ALICE not in shown

@@ -54,7 +54,9 @@ def test_a_burst_forms_one_incident_that_later_reports_join(bot: Bot) -> None:
     assert len(cards) == 4 + 1 + 1, "four cards before the burst, one incident card, one unrelated"
     incident_card = next(m for m in cards if "INC-101" in str(m["text"]))
     assert "12 similar reports" in str(incident_card["text"])
-    assert "*People*\\n12" in json.dumps(incident_card["blocks"])
+    assert "*Reported by*\\n12 named \\u00b7 0 anonymous reports" in json.dumps(
+        incident_card["blocks"]
+    )
     for user in users:
         assert any("Danke!" in dm for dm in bot.dms(user)), "every reporter still gets a receipt"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, text
+from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
 from feedbot.core import reports, triage
@@ -91,8 +91,13 @@ def _join(session: Session, group: IncidentGroup, members: list[Report], now: da
 
 @dataclass(frozen=True)
 class GroupSummary:
+    """What the group card counts. People are counted only where they gave their name:
+    anonymous reports are counted as reports, so no number tells how many of them one
+    person filed."""
+
     reports: int
-    people: int
+    named_people: int
+    anonymous_reports: int
     me_too: int
     locations: list[tuple[str, int]]
     latest: list[Report]
@@ -101,10 +106,11 @@ class GroupSummary:
 def summarise(session: Session, group: IncidentGroup, *, examples: int = 3) -> GroupSummary:
     """What the group card shows, counted in SQL."""
     in_group = col(Report.incident_id) == group.id
-    count, people, me_too = session.exec(
+    count, people, anonymous, me_too = session.exec(
         select(
             func.count(),
-            func.count(func.distinct(Report.reporter_id)),
+            func.count(func.distinct(Report.reporter_id)),  # NULL for anonymous reports
+            func.coalesce(func.sum(case((col(Report.anonymous), 1), else_=0)), 0),
             func.coalesce(func.sum(Report.me_too_count), 0),
         ).where(in_group)
     ).one()
@@ -121,6 +127,7 @@ def summarise(session: Session, group: IncidentGroup, *, examples: int = 3) -> G
     return GroupSummary(
         int(count),
         int(people),
+        int(anonymous),
         int(me_too),
         [(str(where), int(n)) for where, n in locations],
         list(latest),

@@ -68,7 +68,16 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
         SectionBlock(
             fields=[
                 _field(locale, "incident.reports", count),
-                _field(locale, "incident.people", number(locale, summary.people)),
+                _field(
+                    locale,
+                    "incident.people",
+                    t(
+                        locale,
+                        "incident.reporters",
+                        named=number(locale, summary.named_people),
+                        anonymous=number(locale, summary.anonymous_reports),
+                    ),
+                ),
                 _field(locale, "card.me_too", number(locale, summary.me_too)),
                 _field(locale, "card.status", t(locale, f"status.{group.status}")),
                 _field(locale, "incident.locations", locations),
