@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select
 from sqlmodel import col
 
+from feedbot.core.conversation import prune_drafts
 from feedbot.core.events import prune_events
 from feedbot.db import session_scope
 from feedbot.models import OutboxMessage, OutboxStatus, Report
@@ -27,6 +28,7 @@ def prune(deps: Deps) -> None:
     now = deps.clock()
     with session_scope(deps.engine) as session:
         events = prune_events(session, now=now)
+        prune_drafts(session, now=now)
         still_needed: tuple[Any, ...] = (
             select(col(Report.card_message_id)).where(col(Report.card_message_id).is_not(None)),
             select(col(OutboxMessage.thread_of_id)).where(

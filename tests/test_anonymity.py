@@ -133,3 +133,75 @@ def test_an_incident_card_never_counts_who_filed_the_anonymous_reports(bot: Bot)
     shown = json.dumps(card["blocks"], ensure_ascii=False)
     assert "1 named · 3 anonymous reports" in shown
     assert "2 people" not in shown.lower() and ALICE not in shown
+
+
+def latest_dm_with(bot: Bot, user: str, action_id: str) -> dict[str, Any]:
+    for message in reversed(bot.slack.dm_messages(user)):
+        if action_id in json.dumps(message.get("blocks") or []):
+            return message
+    raise AssertionError(f"no DM to {user} with {action_id}")
+
+
+def test_an_anonymous_reporter_and_leadership_talk_back_and_forth(bot: Bot) -> None:
+    bot.setup_team()
+    report = file_anonymously(bot, ALICE, "Shift plans change at night without notice")
+    bot.drain()
+    for round_ in (1, 2):
+        bot.press_card(LEADER, "triage_reply", report)
+        bot.submit(LEADER, bot.last_view(), {"note": {"value": f"Which shop is it? ({round_})"}})
+        bot.drain()
+        notice = latest_dm_with(bot, ALICE, "report_reporter_reply")
+        assert f"Which shop is it? ({round_})" in notice["text"]
+        dm = bot.slack.dm_channel(ALICE)
+        bot.click(ALICE, dm, notice["ts"], "report_reporter_reply")
+        form = bot.last_view()
+        assert "without your name" in json.dumps(form["blocks"])
+        assert (
+            bot.submit(ALICE, form, {"text": {"value": f"Halle, every Friday ({round_})"}}).status
+            == 200
+        )
+        bot.drain()
+        assert f"The reporter answered: Halle, every Friday ({round_})" in bot.thread(report)
+    assert any("leadership reads your answer" in dm for dm in bot.dms(ALICE))
+    leaders_see = json.dumps(bot.slack.messages(LEADERSHIP))
+    assert ALICE not in leaders_see, "leaders never see who answered"
+    assert where_named(bot.engine, ALICE) == ["slack_user.user_id"]
+    with Session(bot.engine) as session:
+        from feedbot.models import TimelineEntry
+
+        answers = session.exec(
+            select(TimelineEntry).where(TimelineEntry.action == "reporter_replied")
+        ).all()
+        assert [entry.actor_id for entry in answers] == [None, None]
+
+
+def test_a_direct_message_that_may_be_an_answer_asks_before_filing_anything(bot: Bot) -> None:
+    """After leadership answered her anonymous report, Alice writes to the bot: it must not
+    become a new report under her name unless she says so."""
+    bot.setup_team()
+    report = file_anonymously(bot, ALICE, "Shift plans change at night without notice")
+    bot.drain()
+    dm = bot.slack.dm_channel(ALICE)
+    bot.message(ALICE, "It happened again last night", channel=dm, channel_type="im")
+    bot.drain()
+    assert len(bot.reports()) == 1, "nothing filed yet"
+    question = latest_dm_with(bot, ALICE, "dm_new_report")
+    assert "FB-1001" in json.dumps(question["blocks"])
+    bot.click(ALICE, dm, question["ts"], f"dm_about_report-{report.id}")
+    bot.drain()
+    assert "The reporter answered: It happened again last night" in bot.thread(report)
+    assert len(bot.reports()) == 1
+    assert where_named(bot.engine, ALICE) == ["slack_user.user_id"], "stored only sealed"
+    # Pressing again, or as someone else, does nothing: the message was taken care of.
+    bot.click(BOB, dm, question["ts"], "dm_new_report")
+    bot.drain()
+    assert len(bot.reports()) == 1
+
+    bot.message(ALICE, "Also: the coffee machine in Halle is broken", channel=dm, channel_type="im")
+    bot.drain()
+    question = latest_dm_with(bot, ALICE, "dm_new_report")
+    bot.click(ALICE, dm, question["ts"], "dm_new_report")
+    bot.drain()
+    named = bot.report()
+    assert named.id != report.id and named.reporter_id == ALICE and not named.anonymous
+    assert named.text == "Also: the coffee machine in Halle is broken"

@@ -8,6 +8,7 @@ from feedbot.models.admin import AuditEntry, RevokedToken, SlackUser
 from feedbot.models.core import (
     REFERENCE_OFFSET,
     ConfigEntry,
+    DmDraft,
     MeToo,
     OutboxMessage,
     OutboxStatus,
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigEntry",
     "DigestRun",
     "DigestSubscription",
+    "DmDraft",
     "IncidentGroup",
     "MeToo",
     "OutboxMessage",

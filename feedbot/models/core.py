@@ -224,3 +224,20 @@ class ReportTerm(SQLModel, table=True):
 
     report_id: int = Field(foreign_key="report.id", primary_key=True, ondelete="CASCADE")
     term: str = Field(primary_key=True, max_length=40)
+
+
+class DmDraft(SQLModel, table=True):
+    """A direct message that could belong to one of its author's recent reports, kept until
+    they say whether it is a new report or an answer about that one (see
+    `feedbot.core.conversation`). Its author and where it was written are stored only sealed,
+    since the answer may go to an anonymous report."""
+
+    __tablename__ = "dm_draft"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_key: str = Field(max_length=64, index=True)
+    user_sealed: str = Field(max_length=255)
+    origin_sealed: str = Field(max_length=500)
+    """The message's channel and ts, to file it as a report if it is one."""
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -218,6 +218,7 @@ def build_app(
     Pass `deps` to share them with the scheduler's jobs; otherwise they are built here."""
     from feedbot.slack.features import (
         admin,
+        conversation,
         digest,
         home,
         incidents,
@@ -247,7 +248,18 @@ def build_app(
     logging.getLogger("slack_bolt.RequestVerification").addFilter(_WITHOUT_BODY)
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
-    for feature in (report, intake, triage, incidents, digest, reminders, admin, home, install):
+    for feature in (
+        report,
+        intake,
+        conversation,
+        triage,
+        incidents,
+        digest,
+        reminders,
+        admin,
+        home,
+        install,
+    ):
         feature.register(app, deps)
     return app
 

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from feedbot.core import outbox, reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_TO, SEALED_USER, Identities
-from feedbot.core.triage import Notice, Outcome
+from feedbot.core.triage import Notice, NoticeKind, Outcome
 from feedbot.models import OutboxMessage, Report, Urgency
 from feedbot.slack.views import Message
 from feedbot.slack.views.notices import build_notice, build_plain
@@ -214,8 +214,13 @@ def notify(
         other = (
             reports.get_report(session, notice.other_report_id) if notice.other_report_id else None
         )
+        # The reporter may answer leadership from any news about their report (a merged
+        # report is closed: they hear about the report it joined).
+        reply = notice.kind != NoticeKind.MERGED and reports.is_reporter(
+            report, notice.user_id, identities
+        )
         message = build_notice(
-            notice, locale=locale_for(notice.user_id), report=report, other=other
+            notice, locale=locale_for(notice.user_id), report=report, other=other, reply=reply
         )
         dm(
             session,

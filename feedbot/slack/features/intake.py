@@ -21,6 +21,7 @@ from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.features.common import explain, file_report, send_receipt
+from feedbot.slack.features.conversation import ask_about
 from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_intake_receipt, build_plain
 
@@ -71,6 +72,10 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
     try:
         with deps.transaction() as session:
             if reports.find_by_source(session, channel=channel, ts=ts) is not None:
+                return
+            if is_dm and ask_about(
+                session, deps, user_id=user_id, channel=channel, ts=ts, text=text, now=now
+            ):
                 return
             report = file_report(
                 session,

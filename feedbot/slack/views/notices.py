@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
@@ -9,15 +10,18 @@ from slack_sdk.models.blocks import (
     Block,
     ButtonElement,
     ContextBlock,
+    InputBlock,
     MarkdownTextObject,
+    PlainTextInputElement,
     SectionBlock,
 )
+from slack_sdk.models.views import View
 
-from feedbot.core.reports import ReportSummary
+from feedbot.core.reports import MAX_TEXT, ReportSummary
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import Report
 from feedbot.slack.i18n import number, t
-from feedbot.slack.ids import Action
+from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote
 from feedbot.slack.views import Message, slack_date
 from feedbot.slack.views.report_card import status_label
@@ -139,8 +143,10 @@ def build_notice(
     report: Report,
     other: Report | None = None,
     card_link: str | None = None,
+    reply: bool = False,
 ) -> Message:
-    """A direct message telling someone what happened to a report they follow."""
+    """A direct message telling someone what happened to a report they follow; `reply` adds
+    *Reply*, for the reporter to answer leadership (anonymously if the report is)."""
     params: dict[str, object] = {"ref": report.reference}
     if notice.kind in (NoticeKind.REPLIED,):
         params["text"] = quote(notice.text or "", 2800).replace("\n", "\n>")
@@ -156,7 +162,64 @@ def build_notice(
         else:
             key = "notice.assigned_nolink"
     text = t(locale, key, **params)
-    return Message(text=text, blocks=[_section(text)])
+    blocks: list[Block] = [_section(text)]
+    if reply:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text=t(locale, "button.reply_to_leadership"),
+                        action_id=Action.REPORTER_REPLY,
+                        value=str(report.id),
+                    )
+                ]
+            )
+        )
+    return Message(text=text, blocks=blocks)
+
+
+def build_reporter_reply_form(report: Report, *, locale: str) -> View:
+    """Where a reporter writes back to leadership about `report`."""
+    hint = "reporter_reply.hint_anonymous" if report.anonymous else "reporter_reply.hint"
+    return View(
+        type="modal",
+        callback_id=Callback.REPORTER_REPLY_FORM,
+        title=t(locale, "reporter_reply.title")[:24],
+        submit=t(locale, "form.submit"),
+        close=t(locale, "form.close"),
+        private_metadata=json.dumps({"report_id": report.id}),
+        blocks=[
+            InputBlock(
+                block_id=Field.TEXT,
+                label=t(locale, "reporter_reply.label", ref=report.reference),
+                hint=t(locale, hint, ref=report.reference),
+                element=PlainTextInputElement(action_id=INPUT, multiline=True, max_length=MAX_TEXT),
+            )
+        ],
+    )
+
+
+def build_dm_question(draft_id: int, choices: list[Report], *, locale: str) -> Message:
+    """Asked about a direct message that could belong to one of its author's recent reports:
+    a new report, or about that one?"""
+    text = t(locale, "dm.question")
+    buttons = [
+        ButtonElement(
+            text=t(locale, "button.dm_about", ref=report.reference),
+            action_id=f"{Action.DM_ABOUT_REPORT}-{report.id}",
+            value=f"{draft_id}:{report.id}",
+        )
+        for report in choices
+    ]
+    buttons.append(
+        ButtonElement(
+            text=t(locale, "button.dm_new"),
+            action_id=Action.DM_NEW_REPORT,
+            value=str(draft_id),
+            style="primary",
+        )
+    )
+    return Message(text=text, blocks=[_section(text), ActionsBlock(elements=buttons)])
 
 
 def build_plain(text: str) -> Message:

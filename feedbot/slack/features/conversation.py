@@ -1,0 +1,237 @@
+"""Reporters talk back: *Reply* on a notice, and direct messages that may be answers.
+
+See `feedbot.core.conversation`. What a reporter writes reaches the report's card thread (or
+its incident card's, when the report joined one), under the reference and without a name
+when the report is anonymous. Every message back to them about it is sealed then too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from feedbot.core import conversation, reports
+from feedbot.core.errors import FeedbotError
+from feedbot.core.reports import ReportDraft
+from feedbot.models import IncidentGroup, OutboxMessage, Report, ReportSource
+from feedbot.slack import delivery
+from feedbot.slack.app import Deps
+from feedbot.slack.features.common import explain, file_report, refuse, send_receipt
+from feedbot.slack.i18n import t
+from feedbot.slack.ids import INPUT, Action, Callback, Field
+from feedbot.slack.views.notices import build_dm_question, build_plain, build_reporter_reply_form
+from feedbot.slack.views.report_card import build_thread_line
+
+ABOUT = re.compile(rf"^{Action.DM_ABOUT_REPORT}-\d+$")
+
+
+def register(app: App, deps: Deps) -> None:
+    app.action(Action.REPORTER_REPLY)(_open_reply_form(deps))
+    app.view(Callback.REPORTER_REPLY_FORM)(_reply_submitted(deps))
+    app.action(Action.DM_NEW_REPORT)(_draft_is_a_report(deps))
+    app.action(ABOUT)(_draft_is_an_answer(deps))
+
+
+def ask_about(
+    session: Session, deps: Deps, *, user_id: str, channel: str, ts: str, text: str, now: datetime
+) -> bool:
+    """If a direct message could be about one of its author's recent reports, keep it and ask
+    them what it is (True); else leave it to be filed as a new report (False)."""
+    identities = deps.identities
+    choices = conversation.recent_reports(session, user_id=user_id, identities=identities, now=now)
+    if not choices:
+        return False
+    draft = conversation.keep_draft(
+        session, user_id=user_id, channel=channel, ts=ts, text=text, identities=identities, now=now
+    )
+    delivery.dm(
+        session,
+        user=user_id,
+        message=build_dm_question(draft.id or 0, choices, locale=deps.locale_for(user_id)),
+        now=now,
+        purpose="dm_question",
+        sealed_by=identities,  # it names their reports, anonymous ones too
+        about=f"draft-{draft.id}",
+    )
+    return True
+
+
+def post_answer(session: Session, deps: Deps, *, report: Report, text: str, user_id: str) -> None:
+    """The reporter's answer in the card's thread, and a word back to them."""
+    now = deps.clock()
+    config = deps.config()
+    card = delivery.card_entry(session, report) or _incident_card(session, report)
+    if card is not None:
+        line = build_thread_line(
+            locale=config.language_of_channel(card.conversation),
+            action="reporter_replied",
+            actor=None,
+            detail=text,
+        )
+        delivery.post(
+            session,
+            conversation=card.conversation,
+            message=line,
+            now=now,
+            purpose="thread_line",
+            thread_of=card,
+        )
+    delivery.dm(
+        session,
+        user=user_id,
+        message=build_plain(
+            t(deps.locale_for(user_id), "reporter_reply.sent", ref=report.reference)
+        ),
+        now=now,
+        purpose="reply_sent",
+        sealed_by=deps.identities if report.anonymous else None,
+        about=report.id,
+    )
+    deps.report_changed(session, report)
+
+
+def _incident_card(session: Session, report: Report) -> OutboxMessage | None:
+    group = session.get(IncidentGroup, report.incident_id) if report.incident_id else None
+    if group is None or group.card_message_id is None:
+        return None
+    return session.get(OutboxMessage, group.card_message_id)
+
+
+def _value(body: dict[str, Any]) -> str:
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else {}
+    value = action.get("value") if isinstance(action, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _id(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= reports.MAX_ID else None
+
+
+def _open_reply_form(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        with deps.transaction() as session:
+            report = reports.find_report(session, _id(_value(body)))
+            if report is None or not reports.is_reporter(report, user_id, deps.identities):
+                refuse(session, deps, body, FeedbotError("not yours", code="not_found"))
+                return
+        view = build_reporter_reply_form(report, locale=deps.locale_for(user_id))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    return handle
+
+
+def _reply_submitted(deps: Deps) -> Any:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user_id = body["user"]["id"]
+        locale = deps.locale_for(user_id)
+        state = view.get("state", {}).get("values", {}).get(Field.TEXT, {}).get(INPUT, {})
+        text = str(state.get("value") or "") if isinstance(state, dict) else ""
+        try:
+            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
+        except (KeyError, TypeError, ValueError):
+            report_id = 0
+        try:
+            with deps.transaction() as session:
+                report = reports.get_report(session, report_id)
+                answer = conversation.reporter_reply(
+                    session,
+                    report=report,
+                    user_id=user_id,
+                    text=text,
+                    identities=deps.identities,
+                    now=deps.clock(),
+                )
+                post_answer(session, deps, report=report, text=answer, user_id=user_id)
+        except FeedbotError as error:
+            ack(response_action="errors", errors={Field.TEXT: explain(error, locale)})
+            return
+        ack()
+
+    return handle
+
+
+def _draft_is_a_report(deps: Deps) -> Any:
+    """*New report*: the kept message is filed, under the author's name, like any DM."""
+
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        now = deps.clock()
+        config = deps.config()
+        with deps.transaction() as session:
+            try:
+                draft, channel, ts = conversation.take_draft(
+                    session,
+                    draft_id=_id(_value(body)),
+                    user_id=user_id,
+                    identities=deps.identities,
+                )
+                report = file_report(
+                    session,
+                    deps,
+                    reporter_id=user_id,
+                    draft=ReportDraft(
+                        text=draft.text,
+                        source=ReportSource.DIRECT_MESSAGE,
+                        source_channel=channel or None,
+                        source_ts=ts or None,
+                        source_permalink=deps.workspace.message_link(channel, ts),
+                    ),
+                    config=config,
+                    now=now,
+                    receipt=False,
+                )
+            except FeedbotError as error:
+                session.rollback()
+                refuse(session, deps, body, error)
+                return
+            send_receipt(
+                session,
+                deps,
+                report=report,
+                reporter_id=user_id,
+                config=config,
+                now=now,
+                conversation=channel or None,
+            )
+
+    return handle
+
+
+def _draft_is_an_answer(deps: Deps) -> Any:
+    """*About FB-1042*: the kept message goes to that report's thread, as an answer."""
+
+    def handle(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        draft_raw, _, report_raw = _value(body).partition(":")
+        with deps.transaction() as session:
+            try:
+                report = reports.get_report(session, _id(report_raw) or 0)
+                draft, _channel, _ts = conversation.take_draft(
+                    session, draft_id=_id(draft_raw), user_id=user_id, identities=deps.identities
+                )
+                answer = conversation.reporter_reply(
+                    session,
+                    report=report,
+                    user_id=user_id,
+                    text=draft.text,
+                    identities=deps.identities,
+                    now=deps.clock(),
+                )
+            except FeedbotError as error:
+                session.rollback()
+                refuse(session, deps, body, error)
+                return
+            post_answer(session, deps, report=report, text=answer, user_id=user_id)
+
+    return handle
