@@ -11,12 +11,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from feedbot import jobs
 from feedbot.models import MeToo, Report, TimelineEntry
 from feedbot.slack.app import Deps
-from tests.harness import ALICE, BOB, CAROL, IDENTITIES, INTAKE, LEADER, SECRET_KEY, Bot
+from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, SECRET_KEY, Bot
+from tests.test_anonymity import where_named
 from tests.test_reporting import form_values
 
 
@@ -118,33 +119,68 @@ def test_an_exported_csv_opened_in_a_spreadsheet_runs_nothing(bot: Bot, tmp_path
     assert [row["text"] for row in json.loads(as_json.stdout)] == formulas, "JSON stays exact"
 
 
-def test_forget_user_makes_their_reports_anonymous_and_says_what_changed(
-    bot: Bot, tmp_path: Path
-) -> None:
+def test_forget_user_leaves_them_in_no_column_of_any_table(bot: Bot, tmp_path: Path) -> None:
+    """Alice has been everything: a leader (listed in the settings and the audit log), a
+    named reporter by DM, an anonymous reporter, a me-too, the owner, acknowledger and
+    resolver of colleagues' reports, a reminder's recipient, someone an incident was
+    acknowledged by, someone mentioned in a report's text, and the author of a direct
+    message still waiting for an answer. After `feedbot forget-user`, neither her Slack id
+    nor her DM channel is in any column of any table, and the thread lines feedbot wrote
+    about her say "a former colleague"."""
     bot.setup_team()
-    bot.command(ALICE, "Alice's report")
-    alices = bot.report()
-    bot.command(CAROL, "Carol's report")
+    bot.configure(leaders=f"{LEADER},{ALICE}", burst_threshold="3")
+    dm = bot.slack.dm_channel(ALICE)
+    bot.message(ALICE, "Kasse 3 in Halle startet neu", channel=dm, channel_type="im")
+    named = bot.report()
+    bot.command(ALICE, "")
+    anonymously = {"type": "checkboxes", "selected_options": [{"value": "yes"}]}
+    bot.submit(
+        ALICE, bot.last_view(), form_values("Schichtplan ändert sich nachts", anonymous=anonymously)
+    )
+    bot.command(BOB, f"Drucker im Lager defekt, <@{ALICE}> weiß Bescheid")
+    bobs = bot.report()
+    bot.command(CAROL, "Etikettendrucker klemmt")
     carols = bot.report()
-    bot.press(ALICE, "report_me_too", str(carols.id), channel=INTAKE)
     bot.drain()
-    assert ALICE in json.dumps(bot.card(alices)["blocks"])
+    bot.press(ALICE, "report_me_too", str(carols.id), channel=INTAKE)
+    bot.press_card(ALICE, "triage_claim", bobs)
+    bot.press_card(LEADER, "triage_assign", carols, selected_user=ALICE)
+    bot.drain()
+    bot.press_card(ALICE, "triage_resolve", bobs)
+    bot.submit(ALICE, bot.last_view(), {"note": {"value": f"Fixed by <@{ALICE}> herself"}})
+    for number in range(3):
+        bot.command(CAROL, f"Netz weg in Leipzig Gohlis seit Mittag, Kunden sauer ({number})")
+    bot.drain()
+    group = bot.report().incident_id
+    assert group is not None
+    bot.press(ALICE, "incident_acknowledge", str(group))
+    bot.message(ALICE, "Noch eine Frage zur Kasse", channel=dm, channel_type="im")  # kept
+    from feedbot.slack.features import reminders as reminder_feature
+
+    bot.clock.advance(days=3)
+    reminder_feature.send_due(bot.deps)
+    bot.drain()
+    before = where_named(bot.engine, ALICE, dm)
+    assert {"report.reporter_id", "report.owner_id", "incident_group.acknowledged_by"} <= set(
+        before
+    ), before
+    assert any(f"<@{ALICE}>" in m["text"] for m in bot.slack.messages(LEADERSHIP))
+
     result = feedbot_cli(bot, tmp_path, "forget-user", ALICE)
     assert result.returncode == 0, result.stderr
-    assert "1 reports are now anonymous" in result.stdout and "1 me-toos kept" in result.stdout
-    report = bot.report(alices.id)
-    assert report.reporter_id is None and report.anonymous
-    assert bot.report(carols.id).me_too_count == 1
-    with Session(bot.engine) as session:
-        actors = session.exec(
-            select(TimelineEntry.actor_id).where(col(TimelineEntry.actor_id) == ALICE)
-        ).all()
-        assert actors == []
-        sealed = session.exec(select(MeToo.user_sealed)).all()
-        assert [IDENTITIES.open(seal) for seal in sealed] == [None], "no me-too opens to her"
+    assert "2 reports are now anonymous" in result.stdout, result.stdout
+    assert "settings changed: leaders" in result.stdout
+    assert where_named(bot.engine, ALICE, dm) == [], "nowhere, not even the profile cache"
+    assert bot.report(named.id).anonymous and bot.report(named.id).reporter_sealed is None
+    assert bot.report(carols.id).me_too_count == 1, "her me too still counts"
+    assert "a former colleague" in bot.report(bobs.id).text
+    assert ALICE not in bot.bot_config().leaders
+
     bot.clock.now = datetime.now(UTC) + timedelta(seconds=1)  # the CLI queued it at real time
     bot.drain()
-    assert ALICE not in json.dumps(bot.card(alices)["blocks"]), "the card was refreshed"
+    shown = json.dumps(bot.slack.messages(LEADERSHIP), ensure_ascii=False)
+    assert f"<@{ALICE}>" not in shown, "cards and thread lines edited in Slack"
+    assert "a former colleague" in shown
     assert feedbot_cli(bot, tmp_path, "forget-user", "alice").returncode == 2
 
 

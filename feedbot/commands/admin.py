@@ -12,8 +12,9 @@ from typing import Any
 from sqlmodel import Session
 
 from feedbot.core import privacy
-from feedbot.core.config import load_config
+from feedbot.core.config import USER_ID, load_config
 from feedbot.core.errors import InvalidValue
+from feedbot.core.forget import forget_user
 from feedbot.db import make_engine, session_scope, upgrade
 from feedbot.models import Report
 from feedbot.settings import get_settings
@@ -83,26 +84,39 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_forget_user(args: argparse.Namespace) -> int:
     from feedbot.slack import delivery
+    from feedbot.slack.i18n import t
 
-    if args.user_id[:1] not in {"U", "W"}:
+    if not USER_ID.match(args.user_id):
         raise InvalidValue(f"{args.user_id!r} is not a Slack user ID (like U012AB3CD)")
     settings = get_settings()
+    identities = settings.identities()
     engine = _engine()
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
-        forgotten = privacy.forget_user(
-            session, user_id=args.user_id, identities=settings.identities()
-        )
         config = load_config(
             session,
             bootstrap_admins=tuple(settings.feedbot_admins),
             default_timezone=settings.feedbot_timezone,
         )
-        now = datetime.now(UTC)
+        forgotten = forget_user(
+            session,
+            user_id=args.user_id,
+            identities=identities,
+            replacement=t(config.language, "forgotten.person"),
+            now=now,
+        )
+        config = load_config(  # without them in any role
+            session,
+            bootstrap_admins=tuple(settings.feedbot_admins),
+            default_timezone=settings.feedbot_timezone,
+        )
         for report_id in forgotten.report_ids:
             report = session.get(Report, report_id)
             if report is not None:
                 delivery.refresh_card(session, report=report, config=config, now=now)
+        for message_id in forgotten.messages_to_edit:
+            delivery.rewrite_posted(session, message_id=message_id, now=now)
     print(f"{args.user_id}: {forgotten.describe()}")
-    if forgotten.report_ids:
-        print("Their report cards in Slack are updated by the running bot's outbox.")
+    if forgotten.report_ids or forgotten.messages_to_edit:
+        print("The running bot's outbox edits their cards and messages in Slack.")
     return 0

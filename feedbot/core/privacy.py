@@ -7,23 +7,17 @@ feedbot unmasked: the export is meant for analysis, not for calling people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from feedbot.core import reports
-from feedbot.core.identity import Identities
 from feedbot.models import (
     AuditEntry,
     MeToo,
-    Reminder,
     Report,
     ReportStatus,
-    SlackUser,
-    TimelineEntry,
 )
 
 EXPORT_FIELDS = (
@@ -126,89 +120,6 @@ def export_rows(session: Session, *, since: datetime, batch: int = 1000) -> list
             }
         )
     return rows
-
-
-@dataclass(frozen=True)
-class Forgotten:
-    report_ids: list[int]
-    reports_made_anonymous: int
-    timeline_entries: int
-    me_toos: int
-    roles_on_reports: int
-    profile_removed: bool
-
-    def describe(self) -> str:
-        return (
-            f"{self.reports_made_anonymous} reports are now anonymous, "
-            f"{self.timeline_entries} timeline entries no longer name them, "
-            f"{self.me_toos} me-toos kept as anonymous counts, "
-            f"{self.roles_on_reports} owner/acknowledger/resolver fields cleared, "
-            f"stored Slack profile {'removed' if self.profile_removed else 'not found'}."
-        )
-
-
-def forget_user(session: Session, *, user_id: str, identities: Identities) -> Forgotten:
-    """Remove a person's identity from every report and timeline. Their reports stay, as
-    anonymous reports; their *me too*s still count, under a placeholder."""
-    touched = set(
-        session.exec(
-            select(Report.id).where(
-                reports.mine(identities, user_id)
-                | (col(Report.owner_id) == user_id)
-                | (col(Report.acknowledged_by) == user_id)
-                | (col(Report.resolved_by) == user_id)
-            )
-        ).all()
-    )
-    made_anonymous = session.execute(
-        update(Report)
-        .where(reports.mine(identities, user_id))
-        .values(reporter_id=None, reporter_sealed=None, reporter_key=None, anonymous=True)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    timeline = session.execute(
-        update(TimelineEntry)
-        .where(col(TimelineEntry.actor_id) == user_id)
-        .values(actor_id=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    timeline += session.execute(
-        update(TimelineEntry)
-        .where(col(TimelineEntry.detail) == user_id)
-        .values(detail=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    me_toos = 0
-    for row in session.exec(select(MeToo)).all():
-        if identities.open(row.user_sealed) == user_id:
-            row.user_sealed, row.user_key = "", f"forgotten-{row.id}"
-            session.add(row)
-            me_toos += 1
-    roles = 0
-    for column in ("owner_id", "acknowledged_by", "resolved_by"):
-        roles += session.execute(
-            update(Report)
-            .where(getattr(Report, column) == user_id)
-            .values({column: None})
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-    session.execute(
-        update(Reminder)
-        .where(col(Reminder.recipient) == user_id)
-        .values(recipient=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(AuditEntry)
-        .where(col(AuditEntry.actor) == user_id)
-        .values(actor=None)
-        .execution_options(synchronize_session=False)
-    )
-    profile = session.get(SlackUser, user_id)
-    if profile is not None:
-        session.delete(profile)
-    ids = sorted(i for i in touched if i is not None)
-    return Forgotten(ids, made_anonymous, timeline, me_toos, roles, profile is not None)
 
 
 def audit_log(session: Session, *, limit: int = 20) -> list[AuditEntry]:

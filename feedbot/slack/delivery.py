@@ -6,6 +6,7 @@ message is stored with the change that caused it and delivered even if Slack is 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -119,6 +120,27 @@ def ephemeral(
         method="chat.postEphemeral",
         payload=message.to_payload() | who,
         purpose="ephemeral",
+        now=now,
+    )
+
+
+def rewrite_posted(session: Session, *, message_id: int, now: datetime) -> None:
+    """Show in Slack what an already posted message says now (its stored text was
+    rewritten, e.g. to forget someone): an edit of it, queued like any."""
+    posted = session.get(OutboxMessage, message_id)
+    if posted is None:
+        return
+    payload = outbox.sendable(json.loads(posted.payload))
+    edit: dict[str, Any] = {key: payload[key] for key in ("text", "blocks") if key in payload}
+    if not edit:
+        return
+    outbox.enqueue(
+        session,
+        conversation=posted.conversation,
+        method="chat.update",
+        payload=edit,
+        purpose="rewrite",
+        update_of=posted,
         now=now,
     )
 

@@ -145,4 +145,5 @@ MESSAGES: dict[str, str] = {
     "button.dm_about": "Zu {ref}",
     "error.draft_gone": "Um diese Nachricht hast du dich schon gekümmert.",
     "thread.reporter_replied": "Die meldende Person antwortet: {detail}",
+    "forgotten.person": "eine ehemalige Kollegin oder ein ehemaliger Kollege",
 }

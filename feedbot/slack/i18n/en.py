@@ -152,4 +152,5 @@ MESSAGES: dict[str, str] = {
     "button.dm_about": "About {ref}",
     "error.draft_gone": "That message was already taken care of.",
     "thread.reporter_replied": "The reporter answered: {detail}",
+    "forgotten.person": "a former colleague",
 }
