@@ -127,6 +127,8 @@ def replica(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Replica, FakeSl
         with session_scope(engine) as session:
             set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
             set_value(session, key="intake_channels", raw=INTAKE, actor="test")
+            # Forty reports from one person during the outage, on purpose: no per-person limit.
+            set_value(session, key="report_rate_limit", raw="0", actor="test")
         engine.dispose()
         process = start(postgres_url, slack, tmp_path, "replica")
         try:

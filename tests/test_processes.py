@@ -132,6 +132,8 @@ def pg_url(postgres_url: str) -> Iterator[str]:
         )
         set_value(session, key="intake_channels", raw=INTAKE, actor="test")
         set_value(session, key="leaders", raw=LEADER, actor="test")
+        # One person files dozens of reports here, on purpose: no per-person limit.
+        set_value(session, key="report_rate_limit", raw="0", actor="test")
     engine.dispose()
     yield postgres_url
 

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -122,6 +122,17 @@ def _duration(raw: str) -> str:
     if not match or int(match.group(1)) == 0:
         raise InvalidValue(f"{raw!r} is not a duration (like 30m, 4h or 1d)")
     return f"{int(match.group(1))}{match.group(2).lower()}"
+
+
+def _rate(raw: str) -> str:
+    """`10/10m`: at most 10 reports per person in any 10 minutes; `0` turns the limit off."""
+    value = raw.strip().lower().replace(" ", "")
+    if value in {"0", "off"}:
+        return "0"
+    count, _, window = value.partition("/")
+    if not count.isdigit() or not 1 <= int(count) <= 1000 or not window:
+        raise InvalidValue(f"{raw!r} is not a rate like 10/10m (reports per time), or 0 for none")
+    return f"{int(count)}/{_duration(window)}"
 
 
 def _clock(raw: str) -> str:
@@ -308,6 +319,12 @@ KEYS: dict[str, ConfigKey] = {
             "burst_threshold", _count(0, 10000), 5, "similar reports that make an incident (0: off)"
         ),
         ConfigKey("burst_window_minutes", _count(1, 1440), 15, "window for counting a burst"),
+        ConfigKey(
+            "report_rate_limit",
+            _rate,
+            "10/10m",
+            "reports one person may file in a time (like 10/10m; 0: no limit)",
+        ),
     )
 }
 
@@ -340,10 +357,21 @@ class RuntimeConfig:
     retention_days: int = 730
     burst_threshold: int = 5
     burst_window_minutes: int = 15
+    report_rate_limit: str = "10/10m"
     bootstrap_admins: tuple[str, ...] = ()
     default_timezone: str = "Europe/Berlin"
     group_leaders: frozenset[str] = frozenset()
     """Members of `leaders_usergroup`, resolved by the Slack layer."""
+
+    @property
+    def rate_limit(self) -> tuple[int, timedelta] | None:
+        """Reports one person may file per window (`report_rate_limit`), or None for no limit;
+        a day here is 24 hours."""
+        if self.report_rate_limit in ("", "0"):
+            return None
+        count, _, window = self.report_rate_limit.partition("/")
+        amount, unit = int(window[:-1]), window[-1]
+        return int(count), timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
 
     def is_confidential(self, category: str) -> bool:
         """Reports in this category appear only in leadership channels: never in suggestions,

@@ -10,6 +10,7 @@ what it is: a reply never becomes a new report under their name by mistake.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -18,7 +19,7 @@ from sqlmodel import Session, col, select
 from feedbot.core import reports
 from feedbot.core.errors import InvalidValue, NotFound
 from feedbot.core.identity import Identities
-from feedbot.models import DmDraft, Report, ReportStatus
+from feedbot.models import DmDraft, Report, ReportSource, ReportStatus
 
 RECENT = timedelta(days=3)
 """How long after its last change a report counts as one a direct message may be about."""
@@ -91,11 +92,15 @@ def keep_draft(
     text: str,
     identities: Identities,
     now: datetime,
+    source: ReportSource = ReportSource.DIRECT_MESSAGE,
 ) -> DmDraft:
+    """Keep a message until its author says what to do with it (`source`: where it was
+    written, for filing it as a report)."""
+    origin = {"channel": channel, "ts": ts, "source": source.value}
     draft = DmDraft(
         user_key=identities.key("draft", user_id),
         user_sealed=identities.seal(user_id),
-        origin_sealed=identities.seal(json.dumps({"channel": channel, "ts": ts})),
+        origin_sealed=identities.seal(json.dumps(origin)),
         text=text,
         created_at=now,
     )
@@ -104,17 +109,29 @@ def keep_draft(
     return draft
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a kept message was written."""
+
+    channel: str
+    ts: str
+    source: ReportSource
+
+
 def take_draft(
     session: Session, *, draft_id: int | None, user_id: str, identities: Identities
-) -> tuple[DmDraft, str, str]:
-    """The draft, its channel and ts, if `user_id` wrote it; it is deleted with the caller's
-    transaction, whatever becomes of it."""
+) -> tuple[DmDraft, Origin]:
+    """The draft and where it was written, if `user_id` wrote it; it is deleted with the
+    caller's transaction, whatever becomes of it."""
     draft = session.get(DmDraft, draft_id) if draft_id else None
     if draft is None or draft.user_key != identities.key("draft", user_id):
         raise NotFound("That message was already taken care of.", code="draft_gone")
     origin = json.loads(identities.open(draft.origin_sealed) or "{}")
     session.delete(draft)
-    return draft, str(origin.get("channel") or ""), str(origin.get("ts") or "")
+    source = origin.get("source") or ReportSource.DIRECT_MESSAGE
+    return draft, Origin(
+        str(origin.get("channel") or ""), str(origin.get("ts") or ""), ReportSource(source)
+    )
 
 
 def prune_drafts(session: Session, *, now: datetime) -> int:

@@ -1,14 +1,16 @@
 """The durable outbox: messages the bot owes Slack, stored with the change that caused them.
 
 This module is the queue's state machine (enqueue, claim, settle); `feedbot.slack.outbox`
-delivers. Order is kept per conversation: only the oldest unfinished entry of a conversation
-can be claimed, so a reply never overtakes the card it belongs to. Claims are conditional
+delivers. Order is kept per conversation and lane: only the oldest unfinished entry of a
+lane can be claimed, so a reply never overtakes the card it belongs to, while one report's
+messages never wait for another's. Claims are conditional
 updates, so any number of processes can drain one queue without sending an entry twice.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +40,8 @@ def enqueue(
     thread_of: OutboxMessage | None = None,
     update_of: OutboxMessage | None = None,
     replace_pending: bool = False,
+    lane: str | None = None,
+    turn: datetime | None = None,
     on_failure: dict[str, Any] | None = None,
     on_failure_thread_of: OutboxMessage | None = None,
     on_failure_conversation: str | None = None,
@@ -47,12 +51,17 @@ def enqueue(
 
     An edit (`update_of`) replaces edits of the same message still waiting: only the newest
     state of a message is worth sending. `replace_pending` does the same for whole calls of
-    this method to this conversation (a Home tab is re-published in full each time).
+    this method to this conversation and lane (a Home tab is re-published in full each time;
+    one person's repeated answers about one thing are worth one message). `turn` places it
+    among entries due at the same time (see `fair_turn`).
     `on_failure` is a message (`chat.postMessage` arguments; `{error}` in its text becomes
     Slack's answer) posted if Slack refuses this call for good, under `on_failure_thread_of`
     (in its conversation, else in `on_failure_conversation`, else in this one): where people
     look, not only in a log.
     """
+    if lane is None:  # an edit or a reply keeps to the lane of what it belongs to
+        parent = update_of or thread_of
+        lane = parent.lane if parent is not None else None
     if on_failure is not None:
         payload = payload | {
             ON_FAILURE: {
@@ -69,6 +78,7 @@ def enqueue(
             update(OutboxMessage)
             .where(
                 col(OutboxMessage.conversation) == conversation,
+                _same_lane(lane),
                 col(OutboxMessage.status) == OutboxStatus.PENDING,
                 col(OutboxMessage.method) == method,
             )
@@ -87,6 +97,7 @@ def enqueue(
         )
     entry = OutboxMessage(
         conversation=conversation,
+        lane=lane,
         method=method,
         payload=json.dumps(payload, ensure_ascii=False),
         purpose=purpose,
@@ -94,10 +105,34 @@ def enqueue(
         update_of_id=update_of.id if update_of else None,
         created_at=now,
         next_attempt_at=now,
+        turn=turn,
     )
     session.add(entry)
     session.flush()
     return entry
+
+
+def _same_lane(lane: str | None) -> Any:
+    return col(OutboxMessage.lane).is_(None) if lane is None else col(OutboxMessage.lane) == lane
+
+
+def fair_turn(
+    session: Session, *, conversation: str, earlier: Any, now: datetime, spacing: timedelta
+) -> datetime:
+    """The turn of a new entry in `conversation`, so one sender of many cannot delay
+    everyone else: `spacing` after now for each of that sender's entries still waiting there
+    (`earlier` selects them). A colleague's entry, queued just after, goes between them
+    instead of after all of them; with nobody else waiting, they all go at full pace."""
+    waiting = session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.conversation) == conversation,
+            col(OutboxMessage.status).in_(UNFINISHED),
+            earlier,
+        )
+    ).one()
+    return now + spacing * int(waiting)
 
 
 @dataclass(frozen=True)
@@ -108,8 +143,19 @@ class Claim:
     recheck: bool
 
 
-def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim]:
-    """Take up to `limit` deliverable entries: the head of each conversation, if due.
+def claim_due(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = 20,
+    per_conversation: int | None = None,
+    skip: Collection[str] = (),
+) -> list[Claim]:
+    """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
+
+    `per_conversation` caps how many heads of one conversation are taken at once, and `skip`
+    names conversations to take none from now (the sender holds enough there already): an
+    entry that arrives a moment later with an earlier turn then still goes before the rest.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
     over and flagged for a recheck, since Slack may have accepted it already.
@@ -117,10 +163,10 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim
     heads = (
         select(func.min(OutboxMessage.id).label("id"))
         .where(col(OutboxMessage.status).in_(UNFINISHED))
-        .group_by(col(OutboxMessage.conversation))
+        .group_by(col(OutboxMessage.conversation), func.coalesce(col(OutboxMessage.lane), ""))
         .subquery()
     )
-    candidates = session.exec(
+    query = (
         select(OutboxMessage)
         .where(col(OutboxMessage.id).in_(select(heads.c.id)))
         .where(
@@ -135,9 +181,24 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Claim
                 ),
             )
         )
-        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
-        .limit(limit)
-    ).all()
+    )
+    if skip:
+        query = query.where(col(OutboxMessage.conversation).not_in(list(skip)))
+    turn = func.coalesce(col(OutboxMessage.turn), col(OutboxMessage.next_attempt_at))
+    if per_conversation is not None:
+        ranked = query.add_columns(
+            func.row_number()
+            .over(
+                partition_by=col(OutboxMessage.conversation), order_by=(turn, col(OutboxMessage.id))
+            )
+            .label("place")
+        ).subquery()
+        query = (
+            select(OutboxMessage)
+            .join(ranked, col(OutboxMessage.id) == ranked.c.id)
+            .where(ranked.c.place <= per_conversation)
+        )
+    candidates = session.exec(query.order_by(turn, col(OutboxMessage.id)).limit(limit)).all()
     claims = []
     # Rows are locked in id order whatever the due order: two senders whose candidate lists
     # were read at different moments then never wait on each other's locks (a deadlock on

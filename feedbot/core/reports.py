@@ -176,6 +176,40 @@ def mine(identities: Identities, user_id: str) -> Any:
     )
 
 
+def check_rate(
+    session: Session,
+    *,
+    user_id: str,
+    identities: Identities,
+    config: RuntimeConfig,
+    now: datetime,
+) -> None:
+    """`InvalidValue` (code `rate_limited`) when `user_id` already filed as many reports as
+    `report_rate_limit` allows in its window; it says in how many minutes they can again.
+    One person flooding feedbot must not delay everyone else's reports."""
+    rate = config.rate_limit
+    if rate is None:
+        return
+    count, window = rate
+    recent = session.exec(
+        select(Report.created_at)
+        .where(mine(identities, user_id), col(Report.created_at) > now - window)
+        .order_by(col(Report.created_at).desc())
+        .limit(count)
+    ).all()
+    if len(recent) < count:
+        return
+    free_at = recent[-1] + window  # when the oldest of the last `count` leaves the window
+    minutes = max(1, -(-int((free_at - now).total_seconds()) // 60))
+    raise InvalidValue(
+        f"You filed {count} reports in a short time, the most one person can. You can send "
+        f"this one in {minutes} minutes; it is kept until then.",
+        field="text",
+        code="rate_limited",
+        params={"count": count, "minutes": minutes},
+    )
+
+
 def create_report(
     session: Session,
     *,
@@ -185,8 +219,10 @@ def create_report(
     now: datetime,
     identities: Identities,
 ) -> Report:
-    """Store a new report (validated) with its first timeline entry and its search terms."""
+    """Store a new report (validated) with its first timeline entry and its search terms.
+    `InvalidValue` for bad input, and for a person over the rate limit (`check_rate`)."""
     draft = validate(draft, config)
+    check_rate(session, user_id=reporter_id, identities=identities, config=config, now=now)
     assert draft.category is not None
     report = Report(
         created_at=now,

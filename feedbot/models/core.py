@@ -96,7 +96,10 @@ class ProcessedEvent(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """A Web API call the bot owes Slack, written in the transaction that caused it.
 
-    `conversation` is the ordering key: entries of one conversation are delivered in id order.
+    `conversation` and `lane` are the ordering key: entries of one conversation and lane are
+    delivered in id order; lanes of one conversation are independent of each other (a
+    report's card, its edits and its thread lines share a lane, so one person's many reports
+    cannot hold up a colleague's; entries without a lane share the conversation's own).
     `thread_of_id` / `update_of_id` point at an earlier entry whose Slack `ts` this one needs
     (a reply in its thread, or an edit of it); the sender fills that in at delivery time.
     """
@@ -104,11 +107,12 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_message"
     __table_args__ = (
         Index("ix_outbox_message_due", "status", "next_attempt_at"),
-        Index("ix_outbox_message_conversation", "status", "conversation", "id"),
+        Index("ix_outbox_message_conversation", "status", "conversation", "lane", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation: str = Field(max_length=64)
+    lane: str | None = Field(default=None, max_length=64)
     method: str = Field(max_length=64)
     payload: str
     purpose: str = Field(default="", max_length=64)
@@ -120,6 +124,9 @@ class OutboxMessage(SQLModel, table=True):
     """Set when an attempt may have reached Slack without us learning its outcome."""
     created_at: datetime = Field(default_factory=utcnow)
     next_attempt_at: datetime = Field(default_factory=utcnow)
+    turn: datetime | None = None
+    """Where it stands among the entries due at once (else its `next_attempt_at`): one
+    sender's many entries get later turns, so a colleague's goes between them."""
     lease_until: datetime | None = None
     sent_at: datetime | None = None
     last_error: str | None = None

@@ -7,10 +7,10 @@ message is stored with the change that caused it and delivered even if Slack is 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from feedbot.core import outbox, reports
 from feedbot.core.config import RuntimeConfig
@@ -33,6 +33,8 @@ def post(
     extra: dict[str, Any] | None = None,
     on_failure: Message | None = None,
     on_failure_thread_of: OutboxMessage | None = None,
+    lane: str | None = None,
+    turn: datetime | None = None,
 ) -> OutboxMessage:
     """Queue a message; `on_failure` is posted under `on_failure_thread_of` (or in the same
     conversation) if Slack refuses it for good, `{error}` in it replaced by Slack's answer."""
@@ -46,8 +48,20 @@ def post(
         thread_of=thread_of,
         on_failure=on_failure.to_payload() if on_failure else None,
         on_failure_thread_of=on_failure_thread_of,
+        lane=lane,
+        turn=turn,
         now=now,
     )
+
+
+POST_SPACING = timedelta(seconds=1)
+"""Slack posts about one message per second to a channel: the pace cards take their turns."""
+
+
+def report_lane(report: Report) -> str:
+    """The outbox lane of a report's card, its edits and its thread lines: they keep their
+    order among themselves, and never wait behind another report's."""
+    return f"report:{report.id}"
 
 
 def post_thread_reply(
@@ -73,10 +87,12 @@ def dm(
     purpose: str,
     sealed_by: Identities | None = None,
     about: object = None,
+    latest_only: bool = False,
 ) -> OutboxMessage:
     """A direct message to `user`. With `sealed_by`, for someone acting anonymously: stored
     under a conversation and a seal that name nobody (`about` keeps its messages apart from
-    their others, e.g. a report's id); the sender opens the seal to deliver it."""
+    their others, e.g. a report's id); the sender opens the seal to deliver it.
+    `latest_only`: it replaces such a message still waiting (one answer per press)."""
     if sealed_by is None:
         return post(session, conversation=user, message=message, now=now, purpose=purpose)
     return outbox.enqueue(
@@ -85,6 +101,7 @@ def dm(
         method="chat.postMessage",
         payload=message.to_payload() | {"unfurl_links": False, SEALED_TO: sealed_by.seal(user)},
         purpose=purpose,
+        replace_pending=latest_only,
         now=now,
     )
 
@@ -101,7 +118,9 @@ def ephemeral(
 ) -> OutboxMessage:
     """A message only `user` sees. Without a channel (a button on the Home tab) it becomes a
     direct message, the one place that person is sure to see it. `sealed_by`: the message
-    says what they did anonymously (a *me too*), so it names them only through a seal."""
+    says what they did anonymously (a *me too*), so it names them only through a seal; and
+    it replaces their answer about the same thing still waiting: pressing *Me too* ten times
+    queues one message, not ten."""
     message = build_plain(text)
     if channel[:1] in {"U", "W"}:
         return dm(
@@ -112,14 +131,25 @@ def ephemeral(
             purpose="ephemeral_dm",
             sealed_by=sealed_by,
             about=about,
+            latest_only=sealed_by is not None,
         )
-    who = {SEALED_USER: sealed_by.seal(user)} if sealed_by else {"user": user}
+    if sealed_by is None:
+        return outbox.enqueue(
+            session,
+            conversation=channel,
+            method="chat.postEphemeral",
+            payload=message.to_payload() | {"user": user},
+            purpose="ephemeral",
+            now=now,
+        )
     return outbox.enqueue(
         session,
         conversation=channel,
         method="chat.postEphemeral",
-        payload=message.to_payload() | who,
+        payload=message.to_payload() | {SEALED_USER: sealed_by.seal(user)},
         purpose="ephemeral",
+        lane="tell:" + sealed_by.key("tell", about, user)[:32],
+        replace_pending=True,
         now=now,
     )
 
@@ -169,12 +199,30 @@ def post_card(session: Session, *, report: Report, config: RuntimeConfig, now: d
     """Put a new report in front of leadership (if a leadership channel is configured)."""
     if not report.leadership_channel:
         return
+    # One person's many reports take turns with everyone else's: their next card's turn is
+    # one post later for each of their cards still waiting in this channel.
+    same_reporter = (
+        col(Report.reporter_id) == report.reporter_id
+        if report.reporter_id
+        else col(Report.reporter_key) == report.reporter_key
+    )
+    waiting = col(OutboxMessage.id).in_(
+        select(Report.card_message_id).where(same_reporter, col(Report.id) != report.id)
+    )
     entry = post(
         session,
         conversation=report.leadership_channel,
         message=_card(session, report, config, mention=True),
         now=now,
         purpose="card",
+        lane=report_lane(report),
+        turn=outbox.fair_turn(
+            session,
+            conversation=report.leadership_channel,
+            earlier=waiting,
+            now=now,
+            spacing=POST_SPACING,
+        ),
     )
     report.card_message_id = entry.id
     session.add(report)
@@ -192,6 +240,7 @@ def refresh_card(session: Session, *, report: Report, config: RuntimeConfig, now
         payload=_card(session, report, config, mention=True).to_payload(),
         purpose="card_update",
         update_of=card,
+        lane=card.lane,
         now=now,
     )
 
@@ -218,6 +267,7 @@ def thread_line(
         now=now,
         purpose="thread_line",
         thread_of=card,
+        lane=card.lane,
     )
 
 

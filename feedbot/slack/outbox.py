@@ -28,6 +28,7 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.client import HTTPException
@@ -60,6 +61,9 @@ SENDING_THREADS = 8
 """Calls to Slack in flight at once from the background loop (each to another conversation)."""
 POST_INTERVAL = 1.0
 """Seconds between two posts to one conversation: Slack's limit for `chat.postMessage`."""
+AHEAD_PER_CONVERSATION = 2
+"""Entries of one conversation the background loop holds at once (the one going out, and
+the next): what arrives meanwhile competes for the turn after, by its turn, not by arrival."""
 MAX_HELD = 200
 """Most entries the background loop holds claimed (waiting for their channel or a thread)."""
 
@@ -143,8 +147,12 @@ class OutboxSender:
         self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._held = 0
+        self._held_in: Counter[str] = Counter()
+        """Claims held per conversation: a conversation with enough waits for the next pass."""
         self._held_lock = threading.Lock()
         self._last_post: dict[str, float] = {}
+        self._next_slot: dict[str, float] = {}
+        """Conversation -> the earliest moment a post held now may take there."""
         """Conversation -> `time.monotonic()` of this process's last accepted post there."""
 
     def wake(self) -> None:
@@ -179,13 +187,23 @@ class OutboxSender:
             claims: list[Claim] = []
             room = MAX_HELD - self._held
             if room > 0 and not self._paused():
+                with self._held_lock:
+                    busy = {c for c, n in self._held_in.items() if n >= AHEAD_PER_CONVERSATION}
                 try:
                     with Session(self.engine, expire_on_commit=False) as session:
-                        claims = outbox.claim_due(session, now=self.clock(), limit=min(room, 50))
+                        claims = outbox.claim_due(
+                            session,
+                            now=self.clock(),
+                            limit=min(room, 50),
+                            per_conversation=AHEAD_PER_CONVERSATION,
+                            skip=busy,
+                        )
                 except Exception:
                     log.exception("outbox pass failed; retrying")
             with self._held_lock:
                 self._held += len(claims)
+                for claim in claims:
+                    self._held_in[claim.entry.conversation] += 1
             for claim in claims:
                 heapq.heappush(waiting, (self._may_go_at(claim.entry), next(order), claim))
             now = time.monotonic()
@@ -204,11 +222,27 @@ class OutboxSender:
             self._ready.put(None)
 
     def _may_go_at(self, entry: OutboxMessage) -> float:
-        """When `entry` may be sent (monotonic): a post waits out its channel's interval."""
+        """When `entry` may be sent (monotonic): a post waits out its channel's interval, and
+        the posts of several lanes of one channel, held at once, each get a slot of their own."""
         if entry.method != "chat.postMessage" or self.post_interval <= 0:
             return 0.0
         last = self._last_post.get(entry.conversation)
-        return 0.0 if last is None else last + self.post_interval
+        slot = max(
+            time.monotonic(),
+            last + self.post_interval if last is not None else 0.0,
+            self._next_slot.get(entry.conversation, 0.0),
+        )
+        self._next_slot[entry.conversation] = slot + self.post_interval
+        return slot
+
+    def _keep_pace(self, conversation: str) -> None:
+        """Wait out the channel's interval since its last post actually went (a slot was
+        planned when the post was claimed; the one before may have gone out late)."""
+        last = self._last_post.get(conversation)
+        if last is not None and self.post_interval > 0:
+            wait = last + self.post_interval - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
 
     def _send(self) -> None:
         """A sending thread: delivers claims until `_run` hands it None."""
@@ -217,12 +251,15 @@ class OutboxSender:
                 if self._stop.is_set():
                     self._release(claim)
                 else:
-                    self._deliver(claim.entry, recheck=claim.recheck)
+                    self._deliver(claim.entry, recheck=claim.recheck, paced=True)
             except Exception:
                 log.exception("outbox #%s: delivery failed; retrying", claim.entry.id)
             finally:
                 with self._held_lock:
                     self._held -= 1
+                    self._held_in[claim.entry.conversation] -= 1
+                    if self._held_in[claim.entry.conversation] <= 0:
+                        del self._held_in[claim.entry.conversation]
                 self._wake.set()  # its conversation's next entry may be due now
 
     def _release(self, claim: Claim) -> None:
@@ -262,7 +299,7 @@ class OutboxSender:
             if not self.deliver_due():
                 return
 
-    def _deliver(self, entry: OutboxMessage, *, recheck: bool) -> None:
+    def _deliver(self, entry: OutboxMessage, *, recheck: bool, paced: bool = False) -> None:
         assert entry.id is not None
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
         with Session(self.engine, expire_on_commit=False) as session:
@@ -283,6 +320,8 @@ class OutboxSender:
                     log.info("%s: already posted before a restart, not sending again", context)
                     channel, ts = found[0], found[1]
                 else:
+                    if paced and entry.method == "chat.postMessage":
+                        self._keep_pace(entry.conversation)
                     response = call_api(self.client, entry.method, payload)
                     if entry.method == "chat.postMessage":
                         self._last_post[entry.conversation] = time.monotonic()

@@ -25,7 +25,12 @@ from feedbot.slack.app import Deps
 from feedbot.slack.features.common import explain, file_report, refuse, send_receipt
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
-from feedbot.slack.views.notices import build_dm_question, build_plain, build_reporter_reply_form
+from feedbot.slack.views.notices import (
+    build_dm_question,
+    build_kept_message,
+    build_plain,
+    build_reporter_reply_form,
+)
 from feedbot.slack.views.report_card import build_thread_line
 
 ABOUT = re.compile(rf"^{Action.DM_ABOUT_REPORT}-\d+$")
@@ -62,6 +67,41 @@ def ask_about(
     return True
 
 
+def keep_for_later(
+    session: Session,
+    deps: Deps,
+    *,
+    user_id: str,
+    channel: str,
+    ts: str,
+    text: str,
+    source: ReportSource,
+    why: str,
+    now: datetime,
+) -> None:
+    """A message that cannot be filed now (its author is over the rate limit): kept, with a
+    direct message saying `why` and offering to send it later."""
+    draft = conversation.keep_draft(
+        session,
+        user_id=user_id,
+        channel=channel,
+        ts=ts,
+        text=text,
+        identities=deps.identities,
+        now=now,
+        source=source,
+    )
+    delivery.dm(
+        session,
+        user=user_id,
+        message=build_kept_message(draft.id or 0, why, locale=deps.locale_for(user_id)),
+        now=now,
+        purpose="draft_kept",
+        sealed_by=deps.identities,
+        about=f"draft-{draft.id}",
+    )
+
+
 def post_answer(session: Session, deps: Deps, *, report: Report, text: str, user_id: str) -> None:
     """The reporter's answer in the card's thread, and a word back to them."""
     now = deps.clock()
@@ -81,6 +121,7 @@ def post_answer(session: Session, deps: Deps, *, report: Report, text: str, user
             now=now,
             purpose="thread_line",
             thread_of=card,
+            lane=card.lane,
         )
     delivery.dm(
         session,
@@ -169,7 +210,7 @@ def _draft_is_a_report(deps: Deps) -> Any:
         config = deps.config()
         with deps.transaction() as session:
             try:
-                draft, channel, ts = conversation.take_draft(
+                draft, origin = conversation.take_draft(
                     session,
                     draft_id=_id(_value(body)),
                     user_id=user_id,
@@ -181,10 +222,10 @@ def _draft_is_a_report(deps: Deps) -> Any:
                     reporter_id=user_id,
                     draft=ReportDraft(
                         text=draft.text,
-                        source=ReportSource.DIRECT_MESSAGE,
-                        source_channel=channel or None,
-                        source_ts=ts or None,
-                        source_permalink=deps.workspace.message_link(channel, ts),
+                        source=origin.source,
+                        source_channel=origin.channel or None,
+                        source_ts=origin.ts or None,
+                        source_permalink=deps.workspace.message_link(origin.channel, origin.ts),
                     ),
                     config=config,
                     now=now,
@@ -194,6 +235,7 @@ def _draft_is_a_report(deps: Deps) -> Any:
                 session.rollback()
                 refuse(session, deps, body, error)
                 return
+            is_dm = origin.source == ReportSource.DIRECT_MESSAGE
             send_receipt(
                 session,
                 deps,
@@ -201,7 +243,7 @@ def _draft_is_a_report(deps: Deps) -> Any:
                 reporter_id=user_id,
                 config=config,
                 now=now,
-                conversation=channel or None,
+                conversation=origin.channel if is_dm and origin.channel else None,
             )
 
     return handle
@@ -217,7 +259,7 @@ def _draft_is_an_answer(deps: Deps) -> Any:
         with deps.transaction() as session:
             try:
                 report = reports.get_report(session, _id(report_raw) or 0)
-                draft, _channel, _ts = conversation.take_draft(
+                draft, _origin = conversation.take_draft(
                     session, draft_id=_id(draft_raw), user_id=user_id, identities=deps.identities
                 )
                 answer = conversation.reporter_reply(

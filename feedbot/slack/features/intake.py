@@ -21,7 +21,7 @@ from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.app import Deps
 from feedbot.slack.features.common import explain, file_report, send_receipt
-from feedbot.slack.features.conversation import ask_about
+from feedbot.slack.features.conversation import ask_about, keep_for_later
 from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_intake_receipt, build_plain
 
@@ -118,6 +118,19 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
         log.info("message %s/%s was filed by another delivery", channel, ts)
     except InvalidValue as error:
         with deps.transaction() as session:
+            if error.code == "rate_limited":  # kept for later, said privately
+                keep_for_later(
+                    session,
+                    deps,
+                    user_id=user_id,
+                    channel=channel,
+                    ts=ts,
+                    text=text,
+                    source=draft.source,
+                    why=explain(error, deps.locale_for(user_id)),
+                    now=now,
+                )
+                return
             delivery.post_thread_reply(
                 session,
                 channel=channel,

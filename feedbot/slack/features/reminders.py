@@ -170,6 +170,7 @@ def _post(
         now=now,
         purpose=f"reminder_{due.kind}",
         thread_of=thread_of,
+        lane=thread_of.lane if thread_of else None,
     )
 
 

@@ -55,9 +55,14 @@ def open_form(
     user_id: str,
     context: FormContext,
     prefill: ReportDraft | None = None,
+    notice: str | None = None,
 ) -> None:
     view = build_report_form(
-        config=deps.config(), locale=deps.locale_for(user_id), context=context, prefill=prefill
+        config=deps.config(),
+        locale=deps.locale_for(user_id),
+        context=context,
+        prefill=prefill,
+        notice=notice,
     )
     client.views_open(trigger_id=trigger_id, view=view)
 
@@ -107,6 +112,18 @@ def _command(deps: Deps) -> Any:
                 )
                 similar, solved = suggestions(session, deps, report, asker=user_id)
         except InvalidValue as error:
+            if error.code == "rate_limited":  # kept as a draft in the form, to send later
+                ack()
+                open_form(
+                    client,
+                    deps,
+                    trigger_id=body["trigger_id"],
+                    user_id=user_id,
+                    context=FormContext(),
+                    prefill=ReportDraft(text=text[: reports.MAX_TEXT], source=ReportSource.MODAL),
+                    notice=explain(error, locale),
+                )
+                return
             ack(**build_plain(explain(error, locale)).to_payload())
             return
         receipt = build_receipt(

@@ -126,6 +126,7 @@ MESSAGES: dict[str, str] = {
     "action.acknowledged": "bestätigt",
     "error.generic": "Das hat bei uns leider nicht geklappt. Deine Eingaben sind nicht verloren; bitte versuch es in einer Minute noch einmal.",
     "error.confidential_forward": "{category} ist vertraulich: Diese Meldungen bleiben in Führungskanälen und werden nicht woanders hin weitergeleitet.",
+    "error.rate_limited": "Du hast in kurzer Zeit {count} Meldungen geschickt, mehr geht für eine Person nicht. Diese kannst du in {minutes} Minuten senden; sie bleibt so lange erhalten.",
     "error.not_leader": "Das können nur Führungskräfte und Admins. Ein Admin kann dich als Führungskraft eintragen.",
     "error.not_found": "Diese Meldung gibt es nicht (mehr).",
     "error.no_such_report": "Es gibt keine Meldung {ref}.",
@@ -146,4 +147,5 @@ MESSAGES: dict[str, str] = {
     "error.draft_gone": "Um diese Nachricht hast du dich schon gekümmert.",
     "thread.reporter_replied": "Die meldende Person antwortet: {detail}",
     "forgotten.person": "eine ehemalige Kollegin oder ein ehemaliger Kollege",
+    "button.dm_send_now": "Jetzt senden",
 }

@@ -133,6 +133,7 @@ MESSAGES: dict[str, str] = {
     # Errors
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
     "error.confidential_forward": "{category} is confidential: its reports stay in leadership channels and cannot be forwarded elsewhere.",
+    "error.rate_limited": "You filed {count} reports in a short time, the most one person can. You can send this one in {minutes} minutes; it is kept until then.",
     "error.not_leader": "Only leaders and admins can do that. An admin can add you as a leader.",
     "error.not_found": "That report does not exist (any more).",
     "error.no_such_report": "There is no report {ref}.",
@@ -153,4 +154,5 @@ MESSAGES: dict[str, str] = {
     "error.draft_gone": "That message was already taken care of.",
     "thread.reporter_replied": "The reporter answered: {detail}",
     "forgotten.person": "a former colleague",
+    "button.dm_send_now": "Send it now",
 }

@@ -222,6 +222,26 @@ def build_dm_question(draft_id: int, choices: list[Report], *, locale: str) -> M
     return Message(text=text, blocks=[_section(text), ActionsBlock(elements=buttons)])
 
 
+def build_kept_message(draft_id: int, why: str, *, locale: str) -> Message:
+    """A message that could not be filed yet, kept: why, and *Send it now* for later."""
+    return Message(
+        text=why,
+        blocks=[
+            _section(why),
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text=t(locale, "button.dm_send_now"),
+                        action_id=Action.DM_NEW_REPORT,
+                        value=str(draft_id),
+                        style="primary",
+                    )
+                ]
+            ),
+        ],
+    )
+
+
 def build_plain(text: str) -> Message:
     return Message(text=text, blocks=[_section(text)])
 

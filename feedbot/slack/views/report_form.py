@@ -68,13 +68,17 @@ def build_report_form(
     locale: str,
     context: FormContext,
     prefill: ReportDraft | None = None,
+    notice: str | None = None,
 ) -> View:
-    """The report modal. `prefill` fills it for *Add details* and the message shortcut."""
+    """The report modal. `prefill` fills it for *Add details* and the message shortcut;
+    `notice` opens it with a word on top (why a quick report waits in it)."""
     draft = prefill or ReportDraft(text="", source=context.source)
     categories = [_option(name, name) for name in config.categories[:100]]
     category_initial = next((o for o in categories if o.value == draft.category), None)
     urgencies = [_option(t(locale, f"urgency.{u.value}"), u.value) for u in Urgency]
     blocks: list[Any] = []
+    if notice:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=notice[:2000])]))
     if context.source_permalink:
         blocks.append(
             ContextBlock(
