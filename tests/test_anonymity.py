@@ -205,3 +205,50 @@ def test_a_direct_message_that_may_be_an_answer_asks_before_filing_anything(bot:
     named = bot.report()
     assert named.id != report.id and named.reporter_id == ALICE and not named.anonymous
     assert named.text == "Also: the coffee machine in Halle is broken"
+
+
+def test_a_curious_colleague_learns_nothing_about_other_peoples_reports(bot: Bot) -> None:
+    """Bob is an ordinary employee. Alice filed one report anonymously and one named by DM.
+    Whatever Bob types or presses, forged ids included, he learns neither her words nor that
+    she wrote them, and changes nothing."""
+    bot.setup_team()
+    bot.message(
+        ALICE,
+        "The SIM activation tool times out at the counter in Halle",
+        channel=bot.slack.dm_channel(ALICE),
+        channel_type="im",
+    )
+    private = bot.report()
+    anonymous = file_anonymously(bot, ALICE, "My shift lead forges the cash count every Friday")
+    bot.drain()
+    secrets = ("every Friday", "in Halle", ALICE)  # words only Alice wrote
+
+    def seen_by_bob() -> str:
+        bot.drain()
+        shown = [m for m in bot.slack.dm_messages(BOB)]
+        shown += [e for e in bot.slack.ephemerals if e["user"] == BOB]
+        shown += [r for r in bot.slack.responses]
+        return json.dumps(shown, ensure_ascii=False)
+
+    answers = [
+        bot.command(BOB, "mine").body,
+        bot.command(BOB, "Shift lead forges the cash count").body,
+        bot.command(BOB, "SIM activation tool times out at the counter").body,
+    ]
+    for report in (anonymous, private):
+        for action in ("report_add_details", "report_reporter_reply", "triage_resolve"):
+            bot.press(BOB, action, str(report.id), channel=bot.slack.dm_channel(BOB))
+        bot.press(BOB, "report_me_too_instead", f"{report.id}:{private.id}", channel=INTAKE)
+    bot.event(payloads.app_home_opened_event(user=BOB, channel=bot.slack.dm_channel(BOB)))
+    bot.drain()
+    home = json.dumps(bot.slack.home_views.get(BOB, {}), ensure_ascii=False)
+    everything = "".join(str(a) for a in answers) + seen_by_bob() + home
+    views = json.dumps([c.args for c in bot.slack.calls_to("views.open")], ensure_ascii=False)
+    for secret in secrets:
+        assert secret not in everything, secret
+        assert secret not in views, f"a form showed {secret!r}"
+    assert anonymous.reference in everything, "he may still say me too on it by reference"
+    for report in (anonymous, private):
+        stored = bot.report(report.id)
+        assert stored.status == "open" and stored.me_too_count == 0
+    assert len(bot.reports()) == 4, "only Bob's own two quick reports were added"
