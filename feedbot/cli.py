@@ -112,8 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError
 
     from feedbot.scheduler import build_scheduler
-    from feedbot.slack.app import Deps, build_app
+    from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client, make_sender_client
+    from feedbot.slack.deps import Deps
     from feedbot.slack.outbox import OutboxSender
 
     settings = _settings()

@@ -16,7 +16,7 @@ from feedbot.db import session_scope
 from feedbot.models import OutboxMessage, OutboxStatus, Report
 
 if TYPE_CHECKING:
-    from feedbot.slack.app import Deps
+    from feedbot.slack.deps import Deps
 
 log = logging.getLogger(__name__)
 

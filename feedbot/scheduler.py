@@ -18,7 +18,7 @@ from feedbot import jobs
 from feedbot.metrics import instrumented
 
 if TYPE_CHECKING:
-    from feedbot.slack.app import Deps
+    from feedbot.slack.deps import Deps
 
 JOBS: list[tuple[str, Callable[[Deps], None], Callable[[str], Any]]] = [
     # (id, function, trigger for the default timezone)

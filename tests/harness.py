@@ -26,7 +26,8 @@ from feedbot.core.identity import Identities
 from feedbot.db import session_scope
 from feedbot.models import Report
 from feedbot.settings import Settings
-from feedbot.slack.app import Deps, build_app, dispatch
+from feedbot.slack.app import build_app, dispatch
+from feedbot.slack.deps import Deps
 from feedbot.slack.outbox import OutboxSender
 from tests import slack_payloads as payloads
 from tests.fakeslack import FakeSlack

@@ -29,7 +29,8 @@ from feedbot.core.config import KEYS, format_value, load_config, parse_value
 from feedbot.core.errors import InvalidValue
 from feedbot.models import ConfigEntry
 from feedbot.settings import get_settings
-from feedbot.slack.app import CONFIG_TTL, build_app
+from feedbot.slack.app import build_app
+from feedbot.slack.deps import CONFIG_TTL
 from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Bot
 
 EXIT_USAGE = 2

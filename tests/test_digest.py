@@ -40,7 +40,7 @@ from feedbot.core.digest import (
 from feedbot.core.errors import InvalidValue
 from feedbot.core.reports import ReportDraft
 from feedbot.models import Report, ReportSource, ReportStatus, ReportTerm, Urgency
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.digest import send_due
 from feedbot.slack.views import MAX_MESSAGE_BLOCKS
 from feedbot.slack.views import digest as views

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from feedbot import jobs
 from feedbot.models import MeToo, Report, TimelineEntry
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, SECRET_KEY, Bot
 from tests.test_anonymity import where_named
 from tests.test_reporting import form_values

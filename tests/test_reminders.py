@@ -26,7 +26,7 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Due, Kind, Rules, WorkingHours, due_steps, snooze_until
 from feedbot.db import make_engine
 from feedbot.models import OutboxMessage, OutboxStatus, Reminder, Report, ReportSource, Urgency
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
 from tests.harness import ADMIN, ALICE, LEADER, LEADER_2, LEADERSHIP, TOKEN, Bot
 from tests.test_triage import file_from_form, open_and_submit

@@ -40,8 +40,8 @@ def describe(due: Due) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from feedbot.slack.app import Deps
     from feedbot.slack.client import make_sender_client, make_web_client
+    from feedbot.slack.deps import Deps
     from feedbot.slack.features.reminders import send_due
     from feedbot.slack.outbox import OutboxSender
 

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from feedbot.core import config as runtime_config
 from feedbot.core.errors import InvalidValue
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
 from feedbot.slack.features.home import refresh_homes
 from feedbot.slack.i18n import t

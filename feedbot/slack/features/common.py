@@ -17,7 +17,7 @@ from feedbot.core.reports import ReportDraft
 from feedbot.metrics import REPORTS_CREATED
 from feedbot.models import Report, ReportSource, ReportStatus
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import has, number, t
 from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt

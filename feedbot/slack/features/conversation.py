@@ -21,7 +21,7 @@ from feedbot.core.errors import FeedbotError
 from feedbot.core.reports import ReportDraft
 from feedbot.models import IncidentGroup, OutboxMessage, Report, ReportSource
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, file_report, refuse, send_receipt
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback, Field

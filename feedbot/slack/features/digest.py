@@ -48,7 +48,7 @@ from feedbot.core.errors import Conflict, FeedbotError, NotFound
 from feedbot.db import session_scope
 from feedbot.models import DigestRun, OutboxMessage
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, subcommand
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND

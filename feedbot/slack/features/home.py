@@ -17,7 +17,7 @@ from feedbot.core.identity import SEALED_USER
 from feedbot.core.queue import leader_queue
 from feedbot.db import upsert_insert
 from feedbot.models import Report, SlackUser
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.views.home import build_home
 
 RECENTLY_OPENED = timedelta(hours=12)

@@ -19,7 +19,7 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import FeedbotError
 from feedbot.models import IncidentGroup, OutboxMessage, Report
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders
 from feedbot.slack.features.common import explain, refuse
 from feedbot.slack.ids import Action, Callback, Field

@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 
 
 def register(app: App, deps: Deps) -> None:

@@ -19,7 +19,7 @@ from feedbot.core.errors import InvalidValue
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, file_report, send_receipt
 from feedbot.slack.features.conversation import ask_about, keep_for_later
 from feedbot.slack.text import unescape

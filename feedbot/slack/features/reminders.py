@@ -26,7 +26,7 @@ from feedbot.core.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.core.reminders import Due, Kind, SnoozeChoice, WorkingHours
 from feedbot.models import OutboxMessage, OutboxStatus, Report
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, refuse, tell
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback, Field

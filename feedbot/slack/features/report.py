@@ -13,7 +13,7 @@ from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
 from feedbot.slack.features.common import (
     SUBCOMMANDS_ELSEWHERE,

@@ -23,7 +23,7 @@ from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.identity import Identities
 from feedbot.models import Report
 from feedbot.slack import delivery
-from feedbot.slack.app import Deps
+from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, membership_problems, refuse, reply_channel
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback
