@@ -1,7 +1,8 @@
 """Turning domain results into queued Slack messages, inside the caller's transaction.
 
-Everything a listener or job must tell Slack goes through here into the outbox, so the
+Everything a listener, flow or job must tell Slack goes through here into the outbox, so the
 message is stored with the change that caused it and delivered even if Slack is down now.
+This module only queues messages: what to send after what is decided by `feedbot.slack.flows`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from feedbot.core import outbox, reports
+from feedbot.core import incidents, outbox, reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_TO, SEALED_USER, Identities
-from feedbot.core.triage import Notice, NoticeKind, Outcome
-from feedbot.models import OutboxMessage, Report, Urgency
+from feedbot.core.triage import Notice, NoticeKind
+from feedbot.models import IncidentGroup, OutboxMessage, OutboxStatus, Report, Urgency
 from feedbot.slack.views import Message
+from feedbot.slack.views.incident_card import build_incident_card
 from feedbot.slack.views.notices import build_notice, build_plain
 from feedbot.slack.views.report_card import build_report_card, build_thread_line
 
@@ -305,39 +307,103 @@ def notify(
         )
 
 
-def apply_outcome(
-    session: Session,
-    *,
-    outcome: Outcome,
-    config: RuntimeConfig,
-    locale_for: Any,
-    now: datetime,
-    identities: Identities,
-    timezone_for: Any = None,
-) -> None:
-    """After a triage action: the card shows it, its thread records it, people are told, and
-    reminders follow (see `features.reminders.on_outcome`; `timezone_for` gives a new owner's
-    working hours, else the workspace's apply)."""
-    # Imported here: that module queues its own messages through this one.
-    from feedbot.slack.features import reminders
+# --------------------------------------------------------------------------- incident groups
 
-    report = outcome.report
-    refresh_card(session, report=report, config=config, now=now)
-    thread_line(
+
+def _group_card(session: Session, group: IncidentGroup, config: RuntimeConfig) -> dict[str, Any]:
+    locale = config.language_of_channel(group.leadership_channel or "")
+    return build_incident_card(
+        group, incidents.summarise(session, group), locale=locale
+    ).to_payload()
+
+
+def group_card_entry(session: Session, group: IncidentGroup) -> OutboxMessage | None:
+    """The outbox entry of an incident group's card."""
+    if group.card_message_id is None:
+        return None
+    return session.get(OutboxMessage, group.card_message_id)
+
+
+def post_group_card(
+    session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
+) -> None:
+    """The one card of a new incident group, in its leadership channel."""
+    if not group.leadership_channel:
+        return
+    entry = outbox.enqueue(
         session,
-        report=report,
-        config=config,
-        action=outcome.action,
-        actor=outcome.actor,
-        detail=outcome.detail,
+        conversation=group.leadership_channel,
+        method="chat.postMessage",
+        payload=_group_card(session, group, config) | {"unfurl_links": False},
+        purpose="incident_card",
         now=now,
     )
-    notify(session, notices=outcome.notices, locale_for=locale_for, now=now, identities=identities)
-    reminders.on_outcome(
+    group.card_message_id = entry.id
+    session.add(group)
+
+
+def refresh_group_card(
+    session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
+) -> None:
+    card = group_card_entry(session, group)
+    if card is None:
+        return
+    outbox.enqueue(
         session,
-        outcome=outcome,
-        config=config,
-        locale_for=locale_for,
-        timezone_for=timezone_for,
+        conversation=card.conversation,
+        method="chat.update",
+        payload=_group_card(session, group, config),
+        purpose="incident_card_update",
+        update_of=card,
+        now=now,
+    )
+
+
+# --------------------------------------------------------------------------- other calls
+
+
+def edit_sent(
+    session: Session, *, message: OutboxMessage, edit: Message, now: datetime, purpose: str
+) -> None:
+    """Replace a message in Slack: one that went out or is going (never one withdrawn
+    before it went out)."""
+    session.refresh(message)
+    if message.status not in (OutboxStatus.SENT, OutboxStatus.SENDING):
+        return
+    outbox.enqueue(
+        session,
+        conversation=message.conversation,
+        method="chat.update",
+        payload=edit.to_payload(),
+        purpose=purpose,
+        update_of=message,
+        now=now,
+    )
+
+
+def ephemeral_message(
+    session: Session, *, channel: str, user: str, message: Message, now: datetime, purpose: str
+) -> OutboxMessage:
+    """A message with blocks only `user` sees in `channel` (a date picker, say)."""
+    return outbox.enqueue(
+        session,
+        conversation=channel,
+        method="chat.postEphemeral",
+        payload=message.to_payload() | {"user": user},
+        purpose=purpose,
+        now=now,
+    )
+
+
+def publish(session: Session, *, address: str, payload: dict[str, Any], now: datetime) -> None:
+    """A Home tab (`views.publish`), replacing an older one for the same person still
+    waiting; `address` is the outbox conversation that stands for them."""
+    outbox.enqueue(
+        session,
+        conversation=address,
+        method="views.publish",
+        payload=payload,
+        purpose="home",
+        replace_pending=True,
         now=now,
     )

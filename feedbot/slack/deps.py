@@ -22,7 +22,7 @@ from sqlmodel import Session
 from feedbot.core.config import RuntimeConfig, load_config
 from feedbot.core.identity import Identities
 from feedbot.db import session_scope
-from feedbot.models import Report, utcnow
+from feedbot.models import utcnow
 from feedbot.settings import Settings
 from feedbot.slack.access import SlackAccess
 from feedbot.slack.directory import ChannelDirectory, GroupDirectory, PeopleDirectory
@@ -93,8 +93,6 @@ class Deps:
     access: SlackAccess = field(init=False)
     _identities: Identities | None = field(init=False, default=None)
     workspace: Workspace = field(init=False)
-    report_watchers: list[Callable[[Session, Report], None]] = field(default_factory=list)
-    """Called inside the transaction whenever a report changed (the Home tab registers one)."""
 
     def __post_init__(self) -> None:
         self.config_cache = ConfigCache(self.engine, self.settings, ttl=self.config_ttl)
@@ -123,10 +121,6 @@ class Deps:
             members = self.groups.members(config.leaders_usergroup)
             config = replace(config, group_leaders=members)
         return config
-
-    def report_changed(self, session: Session, report: Report) -> None:
-        for watcher in self.report_watchers:
-            watcher(session, report)
 
     def locale_for(self, user_id: str | None, *, budget: float | None = LOOKUP_BUDGET) -> str:
         """The language to address `user_id` in: their Slack locale, else the default. Waits

@@ -13,10 +13,9 @@ from slack_sdk import WebClient
 
 from feedbot.core import config as runtime_config
 from feedbot.core.errors import InvalidValue
-from feedbot.slack import delivery
+from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
-from feedbot.slack.features.home import refresh_homes
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.views.admin import (
@@ -122,7 +121,7 @@ def _submitted(deps: Deps) -> Any:
                         bootstrap_admins=config.bootstrap_admins,
                     )
                 deps.config_cache.invalidate()
-                refresh_homes(session, deps, admins=True)
+                flows.refresh_homes(session, deps, admins=True)
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})
             return

@@ -5,22 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
-from feedbot.core import reports
-from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import FeedbotError
-from feedbot.core.reports import ReportDraft
-from feedbot.metrics import REPORTS_CREATED
-from feedbot.models import Report, ReportSource, ReportStatus
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import has, number, t
-from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
+from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
 
@@ -92,142 +86,6 @@ def explain(error: FeedbotError, locale: str) -> str:
         }
         return t(locale, f"error.{error.code}", **params)
     return str(error)
-
-
-def file_report(
-    session: Session,
-    deps: Deps,
-    *,
-    reporter_id: str,
-    draft: ReportDraft,
-    config: RuntimeConfig,
-    now: datetime,
-    receipt: bool = True,
-) -> Report:
-    """Store a report and queue its card and the reporter's receipt: every way in ends here.
-
-    Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
-    already filed (a retry that raced the first delivery).
-    """
-    from feedbot.slack.features.incidents import absorb  # the incidents feature uses this module
-
-    report = reports.create_report(
-        session,
-        reporter_id=reporter_id,
-        draft=draft,
-        config=config,
-        now=now,
-        identities=deps.identities,
-    )
-    if not absorb(session, report=report, config=config, now=now):
-        delivery.post_card(session, report=report, config=config, now=now)
-    deps.report_changed(session, report)
-    REPORTS_CREATED.labels(report.source.value).inc()
-    if receipt:
-        send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
-    return report
-
-
-MEMBERS_BUDGET = 0.3
-"""Seconds a receipt waits for Slack to say who is in an intake channel; slower, and the
-similar report's text is not shown."""
-
-
-def suggestions(
-    session: Session, deps: Deps, report: Report, *, asker: str
-) -> tuple[list[Suggestion], Report | None]:
-    """Up to three similar open reports, and the closest one already resolved whose solution
-    was shared (one query), as `asker` may see them.
-
-    Reports in a confidential category are never suggested. A similar report's text is shown
-    only when `asker` could read it already: their own report, or a named post in an intake
-    channel they are in. Otherwise they see its reference, category and how many colleagues
-    it affects, enough to say *me too*; an anonymous report's text only leaders ever read."""
-    config = deps.config()
-    matches = [
-        match
-        for match in reports.similar_reports(
-            session,
-            text=report.text,
-            category=report.category,
-            exclude_id=report.id,
-            statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
-            limit=12,
-        )
-        if not config.is_confidential(match.report.category)
-    ]
-    similar = [
-        Suggestion(match.report, readable=_readable(deps, match.report, asker))
-        for match in matches
-        if match.report.status != ReportStatus.RESOLVED
-    ][:3]
-    solved = next(
-        (
-            match.report
-            for match in matches
-            if match.report.status == ReportStatus.RESOLVED and match.report.solution_shared
-        ),
-        None,
-    )
-    return similar, solved
-
-
-def _readable(deps: Deps, other: Report, asker: str) -> bool:
-    """Whether `asker` could read `other`'s text where it was posted."""
-    if reports.is_reporter(other, asker, deps.identities):
-        return True
-    if other.anonymous or other.source != ReportSource.INTAKE_CHANNEL or not other.source_channel:
-        return False
-    members = deps.channels.members(other.source_channel, budget=MEMBERS_BUDGET)
-    return members is not None and asker in members
-
-
-def send_receipt(
-    session: Session,
-    deps: Deps,
-    *,
-    report: Report,
-    reporter_id: str,
-    config: RuntimeConfig,
-    now: datetime,
-    conversation: str | None = None,
-    only_if_suggestions: bool = False,
-) -> None:
-    """A direct message with the reference, similar open reports, and an earlier solution;
-    sealed when the report is anonymous.
-
-    `only_if_suggestions` is for reports whose reference was already given elsewhere (the
-    intake thread): the DM is then sent only when it has something to add.
-    """
-    similar, solved = suggestions(session, deps, report, asker=reporter_id)
-    if only_if_suggestions and not similar and not solved:
-        return
-    message = build_receipt(
-        report,
-        locale=deps.locale_for(reporter_id),
-        similar=similar,
-        solved_before=solved,
-        leadership_ready=bool(report.leadership_channel),
-        details_button=report.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL),
-    )
-    if report.anonymous:
-        delivery.dm(
-            session,
-            user=reporter_id,
-            message=message,
-            now=now,
-            purpose="receipt",
-            sealed_by=deps.identities,
-            about=report.id,
-        )
-        return
-    delivery.post(
-        session,
-        conversation=conversation or reporter_id,
-        message=message,
-        now=now,
-        purpose="receipt",
-    )
 
 
 def membership_problems(

@@ -1,8 +1,7 @@
 """Reporters talk back: *Reply* on a notice, and direct messages that may be answers.
 
-See `feedbot.core.conversation`. What a reporter writes reaches the report's card thread (or
-its incident card's, when the report joined one), under the reference and without a name
-when the report is anonymous. Every message back to them about it is sealed then too.
+See `feedbot.core.conversation`; `feedbot.slack.flows.reporter_answered` puts an answer in
+the card's thread, naming nobody when the report is anonymous.
 """
 
 from __future__ import annotations
@@ -19,19 +18,17 @@ from sqlmodel import Session
 from feedbot.core import conversation, reports
 from feedbot.core.errors import FeedbotError
 from feedbot.core.reports import ReportDraft
-from feedbot.models import IncidentGroup, OutboxMessage, Report, ReportSource
-from feedbot.slack import delivery
+from feedbot.models import ReportSource
+from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, file_report, refuse, send_receipt
-from feedbot.slack.i18n import t
+from feedbot.slack.features.common import explain, refuse
+from feedbot.slack.flows import file_report, send_receipt
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.views.notices import (
     build_dm_question,
     build_kept_message,
-    build_plain,
     build_reporter_reply_form,
 )
-from feedbot.slack.views.report_card import build_thread_line
 
 ABOUT = re.compile(rf"^{Action.DM_ABOUT_REPORT}-\d+$")
 
@@ -102,48 +99,6 @@ def keep_for_later(
     )
 
 
-def post_answer(session: Session, deps: Deps, *, report: Report, text: str, user_id: str) -> None:
-    """The reporter's answer in the card's thread, and a word back to them."""
-    now = deps.clock()
-    config = deps.config()
-    card = delivery.card_entry(session, report) or _incident_card(session, report)
-    if card is not None:
-        line = build_thread_line(
-            locale=config.language_of_channel(card.conversation),
-            action="reporter_replied",
-            actor=None,
-            detail=text,
-        )
-        delivery.post(
-            session,
-            conversation=card.conversation,
-            message=line,
-            now=now,
-            purpose="thread_line",
-            thread_of=card,
-            lane=card.lane,
-        )
-    delivery.dm(
-        session,
-        user=user_id,
-        message=build_plain(
-            t(deps.locale_for(user_id), "reporter_reply.sent", ref=report.reference)
-        ),
-        now=now,
-        purpose="reply_sent",
-        sealed_by=deps.identities if report.anonymous else None,
-        about=report.id,
-    )
-    deps.report_changed(session, report)
-
-
-def _incident_card(session: Session, report: Report) -> OutboxMessage | None:
-    group = session.get(IncidentGroup, report.incident_id) if report.incident_id else None
-    if group is None or group.card_message_id is None:
-        return None
-    return session.get(OutboxMessage, group.card_message_id)
-
-
 def _value(body: dict[str, Any]) -> str:
     actions = body.get("actions")
     action = actions[0] if isinstance(actions, list) and actions else {}
@@ -191,7 +146,7 @@ def _reply_submitted(deps: Deps) -> Any:
                     identities=deps.identities,
                     now=deps.clock(),
                 )
-                post_answer(session, deps, report=report, text=answer, user_id=user_id)
+                flows.reporter_answered(session, deps, report=report, text=answer, user_id=user_id)
         except FeedbotError as error:
             ack(response_action="errors", errors={Field.TEXT: explain(error, locale)})
             return
@@ -274,6 +229,6 @@ def _draft_is_an_answer(deps: Deps) -> Any:
                 session.rollback()
                 refuse(session, deps, body, error)
                 return
-            post_answer(session, deps, report=report, text=answer, user_id=user_id)
+            flows.reporter_answered(session, deps, report=report, text=answer, user_id=user_id)
 
     return handle

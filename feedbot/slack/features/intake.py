@@ -20,8 +20,9 @@ from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, file_report, send_receipt
+from feedbot.slack.features.common import explain
 from feedbot.slack.features.conversation import ask_about, keep_for_later
+from feedbot.slack.flows import file_report, send_receipt
 from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_intake_receipt, build_plain
 

@@ -3,8 +3,8 @@ over, and keeping reminders already sent truthful once the report moves on.
 
 `send_due` is what the scheduler's `reminders` job runs every minute (and `feedbot reminders
 run`). The rules, the exactly-once claim and working hours live in `feedbot.core.reminders`;
-this module only turns a claimed step into outbox messages, in the claim's transaction.
-`on_outcome` runs after every triage action (`delivery.apply_outcome`).
+this module only turns a claimed step into outbox messages, in the claim's transaction. What
+reminders do after a triage action is `feedbot.slack.flows.reminders_follow`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,12 +20,12 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from feedbot.core import outbox, reminders, reports, triage
+from feedbot.core import reminders, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.core.reminders import Due, Kind, SnoozeChoice, WorkingHours
-from feedbot.models import OutboxMessage, OutboxStatus, Report
-from feedbot.slack import delivery
+from feedbot.models import OutboxMessage, Report
+from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, refuse, tell
 from feedbot.slack.i18n import t
@@ -36,7 +36,6 @@ from feedbot.slack.views.reminders import (
     build_callback_reminder,
     build_escalation,
     build_follow_up_form,
-    build_follow_up_prompt,
     build_follow_up_reminder,
     build_my_follow_ups,
     build_note,
@@ -229,111 +228,6 @@ def _locale_of(config: RuntimeConfig, locale_for: Callable[[str], str], conversa
     return _channel_locale(config, conversation)
 
 
-# --------------------------------------------------------------------------- after actions
-
-
-def on_outcome(
-    session: Session,
-    *,
-    outcome: triage.Outcome,
-    config: RuntimeConfig,
-    locale_for: Callable[[str], str],
-    timezone_for: Callable[[str | None], ZoneInfo] | None,
-    now: datetime,
-) -> None:
-    """After any triage action: a new owner gets an hour of quiet (and, on a claim, the offer
-    of a follow-up date); queued reminders the action made wrong are withdrawn; and once the
-    report is resolved (or its call back made), the reminders already sent say so."""
-    report = outcome.report
-    zone_for = timezone_for or (lambda _user: config.zone)
-    if outcome.action in ("claimed", "assigned") and report.owner_id:
-        zone = zone_for(report.owner_id)
-        reminders.quiet_for_new_owner(report, now=now, config=config, zone=zone)
-        session.add(report)
-        if outcome.action == "claimed":
-            _offer_follow_up(
-                session, report, config=config, locale_for=locale_for, zone=zone, now=now
-            )
-    reminders.withdraw_stale(session, report=report)
-    if outcome.action in CLOSING:
-        sent = reminders.sent_messages(session, report=report)
-    elif outcome.action == "customer_called":
-        sent = reminders.sent_messages(session, report=report, kinds=[Kind.CALLBACK])
-    else:
-        return
-    for _reminder, message in sent:
-        locale = _locale_of(config, locale_for, message.conversation)
-        _edit(session, message, build_note(_settled_text(report, outcome.action, locale)), now)
-
-
-def _settled_text(report: Report, action: str, locale: str) -> str:
-    if action == "customer_called":
-        return t(
-            locale,
-            "reminder.called",
-            ref=report.reference,
-            when=slack_date(report.customer_called_at or report.updated_at),
-        )
-    when = slack_date(report.resolved_at or report.updated_at)
-    if action == "resolved" and report.resolved_by:
-        return t(
-            locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
-        )
-    return t(locale, "reminder.closed", ref=report.reference, when=when)
-
-
-def _edit(session: Session, message: OutboxMessage, note: Message, now: datetime) -> None:
-    """Replace a reminder in Slack (never one withdrawn before it went out)."""
-    session.refresh(message)
-    if message.status not in (OutboxStatus.SENT, OutboxStatus.SENDING):
-        return
-    outbox.enqueue(
-        session,
-        conversation=message.conversation,
-        method="chat.update",
-        payload=note.to_payload(),
-        purpose="reminder_update",
-        update_of=message,
-        now=now,
-    )
-
-
-def _default_day(report: Report, *, config: RuntimeConfig, zone: ZoneInfo, now: datetime) -> date:
-    """What a date picker starts at: the current follow-up, else the next working day."""
-    if report.follow_up_at is not None and report.follow_up_at > now:
-        return report.follow_up_at.astimezone(zone).date()
-    hours = WorkingHours.from_config(config)
-    return hours.first_working_day(now.astimezone(zone).date() + timedelta(days=1))
-
-
-def _offer_follow_up(
-    session: Session,
-    report: Report,
-    *,
-    config: RuntimeConfig,
-    locale_for: Callable[[str], str],
-    zone: ZoneInfo,
-    now: datetime,
-) -> None:
-    """A date picker only the new owner sees, under the card they just claimed."""
-    card = session.get(OutboxMessage, report.card_message_id) if report.card_message_id else None
-    if card is None or report.owner_id is None:
-        return
-    message = build_follow_up_prompt(
-        report,
-        locale=locale_for(report.owner_id),
-        initial=_default_day(report, config=config, zone=zone, now=now),
-    )
-    outbox.enqueue(
-        session,
-        conversation=card.conversation,
-        method="chat.postEphemeral",
-        payload=message.to_payload() | {"user": report.owner_id},
-        purpose="follow_up_prompt",
-        now=now,
-    )
-
-
 # --------------------------------------------------------------------------- listeners
 
 
@@ -353,16 +247,7 @@ def _field(action: dict[str, Any], name: str, key: str | None = None) -> str:
 
 
 def _apply(session: Session, deps: Deps, outcome: triage.Outcome, config: RuntimeConfig) -> None:
-    delivery.apply_outcome(
-        session,
-        identities=deps.identities,
-        outcome=outcome,
-        config=config,
-        locale_for=deps.locale_for,
-        now=deps.clock(),
-        timezone_for=deps.timezone_for,
-    )
-    deps.report_changed(session, outcome.report)
+    flows.report_triaged(session, deps, outcome=outcome, config=config, now=deps.clock())
 
 
 def _set_follow_up(
@@ -401,7 +286,7 @@ def _open_follow_up_form(deps: Deps) -> Any:
         view = build_follow_up_form(
             report,
             locale=deps.locale_for(actor),
-            initial=_default_day(report, config=config, zone=zone, now=deps.clock()),
+            initial=flows.default_follow_up_day(report, config=config, zone=zone, now=deps.clock()),
         )
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
@@ -517,7 +402,9 @@ def _snoozed(deps: Deps) -> Any:
                 return
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.snoozed", until=slack_date(until))
-            _edit(session, message, build_note(note), now)
+            delivery.edit_sent(
+                session, message=message, edit=build_note(note), now=now, purpose="reminder_update"
+            )
 
     return handle
 
@@ -551,7 +438,9 @@ def _handed_over(deps: Deps) -> Any:
                 return
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.handed_over", owner=assignee)
-            _edit(session, message, build_note(note), now)
+            delivery.edit_sent(
+                session, message=message, edit=build_note(note), now=now, purpose="reminder_update"
+            )
 
     return handle
 

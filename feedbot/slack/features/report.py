@@ -12,17 +12,11 @@ from feedbot.core import reports, triage
 from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource
-from feedbot.slack import delivery
+from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
-from feedbot.slack.features.common import (
-    SUBCOMMANDS_ELSEWHERE,
-    explain,
-    file_report,
-    first_word,
-    suggestions,
-    tell,
-)
+from feedbot.slack.features.common import SUBCOMMANDS_ELSEWHERE, explain, first_word, tell
+from feedbot.slack.flows import file_report, suggestions
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.text import unescape
@@ -299,7 +293,7 @@ def _me_too(deps: Deps) -> Any:
                 session, report=report, user_id=user_id, now=now, identities=deps.identities
             ):
                 delivery.refresh_card(session, report=report, config=config, now=now)
-                deps.report_changed(session, report)
+                flows.report_changed(session, deps, report)
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)
@@ -339,14 +333,7 @@ def _me_too_instead(deps: Deps) -> Any:
             except FeedbotError as error:
                 text = explain(error, locale)
             else:
-                delivery.apply_outcome(
-                    session,
-                    outcome=outcome,
-                    config=config,
-                    locale_for=deps.locale_for,
-                    now=now,
-                    identities=deps.identities,
-                )
+                flows.report_triaged(session, deps, outcome=outcome, config=config, now=now)
                 delivery.refresh_card(session, report=target, config=config, now=now)
                 delivery.thread_line(
                     session,

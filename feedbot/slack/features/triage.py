@@ -22,7 +22,7 @@ from feedbot.core.config import CHANNEL_ID, RuntimeConfig
 from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.identity import Identities
 from feedbot.models import Report
-from feedbot.slack import delivery
+from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, membership_problems, refuse, reply_channel
 from feedbot.slack.i18n import t
@@ -92,16 +92,7 @@ def _run(
             session.rollback()
             refuse(session, deps, body, error)
             return
-        delivery.apply_outcome(
-            session,
-            identities=deps.identities,
-            outcome=outcome,
-            config=config,
-            locale_for=deps.locale_for,
-            now=now,
-            timezone_for=deps.timezone_for,
-        )
-        deps.report_changed(session, outcome.report)
+        flows.report_triaged(session, deps, outcome=outcome, config=config, now=now)
 
 
 def _button(deps: Deps, action: Action) -> Any:
@@ -223,16 +214,7 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
                     identities=deps.identities,
                     share=read_share(values),
                 )
-                delivery.apply_outcome(
-                    session,
-                    identities=deps.identities,
-                    outcome=outcome,
-                    config=config,
-                    locale_for=deps.locale_for,
-                    now=now,
-                    timezone_for=deps.timezone_for,
-                )
-                deps.report_changed(session, outcome.report)
+                flows.report_triaged(session, deps, outcome=outcome, config=config, now=now)
                 if callback == Callback.FORWARD_FORM:
                     _forward(session, report, channel=value, actor=actor, config=config, now=now)
                 if callback == Callback.DUPLICATE_FORM and report.duplicate_of_id is not None:

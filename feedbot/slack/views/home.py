@@ -16,8 +16,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from feedbot.core.queue import LeaderQueue, Shelf
 from feedbot.core.reports import ReportSummary
+from feedbot.core.worklist import LeaderQueue, Shelf
 from feedbot.models import AuditEntry, Report
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action

@@ -1,4 +1,4 @@
-"""What a leader has on their plate: the queue shown on their Home tab."""
+"""A leader's worklist: what they have on their plate, shown on their Home tab."""
 
 from __future__ import annotations
 

@@ -1,0 +1,444 @@
+"""What follows when something happens to a report: every step, in one place.
+
+Listeners (`feedbot.slack.features`) and jobs call these after the domain (`feedbot.core`)
+changed something; each flow does its steps explicitly, in the caller's transaction, and
+`feedbot.slack.delivery` queues the messages. Nothing here is called from below.
+
+- `file_report`: store it, place it in an incident or post its card, receipt, Homes.
+- `report_triaged`: the card, its thread, the people told, the reminders that follow.
+- `group_triaged`: the same for every report of an incident group, and its one card.
+- `reporter_answered`: a reporter's answer in the card's thread.
+- `report_changed` / `refresh_homes` / `publish_home`: the Home tabs that show it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from feedbot.core import incidents, privacy, reminders, reports, triage
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.identity import SEALED_USER
+from feedbot.core.reminders import Kind, WorkingHours
+from feedbot.core.reports import ReportDraft
+from feedbot.core.worklist import leader_queue
+from feedbot.metrics import REPORTS_CREATED
+from feedbot.models import (
+    IncidentGroup,
+    OutboxMessage,
+    Report,
+    ReportSource,
+    ReportStatus,
+    SlackUser,
+)
+from feedbot.slack import delivery
+from feedbot.slack.deps import Deps
+from feedbot.slack.i18n import t
+from feedbot.slack.views import slack_date
+from feedbot.slack.views.home import build_home
+from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
+from feedbot.slack.views.reminders import build_follow_up_prompt, build_note
+from feedbot.slack.views.report_card import build_thread_line
+
+CLOSING = frozenset({"resolved", "merged", "merged_by_reporter"})
+"""Outcomes after which every reminder sent about the report says it is done."""
+MEMBERS_BUDGET = 0.3
+"""Seconds a receipt waits for Slack to say who is in an intake channel; slower, and the
+similar report's text is not shown."""
+RECENTLY_OPENED = timedelta(hours=12)
+"""Homes opened this recently are kept up to date; others are rebuilt when next opened."""
+
+
+# --------------------------------------------------------------------------- filing
+
+
+def file_report(
+    session: Session,
+    deps: Deps,
+    *,
+    reporter_id: str,
+    draft: ReportDraft,
+    config: RuntimeConfig,
+    now: datetime,
+    receipt: bool = True,
+) -> Report:
+    """Store a report, then: join an incident group or post its card, count it, refresh the
+    Homes that show it, and (with `receipt`) tell the reporter. Every way in ends here.
+
+    Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
+    already filed (a retry that raced the first delivery).
+    """
+    report = reports.create_report(
+        session,
+        reporter_id=reporter_id,
+        draft=draft,
+        config=config,
+        now=now,
+        identities=deps.identities,
+    )
+    placement = incidents.place(session, report=report, config=config, now=now)
+    if placement is None:
+        delivery.post_card(session, report=report, config=config, now=now)
+    elif placement.created:
+        delivery.post_group_card(session, group=placement.group, config=config, now=now)
+    else:
+        delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
+    REPORTS_CREATED.labels(report.source.value).inc()
+    refresh_homes(session, deps, report=report)
+    if receipt:
+        send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
+    return report
+
+
+def suggestions(
+    session: Session, deps: Deps, report: Report, *, asker: str
+) -> tuple[list[Suggestion], Report | None]:
+    """Up to three similar open reports, and the closest one already resolved whose solution
+    was shared (one query), as `asker` may see them.
+
+    Reports in a confidential category are never suggested. A similar report's text is shown
+    only when `asker` could read it already: their own report, or a named post in an intake
+    channel they are in. Otherwise they see its reference, category and how many colleagues
+    it affects, enough to say *me too*; an anonymous report's text only leaders ever read."""
+    config = deps.config()
+    matches = [
+        match
+        for match in reports.similar_reports(
+            session,
+            text=report.text,
+            category=report.category,
+            exclude_id=report.id,
+            statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
+            limit=12,
+        )
+        if not config.is_confidential(match.report.category)
+    ]
+    similar = [
+        Suggestion(match.report, readable=_readable(deps, match.report, asker))
+        for match in matches
+        if match.report.status != ReportStatus.RESOLVED
+    ][:3]
+    solved = next(
+        (
+            match.report
+            for match in matches
+            if match.report.status == ReportStatus.RESOLVED and match.report.solution_shared
+        ),
+        None,
+    )
+    return similar, solved
+
+
+def _readable(deps: Deps, other: Report, asker: str) -> bool:
+    """Whether `asker` could read `other`'s text where it was posted."""
+    if reports.is_reporter(other, asker, deps.identities):
+        return True
+    if other.anonymous or other.source != ReportSource.INTAKE_CHANNEL or not other.source_channel:
+        return False
+    members = deps.channels.members(other.source_channel, budget=MEMBERS_BUDGET)
+    return members is not None and asker in members
+
+
+def send_receipt(
+    session: Session,
+    deps: Deps,
+    *,
+    report: Report,
+    reporter_id: str,
+    config: RuntimeConfig,
+    now: datetime,
+    conversation: str | None = None,
+    only_if_suggestions: bool = False,
+) -> None:
+    """A direct message with the reference, similar open reports, and an earlier solution;
+    sealed when the report is anonymous.
+
+    `only_if_suggestions` is for reports whose reference was already given elsewhere (the
+    intake thread): the DM is then sent only when it has something to add.
+    """
+    similar, solved = suggestions(session, deps, report, asker=reporter_id)
+    if only_if_suggestions and not similar and not solved:
+        return
+    message = build_receipt(
+        report,
+        locale=deps.locale_for(reporter_id),
+        similar=similar,
+        solved_before=solved,
+        leadership_ready=bool(report.leadership_channel),
+        details_button=report.source in (ReportSource.DIRECT_MESSAGE, ReportSource.INTAKE_CHANNEL),
+    )
+    if report.anonymous:
+        delivery.dm(
+            session,
+            user=reporter_id,
+            message=message,
+            now=now,
+            purpose="receipt",
+            sealed_by=deps.identities,
+            about=report.id,
+        )
+        return
+    delivery.post(
+        session,
+        conversation=conversation or reporter_id,
+        message=message,
+        now=now,
+        purpose="receipt",
+    )
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def report_triaged(
+    session: Session, deps: Deps, *, outcome: triage.Outcome, config: RuntimeConfig, now: datetime
+) -> None:
+    """After a triage action: the card shows it, its thread records it, people are told,
+    reminders follow, and the Homes that show the report are refreshed."""
+    report = outcome.report
+    delivery.refresh_card(session, report=report, config=config, now=now)
+    delivery.thread_line(
+        session,
+        report=report,
+        config=config,
+        action=outcome.action,
+        actor=outcome.actor,
+        detail=outcome.detail,
+        now=now,
+    )
+    delivery.notify(
+        session,
+        notices=outcome.notices,
+        locale_for=deps.locale_for,
+        now=now,
+        identities=deps.identities,
+    )
+    reminders_follow(session, deps, outcome=outcome, config=config, now=now)
+    report_changed(session, deps, report)
+
+
+def group_triaged(
+    session: Session,
+    deps: Deps,
+    *,
+    outcome: incidents.GroupOutcome,
+    config: RuntimeConfig,
+    now: datetime,
+) -> None:
+    """After triage on an incident card: the group card, each member's own card (if it had
+    one) and reminders, one thread line, one notice per person."""
+    group = outcome.group
+    delivery.refresh_group_card(session, group=group, config=config, now=now)
+    for member in outcome.outcomes:
+        delivery.refresh_card(session, report=member.report, config=config, now=now)
+        reminders_follow(session, deps, outcome=member, config=config, now=now)
+        report_changed(session, deps, member.report)
+    card = delivery.group_card_entry(session, group)
+    if card is not None:
+        line = build_thread_line(
+            locale=config.language_of_channel(card.conversation),
+            action=f"incident_{outcome.action}",
+            actor=outcome.actor,
+            detail=str(len(outcome.changed)),
+        )
+        delivery.post(
+            session,
+            conversation=card.conversation,
+            message=line,
+            now=now,
+            purpose="thread_line",
+            thread_of=card,
+        )
+    delivery.notify(
+        session,
+        notices=outcome.notices,
+        locale_for=deps.locale_for,
+        now=now,
+        identities=deps.identities,
+    )
+
+
+def reporter_answered(
+    session: Session, deps: Deps, *, report: Report, text: str, user_id: str
+) -> None:
+    """The reporter's answer in the card's thread (or its incident card's), under the
+    reference and without a name when the report is anonymous, and a word back to them."""
+    now = deps.clock()
+    config = deps.config()
+    card = delivery.card_entry(session, report) or _group_card_of(session, report)
+    if card is not None:
+        line = build_thread_line(
+            locale=config.language_of_channel(card.conversation),
+            action="reporter_replied",
+            actor=None,
+            detail=text,
+        )
+        delivery.post(
+            session,
+            conversation=card.conversation,
+            message=line,
+            now=now,
+            purpose="thread_line",
+            thread_of=card,
+        )
+    delivery.dm(
+        session,
+        user=user_id,
+        message=build_plain(
+            t(deps.locale_for(user_id), "reporter_reply.sent", ref=report.reference)
+        ),
+        now=now,
+        purpose="reply_sent",
+        sealed_by=deps.identities if report.anonymous else None,
+        about=report.id,
+    )
+    report_changed(session, deps, report)
+
+
+def _group_card_of(session: Session, report: Report) -> OutboxMessage | None:
+    group = session.get(IncidentGroup, report.incident_id) if report.incident_id else None
+    return delivery.group_card_entry(session, group) if group is not None else None
+
+
+# --------------------------------------------------------------------------- reminders
+
+
+def reminders_follow(
+    session: Session, deps: Deps, *, outcome: triage.Outcome, config: RuntimeConfig, now: datetime
+) -> None:
+    """After any triage action: a new owner gets an hour of quiet (and, on a claim, the offer
+    of a follow-up date); queued reminders the action made wrong are withdrawn; and once the
+    report is resolved (or its call back made), the reminders already sent say so."""
+    report = outcome.report
+    if outcome.action in ("claimed", "assigned") and report.owner_id:
+        zone = deps.timezone_for(report.owner_id)
+        reminders.quiet_for_new_owner(report, now=now, config=config, zone=zone)
+        session.add(report)
+        if outcome.action == "claimed":
+            _offer_follow_up(session, deps, report, config=config, zone=zone, now=now)
+    reminders.withdraw_stale(session, report=report)
+    if outcome.action in CLOSING:
+        sent = reminders.sent_messages(session, report=report)
+    elif outcome.action == "customer_called":
+        sent = reminders.sent_messages(session, report=report, kinds=[Kind.CALLBACK])
+    else:
+        return
+    for _reminder, message in sent:
+        conversation = message.conversation
+        locale = (
+            deps.locale_for(conversation)
+            if conversation[:1] in {"U", "W"}
+            else config.language_of_channel(conversation)
+        )
+        note = build_note(_settled_text(report, outcome.action, locale))
+        delivery.edit_sent(session, message=message, edit=note, now=now, purpose="reminder_update")
+
+
+def _settled_text(report: Report, action: str, locale: str) -> str:
+    if action == "customer_called":
+        return t(
+            locale,
+            "reminder.called",
+            ref=report.reference,
+            when=slack_date(report.customer_called_at or report.updated_at),
+        )
+    when = slack_date(report.resolved_at or report.updated_at)
+    if action == "resolved" and report.resolved_by:
+        return t(
+            locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
+        )
+    return t(locale, "reminder.closed", ref=report.reference, when=when)
+
+
+def default_follow_up_day(
+    report: Report, *, config: RuntimeConfig, zone: ZoneInfo, now: datetime
+) -> date:
+    """What a date picker starts at: the current follow-up, else the next working day."""
+    if report.follow_up_at is not None and report.follow_up_at > now:
+        return report.follow_up_at.astimezone(zone).date()
+    hours = WorkingHours.from_config(config)
+    return hours.first_working_day(now.astimezone(zone).date() + timedelta(days=1))
+
+
+def _offer_follow_up(
+    session: Session,
+    deps: Deps,
+    report: Report,
+    *,
+    config: RuntimeConfig,
+    zone: ZoneInfo,
+    now: datetime,
+) -> None:
+    """A date picker only the new owner sees, under the card they just claimed."""
+    card = delivery.card_entry(session, report)
+    if card is None or report.owner_id is None:
+        return
+    message = build_follow_up_prompt(
+        report,
+        locale=deps.locale_for(report.owner_id),
+        initial=default_follow_up_day(report, config=config, zone=zone, now=now),
+    )
+    delivery.ephemeral_message(
+        session,
+        channel=card.conversation,
+        user=report.owner_id,
+        message=message,
+        now=now,
+        purpose="follow_up_prompt",
+    )
+
+
+# --------------------------------------------------------------------------- Home tabs
+
+
+def report_changed(session: Session, deps: Deps, report: Report) -> None:
+    """Whatever changed about `report`: the Homes that show it follow."""
+    refresh_homes(session, deps, report=report)
+
+
+def publish_home(session: Session, deps: Deps, user_id: str) -> None:
+    """Queue `user_id`'s Home, replacing an older one that is still waiting."""
+    config = deps.config()
+    queue = None
+    if config.is_leader(user_id):
+        queue = leader_queue(
+            session, user_id=user_id, channels=config.leadership_channels, now=deps.clock()
+        )
+    view = build_home(
+        locale=deps.locale_for(user_id),
+        my_reports=reports.reports_by(
+            session, user_id=user_id, identities=deps.identities, limit=10
+        ),
+        queue=queue,
+        audit=privacy.audit_log(session, limit=5) if config.is_admin(user_id) else None,
+    )
+    # Sealed: a person's Home lists their own reports, anonymous ones too.
+    identities = deps.identities
+    delivery.publish(
+        session,
+        address="home:" + identities.key("home", user_id)[:32],
+        payload={SEALED_USER: identities.seal(user_id), "view": view.to_dict()},
+        now=deps.clock(),
+    )
+
+
+def refresh_homes(
+    session: Session, deps: Deps, *, report: Report | None = None, admins: bool = False
+) -> None:
+    """Re-publish the Homes that show `report` (its reporter, its owner, leaders who look at
+    the queue) or, with `admins`, the admins' settings. Only Homes opened recently."""
+    config = deps.config()
+    since = deps.clock() - RECENTLY_OPENED
+    recent = set(
+        session.exec(select(SlackUser.user_id).where(col(SlackUser.home_opened_at) >= since)).all()
+    )
+    people: set[str] = set()
+    if report is not None:
+        people |= {p for p in (report.reporter_id, report.owner_id) if p}
+        people |= {user for user in recent if config.is_leader(user)}
+    if admins:
+        people |= {user for user in recent if config.is_admin(user)}
+    for user in sorted(people & recent):
+        publish_home(session, deps, user)
