@@ -19,8 +19,8 @@ from sqlmodel import Session
 
 from feedbot.core import config as runtime_config
 from feedbot.core import outbox
-from feedbot.core.errors import ConfigurationError, FeedbotError
 from feedbot.db import make_engine, normalise_url, session_scope, upgrade
+from feedbot.errors import ConfigurationError, FeedbotError
 from feedbot.leader import LeaderElection, SingleProcessLock
 from feedbot.logs import configure_logging
 from feedbot.metrics import SCHEDULER_LEADER, watch_outbox

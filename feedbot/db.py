@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from feedbot.core.errors import ConfigurationError
+from feedbot.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 

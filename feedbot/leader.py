@@ -22,7 +22,7 @@ from typing import IO
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from feedbot.core.errors import ConfigurationError
+from feedbot.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from feedbot.core.errors import ConfigurationError
 from feedbot.core.identity import MIN_SECRET, Identities
+from feedbot.errors import ConfigurationError
 
 SLACK_API_URL = "https://slack.com/api/"
 SIGNING_SECRET_LENGTH = 32

@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot.core import config as runtime_config
-from feedbot.core.errors import InvalidValue
 from feedbot.core.privacy import audit_log
 from feedbot.db import session_scope
+from feedbot.errors import InvalidValue
 from tests.harness import ADMIN, ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot
 from tests.test_reporting import form_values
 

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from feedbot.cli import main
 from feedbot.core import config as runtime_config
 from feedbot.core.config import KEYS, format_value, load_config, parse_value
-from feedbot.core.errors import InvalidValue
+from feedbot.errors import InvalidValue
 from feedbot.models import ConfigEntry
 from feedbot.settings import get_settings
 from feedbot.slack.app import build_app

@@ -37,8 +37,8 @@ from feedbot.core.digest import (
     week_bounds,
     week_csv,
 )
-from feedbot.core.errors import InvalidValue
 from feedbot.core.reports import ReportDraft
+from feedbot.errors import InvalidValue
 from feedbot.models import Report, ReportSource, ReportStatus, ReportTerm, Urgency
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.digest import send_due

@@ -249,7 +249,7 @@ from datetime import datetime, timezone
 from sqlmodel import Session
 from feedbot.core.config import load_config
 from feedbot.core.digest import digest_channels
-from feedbot.core.errors import Conflict
+from feedbot.errors import Conflict
 from feedbot.db import make_engine
 from feedbot.slack.features.digest import send_digest
 

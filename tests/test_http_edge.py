@@ -31,8 +31,8 @@ from slack_sdk import WebClient
 from sqlmodel import Session, select
 
 from feedbot.cli import build_parser, cmd_run
-from feedbot.core.errors import ConfigurationError
 from feedbot.db import make_engine
+from feedbot.errors import ConfigurationError
 from feedbot.metrics import SLACK_REQUESTS
 from feedbot.models import ProcessedEvent, Report
 from feedbot.settings import Settings, get_settings

@@ -13,9 +13,9 @@ from sqlmodel import Session
 
 from feedbot.core import privacy
 from feedbot.core.config import USER_ID, load_config
-from feedbot.core.errors import InvalidValue
 from feedbot.core.forget import forget_user
 from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.errors import InvalidValue
 from feedbot.models import Report
 from feedbot.settings import get_settings
 

@@ -23,8 +23,8 @@ from feedbot.core import config as runtime_config
 from feedbot.core import demo
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.digest import DigestChannel, DigestKind, Schedule, parse_period
-from feedbot.core.errors import Conflict, InvalidValue
 from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.errors import Conflict, InvalidValue
 from feedbot.settings import Settings, get_settings, is_placeholder
 
 DEMO_APPLICATION_ID = 0x46424430

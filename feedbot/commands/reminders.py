@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from feedbot.core.errors import ConfigurationError
 from feedbot.core.reminders import Due, Kind
 from feedbot.db import make_engine, upgrade
+from feedbot.errors import ConfigurationError
 from feedbot.settings import SECRET_SOURCES, get_settings
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, select
 
-from feedbot.core.errors import InvalidValue
+from feedbot.errors import InvalidValue
 from feedbot.models import AuditEntry, ConfigEntry, utcnow
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")

@@ -17,8 +17,8 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from feedbot.core import reports
-from feedbot.core.errors import InvalidValue, NotFound
 from feedbot.core.identity import Identities
+from feedbot.errors import InvalidValue, NotFound
 from feedbot.models import DmDraft, Report, ReportSource, ReportStatus
 
 RECENT = timedelta(days=3)

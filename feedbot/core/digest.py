@@ -47,9 +47,9 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from feedbot.core.config import WEEKDAYS, RuntimeConfig
-from feedbot.core.errors import Conflict, InvalidValue
 from feedbot.core.privacy import FORMULA_START
 from feedbot.db import upsert_insert
+from feedbot.errors import Conflict, InvalidValue
 from feedbot.models import (
     REFERENCE_OFFSET,
     ConfigEntry,

@@ -18,10 +18,10 @@ from sqlmodel import Session, col, select
 
 from feedbot.core import reports, triage
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.errors import Conflict
 from feedbot.core.identity import Identities
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
+from feedbot.errors import Conflict
 from feedbot.models import IncidentGroup, Report, ReportStatus
 
 BURST_LOCK_KEY = 0x6275_7273_74  # "burst"

@@ -51,9 +51,9 @@ from sqlmodel import Session, col, select
 
 from feedbot.core import reports
 from feedbot.core.config import WEEKDAYS, RuntimeConfig
-from feedbot.core.errors import Conflict, InvalidValue, NotAllowed
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Outcome, require_leader
+from feedbot.errors import Conflict, InvalidValue, NotAllowed
 from feedbot.models import (
     OutboxMessage,
     OutboxStatus,

@@ -19,8 +19,8 @@ from sqlmodel import Session, col, select
 
 from feedbot.core import similarity
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.errors import InvalidValue, NotFound
 from feedbot.core.identity import Identities
+from feedbot.errors import InvalidValue, NotFound
 from feedbot.models import (
     REFERENCE_OFFSET,
     MeToo,

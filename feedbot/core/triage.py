@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 
 from feedbot.core import reports
 from feedbot.core.config import CHANNEL_ID, USER_ID, RuntimeConfig
-from feedbot.core.errors import Conflict, InvalidValue, NotAllowed
 from feedbot.core.identity import Identities
+from feedbot.errors import Conflict, InvalidValue, NotAllowed
 from feedbot.models import MeToo, Report, ReportStatus
 
 MAX_NOTE = 3000

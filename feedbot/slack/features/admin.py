@@ -12,7 +12,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from feedbot.core import config as runtime_config
-from feedbot.core.errors import InvalidValue
+from feedbot.errors import InvalidValue
 from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from feedbot.core.errors import FeedbotError
+from feedbot.errors import FeedbotError
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership

@@ -16,8 +16,8 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from feedbot.core import conversation, reports
-from feedbot.core.errors import FeedbotError
 from feedbot.core.reports import ReportDraft
+from feedbot.errors import FeedbotError
 from feedbot.models import ReportSource
 from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps

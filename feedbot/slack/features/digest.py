@@ -44,8 +44,8 @@ from feedbot.core import digest as core
 from feedbot.core import outbox
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.digest import DigestChannel, DigestKind, Schedule
-from feedbot.core.errors import Conflict, FeedbotError, NotFound
 from feedbot.db import session_scope
+from feedbot.errors import Conflict, FeedbotError, NotFound
 from feedbot.models import DigestRun, OutboxMessage
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps

@@ -13,7 +13,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from feedbot.core import incidents, triage
-from feedbot.core.errors import FeedbotError
+from feedbot.errors import FeedbotError
 from feedbot.slack import flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, refuse

@@ -15,8 +15,8 @@ from slack_bolt import App
 from sqlalchemy.exc import IntegrityError
 
 from feedbot.core import reports
-from feedbot.core.errors import InvalidValue
 from feedbot.core.reports import ReportDraft
+from feedbot.errors import InvalidValue
 from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps

@@ -9,8 +9,8 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from feedbot.core import reports, triage
-from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.reports import ReportDraft
+from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import ReportSource
 from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps

@@ -19,8 +19,8 @@ from sqlmodel import Session
 
 from feedbot.core import reports, triage
 from feedbot.core.config import CHANNEL_ID, RuntimeConfig
-from feedbot.core.errors import FeedbotError, InvalidValue
 from feedbot.core.identity import Identities
+from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import Report
 from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps

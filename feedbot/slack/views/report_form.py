@@ -20,8 +20,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.errors import InvalidValue
 from feedbot.core.reports import MAX_CONTACT, MAX_LOCATION, MAX_TEXT, ReportDraft
+from feedbot.errors import InvalidValue
 from feedbot.models import ReportSource, Urgency
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Callback, Field

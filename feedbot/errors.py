@@ -1,4 +1,4 @@
-"""The project's own errors. Each carries a message written for the person who must act on it.
+"""The project's own errors, shared by every layer. Each carries a message written for the person who must act on it.
 
 `code` and `params` let the Slack layer show the same error in the reader's language
 (`error.<code>` in the message catalogues); `str(error)` is the English fallback.
