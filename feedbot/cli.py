@@ -258,21 +258,15 @@ class ScheduledJobs:
         self.scheduler.resume()
 
     def pause(self) -> None:
-        from feedbot.slack.features.digest import stop_crons
-
         self._leading = False
         SCHEDULER_LEADER.set(0)
         self.scheduler.pause()
-        stop_crons()  # the digests' own cron jobs; the next leader's digest job re-creates them
 
     def running(self) -> bool:
         return self._leading
 
     def shutdown(self) -> None:
-        from feedbot.slack.features.digest import stop_crons
-
         self.scheduler.shutdown(wait=False)
-        stop_crons()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

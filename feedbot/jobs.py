@@ -60,13 +60,12 @@ def purge_expired(deps: Deps) -> None:
 
 
 def send_due_digests(deps: Deps) -> None:
-    """Keep one cron job per digest channel in step with the configuration (a changed
-    schedule or timezone applies within a minute, no restart), and send any digest whose
-    time passed without one going out: after a restart, that is the late catch-up."""
+    """Send each digest whose time has come and that has not gone out: on time within a
+    minute, or late after a restart. The configuration is re-read each run, so a changed
+    schedule or timezone applies without a restart."""
     from feedbot.slack.features import digest
 
-    digest.cron_for(deps).sync()
-    digest.send_due(deps, overdue_by=digest.LATE_AFTER)
+    digest.send_due(deps)
 
 
 def scan_reminders(deps: Deps) -> None:

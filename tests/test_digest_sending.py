@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from feedbot import jobs
 from feedbot.cli import main as feedbot
 from feedbot.core import outbox
-from feedbot.core.digest import DigestKind, Schedule, week_csv
+from feedbot.core.digest import DigestKind, week_csv
 from feedbot.models import DigestRun, OutboxMessage, Report
 from feedbot.settings import get_settings
 from feedbot.slack.features import digest as feature
@@ -155,20 +154,34 @@ def test_one_digest_a_week_never_before_its_time(bot: Bot) -> None:
     assert bot.slack.files == [], "empty weeks: a short digest, no chart or CSV"
 
 
-@pytest.fixture
-def no_leftover_crons() -> Iterator[None]:
-    yield
-    feature.stop_crons()
+def test_the_every_minute_job_sends_on_time_at_the_schedule_of_the_moment(bot: Bot) -> None:
+    bot.setup_team()
+    fill_week(bot)
+    deps = deps_for(bot)
+    bot.clock.now = DUE - timedelta(minutes=1)
+    jobs.send_due_digests(deps)
+    assert runs(bot.engine) == [], "a minute early: nothing yet"
+    bot.clock.now = DUE + timedelta(seconds=40)
+    jobs.send_due_digests(deps)
+    jobs.send_due_digests(deps)
+    assert runs(bot.engine) == [("leadership", LEADERSHIP, PERIOD, False)], "once, on time"
+
+    # Moved to Friday 16:30 in New York, with no restart: week 48 goes out then, not Monday.
+    bot.configure(digest_schedule="fri 16:30", timezone="America/New_York")
+    friday = datetime(2026, 12, 4, 21, 30, tzinfo=UTC)  # 16:30 EST
+    for moment in (utc(11, 30, 7), friday - timedelta(minutes=1)):
+        bot.clock.now = moment
+        jobs.send_due_digests(deps)
+    assert len(runs(bot.engine)) == 1, "not at the old time, not before the new one"
+    bot.clock.now = friday
+    jobs.send_due_digests(deps)
+    assert runs(bot.engine)[-1] == ("leadership", LEADERSHIP, "2026-W48", False)
 
 
-@pytest.mark.usefixtures("no_leftover_crons")
 def test_a_digest_missed_while_down_goes_out_late_once_when_back(bot: Bot) -> None:
     bot.setup_team()
     fill_week(bot)
     deps = deps_for(bot)
-    bot.clock.now = DUE + timedelta(minutes=3)
-    jobs.send_due_digests(deps)
-    assert runs(bot.engine) == [], "within five minutes the cron job has the first go"
     bot.clock.now = DUE + timedelta(hours=3)
     jobs.send_due_digests(deps)
     jobs.send_due_digests(deps_for(bot))
@@ -178,7 +191,6 @@ def test_a_digest_missed_while_down_goes_out_late_once_when_back(bot: Bot) -> No
     assert "This digest comes late" in json.dumps(digest["blocks"])
 
 
-@pytest.mark.usefixtures("no_leftover_crons")
 def test_a_fresh_install_opens_with_no_digest_of_a_week_before_it(bot: Bot) -> None:
     """Installed on Wednesday of week 48, with reports of week 47 already in the database (a
     pilot, an import): no late digest of week 47 is the first thing leaders read; week 48's
@@ -292,85 +304,37 @@ def test_two_processes_at_once_send_one_digest(bot: Bot, database_url: str) -> N
 
 
 def test_a_schedule_in_the_dst_gap_or_repeat_sends_once_a_week(bot: Bot) -> None:
-    """`sun 02:30` does not exist on 29 March and happens twice on 25 October 2026. The cron
-    job fires wherever APScheduler says, the catch-up checks every three hours: one digest
-    per week all the same."""
+    """`sun 02:30` does not exist on 29 March and happens twice on 25 October 2026. The job
+    runs every minute through both Sunday nights (and every three hours otherwise): one
+    digest per week all the same, each on time."""
     bot.clock.now = utc(3, 1, 0)  # configured before the weeks it looks at
     bot.setup_team()
     bot.configure(digest_schedule="sun 02:30")
     deps = deps_for(bot)
-    schedule = Schedule.parse("sun 02:30", BERLIN)
-    from apscheduler.triggers.cron import CronTrigger
-
-    trigger = CronTrigger(**schedule.cron())
+    moments: set[datetime] = set()
     for start in (utc(3, 15, 0), utc(10, 11, 0)):
-        moments: list[tuple[datetime, timedelta]] = []
-        fired = trigger.get_next_fire_time(None, start)
-        while fired is not None and fired.astimezone(UTC) < start + timedelta(weeks=4):
-            moments.append((fired.astimezone(UTC), timedelta(0)))
-            fired = trigger.get_next_fire_time(fired, fired.astimezone(UTC) + timedelta(seconds=1))
-        first = moments[0][0]
-        moments += [(first + timedelta(hours=3 * step), feature.LATE_AFTER) for step in range(220)]
-        for moment, overdue_by in sorted(moments):
-            bot.clock.now = moment
-            feature.send_due(deps, overdue_by=overdue_by)
-    periods = [period for _, _, period, _ in runs(bot.engine)]
-    assert len(periods) == len(set(periods)), "never twice"
-    assert periods == [
-        "2026-W10",
-        "2026-W11",
-        "2026-W12",
-        "2026-W13",
-        "2026-W40",
-        "2026-W41",
-        "2026-W42",
-        "2026-W43",
+        moments |= {start + timedelta(hours=3 * step) for step in range(224)}
+        for sunday in range(4):
+            night = start + timedelta(weeks=sunday)  # each Sunday, 00:00 to 04:00 UTC
+            moments |= {night + timedelta(minutes=minute) for minute in range(240)}
+    for moment in sorted(moments):
+        bot.clock.now = moment
+        jobs.send_due_digests(deps)
+    sent = [(period, late) for _, _, period, late in runs(bot.engine)]
+    assert len(sent) == len({period for period, _ in sent}), "never twice"
+    # W09 and W39 fell due before each stretch began: the catch-up sends them, marked late.
+    assert sent == [
+        ("2026-W09", True),
+        ("2026-W10", False),
+        ("2026-W11", False),
+        ("2026-W12", False),
+        ("2026-W13", False),
+        ("2026-W39", True),
+        ("2026-W40", False),
+        ("2026-W41", False),
+        ("2026-W42", False),
+        ("2026-W43", False),
     ]
-    assert not any(late for *_, late in runs(bot.engine)), "all on time"
-
-
-def test_schedule_changes_reach_the_cron_jobs_without_a_restart(bot: Bot) -> None:
-    bot.setup_team()
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.start(paused=True)
-    try:
-        cron = feature.DigestCron(scheduler, deps_for(bot))
-        cron.sync()
-        (job,) = scheduler.get_jobs()
-        assert job.id == f"digest:leadership:{LEADERSHIP}"
-        assert (
-            str(job.trigger) == ("cron[day_of_week='mon', hour='8', minute='0']")
-            and job.trigger.timezone == BERLIN
-        )
-        assert job.next_run_time.astimezone(UTC).strftime("%a %H:%M") in ("Mon 07:00", "Mon 06:00")
-        bot.configure(
-            digest_schedule="fri 16:30", timezone="America/New_York", allstaff_channel=ALLSTAFF
-        )
-        cron.sync()
-        jobs_now = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs_now) == {f"digest:leadership:{LEADERSHIP}", f"digest:allstaff:{ALLSTAFF}"}
-        moved = jobs_now[f"digest:leadership:{LEADERSHIP}"]
-        assert str(moved.trigger) == "cron[day_of_week='fri', hour='16', minute='30']"
-        assert str(moved.trigger.timezone) == "America/New_York"
-        assert moved.next_run_time.astimezone(moved.trigger.timezone).strftime("%a %H:%M") == (
-            "Fri 16:30"
-        )
-        bot.configure(leadership_channel="")
-        cron.sync()
-        assert [job.id for job in scheduler.get_jobs()] == [f"digest:allstaff:{ALLSTAFF}"]
-    finally:
-        scheduler.shutdown(wait=False)
-
-
-@pytest.mark.usefixtures("no_leftover_crons")
-def test_the_every_minute_job_installs_the_cron_jobs(bot: Bot) -> None:
-    bot.setup_team()
-    deps = deps_for(bot)
-    bot.clock.now = DUE - timedelta(days=1)
-    jobs.send_due_digests(deps)
-    cron = feature.cron_for(deps)
-    assert cron is feature.cron_for(deps)
-    assert [job.id for job in cron.scheduler.get_jobs()] == [f"digest:leadership:{LEADERSHIP}"]
 
 
 def test_leaders_preview_the_digest_in_slack_only_they_see_it(bot: Bot) -> None:

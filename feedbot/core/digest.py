@@ -145,15 +145,6 @@ class Schedule:
         last_week = shift(this_week, -1)
         return last_week if self.due_at(last_week) <= now else shift(this_week, -2)
 
-    def cron(self) -> dict[str, Any]:
-        """Arguments for APScheduler's `CronTrigger`."""
-        return {
-            "day_of_week": WEEKDAYS[self.weekday],
-            "hour": self.hour,
-            "minute": self.minute,
-            "timezone": self.zone,
-        }
-
     def __str__(self) -> str:
         return f"{WEEKDAYS[self.weekday]} {self.hour:02d}:{self.minute:02d} {self.zone.key}"
 

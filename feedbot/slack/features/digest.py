@@ -7,13 +7,12 @@ the outbox. The unique key on the run decides between replicas and restarts; the
 delivers each queued entry once. A digest whose time passed while nothing ran is sent by the
 next catch-up, marked late.
 
-Scheduling: one APScheduler cron job per digest channel, at its weekday and time in its
-timezone (DST-correct, computed by APScheduler). The scheduler's `digests` job
-(`feedbot.jobs.send_due_digests`) runs every minute: it re-reads the configuration and
-replaces a cron job whose schedule changed (no restart needed), and catches up what is
-overdue. A time in the spring's DST gap fires once, an hour later on the clock; one that
-repeats in the autumn fires twice, and the run row refuses the second: one digest a week
-either way, and a firing that was missed is caught up.
+Scheduling: the scheduler's `digests` job (`feedbot.jobs.send_due_digests`) runs every
+minute, like every other job, and sends each channel's digest once its weekday and time in
+its timezone have come (`Schedule.due_at`, DST-correct): within a minute of it, from a
+configuration re-read each time (a changed schedule applies at once). A time in the spring's
+DST gap means one hour later on the clock, one that repeats in the autumn its first
+occurrence: one digest a week either way, and one missed while no bot ran goes out late.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import base64
 import gzip
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +29,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from sqlalchemy import Engine
@@ -61,9 +56,7 @@ from feedbot.slack.workspace import Workspace
 log = logging.getLogger(__name__)
 
 LATE_AFTER = timedelta(minutes=5)
-"""A digest sent more than this after its time says it is late; the catch-up waits this long
-so the cron job gets the first chance."""
-CRON_PREFIX = "digest:"
+"""A digest sent more than this after its time (no bot ran then) says it is late."""
 
 
 def register(app: App, deps: Deps) -> None:
@@ -308,15 +301,11 @@ def send_digest(
     return run
 
 
-def send_due(
-    deps: Deps, *, now: datetime | None = None, overdue_by: timedelta = timedelta(0)
-) -> list[DigestRun]:
-    """Send every digest that is due and not sent yet, each channel on its own schedule.
-
-    The cron jobs call this at the scheduled moment; the every-minute job calls it with
-    `overdue_by=LATE_AFTER` to catch up what no cron job sent (the bot was down, or the
-    time fell into a DST gap). Only the latest due week is caught up, never a backlog, and
-    never a week that ended before its channel was configured.
+def send_due(deps: Deps, *, now: datetime | None = None) -> list[DigestRun]:
+    """Send every digest that is due and not sent yet, each channel on its own schedule; one
+    sent more than `LATE_AFTER` after its time (no bot ran) says it comes late. Only the
+    latest due week is caught up, never a backlog, and never a week that ended before its
+    channel was configured.
     """
     now = now or deps.clock()
     runs = []
@@ -330,8 +319,6 @@ def send_due(
     for target in targets:
         period = target.schedule.due_period(now)
         due = target.schedule.due_at(period)
-        if now - due < overdue_by:
-            continue
         if not core.covers_only_configured_time(period, target.schedule.zone, since[target]):
             continue
         with Session(deps.engine) as session:
@@ -369,70 +356,6 @@ def workspace_url(client: WebClient) -> str | None:
     """The workspace's web address (`https://acme.slack.com/`), for links to report cards,
     asked of Slack now (`auth.test`); None when Slack cannot say: no links then."""
     return Workspace(client).fetch()
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-class DigestCron:
-    """One cron job per digest channel on `scheduler`, kept in step with the configuration."""
-
-    def __init__(self, scheduler: BaseScheduler, deps: Deps) -> None:
-        self.scheduler = scheduler
-        self.deps = deps
-        self._installed: dict[str, Schedule] = {}
-        self._lock = threading.Lock()
-
-    def sync(self) -> None:
-        wanted = {
-            f"{CRON_PREFIX}{target.kind}:{target.channel}": target.schedule
-            for target in core.digest_channels(self.deps.config())
-        }
-        with self._lock:
-            for job_id in [key for key in self._installed if key not in wanted]:
-                if self.scheduler.get_job(job_id):
-                    self.scheduler.remove_job(job_id)
-                del self._installed[job_id]
-            for job_id, schedule in wanted.items():
-                if self._installed.get(job_id) == schedule:
-                    continue
-                self.scheduler.add_job(
-                    send_due,
-                    CronTrigger(**schedule.cron()),
-                    args=[self.deps],
-                    id=job_id,
-                    replace_existing=True,
-                    misfire_grace_time=int(LATE_AFTER.total_seconds()),
-                    coalesce=True,
-                )
-                self._installed[job_id] = schedule
-                log.info("digest %s scheduled for %s", job_id, schedule)
-
-
-_crons: dict[int, DigestCron] = {}
-_crons_lock = threading.Lock()
-
-
-def cron_for(deps: Deps) -> DigestCron:
-    """The cron jobs of this process's digests, on a small scheduler of their own.
-
-    `feedbot.scheduler` hands jobs only `deps`, not the scheduler, so the digest keeps its
-    cron jobs on a scheduler it owns: one per `Deps` (one per process in production), on a
-    daemon thread that ends with the process; `stop_crons` ends them sooner."""
-    with _crons_lock:
-        cron = _crons.get(id(deps))
-        if cron is None or cron.deps is not deps:
-            scheduler = BackgroundScheduler(timezone=deps.settings.feedbot_timezone, daemon=True)
-            scheduler.start()
-            cron = _crons[id(deps)] = DigestCron(scheduler, deps)
-        return cron
-
-
-def stop_crons() -> None:
-    with _crons_lock:
-        for cron in _crons.values():
-            cron.scheduler.shutdown(wait=False)
-        _crons.clear()
 
 
 # --------------------------------------------------------------------------- /feedback digest
