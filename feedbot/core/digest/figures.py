@@ -1,0 +1,242 @@
+"""Weekly digests: which week, when it is due, what it says, and that it goes out once.
+
+Periods are ISO weeks (Monday 00:00 to the next Monday 00:00) in the digest's timezone, so a
+week that contains a daylight-saving change is 167 or 169 hours long and a report filed on
+Sunday at 23:30 local time still belongs to that Sunday's week. All counting happens in SQL
+(GROUP BY over indexed columns); Python only sees aggregates, bounded lists, and one small
+row per report of the week for the recurring themes.
+
+Definitions a reader of the numbers must know:
+- Reports merged as duplicates are not counted anywhere: they live on as *me too* on the
+  report they were merged into.
+- *new* = filed in the week; *resolved* = resolved in the week; *still open* = filed before
+  the week ended and not resolved by then (so last week's value follows exactly from this
+  week's: open(start) = open(end) - new + resolved).
+- Lists of what needs leaders (urgent, unacknowledged, overdue follow-ups) show the state at
+  the time the digest is built, which is what a reader can still act on.
+- Response times count the acknowledgements and resolutions that happened in the week.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    case,
+    cast,
+    func,
+    text,
+)
+from sqlmodel import Session, col, select
+
+from feedbot.core.digest.lines import report_list
+from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
+from feedbot.core.digest.results import Count, Digest, Durations, Trend
+from feedbot.core.digest.themes import recurring_themes
+from feedbot.models import (
+    Report,
+    ReportStatus,
+    Urgency,
+)
+
+LIST_LIMIT = 10
+TREND_WEEKS = 8
+
+
+def build_digest(
+    session: Session, *, period: str, zone: ZoneInfo, now: datetime, list_limit: int = LIST_LIMIT
+) -> Digest:
+    """Everything a leadership digest says about `period`, computed in a handful of queries.
+
+    On PostgreSQL, JIT compilation is turned off for the rest of the caller's transaction:
+    these queries take well under a second, and compiling them cost more than it saved."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
+    start, end = week_bounds(period, zone)
+    trend = _trend(session, period, zone)
+    categories = _counts_from_trend(trend)
+    new = Count(None, sum(c.count for c in categories), sum(c.previous for c in categories))
+    resolved = _resolved_counts(session, start, end, week_bounds(shift(period, -1), zone)[0])
+    open_now = still_open_at(session, end)
+    still_open = Count(None, open_now, open_now - new.count + resolved.count)
+    themes, themes_total = recurring_themes(session, start, end, new.count)
+    return Digest(
+        period=period,
+        start=start,
+        end=end,
+        built_at=now,
+        new=new,
+        resolved=resolved,
+        still_open=still_open,
+        categories=categories,
+        locations=_location_counts(session, start, end, week_bounds(shift(period, -1), zone)[0]),
+        themes=themes,
+        themes_total=themes_total,
+        urgent=report_list(
+            session,
+            [
+                col(Report.status).in_(OPEN),
+                col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+            ],
+            [
+                case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
+                col(Report.created_at),
+            ],
+            list_limit,
+        ),
+        # `open` means never acknowledged: a reopened report goes back to `acknowledged`
+        # if it was. So the (status, created_at) index answers this alone, in order.
+        unacknowledged=report_list(
+            session,
+            [col(Report.status) == ReportStatus.OPEN],
+            [col(Report.created_at)],
+            list_limit,
+        ),
+        overdue=report_list(
+            session,
+            [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now],
+            [col(Report.follow_up_at)],
+            list_limit,
+        ),
+        acknowledge=_durations(session, Report.acknowledged_at, start, end),
+        resolve=_durations(session, Report.resolved_at, start, end, resolved_only=True),
+        trend=trend,
+    )
+
+
+def _week_buckets(column: Any, bounds: Sequence[datetime]) -> ColumnElement[int]:
+    """0 for the first week in `bounds`, 1 for the next, …: bucketing done by the database."""
+    return case(
+        *((column < bound, index) for index, bound in enumerate(bounds[1:-1])),
+        else_=len(bounds) - 2,
+    )
+
+
+def _trend(session: Session, period: str, zone: ZoneInfo) -> Trend:
+    periods = [shift(period, offset) for offset in range(1 - TREND_WEEKS, 1)]
+    bounds = [week_bounds(p, zone)[0] for p in periods] + [week_bounds(period, zone)[1]]
+    bucket = _week_buckets(col(Report.created_at), bounds).label("bucket")
+    rows = session.exec(
+        select(Report.category, bucket, func.count())
+        .where(
+            col(Report.status).in_(COUNTED),
+            col(Report.created_at) >= bounds[0],
+            col(Report.created_at) < bounds[-1],
+        )
+        .group_by(col(Report.category), bucket)
+    ).all()
+    series: dict[str, list[int]] = {}
+    for category, index, count in rows:
+        series.setdefault(category, [0] * TREND_WEEKS)[int(index)] += int(count)
+    ordered = dict(sorted(series.items(), key=lambda item: (-sum(item[1]), item[0])))
+    return Trend(periods=periods, series=ordered)
+
+
+def _counts_from_trend(trend: Trend) -> list[Count]:
+    counts = [
+        Count(name, weeks[-1], weeks[-2])
+        for name, weeks in trend.series.items()
+        if weeks[-1] or weeks[-2]
+    ]
+    return sorted(counts, key=lambda c: (-c.count, -c.previous, c.name or ""))
+
+
+def _location_counts(
+    session: Session, start: datetime, end: datetime, previous_start: datetime
+) -> list[Count]:
+    bucket = _week_buckets(col(Report.created_at), [previous_start, start, end]).label("bucket")
+    rows = session.exec(
+        select(Report.location, bucket, func.count())
+        .where(
+            col(Report.status).in_(COUNTED),
+            col(Report.created_at) >= previous_start,
+            col(Report.created_at) < end,
+        )
+        .group_by(col(Report.location), bucket)
+    ).all()
+    weeks: dict[str | None, list[int]] = {}
+    for location, index, count in rows:
+        weeks.setdefault(location, [0, 0])[int(index)] += int(count)
+    counts = [Count(name, now, before) for name, (before, now) in weeks.items()]
+    return sorted(counts, key=lambda c: (-c.count, -c.previous, c.name is None, c.name or ""))
+
+
+def _resolved_counts(
+    session: Session, start: datetime, end: datetime, previous_start: datetime
+) -> Count:
+    bucket = _week_buckets(col(Report.resolved_at), [previous_start, start, end]).label("bucket")
+    rows = session.exec(
+        select(bucket, func.count())
+        .where(
+            col(Report.status) == ReportStatus.RESOLVED,
+            col(Report.resolved_at) >= previous_start,
+            col(Report.resolved_at) < end,
+        )
+        .group_by(bucket)
+    ).all()
+    weeks = [0, 0]
+    for index, count in rows:
+        weeks[int(index)] = int(count)
+    return Count(None, weeks[1], weeks[0])
+
+
+def still_open_at(session: Session, moment: datetime) -> int:
+    """Reports filed before `moment` and not resolved by then, from three small index ranges:
+    open now and filed before, plus resolved after `moment`, minus those also filed after it
+    (these ranges only reach back to `moment`, never through the whole history)."""
+    open_now, resolved_later, filed_later = (
+        session.exec(select(func.count()).select_from(Report).where(*where)).one()
+        for where in (
+            (col(Report.status).in_(OPEN), col(Report.created_at) < moment),
+            (col(Report.status) == ReportStatus.RESOLVED, col(Report.resolved_at) >= moment),
+            (col(Report.status) == ReportStatus.RESOLVED, col(Report.created_at) >= moment),
+        )
+    )
+    return int(open_now) + int(resolved_later) - int(filed_later)
+
+
+def seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
+    """`later - earlier` in seconds, computed by the database (SQLite has no intervals)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    return cast(func.extract("epoch", later - earlier), Float)  # numeric since PostgreSQL 14
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks of sorted `values` (numpy's default)."""
+    position = (len(values) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def _durations(
+    session: Session,
+    moment: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    resolved_only: bool = False,
+) -> Durations:
+    """Median and 90th percentile of `moment - created_at` for the events in the week.
+
+    One column of floats comes back (tens of thousands at most: cheap to sort here); both
+    databases agree on the answer, which `percentile_cont` (PostgreSQL only) would not give.
+    """
+    elapsed = seconds_between(session, moment, col(Report.created_at))
+    where = [col(moment) >= start, col(moment) < end, col(Report.status) != ReportStatus.DUPLICATE]
+    if resolved_only:
+        where.append(col(Report.status) == ReportStatus.RESOLVED)
+    values = sorted(max(v, 0.0) for v in session.exec(select(elapsed).where(*where)).all())
+    if not values:
+        return Durations(0, None, None)
+    return Durations(
+        count=len(values),
+        median=timedelta(seconds=round(percentile(values, 0.5))),
+        p90=timedelta(seconds=round(percentile(values, 0.9))),
+    )
