@@ -44,12 +44,12 @@ from feedbot.slack.deps import Deps
 from feedbot.slack.features.digest import send_due
 from feedbot.slack.views import MAX_MESSAGE_BLOCKS
 from feedbot.slack.views import digest as views
+from feedbot.slack.views.chart import render_chart
 from feedbot.slack.views.digest import (
     build_digest_message,
     builder_url,
     duration,
     plain_text,
-    render_chart,
 )
 from tests.harness import ALICE, BOB, CAROL, IDENTITIES, LEADERSHIP, TOKEN, Bot
 

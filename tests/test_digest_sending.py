@@ -31,7 +31,7 @@ from feedbot.core.digest import DigestKind, week_csv
 from feedbot.models import DigestRun, OutboxMessage, Report
 from feedbot.settings import get_settings
 from feedbot.slack.features import digest as feature
-from feedbot.slack.views import digest as views
+from feedbot.slack.views import chart as chart_view
 from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot
 from tests.test_digest import BERLIN, PERIOD, add, deps_for, png_size, utc
 
@@ -226,12 +226,12 @@ def test_a_crash_before_commit_leaves_nothing_and_the_next_run_sends(
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("the process died while drawing")
 
-    real = views.render_chart
-    monkeypatch.setattr(views, "render_chart", broken)
+    real = chart_view.render_chart
+    monkeypatch.setattr(chart_view, "render_chart", broken)
     before = outbox_size(bot.engine)
     assert feature.send_due(deps_for(bot)) == []
     assert outbox_size(bot.engine) == before and runs(bot.engine) == []
-    monkeypatch.setattr(views, "render_chart", real)
+    monkeypatch.setattr(chart_view, "render_chart", real)
     assert len(feature.send_due(deps_for(bot))) == 1
     bot.drain()
     assert len(digests_in(bot)) == 1 and len(bot.slack.files) == 2

@@ -205,6 +205,7 @@ def _fresh_demo_database(path: Path) -> Engine:
 def cmd_demo(args: argparse.Namespace) -> int:
     from feedbot.core.digest import build_digest, build_you_said_we_did
     from feedbot.slack.views import digest as views
+    from feedbot.slack.views.chart import render_chart
 
     if not 2 <= args.weeks <= 52:
         raise InvalidValue("--weeks must be between 2 and 52")
@@ -219,7 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         digest = build_digest(session, period=summary.last_period, zone=config.zone, now=now)
         post = build_you_said_we_did(session, period=summary.last_period, zone=config.zone)
     engine.dispose()
-    args.chart.write_bytes(views.render_chart(digest.trend, locale=args.language))
+    args.chart.write_bytes(render_chart(digest.trend, locale=args.language))
     leaders = views.build_digest_message(digest, locale=args.language, attachments=False)
     print(views.plain_text(leaders))
     print("-" * 78 + "\n")

@@ -20,10 +20,8 @@ from __future__ import annotations
 import base64
 import gzip
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +47,7 @@ from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND
 from feedbot.slack.outbox import FILE_UPLOAD
 from feedbot.slack.views import Message
+from feedbot.slack.views import chart as chart_view
 from feedbot.slack.views import digest as views
 from feedbot.slack.views.notices import build_plain
 from feedbot.slack.workspace import Workspace
@@ -86,14 +85,6 @@ class Composed:
     uploads: list[Upload] = field(default_factory=list)
 
 
-@contextmanager
-def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    if timings is not None:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-
-
 def compose(
     session: Session,
     *,
@@ -107,39 +98,33 @@ def compose(
     preview: bool = False,
     files: bool = True,
     confidential: tuple[str, ...] = (),
-    timings: dict[str, float] | None = None,
 ) -> Composed:
     """The message (and, for leaders, the chart and the CSV unless `files` is false or it is
     a `preview`) of one digest. Reads only. An all-staff post leaves out the `confidential`
     categories."""
     zone = schedule.zone
     if kind == DigestKind.ALLSTAFF:
-        with _timed(timings, "query"):
-            post = core.build_you_said_we_did(
-                session, period=period, zone=zone, confidential=confidential
-            )
+        post = core.build_you_said_we_did(
+            session, period=period, zone=zone, confidential=confidential
+        )
         message = views.build_you_said_we_did(
             post, locale=locale, late_due=late_due, preview=preview
         )
         return Composed(message)
     if preview or not files:
-        with _timed(timings, "query"):
-            digest = core.build_digest(session, period=period, zone=zone, now=now)
+        digest = core.build_digest(session, period=period, zone=zone, now=now)
         return Composed(_leaders_message(digest, locale, link_base, late_due, preview))
     # The week's CSV is read on a connection of its own while the digest is computed: the
     # databases do most of the work outside Python's GIL (SQLite's driver releases it while
     # stepping, PostgreSQL works in another process), so the two largely overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-csv") as pool:
         reading = pool.submit(_week_csv, session.get_bind(), period, zone, link_base)
-        with _timed(timings, "query"):
-            digest = core.build_digest(session, period=period, zone=zone, now=now)
+        digest = core.build_digest(session, period=period, zone=zone, now=now)
         message = _leaders_message(digest, locale, link_base, late_due, preview)
         if digest.empty:
             return Composed(message)
-        with _timed(timings, "chart"):
-            chart = views.render_chart(digest.trend, locale=locale)
-        with _timed(timings, "csv"):  # what reading the CSV took beyond the rest
-            table = reading.result()
+        chart = chart_view.render_chart(digest.trend, locale=locale)
+        table = reading.result()
     week = views.week_number(period)
     return Composed(
         message,
@@ -148,7 +133,7 @@ def compose(
                 filename=f"feedbot-trend-{period}.png",
                 title=t(locale, "digest.chart_title"),
                 content=chart,
-                comment=views.chart_comment(digest.trend, locale),
+                comment=chart_view.chart_comment(digest.trend, locale),
                 alt_text=t(locale, "digest.chart_alt"),
                 failure_note=_failure_note(locale, t(locale, "digest.chart_title")),
             ),
@@ -232,7 +217,6 @@ def send_digest(
     late: bool = False,
     force: bool = False,
     on_commit: Callable[[], None] = lambda: None,
-    timings: dict[str, float] | None = None,
 ) -> DigestRun:
     """Send one digest now: `Conflict` if it was sent already (unless `force`).
 
@@ -260,43 +244,40 @@ def send_digest(
             link_base=link_base,
             late_due=target.schedule.due_at(period) if late else None,
             confidential=target.confidential,
-            timings=timings,
         )
-    with _timed(timings, "queue"):
-        try:
-            with session_scope(engine) as session:
-                run = core.claim_run(
-                    session,
-                    kind=kind,
-                    channel=target.channel,
-                    period=period,
-                    now=now,
-                    late=late,
-                    force=force,
-                )
-                post = delivery.post(
+    try:
+        with session_scope(engine) as session:
+            run = core.claim_run(
+                session,
+                kind=kind,
+                channel=target.channel,
+                period=period,
+                now=now,
+                late=late,
+                force=force,
+            )
+            post = delivery.post(
+                session,
+                conversation=target.channel,
+                message=composed.message,
+                now=now,
+                purpose=f"digest_{kind}",
+            )
+            for upload in composed.uploads:
+                enqueue_upload(
                     session,
                     conversation=target.channel,
-                    message=composed.message,
+                    upload=upload,
                     now=now,
-                    purpose=f"digest_{kind}",
+                    purpose=f"digest_{kind}_file",
+                    thread_of=post if upload.in_thread else None,
+                    notice_under=post,
                 )
-                for upload in composed.uploads:
-                    enqueue_upload(
-                        session,
-                        conversation=target.channel,
-                        upload=upload,
-                        now=now,
-                        purpose=f"digest_{kind}_file",
-                        thread_of=post if upload.in_thread else None,
-                        notice_under=post,
-                    )
-        except IntegrityError:
-            raise Conflict(
-                f"the {kind} digest of {period} for {target.channel} was just sent by "
-                "another process",
-                code="digest_already_sent",
-            ) from None
+    except IntegrityError:
+        raise Conflict(
+            f"the {kind} digest of {period} for {target.channel} was just sent by another process",
+            code="digest_already_sent",
+        ) from None
     on_commit()
     return run
 
