@@ -104,6 +104,7 @@ VALID = {
         ["Leipzig Hbf", "Berlin Mitte"],
     ),
     "language": ("DE", "de", "de"),
+    "holiday_region": ("de-nw", "DE-NW", "DE-NW"),
 }
 
 # (command, what the message must say); every one exits 2 and changes nothing.
@@ -124,6 +125,8 @@ REFUSED = [
     (("config", "set", "timezone", "Mars/Olympus"), "is not an IANA timezone (like Europe/Berlin)"),
     (("config", "set", "categories", " , "), "at least one category"),
     (("config", "set", "language", "fr"), "(en or de)"),
+    (("config", "set", "holiday_region", "XX"), "not a country code with known holidays"),
+    (("config", "set", "holiday_region", "DE-ZZ"), "DE has no region 'ZZ'; known: "),
 ]
 
 

@@ -24,7 +24,8 @@ from sqlalchemy import Engine, insert
 from sqlmodel import Session
 
 from feedbot.core import reports, similarity
-from feedbot.core.config import WEEKDAYS, RuntimeConfig
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.config_values import WEEKDAYS
 from feedbot.core.digest import (
     Count,
     Schedule,

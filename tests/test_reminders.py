@@ -23,7 +23,8 @@ from sqlmodel import Session, col, select
 from feedbot import jobs, scheduler
 from feedbot.core import reminders
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.reminders import Due, Kind, Rules, WorkingHours, due_steps, snooze_until
+from feedbot.core.reminders import Due, Kind, Rules, due_steps, snooze_until
+from feedbot.core.working_time import WorkingHours
 from feedbot.db import make_engine
 from feedbot.models import OutboxMessage, OutboxStatus, Reminder, Report, ReportSource, Urgency
 from feedbot.slack.deps import Deps
@@ -179,6 +180,32 @@ def test_working_time_skips_nights_weekends_and_holidays() -> None:
     assert hours.duration("1d") == timedelta(hours=10) and hours.duration("90m") == timedelta(
         minutes=90
     )
+
+
+def test_a_regions_public_holidays_are_not_working_days() -> None:
+    """Corpus Christi (Thursday 4 June 2026) is a holiday in North Rhine-Westphalia, not in
+    Berlin; the admin-kept list still counts on top of the region's."""
+    weekdays = frozenset(range(5))
+    cologne = WorkingHours(days=weekdays, start=time(8), end=time(18), region="DE-NW")
+    berlin_office = WorkingHours(
+        days=weekdays, start=time(8), end=time(18), holidays=frozenset({date(2026, 6, 5)})
+    )
+    berlin_region = WorkingHours(days=weekdays, start=time(8), end=time(18), region="DE-BE")
+    corpus_christi = date(2026, 6, 4)
+    assert not cologne.is_working_day(corpus_christi)
+    assert berlin_region.is_working_day(corpus_christi)
+    assert not berlin_office.is_working_day(date(2026, 6, 5))
+    wednesday_evening = datetime(2026, 6, 3, 17, tzinfo=BERLIN).astimezone(UTC)
+    two_hours = timedelta(hours=2)
+    assert cologne.add(wednesday_evening, two_hours, BERLIN) == datetime(
+        2026, 6, 5, 9, tzinfo=BERLIN
+    ).astimezone(UTC), "Thursday is skipped in Cologne"
+    assert berlin_region.add(wednesday_evening, two_hours, BERLIN) == datetime(
+        2026, 6, 4, 9, tzinfo=BERLIN
+    ).astimezone(UTC)
+    assert not cologne.is_working_day(date(2026, 12, 25)), "Christmas, the whole country"
+    configured = WorkingHours.from_config(RuntimeConfig(holiday_region="DE-NW"))
+    assert not configured.is_working_day(corpus_christi)
 
 
 @given(

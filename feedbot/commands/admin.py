@@ -12,7 +12,8 @@ from typing import Any
 from sqlmodel import Session
 
 from feedbot.core import privacy
-from feedbot.core.config import USER_ID, load_config
+from feedbot.core.config import load_config
+from feedbot.core.config_values import USER_ID
 from feedbot.core.forget import forget_user
 from feedbot.db import make_engine, session_scope, upgrade
 from feedbot.errors import InvalidValue

@@ -15,7 +15,8 @@ from enum import StrEnum
 from sqlmodel import Session, select
 
 from feedbot.core import reports
-from feedbot.core.config import CHANNEL_ID, USER_ID, RuntimeConfig
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.config_values import CHANNEL_ID, USER_ID
 from feedbot.core.identity import Identities
 from feedbot.errors import Conflict, InvalidValue, NotAllowed
 from feedbot.models import MeToo, Report, ReportStatus

@@ -21,8 +21,9 @@ from sqlmodel import Session, col, select
 from feedbot.core import incidents, privacy, reminders, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_USER
-from feedbot.core.reminders import Kind, WorkingHours
+from feedbot.core.reminders import Kind
 from feedbot.core.reports import ReportDraft
+from feedbot.core.working_time import WorkingHours
 from feedbot.core.worklist import leader_queue
 from feedbot.metrics import REPORTS_CREATED
 from feedbot.models import (

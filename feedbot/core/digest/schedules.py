@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from feedbot.core.config import WEEKDAYS, RuntimeConfig
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.config_values import WEEKDAYS
 from feedbot.core.digest.periods import monday, period_of, shift, week_bounds
 from feedbot.db import upsert_insert
 from feedbot.models import (

@@ -22,7 +22,8 @@ from sqlmodel import Session
 
 from feedbot.core import reminders, reports, triage
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.reminders import Due, Kind, SnoozeChoice, WorkingHours
+from feedbot.core.reminders import Due, Kind, SnoozeChoice
+from feedbot.core.working_time import WorkingHours
 from feedbot.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.models import OutboxMessage, Report
 from feedbot.slack import delivery, flows

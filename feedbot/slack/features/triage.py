@@ -18,7 +18,8 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from feedbot.core import reports, triage
-from feedbot.core.config import CHANNEL_ID, RuntimeConfig
+from feedbot.core.config import RuntimeConfig
+from feedbot.core.config_values import CHANNEL_ID
 from feedbot.core.identity import Identities
 from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import Report

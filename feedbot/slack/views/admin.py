@@ -31,7 +31,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from feedbot.core.config import WEEKDAYS, RuntimeConfig, format_value
+from feedbot.core.config import RuntimeConfig, format_value
+from feedbot.core.config_values import WEEKDAYS
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback
 
@@ -77,6 +78,7 @@ GROUPS: dict[str, tuple[SettingField, ...]] = {
         SettingField("working_days", "weekdays", optional=False),
         SettingField("working_hours", "text", hint=True, optional=False),
         SettingField("holidays", "lines", hint=True),
+        SettingField("holiday_region", "text", hint=True),
     ),
 }
 CHANNEL_KINDS = {"channel", "channels", "routes"}
