@@ -310,12 +310,15 @@ def test_the_message_shows_the_numbers_links_and_stays_in_limits(
     message = build_digest_message(digest, locale="en", link_base="https://acme.slack.com/")
     payload = message.to_payload()
     text = plain_text(message)
-    assert "Weekly digest · week 47 (16–22 Nov 2026)" in text
+    assert "Weekly digest · week 47 (16\u2009–\u200922 Nov 2026)" in text
     assert "New\n6 (+3)" in text and "Resolved\n3 (+2)" in text and "Still open\n5 (+3)" in text
     assert "• Devices & hardware: 3 (+3)" in text and "• Network & coverage: 1 (−1)" in text
     assert "3 × reported · 3 × me too · Berlin, Dresden, Leipzig" in text
-    assert "Acknowledged: median 2 h 30 min, 90 % within 7 h 54 min (4 reports)" in text
-    assert "Resolved: median 1 d, 90 % within 4 d 4 h (3 reports)" in text
+    assert (
+        "Acknowledged: median 2 hours 30 minutes, 90 % within 7 hours 54 minutes (4 reports)"
+        in text
+    )
+    assert "Resolved: median 1 day, 90 % within 4 days 4 hours (3 reports)" in text
     assert payload["text"] == "Weekly digest, week 47: 6 new, 3 resolved, 5 still open."
     assert len(payload["blocks"]) <= MAX_MESSAGE_BLOCKS
     german = plain_text(build_digest_message(digest, locale="de"))
@@ -503,8 +506,8 @@ def test_periods_parse_and_shift() -> None:
 
 
 def test_dates_and_numbers_read_as_each_language_writes_them() -> None:
-    assert views.date_range("2026-W49", "en") == "30 Nov – 6 Dec 2026"
-    assert views.date_range("2026-W53", "de") == "28. Dez. 2026 – 3. Jan. 2027"
+    assert views.date_range("2026-W49", "en") == "30 Nov\u2009–\u20096 Dec 2026"
+    assert views.date_range("2026-W53", "de") == "28. Dez. 2026\u2009–\u20093. Jan. 2027"
     assert views.signed(-1234, "de") == "\u22121.234" and views.signed(0, "en") == "±0"
 
 
@@ -512,8 +515,10 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert percentile([5.0], 0.9) == 5.0
     assert percentile([0.0, 10.0], 0.9) == 9.0
-    assert duration(timedelta(days=2, hours=4, minutes=7), "en") == "2 d 4 h"
-    assert duration(timedelta(minutes=59), "de") == "59 Min."
+    assert duration(timedelta(days=2, hours=4, minutes=7), "en") == "2 days 4 hours"
+    assert duration(timedelta(minutes=59), "de") == "59 Minuten"
+    assert duration(timedelta(days=1, hours=4), "de") == "1 Tag 4 Stunden"
+    assert duration(timedelta(hours=23, minutes=59), "en") == "23 hours 59 minutes"
 
 
 def test_digest_channels_come_from_the_configuration() -> None:

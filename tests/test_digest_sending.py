@@ -417,7 +417,7 @@ def test_cli_preview_prints_text_json_and_a_builder_link(
     assert feedbot(["digest", "preview", "--week", "2026-W47"]) == 0
     out = capsys.readouterr().out
     assert "# leadership digest of 2026-W47 for CLEAD0001" in out
-    assert "Weekly digest · week 47 (16–22 Nov 2026)" in out and "New\n3 (+3)" in out
+    assert "Weekly digest · week 47 (16\u2009–\u200922 Nov 2026)" in out and "New\n3 (+3)" in out
     payload = json.loads(out.split("## Block Kit JSON\n", 1)[1].split("\n## Open it", 1)[0])
     assert payload["blocks"][0]["type"] == "header"
     assert "https://app.slack.com/block-kit-builder/#%7B%22blocks%22" in out

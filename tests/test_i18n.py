@@ -46,6 +46,23 @@ def test_numbers_follow_the_reader_language() -> None:
     assert number("de-DE", 12345) == "12.345"
 
 
+def test_counted_messages_take_the_languages_plural_form() -> None:
+    one = t("en", "digest.resolved_in", median="1 day", p90="1 day", count=1)
+    many = t("de", "digest.resolved_in", median="1 Tag", p90="2 Tage", count=3000)
+    assert one == "Resolved: *1 day* (1 report)"
+    assert many == "Gelöst: Median *1 Tag*, 90 % innerhalb von *2 Tage* (3.000 Meldungen)"
+    assert t("de", "ysd.fallback", count=1, week=47).endswith(
+        "1 gemeldetes Problem wurde in KW 47 gelöst."
+    )
+
+
+def test_plural_forms_come_in_pairs() -> None:
+    for language, catalogue in CATALOGUES.items():
+        for key in catalogue:
+            if key.endswith(".one"):
+                assert key[: -len(".one")] + ".other" in catalogue, (language, key)
+
+
 def test_a_german_reporter_reads_limits_the_german_way(bot: Bot) -> None:
     bot.setup_team()
     body = json.loads(bot.command(BOB, "x" * 3500).body)

@@ -171,7 +171,10 @@ def test_a_colleague_sees_only_what_they_could_already_read(bot: Bot) -> None:
     shown = json.dumps(answer["blocks"], ensure_ascii=False)
     assert "since 8:00" not in shown and "customers leave" not in shown
     assert posted.reference in shown and "Betroffene" not in shown
-    assert "2 Kollegen betroffen" not in shown and "1 Kollegen betroffen" in shown
+    assert (
+        "2 Kolleginnen und Kollegen betroffen" not in shown
+        and "1 Kollegin oder Kollege betroffen" in shown
+    )
     assert "report_me_too_instead" in shown, "Bob may still count himself in"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -206,7 +206,7 @@ def check_rate(
         f"this one in {minutes} minutes; it is kept until then.",
         field="text",
         code="rate_limited",
-        params={"count": count, "minutes": minutes},
+        params={"count": count, "wait": timedelta(minutes=minutes)},
     )
 
 

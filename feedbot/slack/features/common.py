@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -13,7 +14,7 @@ from feedbot.errors import FeedbotError
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership
-from feedbot.slack.i18n import has, number, t
+from feedbot.slack.i18n import duration, has, number, t
 from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,18 @@ def refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotErr
 def explain(error: FeedbotError, locale: str) -> str:
     """The error in the reader's language where a translation exists."""
     if error.code and has(f"error.{error.code}"):
-        params = {
-            name: number(locale, value)
-            if isinstance(value, int) and not isinstance(value, bool)
-            else value
-            for name, value in error.params.items()
-        }
+        params = {name: _shown(value, locale) for name, value in error.params.items()}
         return t(locale, f"error.{error.code}", **params)
     return str(error)
+
+
+def _shown(value: Any, locale: str) -> Any:
+    """Numbers and durations in an error, the reader's way."""
+    if isinstance(value, timedelta):
+        return duration(value, locale)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return number(locale, value)
+    return value
 
 
 def membership_problems(

@@ -1,14 +1,23 @@
 """Messages in English and German.
 
 `t(locale, key, **params)` formats one message; both catalogues must have the same keys with
-the same placeholders (a test checks). Reporting and triage live in `en.py`/`de.py`; later
+the same placeholders (a test checks). A message that depends on a number has a form per
+plural category (`key.one`, `key.other`), chosen by its `count` with the language's plural
+rules from Babel (CLDR); `count` is then shown with the reader's digit grouping. Numbers,
+durations and date ranges are formatted by Babel too, never by hand. Reporting and triage live in `en.py`/`de.py`; later
 features keep both languages side by side in a module of their own. Placeholders are filled with text that is already
 escaped where it came from a person.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from functools import cache
 from typing import Any
+
+from babel import Locale
+from babel.dates import format_interval, format_timedelta
+from babel.numbers import format_decimal
 
 from feedbot.slack.i18n import admin, de, digest, en, incidents, reminders
 
@@ -19,6 +28,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
 }
 LANGUAGES = tuple(CATALOGUES)
 DEFAULT = "en"
+BABEL_LOCALES = {"en": "en_GB", "de": "de_DE"}
+"""English as it is written in Europe, where feedbot's companies are: 16 Nov 2026, 24 hours."""
 
 
 def language_of(locale: str | None) -> str:
@@ -27,16 +38,49 @@ def language_of(locale: str | None) -> str:
     return code if code in CATALOGUES else DEFAULT
 
 
+@cache
+def babel_locale(language: str) -> Locale:
+    return Locale.parse(BABEL_LOCALES.get(language, BABEL_LOCALES[DEFAULT]))
+
+
 def t(locale: str, key: str, **params: Any) -> str:
-    catalogue = CATALOGUES.get(language_of(locale), CATALOGUES[DEFAULT])
+    language = language_of(locale)
+    catalogue = CATALOGUES[language]
+    if key not in CATALOGUES[DEFAULT] and f"{key}.other" in CATALOGUES[DEFAULT]:
+        count = int(params["count"])
+        form = babel_locale(language).plural_form(count)
+        key = f"{key}.{form}" if f"{key}.{form}" in CATALOGUES[DEFAULT] else f"{key}.other"
+        params = {**params, "count": number(locale, count)}
     template = catalogue.get(key) or CATALOGUES[DEFAULT][key]
     return template.format(**params) if params else template
 
 
 def number(locale: str, value: int) -> str:
     """A whole number as the reader writes it: 12,345 in English, 12.345 in German."""
-    grouped = f"{value:,}"
-    return grouped.replace(",", ".") if language_of(locale) == "de" else grouped
+    return format_decimal(value, locale=babel_locale(language_of(locale)))
+
+
+def duration(span: timedelta, locale: str) -> str:
+    """Two units at most, rounded down: `2 days 4 hours`, `1 Tag 4 Stunden`, `12 minutes`."""
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        parts = [timedelta(days=days)] + ([timedelta(hours=hours)] if hours else [])
+    elif hours:
+        parts = [timedelta(hours=hours)] + ([timedelta(minutes=minutes)] if minutes else [])
+    else:
+        parts = [timedelta(minutes=minutes)]
+    where = babel_locale(language_of(locale))
+    # threshold=1: 23 hours stay 23 hours instead of being rounded up to a day.
+    return " ".join(
+        format_timedelta(part, threshold=1, granularity="minute", locale=where) for part in parts
+    )
+
+
+def date_range(first: date, last: date, locale: str) -> str:
+    """`16–22 Nov 2026`, `30 Nov – 6 Dec 2026`, `28. Dez. 2026 – 3. Jan. 2027`."""
+    return format_interval(first, last, "yMMMd", locale=babel_locale(language_of(locale)))
 
 
 def has(key: str) -> bool:

@@ -29,8 +29,10 @@ MESSAGES: dict[str, str] = {
     # Receipts and answers to the reporter
     "receipt.filed": "Thanks! Your report *{ref}* is with leadership. You will hear back here when it is acknowledged, answered and resolved.",
     "receipt.similar": "Colleagues already reported something similar. If it is the same problem, add yourself instead:",
-    "receipt.similar_item": "*{ref}* · {category} · {affected} colleagues affected\n{text}",
-    "receipt.similar_item_unread": "*{ref}* · {category} · {affected} colleagues affected",
+    "receipt.similar_item.one": "*{ref}* · {category} · {count} colleague affected\n{text}",
+    "receipt.similar_item.other": "*{ref}* · {category} · {count} colleagues affected\n{text}",
+    "receipt.similar_item_unread.one": "*{ref}* · {category} · {count} colleague affected",
+    "receipt.similar_item_unread.other": "*{ref}* · {category} · {count} colleagues affected",
     "receipt.solved_before": "Colleagues solved a similar problem before ({ref}): {note}",
     "receipt.intake": "Thanks, this is *{ref}* and it is with leadership. Same problem? Press *Me too*.",
     "command.filed": "Filed *{ref}* with leadership. Add a category, location or urgency if you can.",
@@ -133,7 +135,7 @@ MESSAGES: dict[str, str] = {
     # Errors
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
     "error.confidential_forward": "{category} is confidential: its reports stay in leadership channels and cannot be forwarded elsewhere.",
-    "error.rate_limited": "You filed {count} reports in a short time, the most one person can. You can send this one in {minutes} minutes; it is kept until then.",
+    "error.rate_limited": "You filed {count} reports in a short time, the most one person can. You can send this one in {wait}; it is kept until then.",
     "error.not_leader": "Only leaders and admins can do that. An admin can add you as a leader.",
     "error.not_found": "That report does not exist (any more).",
     "error.no_such_report": "There is no report {ref}.",

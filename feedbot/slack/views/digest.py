@@ -35,6 +35,7 @@ from feedbot.core.digest import (
     monday,
 )
 from feedbot.models import Urgency
+from feedbot.slack import i18n
 from feedbot.slack.i18n import number, t
 from feedbot.slack.text import escape, quote, shorten
 from feedbot.slack.views import MAX_MESSAGE_BLOCKS, Message, slack_ago, slack_date
@@ -65,46 +66,13 @@ def week_number(period: str) -> str:
 
 
 def date_range(period: str, locale: str) -> str:
-    """`16–22 Nov 2026` (German `16.–22. Nov. 2026`), across months `30 Nov – 6 Dec 2026`,
-    across years `28 Dec 2026 – 3 Jan 2027`."""
-    months = t(locale, "digest.months").split()
+    """The week's first and last day, the reader's way (`16–22 Nov 2026`)."""
     first = monday(period)
-    last = first + timedelta(days=6)
-    if first.year != last.year:
-        key = "digest.dates_years"
-    elif first.month != last.month:
-        key = "digest.dates_months"
-    else:
-        key = "digest.dates_month"
-    return t(
-        locale,
-        key,
-        first=first.day,
-        first_month=months[first.month - 1],
-        first_year=first.year,
-        last=last.day,
-        month=months[last.month - 1],
-        year=last.year,
-    )
+    return i18n.date_range(first, first + timedelta(days=6), locale)
 
 
 def duration(span: timedelta, locale: str) -> str:
-    """Two units at most, rounded down: `2 d 4 h`, `3 h 10 min`, `12 min`."""
-    minutes = int(span.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = []
-    if days:
-        parts = [t(locale, "digest.days", n=days)] + (
-            [t(locale, "digest.hours", n=hours)] if hours else []
-        )
-    elif hours:
-        parts = [t(locale, "digest.hours", n=hours)] + (
-            [t(locale, "digest.minutes", n=minutes)] if minutes else []
-        )
-    else:
-        parts = [t(locale, "digest.minutes", n=minutes)]
-    return " ".join(parts)
+    return i18n.duration(span, locale)
 
 
 def card_link(link_base: str | None, channel: str | None, ts: str | None) -> str | None:
@@ -319,7 +287,7 @@ def _response_times(acknowledge: Durations, resolve: Durations, locale: str) -> 
                     done,
                     median=duration(times.median, locale),
                     p90=duration(times.p90, locale),
-                    count=number(locale, times.count),
+                    count=times.count,
                 )
             )
     return "\n".join(lines)
@@ -353,7 +321,7 @@ def build_you_said_we_did(
                     locale,
                     "ysd.intro",
                     week=week,
-                    count=number(locale, post.total),
+                    count=post.total,
                     colleagues=number(locale, post.colleagues),
                 )
             )

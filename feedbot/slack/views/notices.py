@@ -20,7 +20,7 @@ from slack_sdk.models.views import View
 from feedbot.core.reports import MAX_TEXT, ReportSummary
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import Report
-from feedbot.slack.i18n import number, t
+from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote
 from feedbot.slack.views import Message, slack_date
@@ -72,14 +72,14 @@ def build_receipt(
         blocks.append(_section(t(locale, "receipt.similar")))
         for suggestion in similar[:3]:
             other = suggestion.report
-            affected = number(locale, 1 + other.me_too_count)
+            affected = 1 + other.me_too_count
             item = (
                 t(
                     locale,
                     "receipt.similar_item",
                     ref=other.reference,
                     category=escape(other.category),
-                    affected=affected,
+                    count=affected,
                     text=quote(other.text, 400),
                 )
                 if suggestion.readable
@@ -88,7 +88,7 @@ def build_receipt(
                     "receipt.similar_item_unread",
                     ref=other.reference,
                     category=escape(other.category),
-                    affected=affected,
+                    count=affected,
                 )
             )
             blocks.append(
