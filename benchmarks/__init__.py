@@ -203,12 +203,12 @@ _PLACES = (
 def report_texts(rng: random.Random, count: int) -> list[tuple[str, str]]:
     """`count` (text, category) pairs as staff write them: German, English, or both mixed.
 
-    About half retell one of the demo's recurring problems (`feedbot.core.demo.PROBLEMS`), so
+    About half retell one of the demo's recurring problems (`feedbot.simulated_weeks.PROBLEMS`), so
     many reports share words the way waves of one problem do; the rest combine devices,
     symptoms, places and remarks freely, with an occasional ticket number or typo, so the
     vocabulary keeps growing with the table instead of repeating a few dozen sentences.
     """
-    from feedbot.core import demo
+    from feedbot import simulated_weeks as demo
 
     categories = sorted({problem.category for problem in demo.PROBLEMS})
     out: list[tuple[str, str]] = []

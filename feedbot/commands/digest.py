@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from feedbot import simulated_weeks as demo
 from feedbot.core import config as runtime_config
-from feedbot.core import demo
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.digest import DigestChannel, DigestKind, Schedule, parse_period
 from feedbot.db import make_engine, session_scope, upgrade
