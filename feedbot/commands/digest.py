@@ -123,6 +123,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
                 link_base=link_base,
                 files=False,
                 confidential=target.confidential,
+                covers=target.covers,
+                routes=target.routes,
             ).message
         where = target.channel or "no leadership channel configured yet"
         print(f"# {target.kind} digest of {period} for {where}\n")

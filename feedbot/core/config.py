@@ -171,6 +171,8 @@ class RuntimeConfig:
     default_timezone: str = "Europe/Berlin"
     group_leaders: frozenset[str] = frozenset()
     """Members of `leaders_usergroup`, resolved by the Slack layer."""
+    route_group_leaders: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Members of each route's `leaders_usergroup`, by the route's channel (Slack layer)."""
 
     @property
     def rate_limit(self) -> tuple[int, timedelta] | None:
@@ -191,8 +193,39 @@ class RuntimeConfig:
         return user_id in self.admins or user_id in self.bootstrap_admins
 
     def is_leader(self, user_id: str) -> bool:
-        """Leaders may triage; admins may too, so a small team can start with one person."""
+        """A leader everywhere: the global leaders (and their user group) act on every report;
+        admins may too, so a small team can start with one person."""
         return user_id in self.leaders or user_id in self.group_leaders or self.is_admin(user_id)
+
+    def route_of(self, channel: str | None) -> dict[str, Any] | None:
+        """The route whose leadership channel is `channel`, if any."""
+        for route in self.leadership_routes:
+            if channel is not None and route["channel"] == channel:
+                return route
+        return None
+
+    def route_leaders(self, channel: str | None) -> list[str]:
+        """The people a route names as its leaders (its user group's members too)."""
+        route = self.route_of(channel)
+        if route is None:
+            return []
+        members = sorted(self.route_group_leaders.get(str(route["channel"]), frozenset()))
+        return list(dict.fromkeys([*route.get("leaders", []), *members]))
+
+    def leads(self, user_id: str, channel: str | None) -> bool:
+        """Whether `user_id` may triage a report shown in leadership channel `channel`: a
+        global leader may everywhere, a route's leader only on that route's reports."""
+        return self.is_leader(user_id) or user_id in self.route_leaders(channel)
+
+    def led_channels(self, user_id: str) -> list[str]:
+        """The leadership channels whose reports `user_id` may triage (none: not a leader)."""
+        if self.is_leader(user_id):
+            return self.leadership_channels
+        return [
+            str(route["channel"])
+            for route in self.leadership_routes
+            if user_id in self.route_leaders(str(route["channel"]))
+        ]
 
     def route_for(self, *, category: str, location: str | None) -> str | None:
         """The leadership channel a report with this category and location goes to."""

@@ -227,14 +227,19 @@ def holiday_region(raw: str) -> str | None:
     return f"{country}-{regions[region.upper()]}"
 
 
+user_ids = ids(USER_ID, "U0123ABCD", "user IDs")
+
+
 DEFAULT_TARGETS = {"critical": "1h", "high": "4h", "normal": "1d", "low": "3d"}
 
 
 def routes(raw: str) -> list[dict[str, Any]]:
     """Regional or topical leadership channels, as JSON:
-    `[{"channel": "C0123ABCD", "categories": ["Billing & tariffs"], "locations": ["Leipzig"]}]`.
+    `[{"channel": "C0123ABCD", "categories": ["Billing & tariffs"], "locations": ["Leipzig"],
+    "leaders": ["U0123ABCD"], "leaders_usergroup": "S0123ABCD"}]`.
     A report goes to the first route whose filters it matches (an empty filter matches all),
-    else to `leadership_channel`."""
+    else to `leadership_channel`. A route's own leaders triage, are reminded of and are
+    escalated to for the reports routed there only."""
     if not raw.strip():
         return []
     try:
@@ -252,9 +257,12 @@ def routes(raw: str) -> list[dict[str, Any]]:
             "categories",
             "locations",
             "language",
+            "leaders",
+            "leaders_usergroup",
         }:
             raise InvalidValue(
-                "each route has channel, and optionally categories, locations, language"
+                "each route has channel, and optionally categories, locations, language, "
+                "leaders, leaders_usergroup"
             )
         channel_id = channel(str(item.get("channel", "")))
         if channel_id is None:
@@ -266,5 +274,9 @@ def routes(raw: str) -> list[dict[str, Any]]:
         }
         if item.get("language"):
             route["language"] = language(str(item["language"]))
+        if item.get("leaders"):
+            route["leaders"] = user_ids(",".join(map(str, item["leaders"])))
+        if item.get("leaders_usergroup"):
+            route["leaders_usergroup"] = usergroup(str(item["leaders_usergroup"]))
         parsed.append(route)
     return parsed

@@ -185,7 +185,7 @@ def acknowledge(
     now: datetime,
     identities: Identities,
 ) -> GroupOutcome:
-    triage.require_leader(config, actor)
+    triage.require_leader(config, actor, group)
     if group.status != ReportStatus.OPEN:
         raise Conflict(f"{group.reference} was already acknowledged.")
     changed, notices, outcomes = _each(
@@ -215,7 +215,7 @@ def reply(
     now: datetime,
     identities: Identities,
 ) -> GroupOutcome:
-    triage.require_leader(config, actor)
+    triage.require_leader(config, actor, group)
     changed, notices, outcomes = _each(
         session,
         group,
@@ -251,7 +251,7 @@ def resolve(
     identities: Identities,
     share: bool = True,
 ) -> GroupOutcome:
-    triage.require_leader(config, actor)
+    triage.require_leader(config, actor, group)
     if group.status == ReportStatus.RESOLVED:
         raise Conflict(f"{group.reference} is already resolved.")
     changed, notices, outcomes = _each(

@@ -19,7 +19,7 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.config_values import CHANNEL_ID, USER_ID
 from feedbot.core.identity import Identities
 from feedbot.errors import Conflict, InvalidValue, NotAllowed
-from feedbot.models import MeToo, Report, ReportStatus
+from feedbot.models import IncidentGroup, MeToo, Report, ReportStatus
 
 MAX_NOTE = 3000
 
@@ -59,8 +59,17 @@ class Outcome:
     notices: list[Notice] = field(default_factory=list)
 
 
-def require_leader(config: RuntimeConfig, actor: str) -> None:
-    if not config.is_leader(actor):
+def require_leader(
+    config: RuntimeConfig, actor: str, report: Report | IncidentGroup | None = None
+) -> None:
+    """Refuse anyone who does not lead the leadership channel `report` (or incident group) is
+    shown in (without one: any channel). A regional leader is refused on another region's reports like a non-leader."""
+    allowed = (
+        config.leads(actor, report.leadership_channel)
+        if report is not None
+        else bool(config.led_channels(actor))
+    )
+    if not allowed:
         raise NotAllowed("Only leaders and admins can triage reports.", code="not_leader")
 
 
@@ -110,7 +119,7 @@ def acknowledge(
     now: datetime,
     identities: Identities,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     _require_open(report)
     if report.acknowledged_at is not None:
         raise Conflict(f"{report.reference} was already acknowledged.")
@@ -169,7 +178,7 @@ def assign(
     now: datetime,
     identities: Identities,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     _require_open(report)
     if not USER_ID.match(assignee):
         raise InvalidValue("Pick a person to assign.", field="assignee")
@@ -194,7 +203,7 @@ def reply(
     now: datetime,
     identities: Identities,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     message = _note(text, required=True, what="your reply")
     notices = _acknowledge_implicitly(report, actor, now, identities)
     _touch(session, report, actor, "replied", now, detail=message)
@@ -211,7 +220,7 @@ def forward(
     config: RuntimeConfig,
     now: datetime,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     if not CHANNEL_ID.match(channel or ""):
         raise InvalidValue("Pick a channel to forward to.", field="channel")
     leadership = {*config.leadership_channels, config.escalation_channel}
@@ -240,7 +249,7 @@ def resolve(
     """Resolve the report; everyone following it hears how. With `share`, colleagues who
     later report something similar are offered the solution (never for a confidential
     category, whatever was ticked)."""
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     _require_open(report)
     resolution = _note(note, required=True, what="how it was resolved")
     _acknowledge_implicitly(report, actor, now, identities)  # the resolution says enough
@@ -269,7 +278,7 @@ def reopen(
     now: datetime,
     identities: Identities,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     if report.status not in (ReportStatus.RESOLVED, ReportStatus.DUPLICATE):
         raise Conflict(f"{report.reference} is still open.")
     if report.duplicate_of_id is not None:
@@ -306,7 +315,7 @@ def merge_duplicate(
         if not reports.is_reporter(report, actor, identities):
             raise NotAllowed("You can only merge your own report.")
     else:
-        require_leader(config, actor)
+        require_leader(config, actor, report)
     _require_open(report)
     if target.id == report.id:
         raise InvalidValue("A report cannot be a duplicate of itself.", field="reference")
@@ -371,7 +380,7 @@ def reveal_contact(
     session: Session, *, report: Report, actor: str, config: RuntimeConfig, now: datetime
 ) -> str:
     """The customer's contact, for the report's owner only; every reveal is on the timeline."""
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     if report.owner_id != actor:
         raise NotAllowed("Only the report's owner can see the customer's contact. Claim it first.")
     if not report.customer_contact:
@@ -390,7 +399,7 @@ def record_customer_called(
     now: datetime,
     identities: Identities,
 ) -> Outcome:
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     if report.owner_id != actor:
         raise NotAllowed("Only the report's owner records the call back. Claim it first.")
     if not report.callback_requested:

@@ -115,11 +115,19 @@ class Deps:
         return cached.language if cached is not None else "en"
 
     def config(self) -> RuntimeConfig:
-        """The runtime configuration, with the leaders' user group resolved to its members."""
+        """The runtime configuration, with the leaders' user groups (global and per route)
+        resolved to their members."""
         config = self.config_cache.get()
         if config.leaders_usergroup:
             members = self.groups.members(config.leaders_usergroup)
             config = replace(config, group_leaders=members)
+        route_groups = {
+            str(route["channel"]): self.groups.members(str(route["leaders_usergroup"]))
+            for route in config.leadership_routes
+            if route.get("leaders_usergroup")
+        }
+        if route_groups:
+            config = replace(config, route_group_leaders=route_groups)
         return config
 
     def locale_for(self, user_id: str | None, *, budget: float | None = LOOKUP_BUDGET) -> str:

@@ -403,10 +403,8 @@ def publish_home(session: Session, deps: Deps, user_id: str) -> None:
     """Queue `user_id`'s Home, replacing an older one that is still waiting."""
     config = deps.config()
     queue = None
-    if config.is_leader(user_id):
-        queue = leader_queue(
-            session, user_id=user_id, channels=config.leadership_channels, now=deps.clock()
-        )
+    if led := config.led_channels(user_id):
+        queue = leader_queue(session, user_id=user_id, channels=led, now=deps.clock())
     view = build_home(
         locale=deps.locale_for(user_id),
         my_reports=reports.reports_by(
@@ -438,7 +436,7 @@ def refresh_homes(
     people: set[str] = set()
     if report is not None:
         people |= {p for p in (report.reporter_id, report.owner_id) if p}
-        people |= {user for user in recent if config.is_leader(user)}
+        people |= {user for user in recent if config.leads(user, report.leadership_channel)}
     if admins:
         people |= {user for user in recent if config.is_admin(user)}
     for user in sorted(people & recent):

@@ -36,7 +36,8 @@ from sqlmodel import Session, col, select
 
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
-from feedbot.core.digest.results import Count, Digest, Durations, Trend
+from feedbot.core.digest.results import Count, Digest, Durations, RouteLine, Trend
+from feedbot.core.digest.scope import in_channel
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
     Report,
@@ -49,22 +50,34 @@ TREND_WEEKS = 8
 
 
 def build_digest(
-    session: Session, *, period: str, zone: ZoneInfo, now: datetime, list_limit: int = LIST_LIMIT
+    session: Session,
+    *,
+    period: str,
+    zone: ZoneInfo,
+    now: datetime,
+    list_limit: int = LIST_LIMIT,
+    channel: str | None = None,
+    routes: Sequence[str] = (),
 ) -> Digest:
     """Everything a leadership digest says about `period`, computed in a handful of queries.
+
+    With `channel`, only the reports routed to that leadership channel count (a route's own
+    digest); without, the whole company's, plus one line per channel in `routes`.
 
     On PostgreSQL, JIT compilation is turned off for the rest of the caller's transaction:
     these queries take well under a second, and compiling them cost more than it saved."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))
+    scope = in_channel(channel)
     start, end = week_bounds(period, zone)
-    trend = _trend(session, period, zone)
+    previous_start = week_bounds(shift(period, -1), zone)[0]
+    trend = _trend(session, period, zone, scope)
     categories = _counts_from_trend(trend)
     new = Count(None, sum(c.count for c in categories), sum(c.previous for c in categories))
-    resolved = _resolved_counts(session, start, end, week_bounds(shift(period, -1), zone)[0])
-    open_now = still_open_at(session, end)
+    resolved = _resolved_counts(session, start, end, previous_start, scope)
+    open_now = still_open_at(session, end, scope)
     still_open = Count(None, open_now, open_now - new.count + resolved.count)
-    themes, themes_total = recurring_themes(session, start, end, new.count)
+    themes, themes_total = recurring_themes(session, start, end, new.count, scope)
     return Digest(
         period=period,
         start=start,
@@ -74,7 +87,7 @@ def build_digest(
         resolved=resolved,
         still_open=still_open,
         categories=categories,
-        locations=_location_counts(session, start, end, week_bounds(shift(period, -1), zone)[0]),
+        locations=_location_counts(session, start, end, previous_start, scope),
         themes=themes,
         themes_total=themes_total,
         urgent=report_list(
@@ -82,6 +95,7 @@ def build_digest(
             [
                 col(Report.status).in_(OPEN),
                 col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+                *scope,
             ],
             [
                 case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
@@ -93,20 +107,73 @@ def build_digest(
         # if it was. So the (status, created_at) index answers this alone, in order.
         unacknowledged=report_list(
             session,
-            [col(Report.status) == ReportStatus.OPEN],
+            [col(Report.status) == ReportStatus.OPEN, *scope],
             [col(Report.created_at)],
             list_limit,
         ),
         overdue=report_list(
             session,
-            [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now],
+            [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now, *scope],
             [col(Report.follow_up_at)],
             list_limit,
         ),
-        acknowledge=_durations(session, Report.acknowledged_at, start, end),
-        resolve=_durations(session, Report.resolved_at, start, end, resolved_only=True),
+        acknowledge=_durations(session, Report.acknowledged_at, start, end, scope),
+        resolve=_durations(session, Report.resolved_at, start, end, scope, resolved_only=True),
         trend=trend,
+        channel=channel,
+        routes=route_lines(session, routes, start=start, end=end, now=now),
     )
+
+
+def route_lines(
+    session: Session, channels: Sequence[str], *, start: datetime, end: datetime, now: datetime
+) -> list[RouteLine]:
+    """One line per route for the company digest: new this week, open and overdue now, and
+    the median time to acknowledge of the week's acknowledgements; one grouped query each."""
+    if not channels:
+        return []
+    routed = col(Report.leadership_channel).in_(list(channels))
+
+    def grouped(*where: Any) -> dict[str, int]:
+        rows = session.exec(
+            select(Report.leadership_channel, func.count())
+            .where(routed, *where)
+            .group_by(col(Report.leadership_channel))
+        ).all()
+        return {str(channel): int(count) for channel, count in rows}
+
+    new = grouped(
+        col(Report.status).in_(COUNTED),
+        col(Report.created_at) >= start,
+        col(Report.created_at) < end,
+    )
+    still_open = grouped(col(Report.status).in_(OPEN))
+    overdue = grouped(col(Report.status).in_(OPEN), col(Report.follow_up_at) < now)
+    elapsed = seconds_between(session, col(Report.acknowledged_at), col(Report.created_at))
+    waits: dict[str, list[float]] = {}
+    for channel, seconds in session.exec(
+        select(Report.leadership_channel, elapsed).where(
+            routed,
+            col(Report.acknowledged_at) >= start,
+            col(Report.acknowledged_at) < end,
+            col(Report.status) != ReportStatus.DUPLICATE,
+        )
+    ).all():
+        waits.setdefault(str(channel), []).append(max(float(seconds), 0.0))
+    return [
+        RouteLine(
+            channel=channel,
+            new=new.get(channel, 0),
+            open=still_open.get(channel, 0),
+            overdue=overdue.get(channel, 0),
+            acknowledge_median=(
+                timedelta(seconds=round(percentile(sorted(waits[channel]), 0.5)))
+                if waits.get(channel)
+                else None
+            ),
+        )
+        for channel in channels
+    ]
 
 
 def _week_buckets(column: Any, bounds: Sequence[datetime]) -> ColumnElement[int]:
@@ -117,7 +184,7 @@ def _week_buckets(column: Any, bounds: Sequence[datetime]) -> ColumnElement[int]
     )
 
 
-def _trend(session: Session, period: str, zone: ZoneInfo) -> Trend:
+def _trend(session: Session, period: str, zone: ZoneInfo, scope: Sequence[Any]) -> Trend:
     periods = [shift(period, offset) for offset in range(1 - TREND_WEEKS, 1)]
     bounds = [week_bounds(p, zone)[0] for p in periods] + [week_bounds(period, zone)[1]]
     bucket = _week_buckets(col(Report.created_at), bounds).label("bucket")
@@ -127,6 +194,7 @@ def _trend(session: Session, period: str, zone: ZoneInfo) -> Trend:
             col(Report.status).in_(COUNTED),
             col(Report.created_at) >= bounds[0],
             col(Report.created_at) < bounds[-1],
+            *scope,
         )
         .group_by(col(Report.category), bucket)
     ).all()
@@ -147,7 +215,7 @@ def _counts_from_trend(trend: Trend) -> list[Count]:
 
 
 def _location_counts(
-    session: Session, start: datetime, end: datetime, previous_start: datetime
+    session: Session, start: datetime, end: datetime, previous_start: datetime, scope: Sequence[Any]
 ) -> list[Count]:
     bucket = _week_buckets(col(Report.created_at), [previous_start, start, end]).label("bucket")
     rows = session.exec(
@@ -156,6 +224,7 @@ def _location_counts(
             col(Report.status).in_(COUNTED),
             col(Report.created_at) >= previous_start,
             col(Report.created_at) < end,
+            *scope,
         )
         .group_by(col(Report.location), bucket)
     ).all()
@@ -167,7 +236,7 @@ def _location_counts(
 
 
 def _resolved_counts(
-    session: Session, start: datetime, end: datetime, previous_start: datetime
+    session: Session, start: datetime, end: datetime, previous_start: datetime, scope: Sequence[Any]
 ) -> Count:
     bucket = _week_buckets(col(Report.resolved_at), [previous_start, start, end]).label("bucket")
     rows = session.exec(
@@ -176,6 +245,7 @@ def _resolved_counts(
             col(Report.status) == ReportStatus.RESOLVED,
             col(Report.resolved_at) >= previous_start,
             col(Report.resolved_at) < end,
+            *scope,
         )
         .group_by(bucket)
     ).all()
@@ -185,12 +255,12 @@ def _resolved_counts(
     return Count(None, weeks[1], weeks[0])
 
 
-def still_open_at(session: Session, moment: datetime) -> int:
+def still_open_at(session: Session, moment: datetime, scope: Sequence[Any] = ()) -> int:
     """Reports filed before `moment` and not resolved by then, from three small index ranges:
     open now and filed before, plus resolved after `moment`, minus those also filed after it
     (these ranges only reach back to `moment`, never through the whole history)."""
     open_now, resolved_later, filed_later = (
-        session.exec(select(func.count()).select_from(Report).where(*where)).one()
+        session.exec(select(func.count()).select_from(Report).where(*where, *scope)).one()
         for where in (
             (col(Report.status).in_(OPEN), col(Report.created_at) < moment),
             (col(Report.status) == ReportStatus.RESOLVED, col(Report.resolved_at) >= moment),
@@ -220,6 +290,7 @@ def _durations(
     moment: Any,
     start: datetime,
     end: datetime,
+    scope: Sequence[Any],
     *,
     resolved_only: bool = False,
 ) -> Durations:
@@ -229,7 +300,12 @@ def _durations(
     databases agree on the answer, which `percentile_cont` (PostgreSQL only) would not give.
     """
     elapsed = seconds_between(session, moment, col(Report.created_at))
-    where = [col(moment) >= start, col(moment) < end, col(Report.status) != ReportStatus.DUPLICATE]
+    where = [
+        col(moment) >= start,
+        col(moment) < end,
+        col(Report.status) != ReportStatus.DUPLICATE,
+        *scope,
+    ]
     if resolved_only:
         where.append(col(Report.status) == ReportStatus.RESOLVED)
     values = sorted(max(v, 0.0) for v in session.exec(select(elapsed).where(*where)).all())

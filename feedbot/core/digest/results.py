@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from feedbot.models import (
@@ -85,6 +85,17 @@ class Trend:
 
 
 @dataclass(frozen=True)
+class RouteLine:
+    """One route in the company digest: its week at a glance."""
+
+    channel: str
+    new: int
+    open: int
+    overdue: int
+    acknowledge_median: timedelta | None
+
+
+@dataclass(frozen=True)
 class Digest:
     period: str
     start: datetime
@@ -103,6 +114,10 @@ class Digest:
     acknowledge: Durations
     resolve: Durations
     trend: Trend
+    channel: str | None = None
+    """The route's leadership channel whose reports alone count; None: the whole company."""
+    routes: list[RouteLine] = field(default_factory=list)
+    """The company digest's line per route, so its reader sees which region answers slowly."""
 
     @property
     def empty(self) -> bool:

@@ -73,17 +73,43 @@ class DigestChannel:
     """The runtime setting that made this channel a digest channel."""
     confidential: tuple[str, ...] = ()
     """Categories whose reports an all-staff post never mentions."""
+    covers: str | None = None
+    """A route's digest counts only the reports routed to this leadership channel."""
+    routes: tuple[str, ...] = ()
+    """The company digest's routes, each summed up in a line of its own."""
 
 
 def digest_channels(config: RuntimeConfig) -> list[DigestChannel]:
-    """Every channel that gets a weekly post, with its schedule. The one place that knows
-    where digests go: several leadership channels will be added here."""
+    """Every channel that gets a weekly post, with its schedule: the leadership channel (the
+    whole company, a line per route), each route's channel (its own reports), and the
+    all-staff channel. The one place that knows where digests go."""
     schedule = Schedule.parse(config.digest_schedule, config.zone)
+    routes = [
+        str(route["channel"])
+        for route in config.leadership_routes
+        if route["channel"] != config.leadership_channel
+    ]
+    routes = list(dict.fromkeys(routes))
     targets = []
     if config.leadership_channel:
         targets.append(
             DigestChannel(
-                DigestKind.LEADERSHIP, config.leadership_channel, schedule, config.language
+                DigestKind.LEADERSHIP,
+                config.leadership_channel,
+                schedule,
+                config.language,
+                routes=tuple(routes),
+            )
+        )
+    for channel in routes:
+        targets.append(
+            DigestChannel(
+                DigestKind.LEADERSHIP,
+                channel,
+                schedule,
+                config.language_of_channel(channel),
+                setting="leadership_routes",
+                covers=channel,
             )
         )
     if config.allstaff_channel:

@@ -23,6 +23,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from feedbot.core.digest.periods import week_bounds
+from feedbot.core.digest.scope import in_channel
 from feedbot.core.privacy import FORMULA_START
 from feedbot.models import (
     REFERENCE_OFFSET,
@@ -69,11 +70,13 @@ def week_csv(
     period: str,
     zone: ZoneInfo,
     link_base: str | None = None,
+    channel: str | None = None,
 ) -> bytes:
     """Every report filed in the week (duplicates too, marked), as UTF-8 CSV with a byte-order
     mark so spreadsheet programs read umlauts right. Times are local to the digest; reporters
     who chose anonymity are `anonymous`; customer contacts are never included; `card` links
-    to the report's card when `link_base` (the workspace URL) is known.
+    to the report's card when `link_base` (the workspace URL) is known. With `channel`, only
+    the reports routed to that leadership channel.
 
     Tens of thousands of rows: the database writes each cell's final text (references,
     links, the formula guard; on PostgreSQL the local times too, and the CSV itself with
@@ -113,7 +116,7 @@ def week_csv(
     query: Any = (
         sa_select(*(cell.label(name) for cell, name in zip(cells, CSV_COLUMNS, strict=True)))
         .outerjoin(OutboxMessage, col(OutboxMessage.id) == col(Report.card_message_id))
-        .where(col(Report.created_at) >= start, col(Report.created_at) < end)
+        .where(col(Report.created_at) >= start, col(Report.created_at) < end, *in_channel(channel))
         .order_by(col(Report.created_at), col(Report.id))
     )
     if local is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,16 +34,17 @@ THEME_ROUNDS = 300
 THEME_LIMIT = 10
 
 
-def _week_reports(start: datetime, end: datetime) -> list[Any]:
+def _week_reports(start: datetime, end: datetime, scope: Sequence[Any]) -> list[Any]:
     return [
         col(Report.status).in_(COUNTED),
         col(Report.created_at) >= start,
         col(Report.created_at) < end,
+        *scope,
     ]
 
 
 def recurring_themes(
-    session: Session, start: datetime, end: datetime, week_size: int
+    session: Session, start: datetime, end: datetime, week_size: int, scope: Sequence[Any] = ()
 ) -> tuple[list[Theme], int]:
     """Group the week's reports by the terms they share, across categories, largest first.
 
@@ -55,7 +57,7 @@ def recurring_themes(
     word like "customer" makes no theme); leaders are the most frequent masks, and each
     round is one numpy pass over the distinct masks.
     """
-    week = select(Report.id).where(*_week_reports(start, end))
+    week = select(Report.id).where(*_week_reports(start, end, scope))
     every = -(-week_size // THEME_SAMPLE)
     sample = week.where(col(Report.id) % every == 0) if every > 1 else week
     frequent = session.exec(
@@ -69,7 +71,7 @@ def recurring_themes(
     if len(frequent) < THEME_MIN_SHARED:
         return [], 0
     bits = {term: 1 << index for index, (term, _) in enumerate(frequent)}
-    rows = session.connection().execute(_masks_query(session, start, end, bits)).all()
+    rows = session.connection().execute(_masks_query(session, start, end, bits, scope)).all()
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     masks = np.fromiter((int(row[1]) for row in rows), dtype=np.uint64, count=len(rows))
     found = sorted(_cluster(masks), key=lambda members: (-len(members), int(ids[members].min())))
@@ -83,7 +85,9 @@ def recurring_themes(
     return themes, len(found)
 
 
-def _masks_query(session: Session, start: datetime, end: datetime, bits: dict[str, int]) -> Any:
+def _masks_query(
+    session: Session, start: datetime, end: datetime, bits: dict[str, int], scope: Sequence[Any]
+) -> Any:
     """(report id, term mask, me-too count, location) for every report of the week.
 
     Each database gets the shape its planner runs well at 50,000 reports a week: SQLite
@@ -95,12 +99,16 @@ def _masks_query(session: Session, start: datetime, end: datetime, bits: dict[st
         return (
             select(Report.id, mask, Report.me_too_count, Report.location)
             .join(ReportTerm, col(ReportTerm.report_id) == col(Report.id))
-            .where(*_week_reports(start, end))
+            .where(*_week_reports(start, end, scope))
             .group_by(col(Report.id))
         )
     summed = (
         select(ReportTerm.report_id, mask)
-        .where(col(ReportTerm.report_id).in_(select(Report.id).where(*_week_reports(start, end))))
+        .where(
+            col(ReportTerm.report_id).in_(
+                select(Report.id).where(*_week_reports(start, end, scope))
+            )
+        )
         .group_by(col(ReportTerm.report_id))
         .subquery()
     )

@@ -67,7 +67,7 @@ def set_follow_up(
     Any leader may set it; the report needs an owner, since the reminder goes to them. A
     date set after a longer snooze wins over the snooze.
     """
-    require_leader(config, actor)
+    require_leader(config, actor, report)
     if report.status not in OPEN_STATUSES:
         raise Conflict(f"{report.reference} is already {report.status.value}; reopen it first.")
     if not report.owner_id:

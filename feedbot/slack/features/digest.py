@@ -98,10 +98,13 @@ def compose(
     preview: bool = False,
     files: bool = True,
     confidential: tuple[str, ...] = (),
+    covers: str | None = None,
+    routes: tuple[str, ...] = (),
 ) -> Composed:
     """The message (and, for leaders, the chart and the CSV unless `files` is false or it is
     a `preview`) of one digest. Reads only. An all-staff post leaves out the `confidential`
-    categories."""
+    categories; a route's digest (`covers`) counts only its reports, the company's adds a
+    line per route in `routes`."""
     zone = schedule.zone
     if kind == DigestKind.ALLSTAFF:
         post = core.build_you_said_we_did(
@@ -112,14 +115,18 @@ def compose(
         )
         return Composed(message)
     if preview or not files:
-        digest = core.build_digest(session, period=period, zone=zone, now=now)
+        digest = core.build_digest(
+            session, period=period, zone=zone, now=now, channel=covers, routes=routes
+        )
         return Composed(_leaders_message(digest, locale, link_base, late_due, preview))
     # The week's CSV is read on a connection of its own while the digest is computed: the
     # databases do most of the work outside Python's GIL (SQLite's driver releases it while
     # stepping, PostgreSQL works in another process), so the two largely overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-csv") as pool:
-        reading = pool.submit(_week_csv, session.get_bind(), period, zone, link_base)
-        digest = core.build_digest(session, period=period, zone=zone, now=now)
+        reading = pool.submit(_week_csv, session.get_bind(), period, zone, link_base, covers)
+        digest = core.build_digest(
+            session, period=period, zone=zone, now=now, channel=covers, routes=routes
+        )
         message = _leaders_message(digest, locale, link_base, late_due, preview)
         if digest.empty:
             return Composed(message)
@@ -165,9 +172,11 @@ def _leaders_message(
     )
 
 
-def _week_csv(bind: Any, period: str, zone: ZoneInfo, link_base: str | None) -> bytes:
+def _week_csv(
+    bind: Any, period: str, zone: ZoneInfo, link_base: str | None, covers: str | None
+) -> bytes:
     with Session(bind) as session:
-        return core.week_csv(session, period=period, zone=zone, link_base=link_base)
+        return core.week_csv(session, period=period, zone=zone, link_base=link_base, channel=covers)
 
 
 # --------------------------------------------------------------------------- sending
@@ -244,6 +253,8 @@ def send_digest(
             link_base=link_base,
             late_due=target.schedule.due_at(period) if late else None,
             confidential=target.confidential,
+            covers=target.covers,
+            routes=target.routes,
         )
     try:
         with session_scope(engine) as session:
@@ -347,12 +358,21 @@ def _preview_command(deps: Deps) -> Callable[..., None]:
         user_id = body["user_id"]
         locale = deps.locale_for(user_id)
         config = deps.config()
-        if not config.is_leader(user_id):
+        led = config.led_channels(user_id)
+        if not led:
             ack(text=t(locale, "digest.leaders_only"))
             return
+        # A route's own leaders see their route's digest; leaders of the whole company theirs.
+        covers = None if config.is_leader(user_id) else led[0]
         words = str(body.get("text") or "").split()[1:]
         try:
-            message = preview(deps, config=config, week=words[0] if words else None, locale=locale)
+            message = preview(
+                deps,
+                config=config,
+                week=words[0] if words else None,
+                locale=locale,
+                covers=covers,
+            )
         except FeedbotError as error:
             ack(text=explain(error, locale))
             return
@@ -361,9 +381,25 @@ def _preview_command(deps: Deps) -> Callable[..., None]:
     return handle
 
 
-def preview(deps: Deps, *, config: RuntimeConfig, week: str | None, locale: str) -> Message:
-    """The leaders' digest of `week` (default: the latest due), as only the asker sees it."""
+def preview(
+    deps: Deps,
+    *,
+    config: RuntimeConfig,
+    week: str | None,
+    locale: str,
+    covers: str | None = None,
+) -> Message:
+    """The leaders' digest of `week` (default: the latest due), as only the asker sees it:
+    the company's, or with `covers` the route's."""
     schedule = Schedule.parse(config.digest_schedule, config.zone)
+    routes = next(
+        (
+            each.routes
+            for each in core.digest_channels(config)
+            if each.kind == DigestKind.LEADERSHIP
+        ),
+        (),
+    )
     now = deps.clock()
     period = core.parse_period(week) if week else schedule.due_period(now)
     with Session(deps.engine) as session:
@@ -376,6 +412,8 @@ def preview(deps: Deps, *, config: RuntimeConfig, week: str | None, locale: str)
             now=now,
             link_base=deps.workspace.fetch(),
             preview=True,
+            covers=covers,
+            routes=() if covers else routes,
         ).message
 
 

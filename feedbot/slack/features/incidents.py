@@ -76,6 +76,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
                 triage.require_leader(deps.config(), actor)
                 if group is None:
                     raise FeedbotError("That incident does not exist (any more).", code="not_found")
+                triage.require_leader(deps.config(), actor, group)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return

@@ -128,7 +128,7 @@ def _send(session: Session, deps: Deps, due: Due, *, config: RuntimeConfig, now:
                 report,
                 number=due.number,
                 cap=config.reminder_cap,
-                mentions=_leader_mentions(config),
+                mentions=_leader_mentions(config, report.leadership_channel),
                 locale=_channel_locale(config, card.conversation),
             )
             messages.append(_post(session, card.conversation, message, now, due, thread_of=card))
@@ -183,7 +183,8 @@ def _escalate(
     config: RuntimeConfig,
     now: datetime,
 ) -> tuple[str | None, list[OutboxMessage]]:
-    """To the escalation channel, or else to each admin by direct message."""
+    """To the escalation channel, or else to each admin by direct message; a routed report
+    also to its route's own leaders by direct message (they answer for it)."""
     history = reminders.history(session, report=report)
 
     def build(locale: str) -> Message:
@@ -196,10 +197,16 @@ def _escalate(
             locale=locale,
         )
 
+    route_leaders = config.route_leaders(report.leadership_channel)[:20]
+    to_route = [
+        _post(session, leader, build(deps.locale_for(leader)), now, due) for leader in route_leaders
+    ]
     channel = config.escalation_channel
     if channel:
         message = build(_channel_locale(config, channel))
-        return channel, [_post(session, channel, message, now, due)]
+        return channel, [_post(session, channel, message, now, due), *to_route]
+    if to_route:
+        return None, to_route
     admins = list(dict.fromkeys([*config.admins, *config.bootstrap_admins]))
     if not admins:
         log.warning(
@@ -210,12 +217,18 @@ def _escalate(
     ]
 
 
-def _leader_mentions(config: RuntimeConfig) -> list[str]:
-    """Who a thread reminder names: the leaders (their user group too), else the admins."""
-    people = config.leaders or [*config.admins, *config.bootstrap_admins]
+def _leader_mentions(config: RuntimeConfig, channel: str | None) -> list[str]:
+    """Who a thread reminder names: a route's own leaders (and user group) in its channel,
+    else the leaders (their user group too), else the admins."""
+    route = config.route_of(channel) or {}
+    if route.get("leaders") or route.get("leaders_usergroup"):
+        people, group = list(route.get("leaders", [])), route.get("leaders_usergroup")
+    else:
+        people = config.leaders or [*config.admins, *config.bootstrap_admins]
+        group = config.leaders_usergroup
     mentions = [f"<@{user}>" for user in dict.fromkeys(people)][:20]
-    if config.leaders_usergroup:
-        mentions.insert(0, f"<!subteam^{config.leaders_usergroup}>")
+    if group:
+        mentions.insert(0, f"<!subteam^{group}>")
     return mentions
 
 
@@ -278,6 +291,7 @@ def _open_follow_up_form(deps: Deps) -> Any:
                 triage.require_leader(config, actor)
                 report_id = parse_id(_field(_action(body), "value"))
                 report = reports.get_report(session, report_id or 0)
+                triage.require_leader(config, actor, report)
                 if report.owner_id is None:
                     raise Conflict("no owner", code="no_owner")
             except FeedbotError as error:
@@ -448,7 +462,7 @@ def _handed_over(deps: Deps) -> Any:
 
 def mine(session: Session, deps: Deps, *, user_id: str, locale: str) -> list[Any]:
     """Blocks for `/feedback mine`: a leader's open follow-ups and owed call backs."""
-    if not deps.config().is_leader(user_id):
+    if not deps.config().led_channels(user_id):
         return []
     follow_ups = reminders.open_follow_ups(session, owner_id=user_id, limit=MINE_FOLLOW_UPS)
     return build_my_follow_ups(follow_ups, locale=locale, now=deps.clock())

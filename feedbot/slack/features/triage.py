@@ -167,6 +167,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
             try:
                 triage.require_leader(config, actor)
                 report = reports.get_report(session, report_id or 0)
+                triage.require_leader(config, actor, report)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return

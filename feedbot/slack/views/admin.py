@@ -90,28 +90,52 @@ def _option(text: str, value: str) -> Option:
 
 
 def routes_to_lines(routes: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{r['channel']} | {', '.join(r['categories'])} | {', '.join(r['locations'])}"
-        for r in routes
-    )
+    """`channel | categories | locations | leaders | language`, the last two only if set."""
+    lines = []
+    for route in routes:
+        leaders = [*route.get("leaders", [])]
+        if route.get("leaders_usergroup"):
+            leaders.append(str(route["leaders_usergroup"]))
+        columns = [
+            str(route["channel"]),
+            ", ".join(route["categories"]),
+            ", ".join(route["locations"]),
+            ", ".join(leaders),
+            str(route.get("language") or ""),
+        ]
+        while columns[-1] == "" and len(columns) > 3:
+            columns.pop()
+        lines.append(" | ".join(columns))
+    return "\n".join(lines)
 
 
 def lines_to_routes(text: str) -> str:
-    """The modal's one-route-per-line form, as the JSON the config key takes."""
+    """The modal's one-route-per-line form, as the JSON the config key takes. Leaders are
+    user IDs (U…) and at most one user group (S…)."""
     routes = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        channel, _, rest = line.partition("|")
-        categories, _, locations = rest.partition("|")
-        routes.append(
-            {
-                "channel": channel.strip(),
-                "categories": [c.strip() for c in categories.split(",") if c.strip()],
-                "locations": [c.strip() for c in locations.split(",") if c.strip()],
-            }
-        )
+        channel, categories, locations, leaders, language = ([*line.split("|"), "", "", ""])[:5]
+        route: dict[str, Any] = {
+            "channel": channel.strip(),
+            "categories": _listed(categories),
+            "locations": _listed(locations),
+        }
+        people = [name for name in _listed(leaders) if not name.startswith("S")]
+        groups = [name for name in _listed(leaders) if name.startswith("S")]
+        if people:
+            route["leaders"] = people
+        if groups:
+            route["leaders_usergroup"] = groups[0]
+        if language.strip():
+            route["language"] = language.strip()
+        routes.append(route)
     return json.dumps(routes)
+
+
+def _listed(column: str) -> list[str]:
+    return [part.strip() for part in column.split(",") if part.strip()]
 
 
 def _element(field: SettingField, value: Any, locale: str) -> Any:

@@ -30,6 +30,7 @@ from feedbot.core.digest import (
     Durations,
     ReportLine,
     ReportList,
+    RouteLine,
     Theme,
     YouSaidWeDid,
     monday,
@@ -150,6 +151,8 @@ def build_digest_message(
         blocks.append(context(t(locale, "digest.late", due=slack_date(late_due))))
     if preview:
         blocks.append(context(t(locale, "digest.preview")))
+    if digest.channel is not None:
+        blocks.append(context(t(locale, "digest.route_scope", channel=digest.channel)))
     if digest.empty:
         blocks.append(section(t(locale, "digest.empty", week=week)))
     blocks.append(_totals(digest, locale))
@@ -169,6 +172,8 @@ def build_digest_message(
             blocks.append(section(_report_list(key, reports, locale, link_base, when)))
     if not digest.empty:
         blocks.append(section(_response_times(digest.acknowledge, digest.resolve, locale)))
+    if digest.routes:
+        blocks.append(section(_routes(digest.routes, locale)))
         if attachments and not preview:
             blocks.append(context(t(locale, "digest.attachments")))
     if isinstance(blocks[-1], DividerBlock):
@@ -203,6 +208,27 @@ def _totals(digest: Digest, locale: str) -> SectionBlock:
         )
     ]
     return SectionBlock(fields=fields)
+
+
+def _routes(routes: list[RouteLine], locale: str) -> str:
+    """A line per route: which region answers slowly shows at a glance."""
+    lines = [
+        t(
+            locale,
+            "digest.route_line",
+            channel=route.channel,
+            new=number(locale, route.new),
+            open=number(locale, route.open),
+            overdue=number(locale, route.overdue),
+            median=(
+                duration(route.acknowledge_median, locale)
+                if route.acknowledge_median is not None
+                else t(locale, "digest.route_none_acknowledged")
+            ),
+        )
+        for route in routes
+    ]
+    return bounded(t(locale, "digest.routes"), lines, len(lines), locale, "digest.more")
 
 
 def _counts(head: str, counts: list[Count], locale: str) -> str:
