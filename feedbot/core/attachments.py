@@ -43,7 +43,9 @@ REFUSED_TYPES = frozenset({"image/svg+xml"})
 """Images that are programs in disguise (SVG may carry scripts)."""
 
 COPIED_STATES = (AttachmentState.PENDING, AttachmentState.COPIED, AttachmentState.UNFETCHABLE)
-"""A report's files as far as leadership is concerned: all but the refused."""
+"""A report's files as far as its history is concerned: all but the refused."""
+SHOWN_STATES = (AttachmentState.PENDING, AttachmentState.COPIED)
+"""The files a card counts: copied, or still to be."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class FileSummary:
 def summarise(session: Session, report_id: int | None) -> FileSummary:
     if report_id is None:
         return FileSummary()
-    rows = attachments_of(session, report_id)
+    rows = attachments_of(session, report_id, states=SHOWN_STATES)
     photos = [row for row in rows if row.is_image]
     first = next((row for row in photos if row.copy_file_id), None)
     return FileSummary(

@@ -170,8 +170,12 @@ def after_copy(session: Session, entry: OutboxMessage, result: Any, *, now: date
     copy_id = result.get("file_id") if hasattr(result, "get") else None
     if reason:
         log.warning("outbox #%s: file %s could not be fetched (%s)", entry.id, stored, reason)
+        row = None
         if attachment_id is not None:
-            attachments.mark_unfetchable(session, attachment_id=attachment_id, reason=reason)
+            row = attachments.mark_unfetchable(session, attachment_id=attachment_id, reason=reason)
+        report = session.get(Report, row.report_id) if row is not None else None
+        if report is not None:  # it no longer counts the file
+            _refresh_card(session, report=report, config=config, now=now)
         locale = config.language_of_channel(entry.conversation)
         line = build_thread_line(
             locale=locale,
