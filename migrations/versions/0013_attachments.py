@@ -1,4 +1,5 @@
-"""attachments: a report's photos and files, and feedbot's copies of them for leadership
+"""attachments: a report's photos and files, and feedbot's copies of them for leadership;
+the files of a direct message kept until its author says what it is
 
 Revision ID: 0013
 Revises: 0011
@@ -58,9 +59,15 @@ def upgrade() -> None:
             batch_op.f("ix_attachment_copy_file_id"), ["copy_file_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_attachment_report_id"), ["report_id"], unique=False)
+    with op.batch_alter_table("dm_draft", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("files_sealed", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dm_draft", schema=None) as batch_op:
+        batch_op.drop_column("files_sealed")
     with op.batch_alter_table("attachment", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attachment_report_id"))
         batch_op.drop_index(batch_op.f("ix_attachment_copy_file_id"))

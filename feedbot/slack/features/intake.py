@@ -76,7 +76,14 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
             if reports.find_by_source(session, channel=channel, ts=ts) is not None:
                 return
             if is_dm and ask_about(
-                session, deps, user_id=user_id, channel=channel, ts=ts, text=text, now=now
+                session,
+                deps,
+                user_id=user_id,
+                channel=channel,
+                ts=ts,
+                text=text,
+                now=now,
+                files=files,
             ):
                 return
             report = file_report(
@@ -132,6 +139,7 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
                     source=draft.source,
                     why=explain(error, deps.locale_for(user_id)),
                     now=now,
+                    files=files,
                 )
                 return
             delivery.post_thread_reply(
