@@ -23,7 +23,8 @@ from feedbot.core.attachments import IncomingFile
 from feedbot.models import Attachment, AttachmentState
 from feedbot.slack import files
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, BOB, LEADER, LEADERSHIP, TOKEN, Bot
+from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, TOKEN, Bot
+from tests.test_anonymity import file_anonymously, latest_dm_with
 from tests.test_privacy import feedbot_cli, resolve
 from tests.test_reporting import form_values
 
@@ -210,6 +211,36 @@ def test_add_details_adds_more_files_later(bot: Bot) -> None:
     assert "The reporter added 1 photo." in bot.thread(report)
     assert [f["name"] for f in thread_files(bot, report)] == ["router.jpg"]
     assert any(b["type"] == "image" for b in bot.card(report)["blocks"])
+
+
+def test_a_photo_sent_after_a_report_joins_it_when_the_reporter_says_so(bot: Bot) -> None:
+    """A DM right after a report may be about it ("here is the photo"): feedbot asks, and
+    the photo goes where the reporter says, anonymous reports included."""
+    bot.setup_team()
+    report = file_anonymously(bot, ALICE, "Fence at mast 12 is open")
+    bot.drain()
+    dm = bot.slack.dm_channel(ALICE)
+    photo = bot.slack.add_file(ALICE, "fence.jpg", photo_with_exif())
+    dm_photo(bot, ALICE, "Here is the photo", photo)
+    bot.drain()
+    assert len(bot.reports()) == 1
+    question = latest_dm_with(bot, ALICE, "dm_new_report")
+    bot.click(ALICE, dm, question["ts"], f"dm_about_report-{report.id}")
+    bot.drain()
+    shared = thread_files(bot, report)
+    assert [f["name"] for f in shared] == ["fence.jpg"]
+    assert_no_metadata(uploaded(bot, shared[0]["id"])["content"])
+    assert "The reporter added 1 photo." in bot.thread(report)
+
+    other = bot.slack.add_file(ALICE, "coffee.jpg", photo_with_exif())
+    dm_photo(bot, ALICE, "Coffee machine in Halle broken", other)
+    bot.drain()
+    question = latest_dm_with(bot, ALICE, "dm_new_report")
+    bot.click(ALICE, dm, question["ts"], "dm_new_report")
+    bot.drain()
+    new = bot.report()
+    assert new.id != report.id
+    assert [f["name"] for f in thread_files(bot, new)] == ["coffee.jpg"]
 
 
 # --------------------------------------------------------------------------- limits
@@ -405,3 +436,24 @@ def test_the_fake_refuses_images_of_unknown_files_and_deleting_others_files() ->
         with pytest.raises(SlackApiError) as refused:
             client.files_info(file=own)
         assert refused.value.response["error"] == "file_deleted"
+
+
+# --------------------------------------------------------------------------- the weekly digest
+
+
+def test_the_digest_counts_reports_with_photos_and_links_a_theme_to_one(bot: Bot) -> None:
+    bot.setup_team()
+    bot.command(ALICE, "Drucker im Shop druckt keine Verträge mehr")
+    bot.command(BOB, "Der Drucker druckt keine Verträge, Kunden warten")
+    photo = bot.slack.add_file(CAROL, "drucker.jpg", photo_with_exif())
+    bot.message(CAROL, "Drucker druckt seit heute keine Verträge", files=[photo])
+    with_photo = bot.report()
+    bot.command(ALICE, "Parkplatz gesperrt")
+    bot.drain()
+    bot.clock.advance(days=6)
+    body = json.loads(bot.command(LEADER, "digest 2026-W47").body)
+    text = json.dumps(body["blocks"], ensure_ascii=False)
+    assert ":camera: *1* of the 4 new reports came with photos." in text
+    card_ts = bot.card(with_photo)["ts"]
+    link = f"https://frontline.slack.com/archives/{LEADERSHIP}/p{card_ts.replace('.', '')}"
+    assert f":frame_with_picture: With a photo: <{link}|{with_photo.reference}>" in text

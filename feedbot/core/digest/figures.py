@@ -34,11 +34,13 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col, select
 
+from feedbot.core.attachments import SHOWN_STATES
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
 from feedbot.core.digest.results import Count, Digest, Durations, Trend
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
+    Attachment,
     Report,
     ReportStatus,
     Urgency,
@@ -106,7 +108,31 @@ def build_digest(
         acknowledge=_durations(session, Report.acknowledged_at, start, end),
         resolve=_durations(session, Report.resolved_at, start, end, resolved_only=True),
         trend=trend,
+        with_photos=_with_photos(session, start, end),
     )
+
+
+def _with_photos(session: Session, start: datetime, end: datetime) -> int:
+    """How many of the week's reports came with a photo: one count over the week's rows."""
+    photo = (
+        select(Attachment.report_id)
+        .where(
+            col(Attachment.mimetype).startswith("image/"),
+            col(Attachment.state).in_(SHOWN_STATES),
+        )
+        .distinct()
+    )
+    found = session.exec(
+        select(func.count())
+        .select_from(Report)
+        .where(
+            col(Report.status).in_(COUNTED),
+            col(Report.created_at) >= start,
+            col(Report.created_at) < end,
+            col(Report.id).in_(photo),
+        )
+    ).one()
+    return int(found)
 
 
 def _week_buckets(column: Any, bounds: Sequence[datetime]) -> ColumnElement[int]:
