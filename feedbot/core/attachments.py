@@ -39,6 +39,7 @@ ACCEPTED_TYPES = frozenset(
 programs, which leaders cannot look at safely."""
 FORM_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "heic", "pdf")
 """What the report form's file field offers: images and PDF."""
+HIDDEN_MODES = frozenset({"tombstone", "hidden_by_limit"})
 REFUSED_TYPES = frozenset({"image/svg+xml"})
 """Images that are programs in disguise (SVG may carry scripts)."""
 
@@ -60,9 +61,12 @@ class IncomingFile:
     @classmethod
     def from_slack(cls, raw: dict[str, Any]) -> IncomingFile | None:
         """From a Slack file object (`files[]` of a message, a `file_input`'s state); None
-        for one without an id (a file Slack hides, e.g. `mode: tombstone` has no name)."""
+        for one without an id, or one Slack shows only as a placeholder (a deleted file's
+        `tombstone`, a file beyond the workspace's plan limits)."""
         file_id = raw.get("id")
         if not isinstance(file_id, str) or not file_id:
+            return None
+        if raw.get("mode") in HIDDEN_MODES:
             return None
         try:
             size = int(raw.get("size") or 0)
