@@ -457,3 +457,19 @@ def test_the_digest_counts_reports_with_photos_and_links_a_theme_to_one(bot: Bot
     card_ts = bot.card(with_photo)["ts"]
     link = f"https://frontline.slack.com/archives/{LEADERSHIP}/p{card_ts.replace('.', '')}"
     assert f":frame_with_picture: With a photo: <{link}|{with_photo.reference}>" in text
+
+
+def test_file_names_ping_nobody_wherever_they_are_shown(bot: Bot) -> None:
+    bot.setup_team()
+    hostile = "<!channel> & <@ULEADER01>"
+    gone = bot.slack.add_file(ALICE, f"{hostile}.jpg", photo_with_exif())
+    program = bot.slack.add_file(ALICE, f"{hostile}.exe", b"MZ", mimetype="application/x-dosexec")
+    dm_photo(bot, ALICE, "Strange files", gone, program)
+    bot.slack.delete_file(gone["id"])
+    bot.drain()
+    report = bot.report()
+    assert bot.slack.mentions(bot.slack.messages(LEADERSHIP)) == [f"<@{ALICE}>"], "the card"
+    assert bot.slack.mentions(bot.slack.dm_messages(ALICE)) == []
+    assert any(
+        "&lt;!channel&gt; &amp; &lt;@ULEADER01&gt;.jpg could not" in t for t in bot.thread(report)
+    )

@@ -39,6 +39,8 @@ ACCEPTED_TYPES = frozenset(
 programs, which leaders cannot look at safely."""
 FORM_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "heic", "pdf")
 """What the report form's file field offers: images and PDF."""
+MAX_STORED_SIZE = 2**31 - 1
+"""Sizes are stored as a 32-bit integer; Slack's own limit (1 GB) is far below."""
 HIDDEN_MODES = frozenset({"tombstone", "hidden_by_limit"})
 REFUSED_TYPES = frozenset({"image/svg+xml"})
 """Images that are programs in disguise (SVG may carry scripts)."""
@@ -77,7 +79,7 @@ class IncomingFile:
             file_id=file_id[:64],
             name=name[:255],
             mimetype=str(raw.get("mimetype") or "application/octet-stream")[:128],
-            size=max(size, 0),
+            size=min(max(size, 0), MAX_STORED_SIZE),
         )
 
     @property
