@@ -473,3 +473,32 @@ def test_file_names_ping_nobody_wherever_they_are_shown(bot: Bot) -> None:
     assert any(
         "&lt;!channel&gt; &amp; &lt;@ULEADER01&gt;.jpg could not" in t for t in bot.thread(report)
     )
+
+
+def test_an_upload_slack_refuses_for_good_is_explained_in_the_thread(bot: Bot) -> None:
+    bot.setup_team()
+    photo = bot.slack.add_file(ALICE, "pole.jpg", photo_with_exif())
+    dm_photo(bot, ALICE, "Pole leaning", photo)
+    bot.slack.fail("files.completeUploadExternal", status=200, error="not_in_channel")
+    bot.drain()
+    report = bot.report()
+    assert thread_files(bot, report) == []
+    assert ":warning: Could not attach pole.jpg: Slack answered `not_in_channel`." in bot.thread(
+        report
+    )
+
+
+def test_png_text_and_exif_are_removed_too() -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Alice Technician")
+    exif = Image.Exif()
+    exif[MAKE] = "Apple"
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out, "PNG", pnginfo=info, exif=exif)
+    assert b"Alice" in out.getvalue()
+    cleaned = files.without_metadata(out.getvalue())
+    assert_no_metadata(cleaned)
+    with Image.open(io.BytesIO(cleaned)) as image:
+        assert image.format == "PNG" and image.getpixel((0, 0)) == (1, 2, 3)

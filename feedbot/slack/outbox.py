@@ -556,7 +556,9 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
 
     An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
     it is not rechecked like a post: at worst the file is attached twice; the digest's own
-    message is still posted once."""
+    message is still posted once. The same holds for a copy of a report's file
+    (`files.COPY_FILE`, see `feedbot.slack.files`), which the sender settles with
+    `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
     if method == files.COPY_FILE:
         return files.copy_file(client, payload)
     if method == files.DELETE_FILE:
