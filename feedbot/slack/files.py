@@ -29,8 +29,9 @@ from sqlmodel import Session
 
 from feedbot.core import attachments, outbox
 from feedbot.core.attachments import MAX_FILE_BYTES
-from feedbot.core.config import RuntimeConfig, load_config
+from feedbot.core.config import load_config
 from feedbot.models import Attachment, OutboxMessage, Report
+from feedbot.slack import delivery
 from feedbot.slack.i18n import t
 from feedbot.slack.text import escape
 from feedbot.slack.views import Message
@@ -169,13 +170,15 @@ def after_copy(session: Session, entry: OutboxMessage, result: Any, *, now: date
     reason = result.get("unfetchable") if hasattr(result, "get") else None
     copy_id = result.get("file_id") if hasattr(result, "get") else None
     if reason:
-        log.warning("outbox #%s: file %s could not be fetched (%s)", entry.id, stored, reason)
+        log.warning(
+            "outbox #%s: attachment %s could not be fetched (%s)", entry.id, attachment_id, reason
+        )
         row = None
         if attachment_id is not None:
             row = attachments.mark_unfetchable(session, attachment_id=attachment_id, reason=reason)
         report = session.get(Report, row.report_id) if row is not None else None
         if report is not None:  # it no longer counts the file
-            _refresh_card(session, report=report, config=config, now=now)
+            delivery.refresh_card(session, report=report, config=config, now=now)
         locale = config.language_of_channel(entry.conversation)
         line = build_thread_line(
             locale=locale,
@@ -205,15 +208,7 @@ def after_copy(session: Session, entry: OutboxMessage, result: Any, *, now: date
         row = session.get(Attachment, attachment_id)
         report = session.get(Report, row.report_id) if row else None
         if report is not None:
-            _refresh_card(session, report=report, config=config, now=now)
-
-
-def _refresh_card(
-    session: Session, *, report: Report, config: RuntimeConfig, now: datetime
-) -> None:
-    from feedbot.slack import delivery  # delivery builds cards, which show the files
-
-    delivery.refresh_card(session, report=report, config=config, now=now)
+            delivery.refresh_card(session, report=report, config=config, now=now)
 
 
 # --------------------------------------------------------------------------- queueing
