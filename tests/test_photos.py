@@ -277,8 +277,9 @@ def test_no_more_than_five_files_and_a_hundred_megabytes_per_report() -> None:
     assert len(accepted) == 5 and [r.reason for r in refused] == ["too_many", "too_many"]
     accepted, refused = attachments.check_limits([incoming(n, 40 * mb) for n in range(3)])
     assert len(accepted) == 2 and refused[0].reason == "report_too_large"
-    _, refused = attachments.check_limits([incoming(1, mb, "image/svg+xml")])
-    assert refused[0].reason == "type"
+    for kind in ("image/svg+xml", "image/heic", "application/zip"):
+        _, refused = attachments.check_limits([incoming(1, mb, kind)])
+        assert refused[0].reason == "type", kind
 
 
 def test_in_english_the_reporter_reads_the_same(bot: Bot) -> None:
@@ -315,14 +316,18 @@ def test_a_file_that_cannot_be_fetched_leaves_a_line_never_a_lost_report(bot: Bo
     assert "1 photo" in json.dumps(bot.card(report)["blocks"], ensure_ascii=False)
 
 
-def test_an_image_pillow_cannot_clean_is_not_copied_with_its_metadata(bot: Bot) -> None:
+def test_images_feedbot_cannot_clean_are_never_copied_with_their_metadata(bot: Bot) -> None:
     bot.setup_team()
     heic = bot.slack.add_file(ALICE, "IMG.HEIC", b"\x00\x00\x00\x18ftypheic", mimetype="image/heic")
-    dm_photo(bot, ALICE, "Ladder broken", heic)
+    broken = bot.slack.add_file(ALICE, "broken.jpg", b"\xff\xd8\xff not really a photo")
+    dm_photo(bot, ALICE, "Ladder broken", heic, broken)
     bot.drain()
     assert bot.slack.files == []
+    told = "\n".join(bot.dms(ALICE))
+    assert "*IMG.HEIC* is a kind of file feedbot does not take (image/heic)" in told
     assert any(
-        "its location and camera data could not be removed" in t for t in bot.thread(bot.report())
+        "broken.jpg was not attached: its location and camera data could not be removed" in t
+        for t in bot.thread(bot.report())
     )
 
 

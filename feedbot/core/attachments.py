@@ -23,7 +23,12 @@ MAX_FILES = 5
 """Files per report; the form's file field takes as many."""
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_REPORT_BYTES = 100 * 1024 * 1024
-ACCEPTED_PREFIXES = ("image/", "video/")
+ACCEPTED_PREFIXES = ("video/",)
+IMAGE_TYPES = frozenset(
+    {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/gif", "image/webp"}
+)
+"""Images feedbot can re-encode without their metadata; others (HEIC, TIFF, SVG...) it
+refuses at once, rather than pass on a photo's location and camera data."""
 ACCEPTED_TYPES = frozenset(
     {
         "application/pdf",
@@ -37,13 +42,11 @@ ACCEPTED_TYPES = frozenset(
 )
 """Photos, videos, PDFs and office documents: what shows a problem. Not archives or
 programs, which leaders cannot look at safely."""
-FORM_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "heic", "pdf")
+FORM_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "pdf")
 """What the report form's file field offers: images and PDF."""
 MAX_STORED_SIZE = 2**31 - 1
 """Sizes are stored as a 32-bit integer; Slack's own limit (1 GB) is far below."""
 HIDDEN_MODES = frozenset({"tombstone", "hidden_by_limit"})
-REFUSED_TYPES = frozenset({"image/svg+xml"})
-"""Images that are programs in disguise (SVG may carry scripts)."""
 
 COPIED_STATES = (AttachmentState.PENDING, AttachmentState.COPIED, AttachmentState.UNFETCHABLE)
 """A report's files as far as its history is concerned: all but the refused."""
@@ -104,8 +107,8 @@ class Taken:
 
 
 def acceptable_type(mimetype: str) -> bool:
-    if mimetype in REFUSED_TYPES:
-        return False
+    if mimetype.startswith("image/"):
+        return mimetype in IMAGE_TYPES
     return mimetype.startswith(ACCEPTED_PREFIXES) or mimetype in ACCEPTED_TYPES
 
 

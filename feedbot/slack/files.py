@@ -85,8 +85,8 @@ def download(url: str, *, token: str, limit: int = MAX_FILE_BYTES) -> bytes:
 def without_metadata(content: bytes) -> bytes:
     """The image re-encoded with none of its metadata, upright as its EXIF orientation said.
 
-    `Unfetchable("unreadable_image")` for an image Pillow cannot read or write (a HEIC photo,
-    a broken file): it is not attached at all rather than copied with its metadata."""
+    `Unfetchable("unreadable_image")` for an image Pillow cannot read or write (a broken
+    file, or one whose content is not what its type said): it is not attached at all rather than copied with its metadata."""
     try:
         with Image.open(io.BytesIO(content)) as image:
             target = CLEANED_FORMATS.get(image.format or "")
