@@ -49,14 +49,17 @@ def prune(deps: Deps) -> None:
 
 
 def purge_expired(deps: Deps) -> None:
-    """Delete resolved reports older than the configured retention period."""
-    from feedbot.core.privacy import purge_resolved
+    """Delete resolved reports older than the configured retention period, and (through the
+    outbox) feedbot's copies of their files in Slack."""
+    from feedbot.core.privacy import purge_expired_reports
+    from feedbot.slack.files import queue_deletions
 
     retention_days = deps.config().retention_days
     with session_scope(deps.engine) as session:
-        purged = purge_resolved(session, now=deps.clock(), retention_days=retention_days)
-    if purged:
-        log.info("purged %s reports resolved more than %s days ago", purged, retention_days)
+        purged = purge_expired_reports(session, now=deps.clock(), retention_days=retention_days)
+        queue_deletions(session, purged.files_to_delete, now=deps.clock())
+    if purged.reports:
+        log.info("purged %s reports resolved more than %s days ago", purged.reports, retention_days)
 
 
 def send_due_digests(deps: Deps) -> None:

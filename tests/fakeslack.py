@@ -272,6 +272,15 @@ class _Checker:
             self.choices(element, path, rule)
         if kind == "plain_text_input":
             self.text_input(element, path)
+        if kind == "file_input":
+            most = element.get("max_files")
+            if most is not None and (not isinstance(most, int) or not 1 <= most <= 10):
+                self.bad(f"{path} max_files {most!r} not in 1..10")
+            types = element.get("filetypes")
+            if types is not None and not (
+                isinstance(types, list) and all(isinstance(t, str) for t in types)
+            ):
+                self.bad(f"{path} filetypes must be a list of file extensions")
 
     def confirm(self, obj: Any, path: str) -> None:
         if not isinstance(obj, dict):
@@ -591,6 +600,11 @@ class FakeSlack:
         self.views: dict[str, dict[str, Any]] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
         self.files: list[dict[str, Any]] = []
+        """Uploads completed through files.completeUploadExternal, in order."""
+        self.downloads: list[dict[str, Any]] = []
+        """Every request for a file's content: which file, and whether it was served."""
+        self.images_shown: list[dict[str, Any]] = []
+        """Image blocks of posted or updated messages that show a Slack-hosted file."""
         self.violations: list[str] = []
         # One re-entrant lock guards all state: the bot calls from several threads.
         self._lock = threading.RLock()
@@ -607,6 +621,7 @@ class FakeSlack:
         self._triggers_used: set[str] = set()
         self._response_urls: set[str] = set()
         self._uploads: dict[str, Json] = {}
+        self._stored_files: dict[str, Json] = {}  # id -> {"file", "content", "deleted", ...}
         self._last_post: dict[str, float] = {}
         self._rate_limited = 0
         self._revoked_tokens: set[str] = set()
@@ -632,6 +647,8 @@ class FakeSlack:
             "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "files.info": self._files_info,
+            "files.delete": self._files_delete,
             "reactions.add": self._reactions,
             "reactions.remove": self._reactions,
         }
@@ -767,6 +784,43 @@ class FakeSlack:
             ch = self._channel(channel, member=False)
             thread = self._thread_parent(ch, thread_ts)
             return str(self._post(ch, text=text, thread_ts=thread, user=user, bot_id=None)["ts"])
+
+    def add_file(
+        self,
+        user: str,
+        name: str,
+        content: bytes,
+        *,
+        mimetype: str = "image/jpeg",
+        filetype: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """A file `user` uploads (to attach to a message or put in a form's file field); the
+        file object as Slack puts it in `files[]`. `size` may claim more than `content` holds
+        (a 150 MB video without 150 MB of test data)."""
+        with self._lock:
+            return copy.deepcopy(
+                self._store_file(
+                    user, name, content, mimetype=mimetype, filetype=filetype, size=size
+                )
+            )
+
+    def delete_file(self, file_id: str) -> None:
+        """Its owner deletes a file: Slack no longer serves it."""
+        with self._lock:
+            self._stored_files[file_id]["deleted"] = True
+
+    def hide_file_content(self, file_id: str) -> None:
+        """The file's content is no longer served to the bot (its access went between
+        files.info and the download): Slack then answers its sign-in page, status 200."""
+        with self._lock:
+            self._stored_files[file_id]["hidden"] = True
+
+    def file(self, file_id: str) -> dict[str, Any] | None:
+        """A stored file: `file` (the object), `content`, `deleted`, `by_bot`."""
+        with self._lock:
+            stored = self._stored_files.get(file_id)
+            return copy.deepcopy(stored) if stored else None
 
     # -- inspection
 
@@ -908,6 +962,8 @@ class FakeSlack:
             return self._serve_response_url(self._root + url.path, raw)
         if url.path.startswith("/upload/"):
             return self._serve_upload(url.path[8:], content_type, raw)
+        if url.path.startswith("/files-pri/"):
+            return self._serve_download(url.path, request.headers.get("Authorization") or "")
         return _json_reply(404, {"ok": False, "error": "not_found"})
 
     def _serve_api(
@@ -1019,6 +1075,98 @@ class FakeSlack:
             upload["content"] = raw
             return _Reply(200, f"OK - {len(raw)}".encode(), "text/plain")
 
+    def _serve_download(self, path: str, auth: str) -> _Reply:
+        """`url_private` / `url_private_download`: the content, only for the bot token with
+        `files:read`; otherwise, as Slack does, its sign-in page with status 200."""
+        match = re.match(r"/files-pri/[A-Z0-9]+-(F[A-Z0-9]+)/", path)
+        with self._lock:
+            stored = self._stored_files.get(match.group(1)) if match else None
+            token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+            allowed = (
+                stored is not None
+                and not stored["deleted"]
+                and not stored.get("hidden")
+                and token == self.token
+                and token not in self._revoked_tokens
+                and "files:read" in self.scopes
+            )
+            self.downloads.append(
+                {"file": match.group(1) if match else None, "served": allowed, "token": token}
+            )
+            if not allowed or stored is None:
+                page = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
+                return _Reply(200, page, "text/html; charset=utf-8")
+            return _Reply(200, stored["content"], stored["file"]["mimetype"])
+
+    def _store_file(
+        self,
+        user: str,
+        name: str,
+        content: bytes,
+        *,
+        mimetype: str,
+        filetype: str | None = None,
+        size: int | None = None,
+        title: str | None = None,
+        by_bot: bool = False,
+    ) -> Json:
+        file_id = f"F{next(self._ids):010d}"
+        return self._keep_file(
+            file_id, user, name, content, mimetype, filetype, size, title, by_bot
+        )
+
+    def _keep_file(
+        self,
+        file_id: str,
+        user: str,
+        name: str,
+        content: bytes,
+        mimetype: str,
+        filetype: str | None,
+        size: int | None,
+        title: str | None,
+        by_bot: bool,
+    ) -> Json:
+        from urllib.parse import quote
+
+        now = int(self.clock())
+        base = f"{self._root}/files-pri/{self.team_id}-{file_id}"
+        kind = filetype or (name.rsplit(".", 1)[-1].lower() if "." in name else "binary")
+        obj: Json = {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": title or name,
+            "mimetype": mimetype,
+            "filetype": kind,
+            "pretty_type": kind.upper(),
+            "user": user,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": len(content) if size is None else size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{quote(name)}",
+            "url_private_download": f"{base}/download/{quote(name)}",
+            "permalink": f"https://{self.domain}.slack.com/files/{user}/{file_id}/{quote(name)}",
+            "is_starred": False,
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+        self._stored_files[file_id] = {
+            "file": obj,
+            "content": content,
+            "deleted": False,
+            "by_bot": by_bot,
+        }
+        return obj
+
     # -- shared handler helpers (all called with the lock held)
 
     def _require_scope(self, method: str, args: Json) -> None:
@@ -1072,7 +1220,37 @@ class FakeSlack:
         checker.message(args, fallback=True)
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             checker.bad("no text, blocks or attachments", "no_text")
+        for file_id in self._slack_files_in(args.get("blocks")):
+            stored = self._stored_files.get(file_id)
+            if stored is None or stored["deleted"]:
+                checker.bad(
+                    f"image slack_file {file_id!r} is no file Slack holds", "invalid_blocks"
+                )
         self._checked(checker, "invalid_blocks")
+
+    @staticmethod
+    def _slack_files_in(blocks: Any) -> list[str]:
+        """The ids of Slack-hosted files that image blocks and elements in `blocks` show."""
+        found: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, list):
+                for item in node:
+                    walk(item)
+            elif isinstance(node, dict):
+                reference = node.get("slack_file")
+                if node.get("type") == "image" and isinstance(reference, dict):
+                    found.append(str(reference.get("id") or ""))
+                for value in node.values():
+                    if isinstance(value, dict | list):
+                        walk(value)
+
+        walk(blocks)
+        return found
+
+    def _record_images(self, channel: str, ts: str, blocks: Any) -> None:
+        for file_id in self._slack_files_in(blocks):
+            self.images_shown.append({"channel": channel, "ts": ts, "file": file_id})
 
     def _channel(self, raw: Any, *, member: bool = True) -> _Channel:
         """Resolve a channel argument like Slack: user ids mean their DM, ids auto-create."""
@@ -1247,6 +1425,7 @@ class FakeSlack:
         )
         if thread_ts and _truthy(args.get("reply_broadcast")):
             ch.broadcasts.add(message["ts"])
+        self._record_images(ch.id, message["ts"], args.get("blocks"))
         self._last_post[ch.id] = time.monotonic()
         return {
             "ok": True,
@@ -1274,6 +1453,7 @@ class FakeSlack:
             message["text"] = args["text"] or ""
         if "blocks" in args:
             message["blocks"] = self._with_block_ids(args["blocks"])
+            self._record_images(ch.id, message["ts"], args["blocks"])
         if metadata is not None:
             message["metadata"] = metadata
         return {
@@ -1477,8 +1657,22 @@ class FakeSlack:
     def _all_views(self) -> list[Json]:
         return [*self.views.values(), *self.home_views.values()]
 
+    def _require_file_input_scope(self, view: Json) -> None:
+        """Slack: "to use the file_input element within your app, your app must have the
+        files:read scope"."""
+        uses = any(
+            isinstance(block, dict)
+            and isinstance(block.get("element"), dict)
+            and block["element"].get("type") == "file_input"
+            for block in view.get("blocks") or []
+        )
+        if uses and "files:read" not in self.scopes:
+            provided = ",".join(sorted(self.scopes))
+            raise _ApiError("missing_scope", extra={"needed": "files:read", "provided": provided})
+
     def _open_view(self, method: str, args: Json) -> Json:
         view = self._checked_view(method, args.get("view"), "modal")
+        self._require_file_input_scope(view)
         trigger = self._require(method, args, "trigger_id")
         if trigger in self._triggers_used:
             raise _ApiError("expired_trigger_id")
@@ -1569,6 +1763,17 @@ class FakeSlack:
             upload = self._uploads.pop(str(entry["id"]))
             title = entry.get("title") or upload["filename"]
             done.append({"id": entry["id"], "title": title, "name": upload["filename"]})
+            self._keep_file(
+                str(entry["id"]),
+                self.bot_user_id,
+                upload["filename"],
+                upload["content"],
+                _mimetype(upload["filename"], upload["content"]),
+                None,
+                None,
+                title,
+                True,
+            )
             self.files.append(
                 {
                     "id": entry["id"],
@@ -1590,6 +1795,44 @@ class FakeSlack:
                 bot_id=self.bot_id,
             )
         return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in done]}
+
+    def _files_info(self, args: Json) -> Json:
+        file_id = self._require("files.info", args, "file", "file_not_found")
+        stored = self._stored_files.get(file_id)
+        if stored is None:
+            raise _ApiError("file_not_found")
+        if stored["deleted"]:
+            raise _ApiError("file_deleted")
+        return {"ok": True, "file": copy.deepcopy(stored["file"]), "comments": []}
+
+    def _files_delete(self, args: Json) -> Json:
+        """A bot token may delete only the files its app uploaded."""
+        file_id = self._require("files.delete", args, "file", "file_not_found")
+        stored = self._stored_files.get(file_id)
+        if stored is None:
+            raise _ApiError("file_not_found")
+        if stored["deleted"]:
+            raise _ApiError("file_deleted")
+        if not stored["by_bot"]:
+            raise _ApiError("cant_delete_file")
+        stored["deleted"] = True
+        for ch in self._channels.values():  # the file leaves every message that shared it
+            for message in ch.messages:
+                message["files"] = [f for f in message["files"] if f.get("id") != file_id]
+        return {"ok": True}
+
+
+def _mimetype(name: str, content: bytes) -> str:
+    """What Slack makes of an upload: by its first bytes, else its name."""
+    if content.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if content.startswith(b"\x89PNG"):
+        return "image/png"
+    if content.startswith(b"%PDF"):
+        return "application/pdf"
+    if name.lower().endswith(".csv"):
+        return "text/csv"
+    return "application/octet-stream"
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -118,7 +118,11 @@ def message_event(
 ) -> Json:
     """A `message` event as `message.channels`, `message.groups` or `message.im` deliver it.
 
-    `text` is what Slack sends: already escaped (`&amp;`, `&lt;`, `&gt;`)."""
+    `text` is what Slack sends: already escaped (`&amp;`, `&lt;`, `&gt;`). With `files`
+    (file objects, e.g. from `FakeSlack.add_file`) it is a `file_share` message, as Slack
+    sends a message someone attached files to."""
+    if files and subtype is None:
+        subtype = "file_share"
     event: Json = {
         "type": "message",
         "user": user,

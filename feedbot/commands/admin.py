@@ -85,6 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_forget_user(args: argparse.Namespace) -> int:
     from feedbot.slack import delivery
+    from feedbot.slack.files import queue_deletions
     from feedbot.slack.i18n import t
 
     if not USER_ID.match(args.user_id):
@@ -117,7 +118,8 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
                 delivery.refresh_card(session, report=report, config=config, now=now)
         for message_id in forgotten.messages_to_edit:
             delivery.rewrite_posted(session, message_id=message_id, now=now)
+        queue_deletions(session, forgotten.files_to_delete, now=now)
     print(f"{args.user_id}: {forgotten.describe()}")
-    if forgotten.report_ids or forgotten.messages_to_edit:
+    if forgotten.report_ids or forgotten.messages_to_edit or forgotten.files_to_delete:
         print("The running bot's outbox edits their cards and messages in Slack.")
     return 0

@@ -10,6 +10,7 @@ what it is: a reply never becomes a new report under their name by mistake.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from feedbot.core import reports
+from feedbot.core.attachments import IncomingFile
 from feedbot.core.identity import Identities
 from feedbot.errors import InvalidValue, NotFound
 from feedbot.models import DmDraft, Report, ReportSource, ReportStatus
@@ -93,15 +95,18 @@ def keep_draft(
     identities: Identities,
     now: datetime,
     source: ReportSource = ReportSource.DIRECT_MESSAGE,
+    files: Sequence[IncomingFile] = (),
 ) -> DmDraft:
     """Keep a message until its author says what to do with it (`source`: where it was
-    written, for filing it as a report)."""
+    written, for filing it as a report), with the `files` it carried."""
     origin = {"channel": channel, "ts": ts, "source": source.value}
+    carried = [[f.file_id, f.name, f.mimetype, f.size] for f in files]
     draft = DmDraft(
         user_key=identities.key("draft", user_id),
         user_sealed=identities.seal(user_id),
         origin_sealed=identities.seal(json.dumps(origin)),
         text=text,
+        files_sealed=identities.seal(json.dumps(carried)) if carried else None,
         created_at=now,
     )
     session.add(draft)
@@ -116,6 +121,7 @@ class Origin:
     channel: str
     ts: str
     source: ReportSource
+    files: tuple[IncomingFile, ...] = ()
 
 
 def take_draft(
@@ -129,8 +135,16 @@ def take_draft(
     origin = json.loads(identities.open(draft.origin_sealed) or "{}")
     session.delete(draft)
     source = origin.get("source") or ReportSource.DIRECT_MESSAGE
+    carried = json.loads(identities.open(draft.files_sealed) or "[]")
+    files = tuple(
+        IncomingFile(file_id=str(f[0]), name=str(f[1]), mimetype=str(f[2]), size=int(f[3]))
+        for f in carried
+    )
     return draft, Origin(
-        str(origin.get("channel") or ""), str(origin.get("ts") or ""), ReportSource(source)
+        str(origin.get("channel") or ""),
+        str(origin.get("ts") or ""),
+        ReportSource(source),
+        files,
     )
 
 

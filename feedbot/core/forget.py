@@ -4,7 +4,8 @@ Their reports stay, as anonymous reports; their *me too*s still count. Every pla
 them is cleared or rewritten: the columns that hold their id (reporter, owner, who
 acknowledged or resolved a report or an incident, reminders, the audit log), the sealed ones
 (anonymous reports, *me too*s, direct messages waiting for an answer), the settings that list
-them, their direct messages with feedbot (the outbox entries and their DM channel), and every
+them, their direct messages with feedbot (the outbox entries and their DM channel), the files
+they reported with (feedbot's copies, deleted in Slack too), and every
 text that mentions them (report texts, notes, the messages feedbot posted), where they
 become "a former colleague". The messages feedbot posted that mentioned them are returned, to
 be edited in Slack too.
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import String, Text, delete, false, func, or_, update
 from sqlmodel import Session, col, select
 
-from feedbot.core import reports
+from feedbot.core import attachments, reports
 from feedbot.core.identity import Identities
 from feedbot.models import (
     AuditEntry,
@@ -56,6 +57,9 @@ class Forgotten:
     messages_to_edit: list[int] = field(default_factory=list)
     """Outbox entries Slack shows with the person in them, now rewritten."""
     profile_removed: bool = False
+    files_to_delete: list[str] = field(default_factory=list)
+    """feedbot's copies of the files they reported with, to delete in Slack (their photos
+    may show them, or where they were)."""
 
     def describe(self) -> str:
         settings = ", ".join(self.settings) or "none"
@@ -67,6 +71,7 @@ class Forgotten:
             f"{self.direct_messages} direct messages forgotten, "
             f"{self.texts_rewritten} texts rewritten, "
             f"{len(self.messages_to_edit)} Slack messages to edit, "
+            f"{len(self.files_to_delete)} copies of files to delete, "
             f"stored Slack profile {'removed' if self.profile_removed else 'not found'}."
         )
 
@@ -83,6 +88,8 @@ def forget_user(
     workspace's language) takes their place in texts."""
     done = Forgotten()
     dm_channels = _dm_channels(session, user_id)
+    theirs = [r for r in session.exec(select(Report.id).where(reports.mine(identities, user_id)))]
+    done.files_to_delete = attachments.forget_files(session, theirs)
     done.report_ids = _forget_on_reports(session, user_id, identities, dm_channels, done)
     done.me_toos = _forget_me_toos(session, user_id, identities)
     session.execute(

@@ -7,12 +7,14 @@ feedbot unmasked: the export is meant for analysis, not for calling people.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
+from feedbot.core import attachments
 from feedbot.models import (
     AuditEntry,
     MeToo,
@@ -38,6 +40,7 @@ EXPORT_FIELDS = (
     "resolved_at",
     "resolution_note",
     "leadership_channel",
+    "files",
 )
 
 
@@ -60,16 +63,35 @@ def mask_contact(contact: str | None) -> str:
     return "•••" + contact[-2:] if len(contact) > 4 else "•••"
 
 
+@dataclass
+class Purged:
+    reports: int = 0
+    files_to_delete: list[str] = field(default_factory=list)
+    """feedbot's copies of the purged reports' files, to delete in Slack too."""
+
+
+def purge_expired_reports(session: Session, *, now: datetime, retention_days: int) -> Purged:
+    """`purge_resolved`, and which of feedbot's file copies went with the reports."""
+    if retention_days <= 0:
+        return Purged()
+    copies = attachments.forget_files(session, _doomed(now, retention_days))
+    return Purged(purge_resolved(session, now=now, retention_days=retention_days), copies)
+
+
+def _doomed(now: datetime, retention_days: int) -> Any:
+    cutoff = now - timedelta(days=retention_days)
+    closed = (ReportStatus.RESOLVED, ReportStatus.DUPLICATE)
+    return select(Report.id).where(col(Report.status).in_(closed), col(Report.resolved_at) < cutoff)
+
+
 def purge_resolved(session: Session, *, now: datetime, retention_days: int) -> int:
     """Delete reports resolved (or merged) more than `retention_days` ago, with their
-    timeline, *me too*s and search terms (cascading). 0 days keeps everything."""
+    timeline, *me too*s, search terms and file records (cascading). 0 days keeps everything."""
     if retention_days <= 0:
         return 0
     cutoff = now - timedelta(days=retention_days)
     closed = (ReportStatus.RESOLVED, ReportStatus.DUPLICATE)
-    doomed = select(Report.id).where(
-        col(Report.status).in_(closed), col(Report.resolved_at) < cutoff
-    )
+    doomed = _doomed(now, retention_days)
     # Reports merged into a doomed one point at it; they go first, whatever their own age.
     session.execute(
         update(Report)
@@ -92,10 +114,13 @@ def purge_resolved(session: Session, *, now: datetime, retention_days: int) -> i
 
 
 def export_rows(session: Session, *, since: datetime, batch: int = 1000) -> list[dict[str, Any]]:
-    """Reports created since `since`, oldest first, ready for CSV or JSON."""
+    """Reports created since `since`, oldest first, ready for CSV or JSON; `files` lists each
+    report's files by name and size in bytes."""
     rows = []
+    ids: list[int] = []
     query = select(Report).where(col(Report.created_at) >= since).order_by(col(Report.id))
     for report in session.exec(query.execution_options(yield_per=batch)):
+        ids.append(report.id or 0)
         rows.append(
             {
                 "reference": report.reference,
@@ -119,6 +144,10 @@ def export_rows(session: Session, *, since: datetime, batch: int = 1000) -> list
                 "leadership_channel": report.leadership_channel or "",
             }
         )
+    files = attachments.files_by_report(session, ids)
+    for report_id, row in zip(ids, rows, strict=True):
+        listed = files.get(report_id, [])
+        row["files"] = "; ".join(f"{f.name} ({f.size} bytes)" for f in listed)
     return rows
 
 

@@ -5,6 +5,7 @@
 """
 
 from feedbot.models.admin import AuditEntry, RevokedToken, SlackUser
+from feedbot.models.attachments import Attachment, AttachmentState
 from feedbot.models.core import (
     REFERENCE_OFFSET,
     ConfigEntry,
@@ -28,6 +29,8 @@ from feedbot.models.reminders import Reminder, ReminderMessage
 
 __all__ = [
     "REFERENCE_OFFSET",
+    "Attachment",
+    "AttachmentState",
     "AuditEntry",
     "ConfigEntry",
     "DigestRun",

@@ -247,4 +247,6 @@ class DmDraft(SQLModel, table=True):
     origin_sealed: str = Field(max_length=500)
     """The message's channel and ts, to file it as a report if it is one."""
     text: str
+    files_sealed: str | None = None
+    """The files the message carried (JSON, sealed like its origin), to go with it."""
     created_at: datetime = Field(default_factory=utcnow, index=True)

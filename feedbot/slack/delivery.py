@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from feedbot.core import incidents, outbox, reports
+from feedbot.core import attachments, incidents, outbox, reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_TO, SEALED_USER, Identities
 from feedbot.core.triage import Notice, NoticeKind
@@ -194,6 +194,7 @@ def _card(session: Session, report: Report, config: RuntimeConfig, *, mention: b
         locale=config.language_of_channel(report.leadership_channel or ""),
         mention=leaders,
         duplicate_of=duplicate_of,
+        files=attachments.summarise(session, report.id),
     )
 
 

@@ -13,12 +13,14 @@ changed something; each flow does its steps explicitly, in the caller's transact
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from feedbot.core import incidents, privacy, reminders, reports, triage
+from feedbot.core import attachments, incidents, privacy, reminders, reports, triage
+from feedbot.core.attachments import IncomingFile
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_USER
 from feedbot.core.reminders import Kind
@@ -35,9 +37,11 @@ from feedbot.models import (
     SlackUser,
 )
 from feedbot.slack import delivery
+from feedbot.slack import files as slack_files
 from feedbot.slack.deps import Deps
 from feedbot.slack.i18n import t
 from feedbot.slack.views import slack_date
+from feedbot.slack.views.files import build_files_taken, files_label
 from feedbot.slack.views.home import build_home
 from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
 from feedbot.slack.views.reminders import build_follow_up_prompt, build_note
@@ -64,9 +68,12 @@ def file_report(
     config: RuntimeConfig,
     now: datetime,
     receipt: bool = True,
+    files: Sequence[IncomingFile] = (),
 ) -> Report:
     """Store a report, then: join an incident group or post its card, count it, refresh the
     Homes that show it, and (with `receipt`) tell the reporter. Every way in ends here.
+    Its `files` are recorded with it (so the card counts them) and copied into the card's
+    thread afterwards, by the outbox.
 
     Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
     already filed (a retry that raced the first delivery).
@@ -79,6 +86,7 @@ def file_report(
         now=now,
         identities=deps.identities,
     )
+    taken = attachments.add_files(session, report=report, files=files, now=now) if files else None
     placement = incidents.place(session, report=report, config=config, now=now)
     if placement is None:
         delivery.post_card(session, report=report, config=config, now=now)
@@ -86,11 +94,80 @@ def file_report(
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
     else:
         delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
+    if taken is not None:
+        files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
     REPORTS_CREATED.labels(report.source.value).inc()
     refresh_homes(session, deps, report=report)
     if receipt:
         send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
     return report
+
+
+def files_follow(
+    session: Session,
+    deps: Deps,
+    *,
+    report: Report,
+    taken: attachments.Taken,
+    reporter_id: str,
+    now: datetime,
+) -> None:
+    """After files were attached: copies of the accepted ones are queued for the card's
+    thread (or its incident card's), and the reporter hears which were refused and why, in
+    their language (sealed when the report is anonymous)."""
+    thread = delivery.card_entry(session, report) or _group_card_of(session, report)
+    if thread is not None and taken.accepted:
+        slack_files.queue_copies(
+            session,
+            report=report,
+            rows=taken.accepted,
+            thread=thread,
+            locale=deps.config().language_of_channel(thread.conversation),
+            now=now,
+        )
+    message = build_files_taken(report, taken, locale=deps.locale_for(reporter_id))
+    if message is not None:
+        delivery.dm(
+            session,
+            user=reporter_id,
+            message=message,
+            now=now,
+            purpose="files_refused",
+            sealed_by=deps.identities if report.anonymous else None,
+            about=report.id,
+        )
+
+
+def files_added(
+    session: Session,
+    deps: Deps,
+    *,
+    report: Report,
+    files: Sequence[IncomingFile],
+    reporter_id: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> None:
+    """*Add details* with more files: the card counts them, its thread says so, copies follow."""
+    taken = attachments.add_files(session, report=report, files=files, now=now)
+    if taken.accepted:
+        delivery.refresh_card(session, report=report, config=config, now=now)
+        card = delivery.card_entry(session, report)
+        locale = config.language_of_channel(card.conversation if card else "")
+        added = attachments.FileSummary(
+            photos=sum(1 for row in taken.accepted if row.is_image),
+            files=sum(1 for row in taken.accepted if not row.is_image),
+        )
+        delivery.thread_line(
+            session,
+            report=report,
+            config=config,
+            action="files_added",
+            actor=None,
+            detail=files_label(added, locale),
+            now=now,
+        )
+    files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
 
 
 def suggestions(

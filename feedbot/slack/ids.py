@@ -63,6 +63,7 @@ class Field(StrEnum):
     CALLBACK = "callback"
     CONTACT = "contact"
     ANONYMOUS = "anonymous"
+    FILES = "files"
     NOTE = "note"
     CHANNEL = "channel"
     REFERENCE = "reference"

@@ -43,6 +43,7 @@ from feedbot.core import outbox
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
+from feedbot.slack import files
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,8 @@ class OutboxSender:
                     now=self.clock(),
                     attempt=entry.attempts,
                 )
+                if entry.method == files.COPY_FILE and found is None:
+                    files.after_copy(session, entry, response, now=self.clock())
             except DeliveryDeferred as exc:
                 outbox.mark_retry(
                     session,
@@ -553,7 +556,13 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
 
     An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
     it is not rechecked like a post: at worst the file is attached twice; the digest's own
-    message is still posted once."""
+    message is still posted once. The same holds for a copy of a report's file
+    (`files.COPY_FILE`, see `feedbot.slack.files`), which the sender settles with
+    `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
+    if method == files.COPY_FILE:
+        return files.copy_file(client, payload)
+    if method == files.DELETE_FILE:
+        return files.delete_file(client, payload)
     if method != FILE_UPLOAD:
         return client.api_call(method, json=payload)
     arguments = dict(payload)

@@ -78,8 +78,22 @@ WEB_API: dict[str, Needs] = {
     "views.open": Needs("the report form and triage forms"),
     "views.push": Needs("a settings form on top of the settings picker"),
     "views.publish": Needs("the Home tab"),
-    "files.getUploadURLExternal": Needs("the digest's chart and CSV", "files:write"),
-    "files.completeUploadExternal": Needs("the digest's chart and CSV", "files:write"),
+    "files.getUploadURLExternal": Needs(
+        "the digest's chart and CSV; copies of a report's photos and files", "files:write"
+    ),
+    "files.completeUploadExternal": Needs(
+        "the digest's chart and CSV; copies of a report's photos and files", "files:write"
+    ),
+    "files.info": Needs(
+        "finding a reported file's download address (downloading `url_private` needs the same "
+        "scope); the report form's file field",
+        "files:read",
+    ),
+    "files.delete": Needs(
+        "deleting feedbot's copies of a report's files when the report is purged or its "
+        "reporter forgotten",
+        "files:write",
+    ),
 }
 
 EVENTS: dict[str, str | None] = {

@@ -34,12 +34,14 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col, select
 
+from feedbot.core.attachments import SHOWN_STATES
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
 from feedbot.core.digest.results import Count, Digest, Durations, RouteLine, Trend
 from feedbot.core.digest.scope import in_channel
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
+    Attachment,
     Report,
     ReportStatus,
     Urgency,
@@ -121,6 +123,7 @@ def build_digest(
         resolve=_durations(session, Report.resolved_at, start, end, scope, resolved_only=True),
         trend=trend,
         channel=channel,
+        with_photos=_with_photos(session, start, end, scope),
         routes=route_lines(session, routes, start=start, end=end, now=now),
     )
 
@@ -174,6 +177,30 @@ def route_lines(
         )
         for channel in channels
     ]
+
+
+def _with_photos(session: Session, start: datetime, end: datetime, scope: Sequence[Any]) -> int:
+    """How many of the week's reports came with a photo: one count over the week's rows."""
+    photo = (
+        select(Attachment.report_id)
+        .where(
+            col(Attachment.mimetype).startswith("image/"),
+            col(Attachment.state).in_(SHOWN_STATES),
+        )
+        .distinct()
+    )
+    found = session.exec(
+        select(func.count())
+        .select_from(Report)
+        .where(
+            col(Report.status).in_(COUNTED),
+            col(Report.created_at) >= start,
+            col(Report.created_at) < end,
+            col(Report.id).in_(photo),
+            *scope,
+        )
+    ).one()
+    return int(found)
 
 
 def _week_buckets(column: Any, bounds: Sequence[datetime]) -> ColumnElement[int]:

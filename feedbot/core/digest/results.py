@@ -67,6 +67,8 @@ class Theme:
     locations: list[str]
     more_locations: int
     example: ReportLine
+    photo: ReportLine | None = None
+    """A report of the theme that came with a photo (its example, if that one did)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class Digest:
     acknowledge: Durations
     resolve: Durations
     trend: Trend
+    with_photos: int = 0
+    """Reports of the week (counted ones) that came with at least one photo."""
     channel: str | None = None
     """The route's leadership channel whose reports alone count; None: the whole company."""
     routes: list[RouteLine] = field(default_factory=list)

@@ -16,8 +16,9 @@ from sqlmodel import Session, col, select
 
 from feedbot.core.digest.lines import line_query, lines
 from feedbot.core.digest.periods import COUNTED
-from feedbot.core.digest.results import Theme
+from feedbot.core.digest.results import ReportLine, Theme
 from feedbot.models import (
+    Attachment,
     Report,
     ReportTerm,
 )
@@ -192,4 +193,26 @@ def _theme(
         locations=ranked[:3],
         more_locations=max(len(ranked) - 3, 0),
         example=example,
+        photo=_photo_example(session, member_ids, example),
     )
+
+
+def _photo_example(
+    session: Session, member_ids: list[int], example: ReportLine
+) -> ReportLine | None:
+    """A report of the theme whose card shows a photo: the example if it has one, else the
+    first such report; None when no report of the theme came with a photo."""
+    with_photo = set(
+        session.exec(
+            select(Attachment.report_id).where(
+                col(Attachment.report_id).in_(member_ids),
+                col(Attachment.mimetype).startswith("image/"),
+                col(Attachment.copy_file_id).is_not(None),
+            )
+        ).all()
+    )
+    if not with_photo:
+        return None
+    if example.id in with_photo:
+        return example
+    return lines(session, line_query(col(Report.id) == min(with_photo)))[0]

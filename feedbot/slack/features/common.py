@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from feedbot.core.attachments import IncomingFile
 from feedbot.errors import FeedbotError
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
@@ -138,3 +139,12 @@ def check_later(deps: Deps, *, user_id: str, channels: list[str]) -> None:
                     )
 
     threading.Thread(target=check, name="channel-check", daemon=True).start()
+
+
+def incoming_files(raw: Any) -> list[IncomingFile]:
+    """The files of a message or a `file_input`'s state (Slack file objects), as the domain
+    takes them; anything that is not a file object is left out."""
+    if not isinstance(raw, list):
+        return []
+    found = (IncomingFile.from_slack(item) for item in raw if isinstance(item, dict))
+    return [item for item in found if item is not None]

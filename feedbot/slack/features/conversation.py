@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from feedbot.core import conversation, reports
+from feedbot.core.attachments import IncomingFile
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import FeedbotError
 from feedbot.models import ReportSource
@@ -41,7 +43,15 @@ def register(app: App, deps: Deps) -> None:
 
 
 def ask_about(
-    session: Session, deps: Deps, *, user_id: str, channel: str, ts: str, text: str, now: datetime
+    session: Session,
+    deps: Deps,
+    *,
+    user_id: str,
+    channel: str,
+    ts: str,
+    text: str,
+    now: datetime,
+    files: Sequence[IncomingFile] = (),
 ) -> bool:
     """If a direct message could be about one of its author's recent reports, keep it and ask
     them what it is (True); else leave it to be filed as a new report (False)."""
@@ -50,7 +60,14 @@ def ask_about(
     if not choices:
         return False
     draft = conversation.keep_draft(
-        session, user_id=user_id, channel=channel, ts=ts, text=text, identities=identities, now=now
+        session,
+        user_id=user_id,
+        channel=channel,
+        ts=ts,
+        text=text,
+        identities=identities,
+        now=now,
+        files=files,
     )
     delivery.dm(
         session,
@@ -75,6 +92,7 @@ def keep_for_later(
     source: ReportSource,
     why: str,
     now: datetime,
+    files: Sequence[IncomingFile] = (),
 ) -> None:
     """A message that cannot be filed now (its author is over the rate limit): kept, with a
     direct message saying `why` and offering to send it later."""
@@ -87,6 +105,7 @@ def keep_for_later(
         identities=deps.identities,
         now=now,
         source=source,
+        files=files,
     )
     delivery.dm(
         session,
@@ -185,6 +204,7 @@ def _draft_is_a_report(deps: Deps) -> Any:
                     config=config,
                     now=now,
                     receipt=False,
+                    files=origin.files,
                 )
             except FeedbotError as error:
                 session.rollback()
@@ -214,7 +234,7 @@ def _draft_is_an_answer(deps: Deps) -> Any:
         with deps.transaction() as session:
             try:
                 report = reports.get_report(session, _id(report_raw) or 0)
-                draft, _origin = conversation.take_draft(
+                draft, origin = conversation.take_draft(
                     session, draft_id=_id(draft_raw), user_id=user_id, identities=deps.identities
                 )
                 answer = conversation.reporter_reply(
@@ -230,5 +250,15 @@ def _draft_is_an_answer(deps: Deps) -> Any:
                 refuse(session, deps, body, error)
                 return
             flows.reporter_answered(session, deps, report=report, text=answer, user_id=user_id)
+            if origin.files:  # "here is the photo": it joins the report
+                flows.files_added(
+                    session,
+                    deps,
+                    report=report,
+                    files=origin.files,
+                    reporter_id=user_id,
+                    config=deps.config(),
+                    now=deps.clock(),
+                )
 
     return handle

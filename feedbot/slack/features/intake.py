@@ -20,7 +20,7 @@ from feedbot.errors import InvalidValue
 from feedbot.models import ReportSource
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain
+from feedbot.slack.features.common import explain, incoming_files
 from feedbot.slack.features.conversation import ask_about, keep_for_later
 from feedbot.slack.flows import file_report, send_receipt
 from feedbot.slack.text import unescape
@@ -62,6 +62,7 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
     text = unescape(event.get("text") or "")
     if not text.strip() and event.get("files"):
         text = " ".join(str(f.get("title") or f.get("name") or "") for f in event["files"])
+    files = incoming_files(event.get("files"))
     link = deps.workspace.message_link(channel, ts)
     draft = ReportDraft(
         text=text,
@@ -75,7 +76,14 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
             if reports.find_by_source(session, channel=channel, ts=ts) is not None:
                 return
             if is_dm and ask_about(
-                session, deps, user_id=user_id, channel=channel, ts=ts, text=text, now=now
+                session,
+                deps,
+                user_id=user_id,
+                channel=channel,
+                ts=ts,
+                text=text,
+                now=now,
+                files=files,
             ):
                 return
             report = file_report(
@@ -86,6 +94,7 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
                 config=config,
                 now=now,
                 receipt=False,
+                files=files,
             )
             if is_dm:
                 send_receipt(
@@ -130,6 +139,7 @@ def _file(deps: Deps, event: dict[str, Any], *, channel: str, is_dm: bool) -> No
                     source=draft.source,
                     why=explain(error, deps.locale_for(user_id)),
                     now=now,
+                    files=files,
                 )
                 return
             delivery.post_thread_reply(

@@ -15,13 +15,24 @@ from feedbot.models import ReportSource
 from feedbot.slack import delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
-from feedbot.slack.features.common import SUBCOMMANDS_ELSEWHERE, explain, first_word, tell
+from feedbot.slack.features.common import (
+    SUBCOMMANDS_ELSEWHERE,
+    explain,
+    first_word,
+    incoming_files,
+    tell,
+)
 from feedbot.slack.flows import file_report, suggestions
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.text import unescape
 from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
-from feedbot.slack.views.report_form import FormContext, build_report_form, read_report_form
+from feedbot.slack.views.report_form import (
+    FormContext,
+    build_report_form,
+    read_form_files,
+    read_report_form,
+)
 from feedbot.slack.workspace import message_link
 
 log = logging.getLogger(__name__)
@@ -142,7 +153,9 @@ def _form_submitted(deps: Deps) -> Any:
         config = deps.config()
         now = deps.clock()
         try:
-            draft = read_report_form(view.get("state", {}).get("values", {}), context)
+            values = view.get("state", {}).get("values", {})
+            draft = read_report_form(values, context)
+            files = read_form_files(values, context)
             with deps.transaction() as session:
                 if context.report_id is not None:
                     report = reports.get_report(session, context.report_id)
@@ -165,6 +178,16 @@ def _form_submitted(deps: Deps) -> Any:
                         detail=None,
                         now=now,
                     )
+                    if files:
+                        flows.files_added(
+                            session,
+                            deps,
+                            report=report,
+                            files=files,
+                            reporter_id=user_id,
+                            config=config,
+                            now=now,
+                        )
                     delivery.dm(
                         session,
                         user=user_id,
@@ -176,7 +199,13 @@ def _form_submitted(deps: Deps) -> Any:
                     )
                 else:
                     file_report(
-                        session, deps, reporter_id=user_id, draft=draft, config=config, now=now
+                        session,
+                        deps,
+                        reporter_id=user_id,
+                        draft=draft,
+                        config=config,
+                        now=now,
+                        files=files,
                     )
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or "text": explain(error, locale)})
@@ -198,7 +227,11 @@ def _shortcut(deps: Deps) -> Any:
         link = deps.workspace.message_link(channel, ts) or message_link(
             _team_url(body), channel, ts
         )
-        context = FormContext(source=ReportSource.SHORTCUT, source_permalink=link)
+        context = FormContext(
+            source=ReportSource.SHORTCUT,
+            source_permalink=link,
+            files=tuple(incoming_files(message.get("files"))),
+        )
         prefill = ReportDraft(
             text=unescape(message.get("text") or "")[: reports.MAX_TEXT],
             source=ReportSource.SHORTCUT,

@@ -17,13 +17,14 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from feedbot.core import reports, triage
+from feedbot.core import attachments, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.config_values import CHANNEL_ID
 from feedbot.core.identity import Identities
 from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import Report
 from feedbot.slack import delivery, flows
+from feedbot.slack import files as slack_files
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, membership_problems, refuse, reply_channel
 from feedbot.slack.i18n import t
@@ -248,12 +249,18 @@ def _forward(
     config: RuntimeConfig,
     now: datetime,
 ) -> None:
-    """Post the report's copy in `channel`; if Slack refuses it, the card's thread says so."""
-    copy = build_forwarded_copy(report, locale=config.language, actor=actor)
+    """Post the report's copy in `channel`, with copies of its files in that post's thread;
+    if Slack refuses it, the card's thread says so."""
+    copy = build_forwarded_copy(
+        report,
+        locale=config.language,
+        actor=actor,
+        files=attachments.summarise(session, report.id),
+    )
     card = delivery.card_entry(session, report)
     locale = config.language_of_channel(card.conversation if card else "")
     failed = build_plain(t(locale, "forward.failed", channel=channel, error="{error}"))
-    delivery.post(
+    forwarded = delivery.post(
         session,
         conversation=channel,
         message=copy,
@@ -262,6 +269,7 @@ def _forward(
         on_failure=failed,
         on_failure_thread_of=card,
     )
+    slack_files.queue_forwarded_copies(session, report=report, forwarded=forwarded, now=now)
 
 
 def _submit(

@@ -156,6 +156,14 @@ def build_digest_message(
     if digest.empty:
         blocks.append(section(t(locale, "digest.empty", week=week)))
     blocks.append(_totals(digest, locale))
+    if digest.with_photos:
+        photos = t(
+            locale,
+            "digest.with_photos",
+            count=number(locale, digest.with_photos),
+            total=number(locale, digest.new.count),
+        )
+        blocks.append(context(photos))
     blocks.append(context(t(locale, "digest.change_note")))
     if not digest.empty:
         blocks.append(section(_counts(t(locale, "digest.by_category"), digest.categories, locale)))
@@ -263,6 +271,11 @@ def _themes(themes: list[Theme], total: int, locale: str, link_base: str | None)
                     places=", ".join(places),
                     example="> " + one_line(theme.example.text, 600),
                     ref=reference(theme.example, link_base, locale),
+                )
+                + (
+                    t(locale, "digest.theme_photo", ref=reference(theme.photo, link_base, locale))
+                    if theme.photo is not None
+                    else ""
                 )
             )
         )

@@ -6,23 +6,28 @@ reporter, and never the customer's contact (leaders reveal that one at a time, r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
     ContextBlock,
     HeaderBlock,
+    ImageBlock,
     MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
     UserSelectElement,
 )
 
+from feedbot.core.attachments import FileSummary
 from feedbot.models import Report, ReportStatus, Urgency
 from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import Action
 from feedbot.slack.text import escape, quote, shorten
 from feedbot.slack.views import Message, slack_ago, slack_date
+from feedbot.slack.views.files import files_label
 
 CARD_TEXT_LIMIT = 2900
 URGENCY_ICON = {
@@ -70,11 +75,13 @@ def build_report_card(
     locale: str,
     mention: list[str] | None = None,
     duplicate_of: str | None = None,
+    files: FileSummary | None = None,
 ) -> Message:
     """The card: what happened, the facts, and the triage buttons that fit its status.
 
     `mention` lists leaders to notify (critical reports); `duplicate_of` is the reference of
-    the report this one was merged into.
+    the report this one was merged into; `files` counts its photos and files and names
+    feedbot's copy of the first photo, shown in the card (the copies are in the thread).
     """
     category = escape(report.category)
     urgency = t(locale, f"urgency.{report.urgency}")
@@ -124,7 +131,17 @@ def build_report_card(
             f"{slack_date(report.created_at)} ({slack_ago(report.created_at)})",
         ),
     ]
+    if files:
+        fields.append(_field(locale, "card.files", files_label(files, locale)))
     blocks.append(SectionBlock(fields=fields))
+    if files and files.first_image:
+        name = shorten(files.first_image_name, 200)
+        blocks.append(
+            ImageBlock(
+                slack_file={"id": files.first_image},
+                alt_text=t(locale, "card.photo_alt", name=name),
+            )
+        )
     if report.resolution_note and report.status == ReportStatus.RESOLVED:
         note = t(locale, "card.resolution", note=quote(report.resolution_note, 2000))
         blocks.append(SectionBlock(text=MarkdownTextObject(text=note)))
@@ -179,9 +196,14 @@ def _triage_buttons(report: Report, locale: str) -> list[Block]:
     ]
 
 
-def build_forwarded_copy(report: Report, *, locale: str, actor: str) -> Message:
-    """What a team channel receives: the card's facts, no buttons, no customer contact."""
-    card = build_report_card(report, locale=locale)
+def build_forwarded_copy(
+    report: Report, *, locale: str, actor: str, files: FileSummary | None = None
+) -> Message:
+    """What a team channel receives: the card's facts, no buttons, no customer contact.
+    Its photos follow as files in its thread (the card's picture is one the team channel may
+    not see)."""
+    shown = replace(files, first_image=None) if files else None
+    card = build_report_card(report, locale=locale, files=shown)
     facts = [block for block in card.blocks if not isinstance(block, ActionsBlock)]
     header = ContextBlock(
         elements=[MarkdownTextObject(text=t(locale, "card.forwarded", actor=actor))]

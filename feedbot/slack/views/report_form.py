@@ -17,8 +17,10 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
     StaticSelectElement,
 )
+from slack_sdk.models.blocks.block_elements import FileInputElement
 from slack_sdk.models.views import View
 
+from feedbot.core.attachments import FORM_FILETYPES, MAX_FILES, IncomingFile
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reports import MAX_CONTACT, MAX_LOCATION, MAX_TEXT, ReportDraft
 from feedbot.errors import InvalidValue
@@ -38,10 +40,22 @@ class FormContext:
     source_channel: str | None = None
     source_ts: str | None = None
     source_permalink: str | None = None
+    files: tuple[IncomingFile, ...] = ()
+    """The files of the message a shortcut was used on: they come with the report."""
 
     def encode(self) -> str:
-        data = {key: value for key, value in self.__dict__.items() if value is not None}
-        return json.dumps(data)[:3000]
+        data: dict[str, Any] = {
+            key: value
+            for key, value in self.__dict__.items()
+            if value is not None and key != "files"
+        }
+        if self.files:  # bounded: names are cut, at most ten files travel along
+            data["files"] = [[f.file_id, f.name[:80], f.mimetype, f.size] for f in self.files[:10]]
+        encoded = json.dumps(data)
+        if len(encoded) > 3000:  # never cut JSON: leave the files out
+            data.pop("files", None)
+            encoded = json.dumps(data)[:3000]
+        return encoded
 
     @classmethod
     def decode(cls, raw: str | None) -> FormContext:
@@ -53,8 +67,14 @@ class FormContext:
                 source_channel=data.get("source_channel"),
                 source_ts=data.get("source_ts"),
                 source_permalink=data.get("source_permalink"),
+                files=tuple(
+                    IncomingFile(
+                        file_id=str(f[0]), name=str(f[1]), mimetype=str(f[2]), size=int(f[3])
+                    )
+                    for f in data.get("files") or []
+                ),
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, IndexError):
             return cls()
 
 
@@ -166,6 +186,17 @@ def build_report_form(
             optional=True,
         ),
     ]
+    blocks.append(
+        InputBlock(
+            block_id=Field.FILES,
+            label=t(locale, "form.files"),
+            hint=t(locale, "form.files_hint", count=MAX_FILES),
+            element=FileInputElement(
+                action_id=INPUT, filetypes=list(FORM_FILETYPES), max_files=MAX_FILES
+            ),
+            optional=True,
+        )
+    )
     if config.allow_anonymous:
         blocks.append(
             _checkbox(
@@ -248,3 +279,11 @@ def read_report_form(values: dict[str, Any], context: FormContext) -> ReportDraf
         source_ts=context.source_ts,
         source_permalink=context.source_permalink,
     )
+
+
+def read_form_files(values: dict[str, Any], context: FormContext) -> list[IncomingFile]:
+    """The files a submission brings: those of the message a shortcut was used on, then
+    those put into the form's file field."""
+    raw = _value(values, Field.FILES).get("files") or []
+    found = [IncomingFile.from_slack(item) for item in raw if isinstance(item, dict)]
+    return [*context.files, *(item for item in found if item is not None)]
