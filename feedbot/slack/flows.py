@@ -17,16 +17,14 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from feedbot.core import attachments, incidents, privacy, reminders, reports, triage
+from feedbot.core import attachments, incidents, reminders, reports, triage
 from feedbot.core.attachments import IncomingFile
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.identity import SEALED_USER
 from feedbot.core.reminders import Kind
 from feedbot.core.reports import ReportDraft
 from feedbot.core.working_time import WorkingHours
-from feedbot.core.worklist import leader_queue
 from feedbot.metrics import REPORTS_CREATED
 from feedbot.models import (
     IncidentGroup,
@@ -34,15 +32,13 @@ from feedbot.models import (
     Report,
     ReportSource,
     ReportStatus,
-    SlackUser,
 )
-from feedbot.slack import delivery
+from feedbot.slack import delivery, homes
 from feedbot.slack import files as slack_files
 from feedbot.slack.deps import Deps
 from feedbot.slack.i18n import t
 from feedbot.slack.views import slack_date
 from feedbot.slack.views.files import build_files_taken, files_label
-from feedbot.slack.views.home import build_home
 from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
 from feedbot.slack.views.reminders import build_follow_up_prompt, build_note
 from feedbot.slack.views.report_card import build_thread_line
@@ -52,8 +48,6 @@ CLOSING = frozenset({"resolved", "merged", "merged_by_reporter"})
 MEMBERS_BUDGET = 0.3
 """Seconds a receipt waits for Slack to say who is in an intake channel; slower, and the
 similar report's text is not shown."""
-RECENTLY_OPENED = timedelta(hours=12)
-"""Homes opened this recently are kept up to date; others are rebuilt when next opened."""
 
 
 # --------------------------------------------------------------------------- filing
@@ -97,7 +91,7 @@ def file_report(
     if taken is not None:
         files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
     REPORTS_CREATED.labels(report.source.value).inc()
-    refresh_homes(session, deps, report=report)
+    homes.refresh_homes(session, deps, report=report)
     if receipt:
         send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
     return report
@@ -294,7 +288,7 @@ def report_triaged(
         identities=deps.identities,
     )
     reminders_follow(session, deps, outcome=outcome, config=config, now=now)
-    report_changed(session, deps, report)
+    homes.report_changed(session, deps, report)
 
 
 def group_triaged(
@@ -312,7 +306,7 @@ def group_triaged(
     for member in outcome.outcomes:
         delivery.refresh_card(session, report=member.report, config=config, now=now)
         reminders_follow(session, deps, outcome=member, config=config, now=now)
-        report_changed(session, deps, member.report)
+        homes.report_changed(session, deps, member.report)
     card = delivery.group_card_entry(session, group)
     if card is not None:
         line = build_thread_line(
@@ -372,7 +366,7 @@ def reporter_answered(
         sealed_by=deps.identities if report.anonymous else None,
         about=report.id,
     )
-    report_changed(session, deps, report)
+    homes.report_changed(session, deps, report)
 
 
 def _group_card_of(session: Session, report: Report) -> OutboxMessage | None:
@@ -466,55 +460,3 @@ def _offer_follow_up(
         now=now,
         purpose="follow_up_prompt",
     )
-
-
-# --------------------------------------------------------------------------- Home tabs
-
-
-def report_changed(session: Session, deps: Deps, report: Report) -> None:
-    """Whatever changed about `report`: the Homes that show it follow."""
-    refresh_homes(session, deps, report=report)
-
-
-def publish_home(session: Session, deps: Deps, user_id: str) -> None:
-    """Queue `user_id`'s Home, replacing an older one that is still waiting."""
-    config = deps.config()
-    queue = None
-    if led := config.led_channels(user_id):
-        queue = leader_queue(session, user_id=user_id, channels=led, now=deps.clock())
-    view = build_home(
-        locale=deps.locale_for(user_id),
-        my_reports=reports.reports_by(
-            session, user_id=user_id, identities=deps.identities, limit=10
-        ),
-        queue=queue,
-        audit=privacy.audit_log(session, limit=5) if config.is_admin(user_id) else None,
-    )
-    # Sealed: a person's Home lists their own reports, anonymous ones too.
-    identities = deps.identities
-    delivery.publish(
-        session,
-        address="home:" + identities.key("home", user_id)[:32],
-        payload={SEALED_USER: identities.seal(user_id), "view": view.to_dict()},
-        now=deps.clock(),
-    )
-
-
-def refresh_homes(
-    session: Session, deps: Deps, *, report: Report | None = None, admins: bool = False
-) -> None:
-    """Re-publish the Homes that show `report` (its reporter, its owner, leaders who look at
-    the queue) or, with `admins`, the admins' settings. Only Homes opened recently."""
-    config = deps.config()
-    since = deps.clock() - RECENTLY_OPENED
-    recent = set(
-        session.exec(select(SlackUser.user_id).where(col(SlackUser.home_opened_at) >= since)).all()
-    )
-    people: set[str] = set()
-    if report is not None:
-        people |= {p for p in (report.reporter_id, report.owner_id) if p}
-        people |= {user for user in recent if config.leads(user, report.leadership_channel)}
-    if admins:
-        people |= {user for user in recent if config.is_admin(user)}
-    for user in sorted(people & recent):
-        publish_home(session, deps, user)

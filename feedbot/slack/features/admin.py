@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 
 from feedbot.core import config as runtime_config
 from feedbot.errors import InvalidValue
-from feedbot.slack import delivery, flows
+from feedbot.slack import delivery, homes
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
 from feedbot.slack.i18n import t
@@ -121,7 +121,7 @@ def _submitted(deps: Deps) -> Any:
                         bootstrap_admins=config.bootstrap_admins,
                     )
                 deps.config_cache.invalidate()
-                flows.refresh_homes(session, deps, admins=True)
+                homes.refresh_homes(session, deps, admins=True)
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})
             return

@@ -1,4 +1,4 @@
-"""The App Home tab: published when someone opens it (`feedbot.slack.flows.publish_home`),
+"""The App Home tab: published when someone opens it (`feedbot.slack.homes.publish_home`),
 and again by the flows when what it shows changes, while it was opened recently.
 """
 
@@ -11,7 +11,7 @@ from slack_bolt import App
 
 from feedbot.db import upsert_insert
 from feedbot.models import SlackUser
-from feedbot.slack import flows
+from feedbot.slack import homes
 from feedbot.slack.deps import Deps
 
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -36,6 +36,6 @@ def _opened(deps: Deps) -> Any:
                 .values(user_id=user_id, fetched_at=NEVER, home_opened_at=opened)
                 .on_conflict_do_update(index_elements=["user_id"], set_={"home_opened_at": opened})
             )
-            flows.publish_home(session, deps, user_id)
+            homes.publish_home(session, deps, user_id)
 
     return handle

@@ -8,11 +8,11 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from feedbot.core import reports, triage
+from feedbot.core import own_reports, reports, triage
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import ReportSource
-from feedbot.slack import delivery, flows
+from feedbot.slack import delivery, flows, homes
 from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
 from feedbot.slack.features.common import (
@@ -89,7 +89,7 @@ def _command(deps: Deps) -> Any:
             return
         if word == "mine":
             with deps.transaction() as session:
-                summaries = reports.reports_by(
+                summaries = own_reports.reports_by(
                     session, user_id=user_id, identities=deps.identities, limit=MINE_LIMIT
                 )
                 follow_ups = reminder_feature.mine(session, deps, user_id=user_id, locale=locale)
@@ -326,7 +326,7 @@ def _me_too(deps: Deps) -> Any:
                 session, report=report, user_id=user_id, now=now, identities=deps.identities
             ):
                 delivery.refresh_card(session, report=report, config=config, now=now)
-                flows.report_changed(session, deps, report)
+                homes.report_changed(session, deps, report)
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)

@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from feedbot.core.reports import ReportSummary
+from feedbot.core.own_reports import ReportSummary
 from feedbot.core.worklist import LeaderQueue, Shelf
 from feedbot.models import AuditEntry, Report
 from feedbot.slack.i18n import t

@@ -17,7 +17,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from feedbot.core.reports import MAX_TEXT, ReportSummary
+from feedbot.core.own_reports import ReportSummary
+from feedbot.core.reports import MAX_TEXT
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import Report
 from feedbot.slack.i18n import t
