@@ -4,7 +4,6 @@ through `feedbot.core.config.set_value`, which validates it and writes the audit
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from slack_sdk import WebClient
 
 from feedbot.core import config as runtime_config
 from feedbot.errors import InvalidValue
-from feedbot.slack import delivery, homes
+from feedbot.slack import codecs, delivery, homes
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
 from feedbot.slack.i18n import t
@@ -83,7 +82,7 @@ def _submitted(deps: Deps) -> Any:
         user_id = body["user"]["id"]
         locale = deps.locale_for(user_id)
         config = deps.config()
-        group = str(json.loads(view.get("private_metadata") or "{}").get("group") or "")
+        group = codecs.SETTINGS_FORM.decode(view)
         if group not in GROUPS:
             ack(response_action="errors", errors={})
             return

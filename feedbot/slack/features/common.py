@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -67,6 +68,19 @@ def tell(
         sealed_by=deps.identities if anonymously_about is not None else None,
         about=anonymously_about,
     )
+
+
+@contextmanager
+def refusing(deps: Deps, body: dict[str, Any]) -> Iterator[Session]:
+    """One transaction for what a button asks. A `FeedbotError` raised inside undoes it, and
+    the person who pressed is told why (in their language) while the operator gets a log
+    line; anything else goes on to the app's error handler."""
+    with deps.transaction() as session:
+        try:
+            yield session
+        except FeedbotError as error:
+            session.rollback()
+            refuse(session, deps, body, error)
 
 
 def refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotError) -> None:

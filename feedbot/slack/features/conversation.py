@@ -6,7 +6,6 @@ the card's thread, naming nobody when the report is anonymous.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,9 +20,9 @@ from feedbot.core.attachments import IncomingFile
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import FeedbotError
 from feedbot.models import ReportSource
-from feedbot.slack import delivery, flows
+from feedbot.slack import codecs, delivery, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse
+from feedbot.slack.features.common import explain, refuse, refusing
 from feedbot.slack.flows import file_report, send_receipt
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.views.notices import (
@@ -118,23 +117,12 @@ def keep_for_later(
     )
 
 
-def _value(body: dict[str, Any]) -> str:
-    actions = body.get("actions")
-    action = actions[0] if isinstance(actions, list) and actions else {}
-    value = action.get("value") if isinstance(action, dict) else None
-    return value if isinstance(value, str) else ""
-
-
-def _id(raw: str) -> int | None:
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= reports.MAX_ID else None
-
-
 def _open_reply_form(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         user_id = body["user"]["id"]
         with deps.transaction() as session:
-            report = reports.find_report(session, _id(_value(body)))
+            report = reports.find_report(session, codecs.REPORT.first(body))
             if report is None or not reports.is_reporter(report, user_id, deps.identities):
                 refuse(session, deps, body, FeedbotError("not yours", code="not_found"))
                 return
@@ -150,10 +138,7 @@ def _reply_submitted(deps: Deps) -> Any:
         locale = deps.locale_for(user_id)
         state = view.get("state", {}).get("values", {}).get(Field.TEXT, {}).get(INPUT, {})
         text = str(state.get("value") or "") if isinstance(state, dict) else ""
-        try:
-            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
-        except (KeyError, TypeError, ValueError):
-            report_id = 0
+        report_id = codecs.REPORT_FORM.decode(view) or 0
         try:
             with deps.transaction() as session:
                 report = reports.get_report(session, report_id)
@@ -182,34 +167,29 @@ def _draft_is_a_report(deps: Deps) -> Any:
         user_id = body["user"]["id"]
         now = deps.clock()
         config = deps.config()
-        with deps.transaction() as session:
-            try:
-                draft, origin = conversation.take_draft(
-                    session,
-                    draft_id=_id(_value(body)),
-                    user_id=user_id,
-                    identities=deps.identities,
-                )
-                report = file_report(
-                    session,
-                    deps,
-                    reporter_id=user_id,
-                    draft=ReportDraft(
-                        text=draft.text,
-                        source=origin.source,
-                        source_channel=origin.channel or None,
-                        source_ts=origin.ts or None,
-                        source_permalink=deps.workspace.message_link(origin.channel, origin.ts),
-                    ),
-                    config=config,
-                    now=now,
-                    receipt=False,
-                    files=origin.files,
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        with refusing(deps, body) as session:
+            draft, origin = conversation.take_draft(
+                session,
+                draft_id=codecs.DRAFT.first(body),
+                user_id=user_id,
+                identities=deps.identities,
+            )
+            report = file_report(
+                session,
+                deps,
+                reporter_id=user_id,
+                draft=ReportDraft(
+                    text=draft.text,
+                    source=origin.source,
+                    source_channel=origin.channel or None,
+                    source_ts=origin.ts or None,
+                    source_permalink=deps.workspace.message_link(origin.channel, origin.ts),
+                ),
+                config=config,
+                now=now,
+                receipt=False,
+                files=origin.files,
+            )
             is_dm = origin.source == ReportSource.DIRECT_MESSAGE
             send_receipt(
                 session,
@@ -230,25 +210,20 @@ def _draft_is_an_answer(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         user_id = body["user"]["id"]
-        draft_raw, _, report_raw = _value(body).partition(":")
-        with deps.transaction() as session:
-            try:
-                report = reports.get_report(session, _id(report_raw) or 0)
-                draft, origin = conversation.take_draft(
-                    session, draft_id=_id(draft_raw), user_id=user_id, identities=deps.identities
-                )
-                answer = conversation.reporter_reply(
-                    session,
-                    report=report,
-                    user_id=user_id,
-                    text=draft.text,
-                    identities=deps.identities,
-                    now=deps.clock(),
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        draft_id, report_id = codecs.DRAFT_AND_REPORT.decode(body) or (None, None)
+        with refusing(deps, body) as session:
+            report = reports.get_report(session, report_id or 0)
+            draft, origin = conversation.take_draft(
+                session, draft_id=draft_id, user_id=user_id, identities=deps.identities
+            )
+            answer = conversation.reporter_reply(
+                session,
+                report=report,
+                user_id=user_id,
+                text=draft.text,
+                identities=deps.identities,
+                now=deps.clock(),
+            )
             flows.reporter_answered(session, deps, report=report, text=answer, user_id=user_id)
             if origin.files:  # "here is the photo": it joins the report
                 flows.files_added(

@@ -6,7 +6,6 @@ triage is `feedbot.slack.flows.group_triaged`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -14,9 +13,9 @@ from slack_sdk import WebClient
 
 from feedbot.core import incidents, triage
 from feedbot.errors import FeedbotError
-from feedbot.slack import flows
+from feedbot.slack import codecs, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse
+from feedbot.slack.features.common import explain, refuse, refusing
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_form
 from feedbot.slack.views.triage_forms import read_share, read_triage_form
@@ -32,35 +31,23 @@ def register(app: App, deps: Deps) -> None:
         app.view(callback)(_submitted(deps, callback))
 
 
-def _group_id(body: dict[str, Any]) -> int | None:
-    try:
-        return int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
 def _acknowledge(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         actor = body["user"]["id"]
         config, now = deps.config(), deps.clock()
-        with deps.transaction() as session:
-            group = incidents.get_group(session, _group_id(body))
-            try:
-                if group is None:
-                    raise FeedbotError("That incident does not exist (any more).", code="not_found")
-                outcome = incidents.acknowledge(
-                    session,
-                    group=group,
-                    actor=actor,
-                    config=config,
-                    now=now,
-                    identities=deps.identities,
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        with refusing(deps, body) as session:
+            group = incidents.get_group(session, codecs.GROUP.first(body))
+            if group is None:
+                raise FeedbotError("That incident does not exist (any more).", code="not_found")
+            outcome = incidents.acknowledge(
+                session,
+                group=group,
+                actor=actor,
+                config=config,
+                now=now,
+                identities=deps.identities,
+            )
             flows.group_triaged(session, deps, outcome=outcome, config=config, now=now)
 
     return handle
@@ -71,7 +58,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
         ack()
         actor = body["user"]["id"]
         with deps.transaction() as session:
-            group = incidents.get_group(session, _group_id(body))
+            group = incidents.get_group(session, codecs.GROUP.first(body))
             try:
                 triage.require_leader(deps.config(), actor)
                 if group is None:
@@ -100,10 +87,7 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
         config, now = deps.config(), deps.clock()
         values = view.get("state", {}).get("values", {})
         note = read_triage_form(values, Field.NOTE)
-        try:
-            group_id = int(json.loads(view.get("private_metadata") or "{}")["group_id"])
-        except (KeyError, TypeError, ValueError):
-            group_id = None
+        group_id = codecs.GROUP_FORM.decode(view)
         try:
             with deps.transaction() as session:
                 group = incidents.get_group(session, group_id)

@@ -9,7 +9,6 @@ reminders do after a triage action is `feedbot.slack.flows.reminders_follow`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -26,9 +25,9 @@ from feedbot.core.reminders import Due, Kind, SnoozeChoice
 from feedbot.core.working_time import WorkingHours
 from feedbot.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.models import OutboxMessage, Report
-from feedbot.slack import delivery, flows
+from feedbot.slack import codecs, delivery, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse, tell
+from feedbot.slack.features.common import explain, refuse, refusing, tell
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views import Message, slack_date
@@ -41,7 +40,6 @@ from feedbot.slack.views.reminders import (
     build_my_follow_ups,
     build_note,
     parse_follow_up_block,
-    parse_id,
     parse_reminder_block,
     read_follow_up_form,
 )
@@ -245,13 +243,6 @@ def _locale_of(config: RuntimeConfig, locale_for: Callable[[str], str], conversa
 # --------------------------------------------------------------------------- listeners
 
 
-def _action(body: dict[str, Any]) -> dict[str, Any]:
-    """The pressed element's payload; anything malformed reads as empty."""
-    actions = body.get("actions")
-    first = actions[0] if isinstance(actions, list) and actions else None
-    return first if isinstance(first, dict) else {}
-
-
 def _field(action: dict[str, Any], name: str, key: str | None = None) -> str:
     """A string from the element's state (`key` within an object such as selected_option)."""
     value = action.get(name)
@@ -289,8 +280,7 @@ def _open_follow_up_form(deps: Deps) -> Any:
         with deps.transaction() as session:
             try:
                 triage.require_leader(config, actor)
-                report_id = parse_id(_field(_action(body), "value"))
-                report = reports.get_report(session, report_id or 0)
+                report = reports.get_report(session, codecs.REPORT.first(body) or 0)
                 triage.require_leader(config, actor, report)
                 if report.owner_id is None:
                     raise Conflict("no owner", code="no_owner")
@@ -315,10 +305,11 @@ def _day(raw: str) -> date:
         raise InvalidValue("Pick a date.", field="date", code="follow_up_past") from None
 
 
-def _as_error(error: Exception) -> FeedbotError:
-    if isinstance(error, FeedbotError):
-        return error
-    return InvalidValue("That does not look right; please try again.", code="generic")
+def _snooze_choice(action: dict[str, Any]) -> SnoozeChoice:
+    try:
+        return SnoozeChoice(_field(action, "selected_option", "value"))
+    except ValueError:
+        raise InvalidValue("That does not look right; please try again.", code="generic") from None
 
 
 def _follow_up_submitted(deps: Deps) -> Any:
@@ -326,10 +317,10 @@ def _follow_up_submitted(deps: Deps) -> Any:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         raw = read_follow_up_form(view.get("state", {}).get("values", {}))
+        report_id = codecs.REPORT_FORM.decode(view) or 0
         try:
-            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
             day = _day(raw)
-        except (InvalidValue, ValueError, KeyError, TypeError):
+        except InvalidValue:
             ack(
                 response_action="errors",
                 errors={Field.FOLLOW_UP_DATE: t(locale, "error.follow_up_past")},
@@ -354,23 +345,18 @@ def _follow_up_picked(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         actor = body["user"]["id"]
-        action = _action(body)
+        action = codecs.pressed(body)
         report_id = parse_follow_up_block(_field(action, "block_id"))
-        with deps.transaction() as session:
-            try:
-                day = _day(_field(action, "selected_date"))
-                report = _set_follow_up(
-                    session,
-                    deps,
-                    report_id=report_id or 0,
-                    actor=actor,
-                    day=day,
-                    config=deps.config(),
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        with refusing(deps, body) as session:
+            day = _day(_field(action, "selected_date"))
+            report = _set_follow_up(
+                session,
+                deps,
+                report_id=report_id or 0,
+                actor=actor,
+                day=day,
+                config=deps.config(),
+            )
             text = t(
                 deps.locale_for(actor),
                 "follow_up.set",
@@ -383,7 +369,7 @@ def _follow_up_picked(deps: Deps) -> Any:
 
 
 def _reminder_of(body: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
-    action = _action(body)
+    action = codecs.pressed(body)
     ids = parse_reminder_block(_field(action, "block_id"))
     if ids is None:
         raise Conflict("That reminder is gone.")
@@ -396,25 +382,20 @@ def _snoozed(deps: Deps) -> Any:
         actor = body["user"]["id"]
         config = deps.config()
         now = deps.clock()
-        with deps.transaction() as session:
-            try:
-                action, report_id, reminder_id = _reminder_of(body)
-                choice = SnoozeChoice(_field(action, "selected_option", "value"))
-                zone = deps.timezone_for(actor)
-                until = reminders.snooze_until(
-                    choice, now=now, hours=WorkingHours.from_config(config), zone=zone
-                )
-                _reminder, message = reminders.reminder_message(
-                    session, reminder_id=reminder_id, report_id=report_id, recipient=actor
-                )
-                report = reports.get_report(session, report_id)
-                outcome = reminders.snooze(
-                    session, report=report, actor=actor, until=until, zone=zone, now=now
-                )
-            except (FeedbotError, ValueError) as error:
-                session.rollback()
-                refuse(session, deps, body, _as_error(error))
-                return
+        with refusing(deps, body) as session:
+            action, report_id, reminder_id = _reminder_of(body)
+            choice = _snooze_choice(action)
+            zone = deps.timezone_for(actor)
+            until = reminders.snooze_until(
+                choice, now=now, hours=WorkingHours.from_config(config), zone=zone
+            )
+            _reminder, message = reminders.reminder_message(
+                session, reminder_id=reminder_id, report_id=report_id, recipient=actor
+            )
+            report = reports.get_report(session, report_id)
+            outcome = reminders.snooze(
+                session, report=report, actor=actor, until=until, zone=zone, now=now
+            )
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.snoozed", until=slack_date(until))
             delivery.edit_sent(
@@ -430,27 +411,22 @@ def _handed_over(deps: Deps) -> Any:
         actor = body["user"]["id"]
         config = deps.config()
         now = deps.clock()
-        with deps.transaction() as session:
-            try:
-                action, report_id, reminder_id = _reminder_of(body)
-                assignee = _field(action, "selected_user")
-                _reminder, message = reminders.reminder_message(
-                    session, reminder_id=reminder_id, report_id=report_id, recipient=actor
-                )
-                report = reports.get_report(session, report_id)
-                outcome = triage.assign(
-                    session,
-                    report=report,
-                    actor=actor,
-                    assignee=assignee,
-                    config=config,
-                    now=now,
-                    identities=deps.identities,
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        with refusing(deps, body) as session:
+            action, report_id, reminder_id = _reminder_of(body)
+            assignee = _field(action, "selected_user")
+            _reminder, message = reminders.reminder_message(
+                session, reminder_id=reminder_id, report_id=report_id, recipient=actor
+            )
+            report = reports.get_report(session, report_id)
+            outcome = triage.assign(
+                session,
+                report=report,
+                actor=actor,
+                assignee=assignee,
+                config=config,
+                now=now,
+                identities=deps.identities,
+            )
             _apply(session, deps, outcome, config)
             note = t(deps.locale_for(actor), "reminder.handed_over", owner=assignee)
             delivery.edit_sent(

@@ -12,7 +12,7 @@ from feedbot.core import own_reports, reports, triage
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import ReportSource
-from feedbot.slack import delivery, flows, homes
+from feedbot.slack import codecs, delivery, flows, homes
 from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
 from feedbot.slack.features.common import (
@@ -269,18 +269,11 @@ def _open_blank_form(deps: Deps) -> Any:
     return handle
 
 
-def _report_id(body: dict[str, Any]) -> int | None:
-    try:
-        return int(str(body["actions"][0]["value"]).split(":")[0])
-    except (KeyError, IndexError, ValueError):
-        return None
-
-
 def _add_details(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         user_id = body["user"]["id"]
-        report_id = _report_id(body)
+        report_id = codecs.REPORT.first(body)
         with deps.transaction() as session:
             report = reports.find_report(session, report_id)
             if report is None or not reports.is_reporter(report, user_id, deps.identities):
@@ -317,7 +310,7 @@ def _me_too(deps: Deps) -> Any:
         now = deps.clock()
         config = deps.config()
         with deps.transaction() as session:
-            report = reports.find_report(session, _report_id(body))
+            report = reports.find_report(session, codecs.REPORT.first(body))
             if report is None:
                 text = t(locale, "error.not_found")
             elif reports.is_reporter(report, user_id, deps.identities):
@@ -344,11 +337,11 @@ def _me_too_instead(deps: Deps) -> Any:
         locale = deps.locale_for(user_id)
         now = deps.clock()
         config = deps.config()
-        try:
-            own_id, target_id = (int(part) for part in str(body["actions"][0]["value"]).split(":"))
-        except (KeyError, IndexError, ValueError):
+        pair = codecs.REPORT_AND_TARGET.decode(body)
+        if pair is None:
             log.warning("me-too-instead with a malformed value from %s", user_id)
             return
+        own_id, target_id = pair
         with deps.transaction() as session:
             try:
                 own = reports.get_report(session, own_id)

@@ -7,7 +7,6 @@ explains itself in an ephemeral message.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -23,10 +22,16 @@ from feedbot.core.config_values import CHANNEL_ID
 from feedbot.core.identity import Identities
 from feedbot.errors import FeedbotError, InvalidValue
 from feedbot.models import Report
-from feedbot.slack import delivery, flows
+from feedbot.slack import codecs, delivery, flows
 from feedbot.slack import files as slack_files
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, membership_problems, refuse, reply_channel
+from feedbot.slack.features.common import (
+    explain,
+    membership_problems,
+    refuse,
+    refusing,
+    reply_channel,
+)
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback
 from feedbot.slack.text import escape
@@ -68,14 +73,11 @@ def register(app: App, deps: Deps) -> None:
 
 def _actor_and_report(body: dict[str, Any]) -> tuple[str, int | None]:
     actor = body["user"]["id"]
-    try:
-        action = body["actions"][0]
-        raw = action.get("value")
-        if raw is None:  # the assign select carries the report in its block id
-            raw = str(action.get("block_id", "")).rsplit("-", 1)[-1]
-        return actor, int(raw)
-    except (KeyError, IndexError, ValueError, TypeError):
-        return actor, None
+    action = codecs.pressed(body)
+    if "value" in action:
+        return actor, codecs.REPORT.first(body)
+    # The assign select carries no value of its own: the report is in its block id.
+    return actor, codecs.positive_id(str(action.get("block_id", "")).rsplit("-", 1)[-1])
 
 
 def _run(
@@ -86,14 +88,9 @@ def _run(
     actor, report_id = _actor_and_report(body)
     config = deps.config()
     now = deps.clock()
-    with deps.transaction() as session:
-        try:
-            report = reports.get_report(session, report_id or 0)
-            outcome = act(session, report, actor, config)
-        except FeedbotError as error:
-            session.rollback()
-            refuse(session, deps, body, error)
-            return
+    with refusing(deps, body) as session:
+        report = reports.get_report(session, report_id or 0)
+        outcome = act(session, report, actor, config)
         flows.report_triaged(session, deps, outcome=outcome, config=config, now=now)
 
 
@@ -136,16 +133,11 @@ def _reveal(deps: Deps) -> Any:
     def handle(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         actor, report_id = _actor_and_report(body)
-        with deps.transaction() as session:
-            try:
-                report = reports.get_report(session, report_id or 0)
-                contact = triage.reveal_contact(
-                    session, report=report, actor=actor, config=deps.config(), now=deps.clock()
-                )
-            except FeedbotError as error:
-                session.rollback()
-                refuse(session, deps, body, error)
-                return
+        with refusing(deps, body) as session:
+            report = reports.get_report(session, report_id or 0)
+            contact = triage.reveal_contact(
+                session, report=report, actor=actor, config=deps.config(), now=deps.clock()
+            )
             text = t(
                 deps.locale_for(actor),
                 "contact.reveal",
@@ -193,9 +185,8 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
         now = deps.clock()
         values = view.get("state", {}).get("values", {})
         value = read_triage_form(values, field)
-        try:
-            report_id = int(json.loads(view.get("private_metadata") or "{}")["report_id"])
-        except (ValueError, KeyError, TypeError):
+        report_id = codecs.REPORT_FORM.decode(view)
+        if report_id is None:
             ack(response_action="errors", errors={field: t(locale, "error.not_found")})
             return
         if callback == Callback.FORWARD_FORM and CHANNEL_ID.match(value or ""):

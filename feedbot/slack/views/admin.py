@@ -33,6 +33,7 @@ from slack_sdk.models.views import View
 
 from feedbot.core.config import RuntimeConfig, format_value
 from feedbot.core.config_values import WEEKDAYS
+from feedbot.slack import codecs
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback
 
@@ -203,7 +204,7 @@ def build_group_form(group: str, *, config: RuntimeConfig, locale: str) -> View:
         title=t(locale, f"group.{group}")[:24],
         submit=t(locale, "form.save"),
         close=t(locale, "form.close"),
-        private_metadata=json.dumps({"group": group}),
+        private_metadata=codecs.SETTINGS_FORM.encode(group),
         blocks=blocks,
     )
 

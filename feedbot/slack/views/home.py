@@ -19,6 +19,7 @@ from slack_sdk.models.views import View
 from feedbot.core.own_reports import ReportSummary
 from feedbot.core.worklist import LeaderQueue, Shelf
 from feedbot.models import AuditEntry, Report
+from feedbot.slack import codecs
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action
 from feedbot.slack.text import escape, quote
@@ -66,18 +67,24 @@ def _shelf(shelf: Shelf, title_key: str, locale: str) -> list[Block]:
                 ButtonElement(
                     text=t(locale, "button.acknowledge"),
                     action_id=Action.ACKNOWLEDGE,
-                    value=str(report.id),
+                    value=codecs.REPORT.encode(report.id),
                 )
             )
         buttons += [
             ButtonElement(
-                text=t(locale, "button.claim"), action_id=Action.CLAIM, value=str(report.id)
+                text=t(locale, "button.claim"),
+                action_id=Action.CLAIM,
+                value=codecs.REPORT.encode(report.id),
             ),
             ButtonElement(
-                text=t(locale, "button.reply"), action_id=Action.REPLY, value=str(report.id)
+                text=t(locale, "button.reply"),
+                action_id=Action.REPLY,
+                value=codecs.REPORT.encode(report.id),
             ),
             ButtonElement(
-                text=t(locale, "button.resolve"), action_id=Action.RESOLVE, value=str(report.id)
+                text=t(locale, "button.resolve"),
+                action_id=Action.RESOLVE,
+                value=codecs.REPORT.encode(report.id),
             ),
         ]
         blocks.append(

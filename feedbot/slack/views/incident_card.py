@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -20,6 +18,7 @@ from slack_sdk.models.views import View
 from feedbot.core.incidents import GroupSummary
 from feedbot.core.triage import MAX_NOTE
 from feedbot.models import IncidentGroup, ReportStatus
+from feedbot.slack import codecs
 from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote, shorten
@@ -108,7 +107,7 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
                 ButtonElement(
                     text=t(locale, "incident.acknowledge"),
                     action_id=Action.INCIDENT_ACKNOWLEDGE,
-                    value=str(group.id),
+                    value=codecs.GROUP.encode(group.id),
                     style="primary",
                 )
             )
@@ -116,12 +115,12 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
             ButtonElement(
                 text=t(locale, "incident.reply"),
                 action_id=Action.INCIDENT_REPLY,
-                value=str(group.id),
+                value=codecs.GROUP.encode(group.id),
             ),
             ButtonElement(
                 text=t(locale, "incident.resolve"),
                 action_id=Action.INCIDENT_RESOLVE,
-                value=str(group.id),
+                value=codecs.GROUP.encode(group.id),
             ),
         ]
         blocks.append(ActionsBlock(block_id=f"incident-{group.id}", elements=buttons))
@@ -142,7 +141,7 @@ def build_incident_form(
         title=t(locale, title)[:24],
         submit=t(locale, "form.submit"),
         close=t(locale, "form.close"),
-        private_metadata=json.dumps({"group_id": group.id}),
+        private_metadata=codecs.GROUP_FORM.encode(group.id),
         blocks=[
             InputBlock(
                 block_id=Field.NOTE,

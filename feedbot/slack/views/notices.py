@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
@@ -21,6 +20,7 @@ from feedbot.core.own_reports import ReportSummary
 from feedbot.core.reports import MAX_TEXT
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.models import Report
+from feedbot.slack import codecs
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote
@@ -64,7 +64,7 @@ def build_receipt(
                     ButtonElement(
                         text=t(locale, "button.add_details"),
                         action_id=Action.ADD_DETAILS,
-                        value=str(report.id),
+                        value=codecs.REPORT.encode(report.id),
                     )
                 ]
             )
@@ -99,7 +99,7 @@ def build_receipt(
                     accessory=ButtonElement(
                         text=t(locale, "button.me_too_instead"),
                         action_id=Action.ME_TOO_INSTEAD,
-                        value=f"{report.id}:{other.id}",
+                        value=codecs.REPORT_AND_TARGET.encode(report.id, other.id),
                     ),
                 )
             )
@@ -129,7 +129,7 @@ def build_intake_receipt(report: Report, *, locale: str) -> Message:
                     ButtonElement(
                         text=t(locale, "button.me_too"),
                         action_id=Action.ME_TOO,
-                        value=str(report.id),
+                        value=codecs.REPORT.encode(report.id),
                     )
                 ]
             ),
@@ -171,7 +171,7 @@ def build_notice(
                     ButtonElement(
                         text=t(locale, "button.reply_to_leadership"),
                         action_id=Action.REPORTER_REPLY,
-                        value=str(report.id),
+                        value=codecs.REPORT.encode(report.id),
                     )
                 ]
             )
@@ -188,7 +188,7 @@ def build_reporter_reply_form(report: Report, *, locale: str) -> View:
         title=t(locale, "reporter_reply.title")[:24],
         submit=t(locale, "form.submit"),
         close=t(locale, "form.close"),
-        private_metadata=json.dumps({"report_id": report.id}),
+        private_metadata=codecs.REPORT_FORM.encode(report.id),
         blocks=[
             InputBlock(
                 block_id=Field.TEXT,
@@ -208,7 +208,7 @@ def build_dm_question(draft_id: int, choices: list[Report], *, locale: str) -> M
         ButtonElement(
             text=t(locale, "button.dm_about", ref=report.reference),
             action_id=f"{Action.DM_ABOUT_REPORT}-{report.id}",
-            value=f"{draft_id}:{report.id}",
+            value=codecs.DRAFT_AND_REPORT.encode(draft_id, report.id),
         )
         for report in choices
     ]
@@ -216,7 +216,7 @@ def build_dm_question(draft_id: int, choices: list[Report], *, locale: str) -> M
         ButtonElement(
             text=t(locale, "button.dm_new"),
             action_id=Action.DM_NEW_REPORT,
-            value=str(draft_id),
+            value=codecs.DRAFT.encode(draft_id),
             style="primary",
         )
     )
@@ -234,7 +234,7 @@ def build_kept_message(draft_id: int, why: str, *, locale: str) -> Message:
                     ButtonElement(
                         text=t(locale, "button.dm_send_now"),
                         action_id=Action.DM_NEW_REPORT,
-                        value=str(draft_id),
+                        value=codecs.DRAFT.encode(draft_id),
                         style="primary",
                     )
                 ]

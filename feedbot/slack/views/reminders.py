@@ -8,7 +8,6 @@ selects have no value of their own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -30,8 +29,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from feedbot.core.reminders import HistoryItem, Kind, SnoozeChoice
-from feedbot.core.reports import MAX_ID
 from feedbot.models import Report
+from feedbot.slack import codecs
 from feedbot.slack.i18n import has, t
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.text import escape, quote, shorten
@@ -54,23 +53,20 @@ def _context(text: str) -> ContextBlock:
 def _button(
     locale: str, key: str, action: Action, report: Report, style: str | None = None
 ) -> ButtonElement:
-    return ButtonElement(text=t(locale, key), action_id=action, value=str(report.id), style=style)
+    return ButtonElement(
+        text=t(locale, key), action_id=action, value=codecs.REPORT.encode(report.id), style=style
+    )
 
 
 def reminder_block_id(report_id: int, reminder_id: int) -> str:
     return f"{REMINDER_BLOCK}-{report_id}-{reminder_id}"
 
 
-def parse_id(raw: str) -> int | None:
-    """A row id from a payload, which may carry anything: out-of-range ones are None."""
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
-
-
 def parse_reminder_block(block_id: str) -> tuple[int, int] | None:
     """The (report id, reminder id) a Snooze or Hand over element belongs to."""
     prefix, _, rest = block_id.partition("-")
     report, _, reminder = rest.partition("-")
-    report_id, reminder_id = parse_id(report), parse_id(reminder)
+    report_id, reminder_id = codecs.positive_id(report), codecs.positive_id(reminder)
     if prefix != REMINDER_BLOCK or report_id is None or reminder_id is None:
         return None
     return report_id, reminder_id
@@ -78,7 +74,7 @@ def parse_reminder_block(block_id: str) -> tuple[int, int] | None:
 
 def parse_follow_up_block(block_id: str) -> int | None:
     prefix, _, report = block_id.rpartition("-")
-    return parse_id(report) if prefix == FOLLOW_UP_BLOCK else None
+    return codecs.positive_id(report) if prefix == FOLLOW_UP_BLOCK else None
 
 
 def _count(locale: str, number: int, cap: int | None) -> ContextBlock:
@@ -299,7 +295,7 @@ def build_follow_up_form(report: Report, *, locale: str, initial: date) -> View:
         title=t(locale, "follow_up.title"),
         submit=t(locale, "form.submit"),
         close=t(locale, "form.close"),
-        private_metadata=json.dumps({"report_id": report.id}),
+        private_metadata=codecs.REPORT_FORM.encode(report.id),
         blocks=[
             InputBlock(
                 block_id=Field.FOLLOW_UP_DATE,

@@ -23,6 +23,7 @@ from slack_sdk.models.blocks import (
 
 from feedbot.core.attachments import FileSummary
 from feedbot.models import Report, ReportStatus, Urgency
+from feedbot.slack import codecs
 from feedbot.slack.i18n import number, t
 from feedbot.slack.ids import Action
 from feedbot.slack.text import escape, quote, shorten
@@ -66,7 +67,9 @@ def _field(locale: str, key: str, value: str) -> MarkdownTextObject:
 def _button(
     locale: str, key: str, action: Action, report: Report, style: str | None = None
 ) -> ButtonElement:
-    return ButtonElement(text=t(locale, key), action_id=action, value=str(report.id), style=style)
+    return ButtonElement(
+        text=t(locale, key), action_id=action, value=codecs.REPORT.encode(report.id), style=style
+    )
 
 
 def build_report_card(

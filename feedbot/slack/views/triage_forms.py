@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from slack_sdk.models.blocks import (
     CheckboxesElement,
     ConversationFilter,
@@ -17,6 +15,7 @@ from slack_sdk.models.views import View
 
 from feedbot.core.triage import MAX_NOTE
 from feedbot.models import Report
+from feedbot.slack import codecs
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Callback, Field
 
@@ -83,7 +82,7 @@ def build_triage_form(
         title=t(locale, title_key),
         submit=t(locale, "form.submit"),
         close=t(locale, "form.close"),
-        private_metadata=json.dumps({"report_id": report.id}),
+        private_metadata=codecs.REPORT_FORM.encode(report.id),
         blocks=[
             InputBlock(
                 block_id=field,
