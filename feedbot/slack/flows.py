@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from feedbot.core import incidents, privacy, reminders, reports, triage
-from feedbot.core.config import RuntimeConfig
+from feedbot.core import incidents, privacy, reminders, reports, triage, webhooks
+from feedbot.core.config import USER_ID, RuntimeConfig
 from feedbot.core.identity import SEALED_USER
 from feedbot.core.reminders import Kind, WorkingHours
 from feedbot.core.reports import ReportDraft
@@ -85,6 +85,7 @@ def file_report(
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
     else:
         delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
+    webhooks.emit(session, event="report.filed", report=report, config=config, now=now)
     REPORTS_CREATED.labels(report.source.value).inc()
     refresh_homes(session, deps, report=report)
     if receipt:
@@ -216,6 +217,7 @@ def report_triaged(
         identities=deps.identities,
     )
     reminders_follow(session, deps, outcome=outcome, config=config, now=now)
+    webhooks.emit_outcome(session, outcome=outcome, config=config, now=now)
     report_changed(session, deps, report)
 
 
@@ -234,6 +236,7 @@ def group_triaged(
     for member in outcome.outcomes:
         delivery.refresh_card(session, report=member.report, config=config, now=now)
         reminders_follow(session, deps, outcome=member, config=config, now=now)
+        webhooks.emit_outcome(session, outcome=member, config=config, now=now)
         report_changed(session, deps, member.report)
     card = delivery.group_card_entry(session, group)
     if card is not None:
@@ -345,7 +348,7 @@ def _settled_text(report: Report, action: str, locale: str) -> str:
             when=slack_date(report.customer_called_at or report.updated_at),
         )
     when = slack_date(report.resolved_at or report.updated_at)
-    if action == "resolved" and report.resolved_by:
+    if action == "resolved" and report.resolved_by and USER_ID.match(report.resolved_by):
         return t(
             locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
         )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedbot.slack.i18n import admin, de, digest, en, incidents, reminders
+from feedbot.slack.i18n import admin, de, digest, en, incidents, reminders, webhooks
 
-_FEATURES = (digest, reminders, admin, incidents)
+_FEATURES = (digest, reminders, admin, incidents, webhooks)
 CATALOGUES: dict[str, dict[str, str]] = {
     "en": {**en.MESSAGES, **{k: v for f in _FEATURES for k, v in f.EN.items()}},
     "de": {**de.MESSAGES, **{k: v for f in _FEATURES for k, v in f.DE.items()}},
