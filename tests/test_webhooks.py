@@ -628,3 +628,65 @@ def test_the_readme_verification_and_call_back_examples_work(
     assert answer == {"ok": True, "reference": report.reference, "status": "resolved"}
     bot.drain()
     assert any("Display replaced" in dm and report.reference in dm for dm in bot.dms(BOB))
+
+
+# --------------------------------------------------------------------------- the admins' form
+
+
+def open_webhooks_form(bot: Bot, user: str) -> dict[str, Any]:
+    bot.press(user, "admin_edit_webhooks", "webhooks", channel="")
+    return bot.last_view()
+
+
+def test_admins_list_add_and_remove_webhooks_in_slack(
+    bot: Bot, receiver: Receiver, hooks: WebhookSender
+) -> None:
+    bot.setup_team()
+    bot.command(ADMIN, "admin")
+    picker = bot.last_view()
+    assert any(b.get("block_id") == "settings-webhooks" for b in picker["blocks"])
+
+    form = open_webhooks_form(bot, ADMIN)
+    assert form["callback_id"] == "webhooks_form"
+    assert "No webhooks yet" in json.dumps(form["blocks"])
+    refused = bot.submit(
+        ADMIN, form, {"webhook_url": {"type": "plain_text_input", "value": "ftp://nope"}}
+    )
+    assert "webhook_url" in json.loads(refused.body)["errors"]
+
+    chosen = [{"value": "report.filed"}, {"value": "report.resolved"}]
+    response = bot.submit(
+        ADMIN,
+        form,
+        {
+            "webhook_url": {"type": "plain_text_input", "value": receiver.url},
+            "webhook_events": {"type": "checkboxes", "selected_options": chosen},
+        },
+    )
+    answer = json.loads(response.body)
+    assert answer["response_action"] == "update"
+    shown = json.dumps(answer["view"]["blocks"])
+    secret = re.search(r"`(whsec_[A-Za-z0-9_-]+)`", shown)
+    assert secret is not None, "the secret is shown once"
+    assert receiver.url in shown and "`report.filed`" in shown
+    with Session(bot.engine) as session:
+        webhook = session.exec(select(Webhook)).one()
+    assert webhook.events == "report.filed,report.resolved" and webhook.created_by == ADMIN
+
+    file_report(bot, BOB, "The returns scanner beeps but records nothing")
+    hooks.drain()
+    assert_signed(receiver.requests[-1], secret.group(1), webhook.id or 0)
+    again = open_webhooks_form(bot, ADMIN)
+    assert secret.group(1) not in json.dumps(again), "never shown again"
+
+    bot.press(ALICE, "admin_edit_webhooks", "webhooks", channel="")
+    assert bot.last_view()["id"] == again["id"], "no form for a non-admin"
+    bot.press(ALICE, "admin_remove_webhook", str(webhook.id), channel="")
+    with Session(bot.engine) as session:
+        assert session.exec(select(Webhook)).all(), "a non-admin removes nothing"
+
+    bot.click_in_view(ADMIN, again, "admin_remove_webhook")
+    with Session(bot.engine) as session:
+        assert session.exec(select(Webhook)).all() == []
+    updated = bot.slack.calls_to("views.update")[-1].args["view"]
+    assert "No webhooks yet" in json.dumps(updated["blocks"])

@@ -81,7 +81,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     with session_scope(_engine()) as session:
-        webhook = webhooks.remove(session, webhook_id=args.id)
+        webhook = webhooks.remove(session, webhook_id=args.id, actor="cli", now=utcnow())
         print(f"removed webhook {args.id} ({webhook.url})")
     return 0
 

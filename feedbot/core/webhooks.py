@@ -42,7 +42,15 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
 from feedbot.db import upsert_insert
 from feedbot.errors import InvalidValue, NotFound
-from feedbot.models import OutboxMessage, OutboxStatus, Report, Webhook, WebhookNonce, utcnow
+from feedbot.models import (
+    AuditEntry,
+    OutboxMessage,
+    OutboxStatus,
+    Report,
+    Webhook,
+    WebhookNonce,
+    utcnow,
+)
 
 VERSION = 1
 METHOD = "webhook.post"
@@ -146,7 +154,21 @@ def add(
     )
     session.add(webhook)
     session.flush()
+    _audit(
+        session,
+        actor=actor,
+        now=now,
+        old=None,
+        new=f"{webhook.id}: {webhook.url} [{webhook.events}]",
+    )
     return Added(webhook, secret)
+
+
+def _audit(
+    session: Session, *, actor: str | None, now: datetime, old: str | None, new: str | None
+) -> None:
+    """Adding and removing webhooks is in the audit log, like every settings change."""
+    session.add(AuditEntry(at=now, actor=actor, key="webhooks", old_value=old, new_value=new))
 
 
 def all_webhooks(session: Session) -> list[Webhook]:
@@ -160,7 +182,7 @@ def get(session: Session, webhook_id: int) -> Webhook:
     return webhook
 
 
-def remove(session: Session, *, webhook_id: int) -> Webhook:
+def remove(session: Session, *, webhook_id: int, actor: str | None, now: datetime) -> Webhook:
     """Delete a webhook; events still waiting for it are given up (they show as failed)."""
     webhook = get(session, webhook_id)
     session.execute(
@@ -170,6 +192,13 @@ def remove(session: Session, *, webhook_id: int) -> Webhook:
             col(OutboxMessage.status).in_(outbox.UNFINISHED),
         )
         .values(status=OutboxStatus.FAILED, last_error="the webhook was removed", lease_until=None)
+    )
+    _audit(
+        session,
+        actor=actor,
+        now=now,
+        old=f"{webhook.id}: {webhook.url} [{webhook.events}]",
+        new=None,
     )
     session.delete(webhook)
     session.flush()

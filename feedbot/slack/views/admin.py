@@ -34,6 +34,7 @@ from slack_sdk.models.views import View
 from feedbot.core.config import WEEKDAYS, RuntimeConfig, format_value
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback
+from feedbot.slack.views.webhooks import webhooks_section
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def settings_sections(locale: str) -> list[Block]:
             ),
         )
         for group in GROUPS
-    ]
+    ] + [webhooks_section(locale)]
 
 
 def _state(values: dict[str, Any], key: str) -> dict[str, Any]:
