@@ -191,7 +191,12 @@ def remove(session: Session, *, webhook_id: int, actor: str | None, now: datetim
             col(OutboxMessage.conversation) == conversation_of(webhook),
             col(OutboxMessage.status).in_(outbox.UNFINISHED),
         )
-        .values(status=OutboxStatus.FAILED, last_error="the webhook was removed", lease_until=None)
+        .values(
+            status=OutboxStatus.FAILED,
+            last_error="the webhook was removed",
+            lease_until=None,
+            sent_at=now,
+        )
     )
     _audit(
         session,
