@@ -296,8 +296,8 @@ def emit(
     the webhook that caused the change (it knows already)."""
     if event not in EVENTS or config.is_confidential(report.category):
         return []
-    webhooks = [w for w in all_webhooks(session) if subscribed(w, event) and w.id != exclude]
-    if not webhooks:
+    receivers = [w for w in all_webhooks(session) if subscribed(w, event) and w.id != exclude]
+    if not receivers:
         return []
     session.flush()
     body = build_body(event=event, report=report_fields(session, report), now=now, comment=comment)
@@ -311,20 +311,8 @@ def emit(
             lane=f"report:{report.id}",
             now=now,
         )
-        for webhook in webhooks
+        for webhook in receivers
     ]
-
-
-def queue_ping(session: Session, *, webhook: Webhook, now: datetime) -> OutboxMessage:
-    return outbox.enqueue(
-        session,
-        conversation=conversation_of(webhook),
-        method=METHOD,
-        payload={"body": build_body(event=PING, report=None, now=now)},
-        purpose=PING,
-        lane=PING,
-        now=now,
-    )
 
 
 # --------------------------------------------------------------------------- signatures
