@@ -402,6 +402,11 @@ def actor_of(webhook: Webhook) -> str:
     return f"webhook:{webhook.id}"
 
 
+def is_actor(actor: str) -> bool:
+    """Whether a report's `resolved_by` (and the like) is a ticket system, not a person."""
+    return actor.startswith("webhook:")
+
+
 def _as_leader(config: RuntimeConfig, actor: str) -> RuntimeConfig:
     """The configuration in which `actor` may triage: a signed call from a webhook's receiver
     acts for leadership, with the webhook's secret as its credential."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from feedbot.core import incidents, privacy, reminders, reports, triage, webhooks
-from feedbot.core.config import USER_ID, RuntimeConfig
+from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_USER
 from feedbot.core.reminders import Kind, WorkingHours
 from feedbot.core.reports import ReportDraft
@@ -348,7 +348,7 @@ def _settled_text(report: Report, action: str, locale: str) -> str:
             when=slack_date(report.customer_called_at or report.updated_at),
         )
     when = slack_date(report.resolved_at or report.updated_at)
-    if action == "resolved" and report.resolved_by and USER_ID.match(report.resolved_by):
+    if action == "resolved" and report.resolved_by and not webhooks.is_actor(report.resolved_by):
         return t(
             locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
         )
