@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -25,6 +27,7 @@ from sqlmodel import Session, col, select
 from feedbot.cli import main
 from feedbot.core import webhooks
 from feedbot.db import session_scope
+from feedbot.errors import InvalidValue
 from feedbot.models import OutboxMessage, OutboxStatus, Report, ReportStatus, Webhook
 from feedbot.settings import get_settings
 from feedbot.slack.ids import Action
@@ -690,3 +693,28 @@ def test_admins_list_add_and_remove_webhooks_in_slack(
         assert session.exec(select(Webhook)).all() == []
     updated = bot.slack.calls_to("views.update")[-1].args["view"]
     assert "No webhooks yet" in json.dumps(updated["blocks"])
+
+
+# --------------------------------------------------------------------------- small rules
+
+
+def test_event_names_are_checked_and_all_means_every_event() -> None:
+    assert webhooks.parse_events("all") == list(webhooks.EVENTS)
+    assert webhooks.parse_events(" report.filed, report.filed ,report.resolved") == [
+        "report.filed",
+        "report.resolved",
+    ]
+    with pytest.raises(InvalidValue, match=r"report\.eaten"):
+        webhooks.parse_events("report.filed,report.eaten")
+    with pytest.raises(InvalidValue):
+        webhooks.parse_events("")
+    with pytest.raises(InvalidValue):
+        webhooks.check_url("file:///etc/passwd")
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
+    assert webhooks._retry_after("120") == 120
+    assert webhooks._retry_after(None) is None
+    assert webhooks._retry_after("soon") is None
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    assert 80 < (webhooks._retry_after(later) or 0) <= 90
