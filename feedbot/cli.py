@@ -115,7 +115,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client, make_sender_client
     from feedbot.slack.deps import Deps
+    from feedbot.slack.inbound_hooks import InboundHooks
     from feedbot.slack.outbox import OutboxSender
+    from feedbot.slack.webhook_sender import WebhookSender
 
     settings = _settings()
     socket_mode = args.socket or (not args.http and settings.socket_mode_available)
@@ -132,7 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     sender = OutboxSender(
         engine, make_sender_client(settings), access=deps.access, identities=deps.identities
     )
-    deps.on_commit = sender.wake
+    hooks_sender = WebhookSender(deps)
+
+    def wake_senders() -> None:
+        sender.wake()
+        hooks_sender.wake()
+
+    deps.on_commit = wake_senders
     deps.workspace.remember(workspace_url)
     deps.access.check()  # a token refused before and accepted now (a reinstall): resume
     deps.access.watch()
@@ -149,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         scheduler.resume()
     sender.start()
+    hooks_sender.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = args.port or settings.port
     listener = None
@@ -163,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             port=port,
             leader=scheduler.running,
             refused=deps.access.revocation,
+            hooks=InboundHooks(deps),
         )
         if socket_mode:
             threading.Thread(target=listener.run, name="health-and-metrics", daemon=True).start()
@@ -199,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             election.stop()
         scheduler.shutdown()
         sender.stop()
+        hooks_sender.stop()
         if single_process is not None:
             single_process.release()
     return 0
@@ -212,6 +223,7 @@ def _listen(
     port: int,
     leader: Callable[[], bool],
     refused: Callable[[], Any],
+    hooks: Any = None,
 ) -> Listener:
     """The HTTP listener, bound now so that an address in use stops the start with one line."""
     from feedbot.slack.server import Listener
@@ -226,6 +238,7 @@ def _listen(
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             leader=leader,
             refused=refused,
+            hooks=hooks,
         )
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -342,6 +355,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             print(
                 f"failed #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose}): {entry.last_error}"
             )
+        from feedbot.commands.webhooks import print_health
+
+        print_health(session)
     return 0
 
 
@@ -423,9 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensure", metavar="ENV_FILE", help="write one into ENV_FILE unless one is set already"
     )
     secret.set_defaults(handler=cmd_secret_key)
-    from feedbot.commands import admin, digest, reminders
+    from feedbot.commands import admin, digest, reminders, webhooks
 
-    for feature in (digest, reminders, admin):
+    for feature in (digest, reminders, admin, webhooks):
         feature.register(commands)
     return parser
 

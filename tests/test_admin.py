@@ -62,7 +62,7 @@ def test_admin_command_opens_the_settings_and_refuses_others(bot: Bot) -> None:
     bot.command(ADMIN, "admin")
     picker = bot.last_view()
     groups = [b["accessory"]["value"] for b in picker["blocks"] if b.get("accessory")]
-    assert groups == ["channels", "people", "reports", "digest", "reminders"]
+    assert groups == ["channels", "people", "reports", "digest", "reminders", "webhooks"]
     bot.interactive(
         {
             "type": "block_actions",

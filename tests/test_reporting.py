@@ -4,8 +4,13 @@ receipt to the reporter and a card for leadership (issue: reporting and triage).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from feedbot.core import events
 from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADERSHIP, Bot
 
 FORM_FIELDS = {
@@ -349,6 +354,19 @@ def test_a_retried_event_never_creates_a_second_report(bot: Bot) -> None:
     assert len(bot.reports()) == 1
     bot.drain()
     assert len([m for m in bot.slack.messages(LEADERSHIP) if not m.get("thread_ts")]) == 1
+
+
+def test_an_event_id_is_claimed_once_on_every_database(engine: Engine) -> None:
+    """The claim itself, without the source-message key that also stops a second report:
+    on PostgreSQL the driver's row count said every retry was new."""
+    now = datetime(2026, 11, 18, 9, tzinfo=UTC)
+    with Session(engine) as session:
+        assert events.claim_event(session, event_id="Ev0ONCE01", now=now) is True
+        assert events.claim_event(session, event_id="Ev0ONCE01", now=now) is False
+        session.commit()
+    with Session(engine) as session:
+        assert events.claim_event(session, event_id="Ev0ONCE01", now=now) is False
+        assert events.claim_event(session, event_id="Ev0ONCE02", now=now) is True
 
 
 def test_help_explains_every_way_in(bot: Bot) -> None:

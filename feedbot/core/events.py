@@ -21,13 +21,18 @@ KEEP_FOR = timedelta(days=2)
 
 
 def claim_event(session: Session, *, event_id: str, now: datetime) -> bool:
-    """True if this call is the first to see `event_id` (the caller then handles it)."""
+    """True if this call is the first to see `event_id` (the caller then handles it).
+
+    Asks for the inserted row back (RETURNING) instead of reading `rowcount`: psycopg
+    reports -1 rows for this statement, which read as "inserted" every time and let Slack's
+    retries of an event through on PostgreSQL."""
     statement = (
         upsert_insert(session, ProcessedEvent)
         .values(event_id=event_id, received_at=now)
         .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(col(ProcessedEvent.event_id))
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return session.execute(statement).first() is not None
 
 
 def release_event(session: Session, *, event_id: str) -> None:

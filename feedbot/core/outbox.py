@@ -150,12 +150,16 @@ def claim_due(
     limit: int = 20,
     per_conversation: int | None = None,
     skip: Collection[str] = (),
+    method: str | None = None,
+    except_method: str | None = None,
 ) -> list[Claim]:
     """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
 
     `per_conversation` caps how many heads of one conversation are taken at once, and `skip`
     names conversations to take none from now (the sender holds enough there already): an
     entry that arrives a moment later with an earlier turn then still goes before the rest.
+    `method` / `except_method` take only (or no) entries of one method: webhooks have a
+    sender of their own, so a slow receiver never holds up Slack's messages.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
     over and flagged for a recheck, since Slack may have accepted it already.
@@ -184,6 +188,10 @@ def claim_due(
     )
     if skip:
         query = query.where(col(OutboxMessage.conversation).not_in(list(skip)))
+    if method is not None:
+        query = query.where(col(OutboxMessage.method) == method)
+    if except_method is not None:
+        query = query.where(col(OutboxMessage.method) != except_method)
     turn = func.coalesce(col(OutboxMessage.turn), col(OutboxMessage.next_attempt_at))
     if per_conversation is not None:
         ranked = query.add_columns(

@@ -26,6 +26,7 @@ from feedbot.models.core import (
 from feedbot.models.digest import DigestRun, DigestSubscription
 from feedbot.models.incidents import IncidentGroup
 from feedbot.models.reminders import Reminder, ReminderMessage
+from feedbot.models.webhooks import Webhook, WebhookNonce
 
 __all__ = [
     "REFERENCE_OFFSET",
@@ -51,6 +52,8 @@ __all__ = [
     "SlackUser",
     "TimelineEntry",
     "Urgency",
+    "Webhook",
+    "WebhookNonce",
     "metadata",
     "utcnow",
 ]

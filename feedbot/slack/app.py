@@ -87,6 +87,7 @@ def build_app(
         reminders,
         report,
         triage,
+        webhooks,
     )
 
     if deps is None:
@@ -117,6 +118,7 @@ def build_app(
         digest,
         reminders,
         admin,
+        webhooks,
         home,
         install,
     ):

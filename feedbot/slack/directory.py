@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from threading import Lock
+from threading import Lock, RLock
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -53,7 +53,9 @@ class _Lookups:
     def __init__(self, name: str, workers: int = 4) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._running: dict[str, Future[object]] = {}
-        self._lock = Lock()
+        # Reentrant: a lookup that finished before `run` adds its callback runs `_done` at
+        # once, in `run`'s thread, which still holds the lock.
+        self._lock = RLock()
 
     def run(self, key: str, lookup: Callable[[], object], budget: float | None) -> object | None:
         """`lookup()`'s result if it finishes within `budget` seconds (None: no limit)."""

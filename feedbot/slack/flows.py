@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from feedbot.core import attachments, incidents, reminders, reports, triage
+from feedbot.core import attachments, incidents, reminders, reports, triage, webhooks
 from feedbot.core.attachments import IncomingFile
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Kind
@@ -88,6 +88,7 @@ def file_report(
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
     else:
         delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
+    webhooks.emit(session, event="report.filed", report=report, config=config, now=now)
     if taken is not None:
         files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
     REPORTS_CREATED.labels(report.source.value).inc()
@@ -288,6 +289,7 @@ def report_triaged(
         identities=deps.identities,
     )
     reminders_follow(session, deps, outcome=outcome, config=config, now=now)
+    webhooks.emit_outcome(session, outcome=outcome, config=config, now=now)
     homes.report_changed(session, deps, report)
 
 
@@ -306,6 +308,7 @@ def group_triaged(
     for member in outcome.outcomes:
         delivery.refresh_card(session, report=member.report, config=config, now=now)
         reminders_follow(session, deps, outcome=member, config=config, now=now)
+        webhooks.emit_outcome(session, outcome=member, config=config, now=now)
         homes.report_changed(session, deps, member.report)
     card = delivery.group_card_entry(session, group)
     if card is not None:
@@ -417,7 +420,7 @@ def _settled_text(report: Report, action: str, locale: str) -> str:
             when=slack_date(report.customer_called_at or report.updated_at),
         )
     when = slack_date(report.resolved_at or report.updated_at)
-    if action == "resolved" and report.resolved_by:
+    if action == "resolved" and report.resolved_by and not webhooks.is_actor(report.resolved_by):
         return t(
             locale, "reminder.resolved", ref=report.reference, actor=report.resolved_by, when=when
         )

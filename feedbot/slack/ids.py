@@ -22,6 +22,7 @@ class Callback(StrEnum):
     INCIDENT_REPLY_FORM = "incident_reply_form"
     INCIDENT_RESOLVE_FORM = "incident_resolve_form"
     REPORTER_REPLY_FORM = "reporter_reply_form"
+    WEBHOOKS_FORM = "webhooks_form"
 
 
 class Action(StrEnum):
@@ -44,6 +45,8 @@ class Action(StrEnum):
     SNOOZE = "reminder_snooze"
     HAND_OVER = "reminder_hand_over"
     EDIT_SETTINGS = "admin_edit_settings"
+    EDIT_WEBHOOKS = "admin_edit_webhooks"
+    REMOVE_WEBHOOK = "admin_remove_webhook"
     INCIDENT_ACKNOWLEDGE = "incident_acknowledge"
     INCIDENT_REPLY = "incident_reply"
     INCIDENT_RESOLVE = "incident_resolve"

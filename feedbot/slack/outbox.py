@@ -39,7 +39,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from feedbot.core import outbox
+from feedbot.core import outbox, webhooks
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
@@ -198,6 +198,7 @@ class OutboxSender:
                             limit=min(room, 50),
                             per_conversation=AHEAD_PER_CONVERSATION,
                             skip=busy,
+                            except_method=webhooks.METHOD,
                         )
                 except Exception:
                     log.exception("outbox pass failed; retrying")
@@ -289,7 +290,9 @@ class OutboxSender:
         if self._paused():
             return 0
         with Session(self.engine, expire_on_commit=False) as session:
-            claims = outbox.claim_due(session, now=self.clock(), limit=limit)
+            claims = outbox.claim_due(
+                session, now=self.clock(), limit=limit, except_method=webhooks.METHOD
+            )
         for claim in claims:
             self._deliver(claim.entry, recheck=claim.recheck)
         return len(claims)

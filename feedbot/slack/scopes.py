@@ -77,6 +77,7 @@ WEB_API: dict[str, Needs] = {
     "usergroups.users.list": Needs("leaders given as a Slack user group", "usergroups:read"),
     "views.open": Needs("the report form and triage forms"),
     "views.push": Needs("a settings form on top of the settings picker"),
+    "views.update": Needs("the webhooks form, after a webhook is removed"),
     "views.publish": Needs("the Home tab"),
     "files.getUploadURLExternal": Needs(
         "the digest's chart and CSV; copies of a report's photos and files", "files:write"

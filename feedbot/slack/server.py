@@ -37,11 +37,13 @@ from feedbot.metrics import SLACK_REQUESTS, exposition
 from feedbot.slack.app import UNVERIFIED, dispatch
 
 if TYPE_CHECKING:
-    from wsgiref.types import StartResponse, WSGIEnvironment
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+HOOKS_PATH = "/hooks/reports/"
+"""Ticket systems calling back (HTTP mode only): `feedbot.slack.inbound_hooks`."""
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted (1 MiB), above anything Slack sends feedbot: payloads are a
@@ -75,6 +77,7 @@ class FeedbotWSGI:
         signing_secret: str = "",
         leader: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
+        hooks: WSGIApplication | None = None,
     ) -> None:
         if app is not None and not signing_secret.strip():
             raise ValueError("serving Slack's requests needs the signing secret")
@@ -82,6 +85,7 @@ class FeedbotWSGI:
         self.engine = engine
         self.leader = leader
         self.refused = refused
+        self.hooks = hooks if app is not None else None  # calls back from ticket systems
         self.verifier = SignatureVerifier(signing_secret) if app is not None else None
 
     def _slack(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -138,6 +142,8 @@ class FeedbotWSGI:
             return [body]
         if path == EVENTS_PATH:
             return self._slack(environ, start_response)
+        if self.hooks is not None and path.startswith(HOOKS_PATH):
+            return self.hooks(environ, start_response)
         return _plain(start_response, "404 Not Found", b"Not Found")
 
 
@@ -219,12 +225,20 @@ class Listener:
         threads: int = 16,
         leader: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
+        hooks: WSGIApplication | None = None,
         **adjustments: Any,
     ) -> None:
         self._map: dict[Any, Any] = {}
         # Any: waitress's type stubs miss attributes used here (effective_port, trigger thunks).
         self.server: Any = create_server(
-            FeedbotWSGI(app, engine, signing_secret=signing_secret, leader=leader, refused=refused),
+            FeedbotWSGI(
+                app,
+                engine,
+                signing_secret=signing_secret,
+                leader=leader,
+                refused=refused,
+                hooks=hooks,
+            ),
             map=self._map,
             host=host,
             port=port,

@@ -19,9 +19,9 @@ from babel import Locale
 from babel.dates import format_interval, format_timedelta
 from babel.numbers import format_decimal
 
-from feedbot.slack.i18n import admin, de, digest, en, files, incidents, reminders
+from feedbot.slack.i18n import admin, de, digest, en, files, incidents, reminders, webhooks
 
-_FEATURES = (digest, reminders, admin, incidents, files)
+_FEATURES = (digest, reminders, admin, incidents, files, webhooks)
 CATALOGUES: dict[str, dict[str, str]] = {
     "en": {**en.MESSAGES, **{k: v for f in _FEATURES for k, v in f.EN.items()}},
     "de": {**de.MESSAGES, **{k: v for f in _FEATURES for k, v in f.DE.items()}},

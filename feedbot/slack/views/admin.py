@@ -36,6 +36,7 @@ from feedbot.core.config_values import WEEKDAYS
 from feedbot.slack import codecs
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import INPUT, Action, Callback
+from feedbot.slack.views.webhooks import webhooks_section
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def settings_sections(locale: str) -> list[Block]:
             ),
         )
         for group in GROUPS
-    ]
+    ] + [webhooks_section(locale)]
 
 
 def _state(values: dict[str, Any], key: str) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""Messages of webhooks (ticket systems), in English and German side by side."""
+
+EN: dict[str, str] = {
+    "group.webhooks": "Webhooks",
+    "group.webhooks_help": "Ticket systems and other receivers of report events (signed JSON; see the README).",
+    "webhooks.ok": "works",
+    "webhooks.failing": ":warning: failing: {error}",
+    "webhooks.counts": "{waiting} waiting, {failed} given up",
+    "webhooks.none": "No webhooks yet.",
+    "webhooks.added": ":white_check_mark: Webhook {id} added. Its secret, shown only now (give it to the receiver): `{secret}`",
+    "webhooks.remove": "Remove",
+    "webhooks.remove_title": "Remove webhook?",
+    "webhooks.remove_confirm": "Webhook {id} gets no more events; those still waiting for it are dropped.",
+    "webhooks.url": "Add a receiver: URL",
+    "webhooks.url_hint": "https://… The receiver checks X-Feedbot-Signature with the secret shown after adding.",
+    "webhooks.events": "Events it gets",
+    "webhooks.add": "Add",
+    "webhook.failing": ":warning: Webhook {id} ({url}) keeps failing: {error}. Its report events wait in the outbox and are retried for a day; `feedbot outbox` shows them.",
+    "thread.hook_replied": ":link: {actor} replied to the reporter from the ticket system: {detail}",
+    "thread.hook_resolved": ":link: {actor} resolved it from the ticket system: {detail}",
+}
+
+DE: dict[str, str] = {
+    "group.webhooks": "Webhooks",
+    "group.webhooks_help": "Ticketsysteme und andere Empfänger von Meldungsereignissen (signiertes JSON; siehe README).",
+    "webhooks.ok": "funktioniert",
+    "webhooks.failing": ":warning: schlägt fehl: {error}",
+    "webhooks.counts": "{waiting} wartend, {failed} aufgegeben",
+    "webhooks.none": "Noch keine Webhooks.",
+    "webhooks.added": ":white_check_mark: Webhook {id} hinzugefügt. Sein Geheimnis, nur jetzt angezeigt (gib es dem Empfänger): `{secret}`",
+    "webhooks.remove": "Entfernen",
+    "webhooks.remove_title": "Webhook entfernen?",
+    "webhooks.remove_confirm": "Webhook {id} bekommt keine Ereignisse mehr; noch wartende werden verworfen.",
+    "webhooks.url": "Empfänger hinzufügen: URL",
+    "webhooks.url_hint": "https://… Der Empfänger prüft X-Feedbot-Signature mit dem Geheimnis, das nach dem Hinzufügen erscheint.",
+    "webhooks.events": "Ereignisse, die er bekommt",
+    "webhooks.add": "Hinzufügen",
+    "webhook.failing": ":warning: Webhook {id} ({url}) schlägt wiederholt fehl: {error}. Seine Meldungsereignisse warten im Postausgang und werden einen Tag lang erneut versucht; `feedbot outbox` zeigt sie.",
+    "thread.hook_replied": ":link: {actor} hat der meldenden Person aus dem Ticketsystem geantwortet: {detail}",
+    "thread.hook_resolved": ":link: {actor} hat die Meldung im Ticketsystem erledigt: {detail}",
+}
