@@ -31,7 +31,8 @@ from feedbot.core import outbox
 from feedbot.core.outbox import LEASE
 from feedbot.db import make_engine, session_scope
 from feedbot.models import OutboxMessage, OutboxStatus
-from feedbot.slack.outbox import MAX_BACKOFF, METADATA_EVENT, OutboxSender
+from feedbot.slack.outbox import MAX_BACKOFF, OutboxSender
+from feedbot.slack.web_api import METADATA_EVENT
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Clock
 

@@ -17,9 +17,7 @@ stay one serial, unpaced pass, for tests and the CLI.
 
 from __future__ import annotations
 
-import base64
 import copy
-import gzip
 import heapq
 import itertools
 import json
@@ -43,15 +41,12 @@ from feedbot.core import outbox, webhooks
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
-from feedbot.slack import files
+from feedbot.slack import files, web_api
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 
 log = logging.getLogger(__name__)
 
-METADATA_EVENT = "feedbot_outbox"
 MAX_BACKOFF = timedelta(minutes=5)
-RECHECK_PAGES = 20
-"""How many pages (of 200 messages) of a conversation to search for an earlier attempt."""
 
 MAX_ATTEMPTS = 5
 """Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
@@ -67,39 +62,6 @@ AHEAD_PER_CONVERSATION = 2
 the next): what arrives meanwhile competes for the turn after, by its turn, not by arrival."""
 MAX_HELD = 200
 """Most entries the background loop holds claimed (waiting for their channel or a thread)."""
-
-UNCERTAIN_ERRORS = frozenset({"fatal_error", "internal_error", "request_timeout"})
-"""Answers after which Slack may have posted the message anyway (its docs say so for
-`fatal_error`); a 5xx counts too. The retry of a post then checks before posting again."""
-
-PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "msg_too_long",
-        "no_text",
-        "invalid_blocks",
-        "invalid_arguments",
-        "invalid_metadata_format",
-        "user_not_found",
-        "users_not_found",
-        "cannot_dm_bot",
-        "user_disabled",
-        "account_inactive",
-        "cant_update_message",
-        "edit_window_closed",
-        "message_not_found",
-        "thread_not_found",
-        "restricted_action",
-        "missing_scope",
-        "not_allowed_token_type",
-        "msg_blocks_too_long",
-        "too_many_blocks",
-        "invalid_blocks_format",
-        "view_too_large",
-    }
-)
 
 
 class DeliveryDeferred(Exception):
@@ -314,7 +276,7 @@ class OutboxSender:
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
                 found = (
-                    self._find_posted(entry, payload)
+                    web_api.find_posted(self.client, entry, payload)
                     if recheck and entry.method == "chat.postMessage"
                     else None
                 )
@@ -326,7 +288,7 @@ class OutboxSender:
                 else:
                     if paced and entry.method == "chat.postMessage":
                         self._keep_pace(entry.conversation)
-                    response = call_api(self.client, entry.method, payload)
+                    response = web_api.call_api(self.client, entry.method, payload)
                     if entry.method == "chat.postMessage":
                         self._last_post[entry.conversation] = time.monotonic()
                     # views.publish answers without a channel, and is addressed without one.
@@ -399,7 +361,7 @@ class OutboxSender:
                 session.commit()
                 self.access.revoked(f"Slack answered {error}")
         elif status == 429 or error == "ratelimited":
-            retry_after = _retry_after(exc.response.headers)
+            retry_after = web_api.retry_after(exc.response.headers)
             log.info("%s: rate limited, waiting %ss", context, retry_after)
             outbox.mark_retry(
                 session,
@@ -410,9 +372,13 @@ class OutboxSender:
                 uncertain=entry.uncertain,
             )
         elif (
-            error.split(" ")[0] in PERMANENT_ERRORS
+            error.split(" ")[0] in web_api.PERMANENT_ERRORS
             or 400 <= status < 500
-            or (status < 500 and error not in UNCERTAIN_ERRORS and entry.attempts >= MAX_ATTEMPTS)
+            or (
+                status < 500
+                and error not in web_api.UNCERTAIN_ERRORS
+                and entry.attempts >= MAX_ATTEMPTS
+            )
         ):
             log.error("%s: Slack refused it permanently (%s); giving up", context, error)
             outbox.mark_failed(
@@ -422,7 +388,7 @@ class OutboxSender:
             delay = self._backoff(entry.attempts)
             log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
             maybe_posted = entry.method == "chat.postMessage" and (
-                status >= 500 or error in UNCERTAIN_ERRORS
+                status >= 500 or error in web_api.UNCERTAIN_ERRORS
             )
             outbox.mark_retry(
                 session,
@@ -462,7 +428,7 @@ class OutboxSender:
             payload["channel"] = parent.result_channel or payload["channel"]
         if entry.method == "chat.postMessage":
             payload["metadata"] = {
-                "event_type": METADATA_EVENT,
+                "event_type": web_api.METADATA_EVENT,
                 "event_payload": {"outbox_id": entry.id},
             }
         return payload
@@ -493,81 +459,3 @@ class OutboxSender:
             response = self.client.conversations_open(users=conversation)
             self._dm_channels[conversation] = response["channel"]["id"]
         return self._dm_channels[conversation]
-
-    def _find_posted(self, entry: OutboxMessage, payload: dict[str, Any]) -> tuple[str, str] | None:
-        """The (channel, ts) of an earlier attempt of `entry` that Slack did accept, if any.
-
-        Pages through the conversation (or thread) since the entry was queued: the retry may
-        come long after the first attempt, behind more than one page of newer messages.
-        """
-        channel = payload["channel"]
-        oldest = f"{(entry.created_at - timedelta(minutes=1)).timestamp():.6f}"
-        cursor: str | None = None
-        for _ in range(RECHECK_PAGES):
-            if "thread_ts" in payload:
-                response = self.client.conversations_replies(
-                    channel=channel,
-                    ts=payload["thread_ts"],
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            else:
-                response = self.client.conversations_history(
-                    channel=channel,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            messages: list[dict[str, Any]] = response.get("messages") or []
-            for message in messages:
-                metadata = message.get("metadata") or {}
-                if (
-                    metadata.get("event_type") == METADATA_EVENT
-                    and (metadata.get("event_payload") or {}).get("outbox_id") == entry.id
-                ):
-                    return channel, str(message["ts"])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                return None
-        log.warning("outbox #%s: searched %s pages without finding it", entry.id, RECHECK_PAGES)
-        return None
-
-
-def _retry_after(headers: dict[str, Any]) -> float:
-    """Seconds from a `Retry-After` header in any letter case; 1 if absent or unreadable."""
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                return max(float(raw), 1.0)
-            except (TypeError, ValueError):
-                return 1.0
-    return 1.0
-
-
-FILE_UPLOAD = "files.upload_v2"
-"""Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
-
-
-def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
-    """One Web API call for an outbox entry. A file upload is slack_sdk's `files_upload_v2`
-    (three calls: get an upload URL, upload, complete), with the content stored gzipped and
-    base64-encoded in the payload: the outbox stores JSON, and a week's CSV shrinks from
-    megabytes to a fraction.
-
-    An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
-    it is not rechecked like a post: at worst the file is attached twice; the digest's own
-    message is still posted once. The same holds for a copy of a report's file
-    (`files.COPY_FILE`, see `feedbot.slack.files`), which the sender settles with
-    `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
-    if method == files.COPY_FILE:
-        return files.copy_file(client, payload)
-    if method == files.DELETE_FILE:
-        return files.delete_file(client, payload)
-    if method != FILE_UPLOAD:
-        return client.api_call(method, json=payload)
-    arguments = dict(payload)
-    content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
-    return client.files_upload_v2(file=content, **arguments)

@@ -45,11 +45,11 @@ from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, subcommand
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND
-from feedbot.slack.outbox import FILE_UPLOAD
 from feedbot.slack.views import Message
 from feedbot.slack.views import chart as chart_view
 from feedbot.slack.views import digest as views
 from feedbot.slack.views.notices import build_plain
+from feedbot.slack.web_api import FILE_UPLOAD
 from feedbot.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)

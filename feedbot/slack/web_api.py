@@ -1,0 +1,140 @@
+"""One outbox entry's call to Slack's Web API, and what Slack's answers mean for it.
+
+Every post carries message metadata naming its outbox entry (`METADATA_EVENT`), so when an
+attempt's outcome is unknown the sender can look for it in the conversation before posting
+again (`find_posted`). Which errors are final and which leave the outcome open is decided
+here, next to the calls, from Slack's documentation of each method.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+
+from feedbot.models import OutboxMessage
+from feedbot.slack import files
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "feedbot_outbox"
+RECHECK_PAGES = 20
+"""How many pages (of 200 messages) of a conversation to search for an earlier attempt."""
+
+UNCERTAIN_ERRORS = frozenset({"fatal_error", "internal_error", "request_timeout"})
+"""Answers after which Slack may have posted the message anyway (its docs say so for
+`fatal_error`); a 5xx counts too. The retry of a post then checks before posting again."""
+
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_arguments",
+        "invalid_metadata_format",
+        "user_not_found",
+        "users_not_found",
+        "cannot_dm_bot",
+        "user_disabled",
+        "account_inactive",
+        "cant_update_message",
+        "edit_window_closed",
+        "message_not_found",
+        "thread_not_found",
+        "restricted_action",
+        "missing_scope",
+        "not_allowed_token_type",
+        "msg_blocks_too_long",
+        "too_many_blocks",
+        "invalid_blocks_format",
+        "view_too_large",
+    }
+)
+
+
+def find_posted(
+    client: WebClient, entry: OutboxMessage, payload: dict[str, Any]
+) -> tuple[str, str] | None:
+    """The (channel, ts) of an earlier attempt of `entry` that Slack did accept, if any.
+
+    Pages through the conversation (or thread) since the entry was queued: the retry may
+    come long after the first attempt, behind more than one page of newer messages.
+    """
+    channel = payload["channel"]
+    oldest = f"{(entry.created_at - timedelta(minutes=1)).timestamp():.6f}"
+    cursor: str | None = None
+    for _ in range(RECHECK_PAGES):
+        if "thread_ts" in payload:
+            response = client.conversations_replies(
+                channel=channel,
+                ts=payload["thread_ts"],
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+        else:
+            response = client.conversations_history(
+                channel=channel,
+                oldest=oldest,
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+        messages: list[dict[str, Any]] = response.get("messages") or []
+        for message in messages:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == METADATA_EVENT
+                and (metadata.get("event_payload") or {}).get("outbox_id") == entry.id
+            ):
+                return channel, str(message["ts"])
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
+    log.warning("outbox #%s: searched %s pages without finding it", entry.id, RECHECK_PAGES)
+    return None
+
+
+def retry_after(headers: dict[str, Any]) -> float:
+    """Seconds from a `Retry-After` header in any letter case; 1 if absent or unreadable."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(float(raw), 1.0)
+            except (TypeError, ValueError):
+                return 1.0
+    return 1.0
+
+
+FILE_UPLOAD = "files.upload_v2"
+"""Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
+
+
+def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
+    """One Web API call for an outbox entry. A file upload is slack_sdk's `files_upload_v2`
+    (three calls: get an upload URL, upload, complete), with the content stored gzipped and
+    base64-encoded in the payload: the outbox stores JSON, and a week's CSV shrinks from
+    megabytes to a fraction.
+
+    An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
+    it is not rechecked like a post: at worst the file is attached twice; the digest's own
+    message is still posted once. The same holds for a copy of a report's file
+    (`files.COPY_FILE`, see `feedbot.slack.files`), which the sender settles with
+    `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
+    if method == files.COPY_FILE:
+        return files.copy_file(client, payload)
+    if method == files.DELETE_FILE:
+        return files.delete_file(client, payload)
+    if method != FILE_UPLOAD:
+        return client.api_call(method, json=payload)
+    arguments = dict(payload)
+    content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
+    return client.files_upload_v2(file=content, **arguments)
