@@ -20,10 +20,10 @@ from sqlmodel import Session
 from feedbot.core import config as runtime_config
 from feedbot.core import outbox
 from feedbot.db import make_engine, normalise_url, session_scope, upgrade
+from feedbot.election import JobRunnerElection, SingleProcessLock
 from feedbot.errors import ConfigurationError, FeedbotError
-from feedbot.leader import LeaderElection, SingleProcessLock
 from feedbot.logs import configure_logging
-from feedbot.metrics import SCHEDULER_LEADER, watch_outbox
+from feedbot.metrics import JOB_RUNNER, watch_outbox
 from feedbot.settings import SECRET_SOURCES, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None
     if engine.dialect.name == "postgresql":
-        election = LeaderElection(
+        election = JobRunnerElection(
             engine.url.render_as_string(hide_password=False),
             on_elected=scheduler.resume,
             on_deposed=scheduler.pause,
@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             engine,
             settings=settings,
             port=port,
-            leader=scheduler.running,
+            runs_jobs=scheduler.running,
             refused=deps.access.revocation,
             hooks=InboundHooks(deps),
         )
@@ -221,7 +221,7 @@ def _listen(
     *,
     settings: Settings,
     port: int,
-    leader: Callable[[], bool],
+    runs_jobs: Callable[[], bool],
     refused: Callable[[], Any],
     hooks: Any = None,
 ) -> Listener:
@@ -236,7 +236,7 @@ def _listen(
             host=host,
             port=port,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
-            leader=leader,
+            runs_jobs=runs_jobs,
             refused=refused,
             hooks=hooks,
         )
@@ -267,12 +267,12 @@ class ScheduledJobs:
 
     def resume(self) -> None:
         self._leading = True
-        SCHEDULER_LEADER.set(1)
+        JOB_RUNNER.set(1)
         self.scheduler.resume()
 
     def pause(self) -> None:
         self._leading = False
-        SCHEDULER_LEADER.set(0)
+        JOB_RUNNER.set(0)
         self.scheduler.pause()
 
     def running(self) -> bool:

@@ -44,8 +44,8 @@ OUTBOX_DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-SCHEDULER_LEADER = Gauge(
-    "feedbot_scheduler_leader", "1 while this process runs the scheduled jobs", registry=REGISTRY
+JOB_RUNNER = Gauge(
+    "feedbot_job_runner", "1 while this process runs the scheduled jobs", registry=REGISTRY
 )
 JOB_RUNS = Counter(
     "feedbot_job_runs_total",

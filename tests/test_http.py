@@ -163,7 +163,7 @@ def test_healthz_is_200_while_the_database_answers(base: str) -> None:
         "ok": True,
         "database": "ok",
         "slack": "ok",
-        "scheduler_leader": False,
+        "job_runner": False,
     }
 
 
@@ -179,7 +179,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(bot: Bot) -> None:
         "ok": False,
         "database": "unreachable",
         "slack": "ok",
-        "scheduler_leader": False,
+        "job_runner": False,
     }
 
 

@@ -111,9 +111,7 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 
 def leaders(replicas: list[Replica]) -> list[Replica]:
     return [
-        r
-        for r in replicas
-        if r.process.poll() is None and (r.health() or {}).get("scheduler_leader")
+        r for r in replicas if r.process.poll() is None and (r.health() or {}).get("job_runner")
     ]
 
 
@@ -296,7 +294,7 @@ def test_a_second_run_on_one_sqlite_file_is_refused(tmp_path: Path, slack: FakeS
             timeout=60,
         )
         assert beside.returncode == 0, beside.stderr
-        assert (first.health() or {}).get("scheduler_leader") is True
+        assert (first.health() or {}).get("job_runner") is True
     finally:
         first.process.send_signal(signal.SIGTERM)
         first.process.wait(10)

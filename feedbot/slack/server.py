@@ -75,7 +75,7 @@ class FeedbotWSGI:
         engine: Engine,
         *,
         signing_secret: str = "",
-        leader: Callable[[], bool] = lambda: False,
+        runs_jobs: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
         hooks: WSGIApplication | None = None,
     ) -> None:
@@ -83,7 +83,7 @@ class FeedbotWSGI:
             raise ValueError("serving Slack's requests needs the signing secret")
         self.app = app
         self.engine = engine
-        self.leader = leader
+        self.runs_jobs = runs_jobs
         self.refused = refused
         self.hooks = hooks if app is not None else None  # calls back from ticket systems
         self.verifier = SignatureVerifier(signing_secret) if app is not None else None
@@ -125,7 +125,7 @@ class FeedbotWSGI:
                     if refused is None
                     else f"bot token refused since {refused.revoked_at:%Y-%m-%d %H:%M} UTC "
                     f"({refused.reason}); reinstall the app and set SLACK_BOT_TOKEN",
-                    "scheduler_leader": self.leader(),
+                    "job_runner": self.runs_jobs(),
                 }
             ).encode()
             status = "200 OK" if healthy else "503 Service Unavailable"
@@ -223,7 +223,7 @@ class Listener:
         port: int,
         signing_secret: str = "",
         threads: int = 16,
-        leader: Callable[[], bool] = lambda: False,
+        runs_jobs: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
         hooks: WSGIApplication | None = None,
         **adjustments: Any,
@@ -235,7 +235,7 @@ class Listener:
                 app,
                 engine,
                 signing_secret=signing_secret,
-                leader=leader,
+                runs_jobs=runs_jobs,
                 refused=refused,
                 hooks=hooks,
             ),

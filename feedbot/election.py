@@ -1,9 +1,10 @@
-"""Which process runs the scheduled jobs.
+"""Which process runs the scheduled jobs: the *job runner*.
 
+(Not to be confused with the leaders who triage reports; this word is for processes.)
 APScheduler's own FAQ: several schedulers must never share work. With PostgreSQL, any number
-of feedbot processes may run; they elect one scheduler leader with a session-level advisory
+of feedbot processes may run; they elect one job runner with a session-level advisory
 lock, held on a dedicated connection (a pooled connection returned to the pool would keep
-the lock without anyone knowing). When the leader dies, PostgreSQL ends its session and frees
+the lock without anyone knowing). When the job runner dies, PostgreSQL ends its session and frees
 the lock, and another process takes it within one `interval`. With SQLite there is one
 process per database file, enforced by a file lock: a second `feedbot run` is refused.
 Every job is idempotent per period anyway, so a brief overlap during a failover is harmless.
@@ -30,9 +31,9 @@ LOCK_KEY = 0x6665_6564_626F_74  # "feedbot"
 """The advisory lock's key: one per database, whatever the number of processes."""
 
 
-class LeaderElection:
-    """Calls `on_elected` when this process becomes the leader and `on_deposed` when it stops
-    being one (its lock connection broke). Checks every `interval` seconds."""
+class JobRunnerElection:
+    """Calls `on_elected` when this process becomes the job runner and `on_deposed` when it
+    stops being one (its lock connection broke). Checks every `interval` seconds."""
 
     def __init__(
         self,
@@ -51,10 +52,10 @@ class LeaderElection:
         self._connection: Connection | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.is_leader = False
+        self.runs_jobs = False
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="job-runner-election", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -68,17 +69,17 @@ class LeaderElection:
             try:
                 self.check()
             except Exception:
-                log.exception("leader election check failed")
+                log.exception("job runner election check failed")
             self._stop.wait(self.interval)
 
     def check(self) -> bool:
         """One round: keep the lock if held and alive, else try to take it."""
-        if self.is_leader:
+        if self.runs_jobs:
             if self._alive():
                 return True
             log.warning("lost the scheduler lock (database connection gone); stepping down")
             self._release()
-            self.is_leader = False
+            self.runs_jobs = False
             self._on_deposed()
         try:
             if self._connection is None:
@@ -94,7 +95,7 @@ class LeaderElection:
             self._release()
             return False
         if acquired:
-            self.is_leader = True
+            self.runs_jobs = True
             log.info("this process now runs the scheduled jobs (pid %s)", os.getpid())
             self._on_elected()
         return acquired
