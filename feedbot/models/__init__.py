@@ -23,7 +23,7 @@ from feedbot.models.core import (
     utcnow,
 )
 from feedbot.models.digest import DigestRun, DigestSubscription
-from feedbot.models.incidents import IncidentGroup
+from feedbot.models.incidents import IncidentGroup, IncidentReminder
 from feedbot.models.reminders import Reminder, ReminderMessage
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "DigestSubscription",
     "DmDraft",
     "IncidentGroup",
+    "IncidentReminder",
     "MeToo",
     "OutboxMessage",
     "OutboxStatus",
