@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from feedbot.core import reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
+from feedbot.core.reminders.groups import most_urgent
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
 from feedbot.errors import Conflict
@@ -71,6 +72,7 @@ def place(
         category=report.category,
         example=report.text,
         leadership_channel=report.leadership_channel,
+        urgency=report.urgency,
     )
     session.add(group)
     session.flush()
@@ -79,8 +81,11 @@ def place(
 
 
 def _join(session: Session, group: IncidentGroup, members: list[Report], now: datetime) -> None:
+    """Members join; the group's urgency (its response target) becomes its most urgent
+    report's."""
     for member in members:
         member.incident_id = group.id
+        group.urgency = most_urgent(group.urgency, member.urgency)
         session.add(member)
         reports.record(
             session, member, actor=None, action="grouped", now=now, detail=group.reference

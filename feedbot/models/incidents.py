@@ -47,6 +47,12 @@ class IncidentGroup(SQLModel, table=True):
     def reference(self) -> str:
         return f"INC-{INCIDENT_OFFSET + (self.id or 0)}"
 
+    @property
+    def merged_into_reference(self) -> str | None:
+        if self.merged_into_id is None:
+            return None
+        return f"INC-{INCIDENT_OFFSET + self.merged_into_id}"
+
 
 class IncidentReminder(SQLModel, table=True):
     """A reminder or escalation of an incident group's acknowledgement cycle.
