@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from feedbot.core.reminders import Kind
 from feedbot.models import IncidentGroup, IncidentReminder, Reminder
-from tests.harness import ALICE, LEADER, LEADERSHIP, Bot
+from tests.harness import ALICE, CAROL, LEADER, LEADERSHIP, Bot
 from tests.test_incidents import OUTAGE, file_dm, top_level
 from tests.test_reminders import ESCALATIONS, berlin, scan
 from tests.test_triage import file_from_form
@@ -110,3 +110,68 @@ def test_a_critical_report_joining_makes_the_group_escalate_at_its_target(bot: B
         ("INC-101", Kind.ACK_ESCALATION, 0),
     ]
     assert "is *critical*" in json.dumps(bot.slack.messages(ESCALATIONS))
+
+
+def test_the_digest_counts_a_group_once_with_its_number_of_reports(bot: Bot) -> None:
+    """Hand-computed, week 2026-W47 (Berlin). On Wednesday at 10:00 six reports of one
+    outage form INC-101 and one unrelated report FB-1007 gets its own card."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from feedbot.core.digest import build_digest
+    from feedbot.slack.views.digest import build_digest_message
+
+    bot.setup_team()
+    group = outage_group(bot)
+    bot.command(CAROL, "The coffee machine in shop Halle is broken")
+    bot.drain()
+    coffee = bot.report()
+    assert coffee.incident_id is None and coffee.reference == "FB-1007"
+    bot.clock.now = berlin(18, 11)
+    assert bot.press_card(LEADER, "triage_acknowledge", coffee).status == 200
+    assert scan(bot, berlin(18, 14)) == [("INC-101", Kind.ACK, 1)]
+
+    def digest() -> Any:
+        with Session(bot.engine) as session:
+            return build_digest(
+                session, period="2026-W47", zone=ZoneInfo("Europe/Berlin"), now=bot.clock.now
+            )
+
+    first = digest()
+    assert first.new.count == 7, "new counts every report, grouped or not"
+    assert (first.still_open.count, first.still_open.previous) == (2, 0), "INC-101 and FB-1007"
+    assert [(line.reference, line.incident_reports) for line in first.unacknowledged.items] == [
+        ("INC-101", 6)
+    ]
+    assert first.unacknowledged.total == 1, "the six reports in it are not counted again"
+    assert [(line.reference, line.incident_reports) for line in first.overdue.items] == [
+        ("INC-101", 6)
+    ], "past its 4 h target (high), unacknowledged"
+    assert [line.reference for line in first.urgent.items] == ["INC-101"]
+    assert (first.acknowledge.count, first.acknowledge.median) == (1, timedelta(hours=1))
+    text = json.dumps(build_digest_message(first, locale="en").to_payload()["blocks"])
+    assert "INC-101" in text and "(incident of 6 reports)" in text
+
+    bot.clock.now = berlin(18, 15)
+    bot.press(LEADER, "incident_acknowledge", str(group.id))
+    bot.drain()
+    second = digest()
+    assert second.still_open.count == 2
+    assert second.unacknowledged.total == 0 and second.overdue.total == 0
+    # acknowledged after 1 h (FB-1007) and 5 h (INC-101, once, not six times):
+    # median 3 h; p90 at rank 0.9 = 1 h + 0.9 x 4 h = 4 h 36 min
+    assert second.acknowledge.count == 2
+    assert second.acknowledge.median == timedelta(hours=3)
+    assert second.acknowledge.p90 == timedelta(hours=4, minutes=36)
+
+    bot.clock.now = berlin(19, 10)
+    bot.press(LEADER, "incident_resolve", str(group.id))
+    note = {"note": {"type": "plain_text_input", "value": "Sendemast wieder in Betrieb"}}
+    assert bot.submit(LEADER, bot.last_view(), note).status == 200
+    bot.drain()
+    third = digest()
+    assert third.resolved.count == 6, "resolved counts reports"
+    assert third.still_open.count == 1, "FB-1007 only"
+    assert (third.resolve.count, third.resolve.median) == (1, timedelta(hours=24)), (
+        "INC-101 once, 24 h after it formed"
+    )

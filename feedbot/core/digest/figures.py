@@ -15,6 +15,16 @@ Definitions a reader of the numbers must know:
 - Lists of what needs leaders (urgent, unacknowledged, overdue follow-ups) show the state at
   the time the digest is built, which is what a reader can still act on.
 - Response times count the acknowledgements and resolutions that happened in the week.
+- Incident groups: *new*, *resolved*, categories, locations, themes and the trend count
+  reports, every report filed, grouped or not (200 reports of one outage are 200 new
+  reports). *Still open*, the urgent, unacknowledged and overdue lists and the response
+  times count cases: a report outside any group, or a group once, shown with its number of
+  reports; the reports in a group are not counted there on their own, whatever their own
+  status. A group is overdue once it missed its response target unacknowledged (its first
+  reminder went out); its response times run from when it formed. Because *still open*
+  counts cases and *new* counts reports, last week's *still open* is counted directly at
+  the start of the week (for weeks without groups it equals open(end) - new + resolved).
+  See `feedbot.core.digest.incidents`.
 """
 
 from __future__ import annotations
@@ -34,11 +44,19 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col, select
 
+from feedbot.core.digest.incidents import (
+    group_list,
+    group_seconds,
+    merged,
+    open_groups_at,
+    overdue_group,
+)
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
 from feedbot.core.digest.results import Count, Digest, Durations, Trend
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
+    IncidentGroup,
     Report,
     ReportStatus,
     Urgency,
@@ -46,6 +64,8 @@ from feedbot.models import (
 
 LIST_LIMIT = 10
 TREND_WEEKS = 8
+UNGROUPED = col(Report.incident_id).is_(None)
+"""Reports in an incident group count through their group (`digest.incidents`)."""
 
 
 def build_digest(
@@ -62,8 +82,7 @@ def build_digest(
     categories = _counts_from_trend(trend)
     new = Count(None, sum(c.count for c in categories), sum(c.previous for c in categories))
     resolved = _resolved_counts(session, start, end, week_bounds(shift(period, -1), zone)[0])
-    open_now = still_open_at(session, end)
-    still_open = Count(None, open_now, open_now - new.count + resolved.count)
+    still_open = Count(None, still_open_at(session, end), still_open_at(session, start))
     themes, themes_total = recurring_themes(session, start, end, new.count)
     return Digest(
         period=period,
@@ -77,30 +96,57 @@ def build_digest(
         locations=_location_counts(session, start, end, week_bounds(shift(period, -1), zone)[0]),
         themes=themes,
         themes_total=themes_total,
-        urgent=report_list(
-            session,
-            [
-                col(Report.status).in_(OPEN),
-                col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
-            ],
-            [
-                case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
-                col(Report.created_at),
-            ],
+        urgent=merged(
+            report_list(
+                session,
+                [
+                    col(Report.status).in_(OPEN),
+                    col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+                    UNGROUPED,
+                ],
+                [
+                    case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
+                    col(Report.created_at),
+                ],
+                list_limit,
+            ),
+            group_list(
+                session,
+                [
+                    col(IncidentGroup.status).in_(OPEN),
+                    col(IncidentGroup.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+                ],
+                list_limit,
+            ),
+            lambda line: (line.urgency != Urgency.CRITICAL, line.created_at),
             list_limit,
         ),
         # `open` means never acknowledged: a reopened report goes back to `acknowledged`
         # if it was. So the (status, created_at) index answers this alone, in order.
-        unacknowledged=report_list(
-            session,
-            [col(Report.status) == ReportStatus.OPEN],
-            [col(Report.created_at)],
+        unacknowledged=merged(
+            report_list(
+                session,
+                [col(Report.status) == ReportStatus.OPEN, UNGROUPED],
+                [col(Report.created_at)],
+                list_limit,
+            ),
+            group_list(session, [col(IncidentGroup.status) == ReportStatus.OPEN], list_limit),
+            lambda line: line.created_at,
             list_limit,
         ),
-        overdue=report_list(
-            session,
-            [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now],
-            [col(Report.follow_up_at)],
+        overdue=merged(
+            report_list(
+                session,
+                [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now, UNGROUPED],
+                [col(Report.follow_up_at)],
+                list_limit,
+            ),
+            group_list(
+                session,
+                [col(IncidentGroup.status) == ReportStatus.OPEN, overdue_group()],
+                list_limit,
+            ),
+            lambda line: line.follow_up_at or line.created_at,
             list_limit,
         ),
         acknowledge=_durations(session, Report.acknowledged_at, start, end),
@@ -186,18 +232,21 @@ def _resolved_counts(
 
 
 def still_open_at(session: Session, moment: datetime) -> int:
-    """Reports filed before `moment` and not resolved by then, from three small index ranges:
-    open now and filed before, plus resolved after `moment`, minus those also filed after it
-    (these ranges only reach back to `moment`, never through the whole history)."""
+    """Cases open at `moment`: reports outside any group filed before `moment` and not
+    resolved by then, plus incident groups formed before it and not resolved by then (each
+    once). Reports come from three small index ranges: open now and filed before, plus
+    resolved after `moment`, minus those also filed after it (these ranges only reach back
+    to `moment`, never through the whole history)."""
     open_now, resolved_later, filed_later = (
-        session.exec(select(func.count()).select_from(Report).where(*where)).one()
+        session.exec(select(func.count()).select_from(Report).where(*where, UNGROUPED)).one()
         for where in (
             (col(Report.status).in_(OPEN), col(Report.created_at) < moment),
             (col(Report.status) == ReportStatus.RESOLVED, col(Report.resolved_at) >= moment),
             (col(Report.status) == ReportStatus.RESOLVED, col(Report.created_at) >= moment),
         )
     )
-    return int(open_now) + int(resolved_later) - int(filed_later)
+    groups = open_groups_at(session, moment)
+    return int(open_now) + int(resolved_later) - int(filed_later) + groups
 
 
 def seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
@@ -223,16 +272,32 @@ def _durations(
     *,
     resolved_only: bool = False,
 ) -> Durations:
-    """Median and 90th percentile of `moment - created_at` for the events in the week.
+    """Median and 90th percentile of `moment - created_at` for the events in the week, of
+    reports outside groups and of groups (each once, `moment` of the same name).
 
     One column of floats comes back (tens of thousands at most: cheap to sort here); both
     databases agree on the answer, which `percentile_cont` (PostgreSQL only) would not give.
     """
     elapsed = seconds_between(session, moment, col(Report.created_at))
-    where = [col(moment) >= start, col(moment) < end, col(Report.status) != ReportStatus.DUPLICATE]
+    where = [
+        col(moment) >= start,
+        col(moment) < end,
+        col(Report.status) != ReportStatus.DUPLICATE,
+        UNGROUPED,
+    ]
     if resolved_only:
         where.append(col(Report.status) == ReportStatus.RESOLVED)
-    values = sorted(max(v, 0.0) for v in session.exec(select(elapsed).where(*where)).all())
+    found = list(session.exec(select(elapsed).where(*where)).all())
+    group_moment = getattr(IncidentGroup, moment.key)
+    found += group_seconds(
+        session,
+        group_moment,
+        seconds_between(session, group_moment, col(IncidentGroup.created_at)),
+        start,
+        end,
+        resolved_only=resolved_only,
+    )
+    values = sorted(max(v, 0.0) for v in found)
     if not values:
         return Durations(0, None, None)
     return Durations(
