@@ -18,7 +18,7 @@ from tests.test_triage import file_from_form
 
 
 def incident_card(bot: Bot, ref: str = "INC-101") -> dict[str, Any]:
-    return next(m for m in top_level(bot) if ref in str(m["text"]))
+    return next(m for m in top_level(bot) if f":rotating_light: {ref}:" in str(m["text"]))
 
 
 def incident_thread(bot: Bot, ref: str = "INC-101") -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
-from feedbot.core import reports, triage
+from feedbot.core import burst_keys, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
 from feedbot.core.reminders.groups import most_urgent
@@ -34,18 +34,28 @@ BURST_SIMILARITY = 0.3
 class Placement:
     group: IncidentGroup
     created: bool
+    absorbed: tuple[Report, ...] = ()
+    """Reports filed before the group formed that it took in: their cards now point at it."""
 
 
 def place(
     session: Session, *, report: Report, config: RuntimeConfig, now: datetime
 ) -> Placement | None:
-    """Put a new report into an incident group if it is part of a burst; None otherwise."""
+    """Put a new report into an incident group if it is part of a burst; None otherwise.
+
+    Two keys find the burst (`burst_keys`): reports with shared terms (one wording), and
+    reports at the same place, in the same category, naming the same kind of problem (any
+    wording, German or English). An open group either key reaches is joined, the one of the
+    shared terms first; otherwise the reports either key found, with this one, form a group
+    once they reach `burst_threshold`.
+    """
     if config.burst_threshold <= 0:
         return None
     if session.get_bind().dialect.name == "postgresql":
         # Two reports of one burst filed at the same instant must not each start a group. On
         # SQLite the report's INSERT already holds the write lock, which serialises this.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
+    since = now - timedelta(minutes=config.burst_window_minutes)
     matches = reports.similar_reports(
         session,
         text=report.text,
@@ -55,15 +65,18 @@ def place(
         limit=50,
         threshold=BURST_SIMILARITY,
         candidates=100,
-        created_since=now - timedelta(minutes=config.burst_window_minutes),
+        created_since=since,
     )
-    grouped = [m.report.incident_id for m in matches if m.report.incident_id is not None]
-    if grouped:
-        group = session.get(IncidentGroup, max(set(grouped), key=grouped.count))
-        if group is not None and group.status in OPEN_STATUSES:
-            _join(session, group, [report], now)
-            return Placement(group, created=False)
-    loose = [m.report for m in matches if m.report.incident_id is None]
+    alike = [m.report for m in matches]
+    group = _open_group_among(session, alike)
+    if group is None:
+        same_place = burst_keys.same_place_and_problem(session, report=report, since=since)
+        group = _open_group_among(session, same_place)
+        alike += same_place
+    if group is not None:
+        _join(session, group, [report], now)
+        return Placement(group, created=False)
+    loose = list({other.id: other for other in alike if other.incident_id is None}.values())
     if len(loose) + 1 < config.burst_threshold:
         return None
     group = IncidentGroup(
@@ -76,8 +89,19 @@ def place(
     )
     session.add(group)
     session.flush()
+    loose.sort(key=lambda other: other.id or 0)
     _join(session, group, [*loose, report], now)
-    return Placement(group, created=True)
+    return Placement(group, created=True, absorbed=tuple(loose))
+
+
+def _open_group_among(session: Session, found: list[Report]) -> IncidentGroup | None:
+    """The open group most of `found` are in, if any."""
+    grouped = [other.incident_id for other in found if other.incident_id is not None]
+    for group_id in sorted(set(grouped), key=lambda g: (-grouped.count(g), g)):
+        group = session.get(IncidentGroup, group_id)
+        if group is not None and group.status in OPEN_STATUSES and group.merged_into_id is None:
+            return group
+    return None
 
 
 def _join(session: Session, group: IncidentGroup, members: list[Report], now: datetime) -> None:

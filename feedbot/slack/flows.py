@@ -85,6 +85,8 @@ def file_report(
         delivery.post_card(session, report=report, config=config, now=now)
     elif placement.created:
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
+        for absorbed in placement.absorbed:  # their cards now point at the group's
+            delivery.refresh_card(session, report=absorbed, config=config, now=now)
     else:
         delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
     REPORTS_CREATED.labels(report.source.value).inc()
