@@ -22,8 +22,9 @@ from feedbot.core.identity import Identities
 from feedbot.core.reminders.groups import most_urgent
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
-from feedbot.errors import Conflict
+from feedbot.errors import Conflict, InvalidValue
 from feedbot.models import IncidentGroup, Report, ReportStatus
+from feedbot.models.incidents import INCIDENT_OFFSET
 
 BURST_LOCK_KEY = 0x6275_7273_74  # "burst"
 BURST_SIMILARITY = 0.3
@@ -306,3 +307,75 @@ def resolve(
     group.resolution_note = reports.clean_text(note)
     session.add(group)
     return GroupOutcome(group, "resolved", actor, changed, notices, outcomes)
+
+
+@dataclass
+class MergeOutcome:
+    source: IncidentGroup
+    target: IncidentGroup
+    actor: str
+    moved: list[Report]
+
+
+def parse_reference(raw: str) -> int | None:
+    """The group id in a reference like `INC-102` (or `inc 102`, `102`); None otherwise."""
+    digits = raw.strip().upper().removeprefix("INC").strip(" -#")
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    group_id = int(digits) - INCIDENT_OFFSET
+    return group_id if 0 < group_id <= reports.MAX_ID else None
+
+
+def merge(
+    session: Session,
+    *,
+    source: IncidentGroup,
+    target_reference: str,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> MergeOutcome:
+    """A leader merges `source` into the group `target_reference` names: every report of
+    `source` moves to the target, which takes the more urgent urgency of the two; `source`
+    is closed as merged (its card and reminders say so). Recorded on each moved report's
+    timeline. Reporters are not told: nothing changed for them."""
+    triage.require_leader(config, actor)
+    if source.merged_into_id is not None or source.status not in OPEN_STATUSES:
+        raise Conflict(
+            f"{source.reference} is already closed.",
+            code="incident_closed",
+            params={"ref": source.reference},
+        )
+    target_id = parse_reference(target_reference)
+    target = get_group(session, target_id)
+    if target is None or target.id == source.id:
+        raise InvalidValue(
+            "Enter another open incident's reference, like INC-102.",
+            field="reference",
+            code="incident_reference",
+        )
+    if target.merged_into_id is not None or target.status not in OPEN_STATUSES:
+        raise Conflict(
+            f"{target.reference} is already closed; pick an open incident.",
+            code="incident_closed",
+            params={"ref": target.reference},
+        )
+    moved = members(session, source)
+    for member in moved:
+        member.incident_id = target.id
+        session.add(member)
+        reports.record(
+            session,
+            member,
+            actor=actor,
+            action="incident_merged",
+            now=now,
+            detail=f"{source.reference} -> {target.reference}",
+        )
+    target.urgency = most_urgent(target.urgency, source.urgency)
+    if source.created_at < target.created_at:
+        target.example = source.example
+    target.updated_at = now
+    source.status, source.merged_into_id, source.updated_at = ReportStatus.DUPLICATE, target.id, now
+    session.add_all([source, target])
+    return MergeOutcome(source, target, actor, moved)
