@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import exists, func, or_
 from sqlmodel import Session, col, select
 
 from feedbot.core.digest.periods import OPEN
@@ -45,11 +45,7 @@ def open_groups_at(session: Session, moment: datetime) -> int:
 def overdue_group() -> Any:
     """A group still waiting for acknowledgement after its response target: its first
     reminder has gone out (reminders go only after the target)."""
-    return col(IncidentGroup.id).in_(
-        select(IncidentReminder.incident_id).where(
-            col(IncidentReminder.incident_id) == col(IncidentGroup.id)
-        )
-    )
+    return exists().where(col(IncidentReminder.incident_id) == col(IncidentGroup.id))
 
 
 def group_list(session: Session, where: Sequence[Any], limit: int) -> tuple[list[ReportLine], int]:
