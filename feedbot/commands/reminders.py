@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from feedbot.core.reminders import Due, Kind
+from feedbot.core.reminders import Due, GroupDue, Kind
 from feedbot.db import make_engine, upgrade
 from feedbot.errors import ConfigurationError
 from feedbot.settings import SECRET_SOURCES, get_settings
@@ -27,8 +27,19 @@ def register(commands: Any) -> None:
     run.set_defaults(handler=cmd_run)
 
 
-def describe(due: Due) -> str:
+def describe(due: Due | GroupDue) -> str:
     """One line per reminder, for people reading a terminal."""
+    if isinstance(due, GroupDue):
+        where = "the incident card's thread"
+        return (
+            f"{due.reference:<9} "
+            + (
+                f"reminder {due.number} in {where}"
+                if due.kind == Kind.ACK
+                else f"escalation: incident not acknowledged ({due.number} reminders sent)"
+            )
+            + f" (due {due.due_at:%Y-%m-%d %H:%M} UTC)"
+        )
     what = {
         Kind.ACK: f"reminder {due.number} in the card's thread",
         Kind.FOLLOW_UP: f"follow-up reminder {due.number} to {due.recipient}",

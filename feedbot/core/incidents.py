@@ -16,13 +16,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
-from feedbot.core import reports, triage
+from feedbot.core import burst_keys, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
+from feedbot.core.reminders.groups import most_urgent
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
-from feedbot.errors import Conflict
+from feedbot.errors import Conflict, InvalidValue
 from feedbot.models import IncidentGroup, Report, ReportStatus
+from feedbot.models.incidents import INCIDENT_OFFSET
 
 BURST_LOCK_KEY = 0x6275_7273_74  # "burst"
 BURST_SIMILARITY = 0.3
@@ -33,18 +35,28 @@ BURST_SIMILARITY = 0.3
 class Placement:
     group: IncidentGroup
     created: bool
+    absorbed: tuple[Report, ...] = ()
+    """Reports filed before the group formed that it took in: their cards now point at it."""
 
 
 def place(
     session: Session, *, report: Report, config: RuntimeConfig, now: datetime
 ) -> Placement | None:
-    """Put a new report into an incident group if it is part of a burst; None otherwise."""
+    """Put a new report into an incident group if it is part of a burst; None otherwise.
+
+    Two keys find the burst (`burst_keys`): reports with shared terms (one wording), and
+    reports at the same place, in the same category, naming the same kind of problem (any
+    wording, German or English). An open group either key reaches is joined, the one of the
+    shared terms first; otherwise the reports either key found, with this one, form a group
+    once they reach `burst_threshold`.
+    """
     if config.burst_threshold <= 0:
         return None
     if session.get_bind().dialect.name == "postgresql":
         # Two reports of one burst filed at the same instant must not each start a group. On
         # SQLite the report's INSERT already holds the write lock, which serialises this.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
+    since = now - timedelta(minutes=config.burst_window_minutes)
     matches = reports.similar_reports(
         session,
         text=report.text,
@@ -54,15 +66,18 @@ def place(
         limit=50,
         threshold=BURST_SIMILARITY,
         candidates=100,
-        created_since=now - timedelta(minutes=config.burst_window_minutes),
+        created_since=since,
     )
-    grouped = [m.report.incident_id for m in matches if m.report.incident_id is not None]
-    if grouped:
-        group = session.get(IncidentGroup, max(set(grouped), key=grouped.count))
-        if group is not None and group.status in OPEN_STATUSES:
-            _join(session, group, [report], now)
-            return Placement(group, created=False)
-    loose = [m.report for m in matches if m.report.incident_id is None]
+    alike = [m.report for m in matches]
+    group = _open_group_among(session, alike)
+    if group is None:
+        same_place = burst_keys.same_place_and_problem(session, report=report, since=since)
+        group = _open_group_among(session, same_place)
+        alike += same_place
+    if group is not None:
+        _join(session, group, [report], now)
+        return Placement(group, created=False)
+    loose = list({other.id: other for other in alike if other.incident_id is None}.values())
     if len(loose) + 1 < config.burst_threshold:
         return None
     group = IncidentGroup(
@@ -71,16 +86,31 @@ def place(
         category=report.category,
         example=report.text,
         leadership_channel=report.leadership_channel,
+        urgency=report.urgency,
     )
     session.add(group)
     session.flush()
+    loose.sort(key=lambda other: other.id or 0)
     _join(session, group, [*loose, report], now)
-    return Placement(group, created=True)
+    return Placement(group, created=True, absorbed=tuple(loose))
+
+
+def _open_group_among(session: Session, found: list[Report]) -> IncidentGroup | None:
+    """The open group most of `found` are in, if any."""
+    grouped = [other.incident_id for other in found if other.incident_id is not None]
+    for group_id in sorted(set(grouped), key=lambda g: (-grouped.count(g), g)):
+        group = session.get(IncidentGroup, group_id)
+        if group is not None and group.status in OPEN_STATUSES and group.merged_into_id is None:
+            return group
+    return None
 
 
 def _join(session: Session, group: IncidentGroup, members: list[Report], now: datetime) -> None:
+    """Members join; the group's urgency (its response target) becomes its most urgent
+    report's."""
     for member in members:
         member.incident_id = group.id
+        group.urgency = most_urgent(group.urgency, member.urgency)
         session.add(member)
         reports.record(
             session, member, actor=None, action="grouped", now=now, detail=group.reference
@@ -277,3 +307,77 @@ def resolve(
     group.resolution_note = reports.clean_text(note)
     session.add(group)
     return GroupOutcome(group, "resolved", actor, changed, notices, outcomes)
+
+
+@dataclass
+class MergeOutcome:
+    source: IncidentGroup
+    target: IncidentGroup
+    actor: str
+    moved: list[Report]
+
+
+def parse_reference(raw: str) -> int | None:
+    """The group id in a reference like `INC-102` (or `inc 102`, `102`); None otherwise."""
+    digits = raw.strip().upper().removeprefix("INC").strip(" -#")
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    group_id = int(digits) - INCIDENT_OFFSET
+    return group_id if 0 < group_id <= reports.MAX_ID else None
+
+
+def merge(
+    session: Session,
+    *,
+    source: IncidentGroup,
+    target_reference: str,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> MergeOutcome:
+    """A leader merges `source` into the group `target_reference` names: every report of
+    `source` moves to the target, which takes the more urgent urgency of the two; `source`
+    is closed as merged (its card and reminders say so). Recorded on each moved report's
+    timeline. Reporters are not told: nothing changed for them. A route's own leader may
+    merge only groups of their route, into groups of their route."""
+    triage.require_leader(config, actor, source)
+    if source.merged_into_id is not None or source.status not in OPEN_STATUSES:
+        raise Conflict(
+            f"{source.reference} is already closed.",
+            code="incident_closed",
+            params={"ref": source.reference},
+        )
+    target_id = parse_reference(target_reference)
+    target = get_group(session, target_id)
+    if target is None or target.id == source.id:
+        raise InvalidValue(
+            "Enter another open incident's reference, like INC-102.",
+            field="reference",
+            code="incident_reference",
+        )
+    if target.merged_into_id is not None or target.status not in OPEN_STATUSES:
+        raise Conflict(
+            f"{target.reference} is already closed; pick an open incident.",
+            code="incident_closed",
+            params={"ref": target.reference},
+        )
+    triage.require_leader(config, actor, target)
+    moved = members(session, source)
+    for member in moved:
+        member.incident_id = target.id
+        session.add(member)
+        reports.record(
+            session,
+            member,
+            actor=actor,
+            action="incident_merged",
+            now=now,
+            detail=f"{source.reference} -> {target.reference}",
+        )
+    target.urgency = most_urgent(target.urgency, source.urgency)
+    if source.created_at < target.created_at:
+        target.example = source.example
+    target.updated_at = now
+    source.status, source.merged_into_id, source.updated_at = ReportStatus.DUPLICATE, target.id, now
+    session.add_all([source, target])
+    return MergeOutcome(source, target, actor, moved)

@@ -24,7 +24,7 @@ from feedbot.models.core import (
     utcnow,
 )
 from feedbot.models.digest import DigestRun, DigestSubscription
-from feedbot.models.incidents import IncidentGroup
+from feedbot.models.incidents import IncidentGroup, IncidentReminder
 from feedbot.models.reminders import Reminder, ReminderMessage
 from feedbot.models.webhooks import Webhook, WebhookNonce
 
@@ -38,6 +38,7 @@ __all__ = [
     "DigestSubscription",
     "DmDraft",
     "IncidentGroup",
+    "IncidentReminder",
     "MeToo",
     "OutboxMessage",
     "OutboxStatus",

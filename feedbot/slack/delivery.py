@@ -189,12 +189,14 @@ def _card(session: Session, report: Report, config: RuntimeConfig, *, mention: b
     if report.duplicate_of_id is not None:
         duplicate_of = reports.get_report(session, report.duplicate_of_id).reference
     leaders = config.leaders if mention and report.urgency == Urgency.CRITICAL else None
+    group = incidents.get_group(session, report.incident_id)
     return build_report_card(
         report,
         locale=config.language_of_channel(report.leadership_channel or ""),
         mention=leaders,
         duplicate_of=duplicate_of,
         files=attachments.summarise(session, report.id),
+        incident=group.reference if group is not None else None,
     )
 
 

@@ -39,6 +39,7 @@ from feedbot.slack.deps import Deps
 from feedbot.slack.i18n import t
 from feedbot.slack.views import slack_date
 from feedbot.slack.views.files import build_files_taken, files_label
+from feedbot.slack.views.incident_reminders import build_group_reminder_done
 from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
 from feedbot.slack.views.reminders import build_follow_up_prompt, build_note
 from feedbot.slack.views.report_card import build_thread_line
@@ -86,6 +87,8 @@ def file_report(
         delivery.post_card(session, report=report, config=config, now=now)
     elif placement.created:
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
+        for absorbed in placement.absorbed:  # their cards now point at the group's
+            delivery.refresh_card(session, report=absorbed, config=config, now=now)
     else:
         delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
     webhooks.emit(session, event="report.filed", report=report, config=config, now=now)
@@ -305,6 +308,7 @@ def group_triaged(
     one) and reminders, one thread line, one notice per person."""
     group = outcome.group
     delivery.refresh_group_card(session, group=group, config=config, now=now)
+    group_reminders_follow(session, group=group, config=config, now=now)
     for member in outcome.outcomes:
         delivery.refresh_card(session, report=member.report, config=config, now=now)
         reminders_follow(session, deps, outcome=member, config=config, now=now)
@@ -408,6 +412,20 @@ def reminders_follow(
             else config.language_of_channel(conversation)
         )
         note = build_note(_settled_text(report, outcome.action, locale))
+        delivery.edit_sent(session, message=message, edit=note, now=now, purpose="reminder_update")
+
+
+def group_reminders_follow(
+    session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
+) -> None:
+    """Once a group no longer waits, its queued reminders are withdrawn and those in its
+    card's thread say so."""
+    if reminders.groups.waiting(group):
+        return
+    reminders.withdraw_stale_group(session, group=group)
+    for _reminder, message in reminders.sent_group_messages(session, group=group):
+        locale = config.language_of_channel(message.conversation)
+        note = build_group_reminder_done(group, locale=locale)
         delivery.edit_sent(session, message=message, edit=note, now=now, purpose="reminder_update")
 
 

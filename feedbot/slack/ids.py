@@ -21,6 +21,7 @@ class Callback(StrEnum):
     SETTINGS_FORM = "settings_form"
     INCIDENT_REPLY_FORM = "incident_reply_form"
     INCIDENT_RESOLVE_FORM = "incident_resolve_form"
+    INCIDENT_MERGE_FORM = "incident_merge_form"
     REPORTER_REPLY_FORM = "reporter_reply_form"
     WEBHOOKS_FORM = "webhooks_form"
 
@@ -50,6 +51,7 @@ class Action(StrEnum):
     INCIDENT_ACKNOWLEDGE = "incident_acknowledge"
     INCIDENT_REPLY = "incident_reply"
     INCIDENT_RESOLVE = "incident_resolve"
+    INCIDENT_MERGE = "incident_merge"
     REPORTER_REPLY = "report_reporter_reply"
     DM_NEW_REPORT = "dm_new_report"
     DM_ABOUT_REPORT = "dm_about_report"

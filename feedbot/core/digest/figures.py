@@ -15,6 +15,16 @@ Definitions a reader of the numbers must know:
 - Lists of what needs leaders (urgent, unacknowledged, overdue follow-ups) show the state at
   the time the digest is built, which is what a reader can still act on.
 - Response times count the acknowledgements and resolutions that happened in the week.
+- Incident groups: *new*, *resolved*, categories, locations, themes and the trend count
+  reports, every report filed, grouped or not (200 reports of one outage are 200 new
+  reports). *Still open*, the urgent, unacknowledged and overdue lists and the response
+  times count cases: a report outside any group, or a group once, shown with its number of
+  reports; the reports in a group are not counted there on their own, whatever their own
+  status. A group is overdue once it missed its response target unacknowledged (its first
+  reminder went out); its response times run from when it formed. Because *still open*
+  counts cases and *new* counts reports, last week's *still open* is counted directly at
+  the start of the week (for weeks without groups it equals open(end) - new + resolved).
+  See `feedbot.core.digest.incidents`.
 """
 
 from __future__ import annotations
@@ -35,13 +45,21 @@ from sqlalchemy import (
 from sqlmodel import Session, col, select
 
 from feedbot.core.attachments import SHOWN_STATES
+from feedbot.core.digest.incidents import (
+    group_list,
+    group_seconds,
+    merged,
+    open_groups_at,
+    overdue_group,
+)
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
 from feedbot.core.digest.results import Count, Digest, Durations, RouteLine, Trend
-from feedbot.core.digest.scope import in_channel
+from feedbot.core.digest.scope import groups_in_channel, in_channel
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
     Attachment,
+    IncidentGroup,
     Report,
     ReportStatus,
     Urgency,
@@ -49,6 +67,8 @@ from feedbot.models import (
 
 LIST_LIMIT = 10
 TREND_WEEKS = 8
+UNGROUPED = col(Report.incident_id).is_(None)
+"""Reports in an incident group count through their group (`digest.incidents`)."""
 
 
 def build_digest(
@@ -63,22 +83,27 @@ def build_digest(
 ) -> Digest:
     """Everything a leadership digest says about `period`, computed in a handful of queries.
 
-    With `channel`, only the reports routed to that leadership channel count (a route's own
-    digest); without, the whole company's, plus one line per channel in `routes`.
+    With `channel`, only the reports (and incident groups) routed to that leadership channel
+    count (a route's own digest); without, the whole company's, plus one line per channel in
+    `routes`.
 
     On PostgreSQL, JIT compilation is turned off for the rest of the caller's transaction:
     these queries take well under a second, and compiling them cost more than it saved."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))
     scope = in_channel(channel)
+    group_scope = groups_in_channel(channel)
     start, end = week_bounds(period, zone)
     previous_start = week_bounds(shift(period, -1), zone)[0]
     trend = _trend(session, period, zone, scope)
     categories = _counts_from_trend(trend)
     new = Count(None, sum(c.count for c in categories), sum(c.previous for c in categories))
     resolved = _resolved_counts(session, start, end, previous_start, scope)
-    open_now = still_open_at(session, end, scope)
-    still_open = Count(None, open_now, open_now - new.count + resolved.count)
+    still_open = Count(
+        None,
+        still_open_at(session, end, scope, group_scope),
+        still_open_at(session, start, scope, group_scope),
+    )
     themes, themes_total = recurring_themes(session, start, end, new.count, scope)
     return Digest(
         period=period,
@@ -92,35 +117,67 @@ def build_digest(
         locations=_location_counts(session, start, end, previous_start, scope),
         themes=themes,
         themes_total=themes_total,
-        urgent=report_list(
-            session,
-            [
-                col(Report.status).in_(OPEN),
-                col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
-                *scope,
-            ],
-            [
-                case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
-                col(Report.created_at),
-            ],
+        urgent=merged(
+            report_list(
+                session,
+                [
+                    col(Report.status).in_(OPEN),
+                    col(Report.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+                    UNGROUPED,
+                    *scope,
+                ],
+                [
+                    case((col(Report.urgency) == Urgency.CRITICAL, 0), else_=1),
+                    col(Report.created_at),
+                ],
+                list_limit,
+            ),
+            group_list(
+                session,
+                [
+                    col(IncidentGroup.status).in_(OPEN),
+                    col(IncidentGroup.urgency).in_([Urgency.CRITICAL, Urgency.HIGH]),
+                    *group_scope,
+                ],
+                list_limit,
+            ),
+            lambda line: (line.urgency != Urgency.CRITICAL, line.created_at),
             list_limit,
         ),
         # `open` means never acknowledged: a reopened report goes back to `acknowledged`
         # if it was. So the (status, created_at) index answers this alone, in order.
-        unacknowledged=report_list(
-            session,
-            [col(Report.status) == ReportStatus.OPEN, *scope],
-            [col(Report.created_at)],
+        unacknowledged=merged(
+            report_list(
+                session,
+                [col(Report.status) == ReportStatus.OPEN, UNGROUPED, *scope],
+                [col(Report.created_at)],
+                list_limit,
+            ),
+            group_list(
+                session, [col(IncidentGroup.status) == ReportStatus.OPEN, *group_scope], list_limit
+            ),
+            lambda line: line.created_at,
             list_limit,
         ),
-        overdue=report_list(
-            session,
-            [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now, *scope],
-            [col(Report.follow_up_at)],
+        overdue=merged(
+            report_list(
+                session,
+                [col(Report.status).in_(OPEN), col(Report.follow_up_at) < now, UNGROUPED, *scope],
+                [col(Report.follow_up_at)],
+                list_limit,
+            ),
+            group_list(
+                session,
+                [col(IncidentGroup.status) == ReportStatus.OPEN, overdue_group(), *group_scope],
+                list_limit,
+            ),
+            lambda line: line.follow_up_at or line.created_at,
             list_limit,
         ),
-        acknowledge=_durations(session, Report.acknowledged_at, start, end, scope),
-        resolve=_durations(session, Report.resolved_at, start, end, scope, resolved_only=True),
+        acknowledge=_durations(session, Report.acknowledged_at, start, end, scope, group_scope),
+        resolve=_durations(
+            session, Report.resolved_at, start, end, scope, group_scope, resolved_only=True
+        ),
         trend=trend,
         channel=channel,
         with_photos=_with_photos(session, start, end, scope),
@@ -282,19 +339,29 @@ def _resolved_counts(
     return Count(None, weeks[1], weeks[0])
 
 
-def still_open_at(session: Session, moment: datetime, scope: Sequence[Any] = ()) -> int:
-    """Reports filed before `moment` and not resolved by then, from three small index ranges:
-    open now and filed before, plus resolved after `moment`, minus those also filed after it
-    (these ranges only reach back to `moment`, never through the whole history)."""
+def still_open_at(
+    session: Session,
+    moment: datetime,
+    scope: Sequence[Any] = (),
+    group_scope: Sequence[Any] = (),
+) -> int:
+    """Cases open at `moment`: reports outside any group filed before `moment` and not
+    resolved by then, plus incident groups formed before it and not resolved by then (each
+    once). Reports come from three small index ranges: open now and filed before, plus
+    resolved after `moment`, minus those also filed after it (these ranges only reach back
+    to `moment`, never through the whole history)."""
     open_now, resolved_later, filed_later = (
-        session.exec(select(func.count()).select_from(Report).where(*where, *scope)).one()
+        session.exec(
+            select(func.count()).select_from(Report).where(*where, UNGROUPED, *scope)
+        ).one()
         for where in (
             (col(Report.status).in_(OPEN), col(Report.created_at) < moment),
             (col(Report.status) == ReportStatus.RESOLVED, col(Report.resolved_at) >= moment),
             (col(Report.status) == ReportStatus.RESOLVED, col(Report.created_at) >= moment),
         )
     )
-    return int(open_now) + int(resolved_later) - int(filed_later)
+    groups = open_groups_at(session, moment, group_scope)
+    return int(open_now) + int(resolved_later) - int(filed_later) + groups
 
 
 def seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
@@ -318,10 +385,12 @@ def _durations(
     start: datetime,
     end: datetime,
     scope: Sequence[Any],
+    group_scope: Sequence[Any],
     *,
     resolved_only: bool = False,
 ) -> Durations:
-    """Median and 90th percentile of `moment - created_at` for the events in the week.
+    """Median and 90th percentile of `moment - created_at` for the events in the week, of
+    reports outside groups and of groups (each once, `moment` of the same name).
 
     One column of floats comes back (tens of thousands at most: cheap to sort here); both
     databases agree on the answer, which `percentile_cont` (PostgreSQL only) would not give.
@@ -331,11 +400,23 @@ def _durations(
         col(moment) >= start,
         col(moment) < end,
         col(Report.status) != ReportStatus.DUPLICATE,
+        UNGROUPED,
         *scope,
     ]
     if resolved_only:
         where.append(col(Report.status) == ReportStatus.RESOLVED)
-    values = sorted(max(v, 0.0) for v in session.exec(select(elapsed).where(*where)).all())
+    found = list(session.exec(select(elapsed).where(*where)).all())
+    group_moment = getattr(IncidentGroup, moment.key)
+    found += group_seconds(
+        session,
+        group_moment,
+        seconds_between(session, group_moment, col(IncidentGroup.created_at)),
+        start,
+        end,
+        group_scope,
+        resolved_only=resolved_only,
+    )
+    values = sorted(max(v, 0.0) for v in found)
     if not values:
         return Durations(0, None, None)
     return Durations(

@@ -10,6 +10,7 @@ from feedbot.models import (
     ReportStatus,
     Urgency,
 )
+from feedbot.models.incidents import INCIDENT_OFFSET
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ class ReportLine:
     card_ts: str | None = None
     source_link: str | None = None
     """The message the report came from; never for anonymous reports (it names its author)."""
+    incident_reports: int | None = None
+    """Set for an incident group (then `id` is the group's): how many reports it holds."""
 
     @property
     def reference(self) -> str:
+        if self.incident_reports is not None:
+            return f"INC-{INCIDENT_OFFSET + self.id}"
         return f"FB-{REFERENCE_OFFSET + self.id}"
 
 

@@ -32,6 +32,9 @@ acknowledgement, resolution or snooze that committed first makes the re-check fa
 `report.snoozed_until` holds back the owner's reminders: a snooze sets it, and so does a new
 owner taking the report (one working hour, see `QUIET_FOR_NEW_OWNER`). `report.escalated_at`
 is the latest escalation and ends the acknowledgement cycle.
+
+Incident groups have the `ack` cycle too, in their card's thread (`groups`); the reports in
+a group have none of their own.
 """
 
 from feedbot.core.reminders.actions import (
@@ -47,6 +50,17 @@ from feedbot.core.reminders.actions import (
     snooze,
     snooze_until,
     withdraw_stale,
+)
+from feedbot.core.reminders.groups import (
+    ClaimedGroup,
+    GroupDue,
+    claim_group,
+    find_due_groups,
+    group_due_steps,
+    group_history,
+    most_urgent,
+    sent_group_messages,
+    withdraw_stale_group,
 )
 from feedbot.core.reminders.scan import Claimed, attach_messages, claim, find_due
 from feedbot.core.reminders.steps import (
@@ -65,7 +79,9 @@ __all__ = [
     "QUIET_FOR_NEW_OWNER",
     "SEND_ORDER",
     "Claimed",
+    "ClaimedGroup",
     "Due",
+    "GroupDue",
     "HistoryItem",
     "Kind",
     "Rules",
@@ -75,16 +91,23 @@ __all__ = [
     "attach_messages",
     "callback_anchor",
     "claim",
+    "claim_group",
     "due_steps",
     "find_due",
+    "find_due_groups",
     "follow_up_anchor",
+    "group_due_steps",
+    "group_history",
     "history",
+    "most_urgent",
     "open_follow_ups",
     "quiet_for_new_owner",
     "reminder_message",
+    "sent_group_messages",
     "sent_messages",
     "set_follow_up",
     "snooze",
     "snooze_until",
     "withdraw_stale",
+    "withdraw_stale_group",
 ]

@@ -68,6 +68,7 @@ def _candidates(session: Session, *, now: datetime, rules: Rules) -> list[Report
                 col(Report.created_at) <= max(bounds.values()),
                 col(Report.acknowledged_at).is_(None),
                 col(Report.card_message_id).is_not(None),
+                col(Report.incident_id).is_(None),
                 or_(
                     *(
                         and_(col(Report.urgency) == urgency, col(Report.created_at) <= bound)

@@ -166,6 +166,7 @@ def due_steps(
         and report.acknowledged_at is None
         and report.escalated_at is None
         and report.card_message_id is not None
+        and report.incident_id is None  # its incident group's cycle stands for it
         and working(rules.zone)
     ):
         target = hours.add(report.created_at, rules.targets[Urgency(report.urgency)], rules.zone)

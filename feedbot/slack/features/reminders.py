@@ -21,13 +21,14 @@ from sqlmodel import Session
 
 from feedbot.core import reminders, reports, triage
 from feedbot.core.config import RuntimeConfig
-from feedbot.core.reminders import Due, Kind, SnoozeChoice
+from feedbot.core.reminders import Due, GroupDue, Kind, SnoozeChoice
 from feedbot.core.working_time import WorkingHours
 from feedbot.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.models import OutboxMessage, Report
 from feedbot.slack import codecs, delivery, flows
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, refuse, refusing, tell
+from feedbot.slack.features.incident_reminders import send_due_groups
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback, Field
 from feedbot.slack.views import Message, slack_date
@@ -62,9 +63,9 @@ def register(app: App, deps: Deps) -> None:
 # --------------------------------------------------------------------------- the scan
 
 
-def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
-    """Send every reminder and escalation due now; returns what was sent (with `dry_run`,
-    what is due, sending nothing).
+def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due | GroupDue]:
+    """Send every reminder and escalation due now, of reports and of incident groups;
+    returns what was sent (with `dry_run`, what is due, sending nothing).
 
     Each step is claimed and queued in a transaction of its own, so one failure (a lock
     timeout, say) costs only that step, which the next scan retries.
@@ -77,12 +78,14 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
 
     with Session(deps.engine) as session:
         due = reminders.find_due(session, now=now, config=config, zone_for=zone_for)
+        group_due = reminders.find_due_groups(session, now=now, config=config)
     if dry_run:
-        return due
+        return [*due, *group_due]
     # Who gets what is looked up now (Slack's users.info may take a moment), so no
     # transaction below waits on Slack.
     people = {item.recipient for item in due if item.recipient}
-    if any(item.kind.escalation for item in due) and not config.escalation_channel:
+    escalating = [item.kind.escalation for item in due] + [g.kind.escalation for g in group_due]
+    if any(escalating) and not config.escalation_channel:
         people |= {*config.admins, *config.bootstrap_admins}
     for person in people:
         deps.people.profile(person)
@@ -99,9 +102,13 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due]:
                 item.kind,
                 item.sequence,
             )
-    if sent:
-        log.info("sent %s reminders and escalations", len(sent))
-    return sent
+    sent_all: list[Due | GroupDue] = [*sent]
+    sent_all += send_due_groups(
+        deps, group_due, mentions=lambda channel: _leader_mentions(config, channel), config=config
+    )
+    if sent_all:
+        log.info("sent %s reminders and escalations", len(sent_all))
+    return sent_all
 
 
 def _send(session: Session, deps: Deps, due: Due, *, config: RuntimeConfig, now: datetime) -> bool:

@@ -87,6 +87,8 @@ def reference(line: ReportLine, link_base: str | None, locale: str = "en") -> st
     """The report's reference linked to its card, and to the message it came from."""
     url = card_link(link_base, line.card_channel, line.card_ts)
     shown = f"<{url}|{line.reference}>" if url else f"*{line.reference}*"
+    if line.incident_reports is not None:
+        shown += " " + t(locale, "digest.incident_reports", n=number(locale, line.incident_reports))
     if line.source_link:
         shown += " · " + t(locale, "card.source", link=line.source_link)
     return shown

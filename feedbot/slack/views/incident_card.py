@@ -78,7 +78,11 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
                     ),
                 ),
                 _field(locale, "card.me_too", number(locale, summary.me_too)),
-                _field(locale, "card.status", t(locale, f"status.{group.status}")),
+                _field(
+                    locale,
+                    "card.status",
+                    t(locale, f"status.{group.status}", target=group.merged_into_reference or ""),
+                ),
                 _field(locale, "incident.locations", locations),
                 _field(locale, "incident.since", slack_date(group.created_at)),
             ]
@@ -100,7 +104,13 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
                 )
             )
         )
-    if group.status != ReportStatus.RESOLVED:
+    if group.merged_into_reference:
+        merged = t(
+            locale, "incident.merged_into", ref=group.reference, into=group.merged_into_reference
+        )
+        blocks.insert(1, SectionBlock(text=MarkdownTextObject(text=merged)))
+        fallback = f"{merged}\n{fallback}"
+    elif group.status != ReportStatus.RESOLVED:
         buttons = []
         if group.status == ReportStatus.OPEN:
             buttons.append(
@@ -121,6 +131,11 @@ def build_incident_card(group: IncidentGroup, summary: GroupSummary, *, locale: 
                 text=t(locale, "incident.resolve"),
                 action_id=Action.INCIDENT_RESOLVE,
                 value=codecs.GROUP.encode(group.id),
+            ),
+            ButtonElement(
+                text=t(locale, "incident.merge"),
+                action_id=Action.INCIDENT_MERGE,
+                value=str(group.id),
             ),
         ]
         blocks.append(ActionsBlock(block_id=f"incident-{group.id}", elements=buttons))
@@ -153,5 +168,27 @@ def build_incident_form(
                 if callback == Callback.INCIDENT_RESOLVE_FORM and not confidential
                 else []
             ),
+        ],
+    )
+
+
+def build_merge_form(*, group: IncidentGroup, locale: str) -> View:
+    """Merge `group` into another: the other group's reference, typed."""
+    return View(
+        type="modal",
+        callback_id=Callback.INCIDENT_MERGE_FORM,
+        title=t(locale, "incident.merge_title")[:24],
+        submit=t(locale, "form.submit"),
+        close=t(locale, "form.close"),
+        private_metadata=codecs.GROUP_FORM.encode(group.id),
+        blocks=[
+            InputBlock(
+                block_id=Field.REFERENCE,
+                label=t(locale, "incident.merge_label", ref=group.reference),
+                hint=t(locale, "incident.merge_hint", ref=group.reference),
+                element=PlainTextInputElement(
+                    action_id=INPUT, max_length=20, placeholder="INC-102"
+                ),
+            )
         ],
     )

@@ -79,12 +79,15 @@ def build_report_card(
     mention: list[str] | None = None,
     duplicate_of: str | None = None,
     files: FileSummary | None = None,
+    incident: str | None = None,
 ) -> Message:
     """The card: what happened, the facts, and the triage buttons that fit its status.
 
     `mention` lists leaders to notify (critical reports); `duplicate_of` is the reference of
     the report this one was merged into; `files` counts its photos and files and names
-    feedbot's copy of the first photo, shown in the card (the copies are in the thread).
+    feedbot's copy of the first photo, shown in the card (the copies are in the thread);
+    `incident` names the incident group it is in (a card posted before its group formed
+    then points at the group's card).
     """
     category = escape(report.category)
     urgency = t(locale, f"urgency.{report.urgency}")
@@ -107,6 +110,9 @@ def build_report_card(
             text=PlainTextObject(text=shorten(f"{report.reference} · {report.category}", 150))
         )
     )
+    if incident:
+        pointer = t(locale, "incident.part_of", ref=incident)
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=pointer)]))
     blocks.append(SectionBlock(text=MarkdownTextObject(text=quote(report.text, CARD_TEXT_LIMIT))))
     owner = f"<@{report.owner_id}>" if report.owner_id else t(locale, "card.nobody")
     fields = [
