@@ -150,6 +150,7 @@ def claim_due(
     limit: int = 20,
     per_conversation: int | None = None,
     skip: Collection[str] = (),
+    owner: str | None = None,
 ) -> list[Claim]:
     """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
 
@@ -158,7 +159,8 @@ def claim_due(
     entry that arrives a moment later with an earlier turn then still goes before the rest.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
-    over and flagged for a recheck, since Slack may have accepted it already.
+    over and flagged for a recheck, since Slack may have accepted it already. `owner` names
+    the claiming process (see `feedbot.core.liveness`), so its claims end when it dies.
     """
     heads = (
         select(func.min(OutboxMessage.id).label("id"))
@@ -217,6 +219,7 @@ def claim_due(
                 lease_until=now + LEASE,
                 attempts=entry.attempts + 1,
                 uncertain=entry.uncertain or took_over,
+                claimed_by=owner,
             )
             .execution_options(synchronize_session=False)
         )

@@ -23,6 +23,7 @@ from feedbot.models.core import (
     utcnow,
 )
 from feedbot.models.digest import DigestRun, DigestSubscription
+from feedbot.models.inbox import InboxEntry, InboxStatus
 from feedbot.models.incidents import IncidentGroup
 from feedbot.models.reminders import Reminder, ReminderMessage
 
@@ -33,6 +34,8 @@ __all__ = [
     "DigestRun",
     "DigestSubscription",
     "DmDraft",
+    "InboxEntry",
+    "InboxStatus",
     "IncidentGroup",
     "MeToo",
     "OutboxMessage",

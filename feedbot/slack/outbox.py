@@ -125,8 +125,11 @@ class OutboxSender:
         post_interval: float = POST_INTERVAL,
         access: SlackAccess | None = None,
         identities: Identities | None = None,
+        owner: str | None = None,
     ) -> None:
         self.engine = engine
+        self.owner = owner
+        """This process's name on its claims (`feedbot.core.liveness`), if it has one."""
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
         # a reset connection, which can post a message twice, and a rate-limit handler would
         # sleep here while other conversations wait. The outbox retries by itself.
@@ -197,6 +200,7 @@ class OutboxSender:
                             limit=min(room, 50),
                             per_conversation=AHEAD_PER_CONVERSATION,
                             skip=busy,
+                            owner=self.owner,
                         )
                 except Exception:
                     log.exception("outbox pass failed; retrying")
@@ -440,7 +444,7 @@ class OutboxSender:
         if SEALED_USER in stored:
             field = "user_id" if entry.method == "views.publish" else "user"
             payload[field] = self._open(stored[SEALED_USER])
-        if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:…"
+        if entry.method in {"views.publish", RESPONSE_URL}:  # addressed without a channel
             return payload
         if SEALED_TO in stored:
             payload["channel"] = self._channel_for(self._open(stored[SEALED_TO]))
@@ -541,6 +545,10 @@ def _retry_after(headers: dict[str, Any]) -> float:
     return 1.0
 
 
+RESPONSE_URL = "response_url"
+"""Outbox method of an answer to a slash command or button, posted to its `response_url`
+(`payload["response_url"]`): it reaches the person wherever they typed, bot member or not."""
+
 FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
 
@@ -554,8 +562,38 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     An upload carries no message metadata, so after a crash mid-upload (outcome unknown)
     it is not rechecked like a post: at worst the file is attached twice; the digest's own
     message is still posted once."""
+    if method == RESPONSE_URL:
+        return _respond(client, payload)
     if method != FILE_UPLOAD:
         return client.api_call(method, json=payload)
     arguments = dict(payload)
     content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
     return client.files_upload_v2(file=content, **arguments)
+
+
+def _respond(client: WebClient, payload: dict[str, Any]) -> Any:
+    """Post to a `response_url` (the URL travels in the payload, the message is the rest)."""
+    from slack_sdk.webhook import WebhookClient
+
+    url = str(payload.get("response_url") or "")
+    body = {key: value for key, value in payload.items() if key != "response_url"}
+    answer = WebhookClient(url, timeout=client.timeout).send_dict(body)
+    if answer.status_code >= 500:
+        raise OSError(f"response_url answered {answer.status_code}")
+    refused = answer.status_code >= 400 or '"ok": false' in (answer.body or "").replace(
+        '"ok":false', '"ok": false'
+    )
+    if refused:
+        from slack_sdk.web import SlackResponse
+
+        response = SlackResponse(
+            client=client,
+            http_verb="POST",
+            api_url=url,
+            req_args={},
+            data={"ok": False, "error": answer.body or "response_url_refused"},
+            headers=answer.headers,
+            status_code=answer.status_code,
+        )
+        raise SlackApiError("response_url refused the answer", response)  # type: ignore[no-untyped-call]
+    return {"ok": True}
