@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,11 @@ requests, retries that came due)."""
 DEPTH_EVERY = 5.0
 """Seconds between checks of how long the oldest request has waited."""
 PRUNE_EVERY = 3600.0
+YIELD_LIMIT = 0.1
+"""Seconds a worker waits at most for requests being stored before it takes the next entry:
+acks go first, but a steady stream of them must not stop the work altogether."""
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread runs before the interpreter offers another thread its turn."""
 
 IN_REQUEST_WORDS = frozenset({"", "help", "mine", "admin"})
 """`/feedback` subcommands answered inside the request: a modal to open, or reading only."""
@@ -146,7 +152,9 @@ class Inbox:
         # SQLite has one writer: requests storing entries and the worker take turns here
         # instead of in SQLite's busy handler, which sleeps in growing steps.
         self._writer: threading.Lock | None = threading.Lock() if self.sqlite else None
-        self._late_logged = 0.0
+        self._answering = 0
+        """Requests storing their entry right now: the workers let them go first."""
+        self._answering_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ the request
 
@@ -164,10 +172,16 @@ class Inbox:
         if found is None:
             return next()
         kind, key = found
-        with self._writing(), session_scope(self.engine) as session:
-            stored = core.store(
-                session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
-            )
+        with self._answering_lock:
+            self._answering += 1
+        try:
+            with self._writing(), session_scope(self.engine) as session:
+                stored = core.store(
+                    session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
+                )
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
         if stored:
             self._wake.set()
         else:
@@ -200,6 +214,9 @@ class Inbox:
         self._wake.set()
 
     def start(self) -> None:
+        # A worker holds the interpreter for whole slices of its work; with shorter slices a
+        # request that arrives meanwhile gets its turn sooner (Slack is waiting for it).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._stop.clear()
         self._workers = [
             threading.Thread(target=self._run, args=(n,), name=f"inbox-{n}", daemon=True)
@@ -281,9 +298,16 @@ class Inbox:
         except Exception as exc:
             log.warning("could not prune the inbox: %s", type(exc).__name__)
 
+    def _let_requests_go_first(self) -> None:
+        """Wait (up to `YIELD_LIMIT`) while requests are being stored: acks come first."""
+        deadline = time.monotonic() + YIELD_LIMIT
+        while self._answering and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.001)
+
     def handle_one(self) -> bool:
         """Take one due entry and handle it; False when none is due."""
         assert self.app is not None, "attach the inbox to an app first"
+        self._let_requests_go_first()
         with self._writing(), Session(self.engine, expire_on_commit=False) as session:
             entry = core.take_next(session, now=self.deps.clock())
             if entry is None:
@@ -358,8 +382,7 @@ class Inbox:
         message = {"response_type": "ephemeral", **message, "replace_original": True}
         outbox.enqueue(
             session,
-            conversation=str(body.get("channel_id") or body.get("user_id") or "respond")[:64],
-            lane=f"respond:{body.get('user_id')}"[:64],
+            conversation=f"respond:{body.get('user_id')}"[:64],  # each person's in order
             method=RESPONSE_URL,
             payload=message | {"response_url": url},
             purpose="command_answer",
