@@ -273,3 +273,32 @@ def test_only_requests_that_change_something_are_deferred() -> None:
     in_modal = press | {"actions": [{"action_id": "x"}], "view": {"type": "modal"}}
     assert slack_inbox.classify(in_modal, modal) is None
     assert slack_inbox.classify({"type": "view_submission"}, modal) is None
+
+
+def test_the_inbox_command_shows_the_backlog_and_what_failed(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from feedbot.cli import main
+    from feedbot.settings import get_settings
+
+    bot.message(ALICE, "Kasse 2 hängt", event_id="Ev5")
+    with session_scope(bot.engine) as session:
+        session.add(
+            InboxEntry(
+                kind="event:message",
+                dedupe_key="event:Ev6",
+                body="{}",
+                status=InboxStatus.FAILED,
+                attempts=5,
+                last_error="OperationalError: gone",
+            )
+        )
+    monkeypatch.setenv("DATABASE_URL", bot.engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        assert main(["inbox"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "waiting: 1" in out and "failed: 1" in out
+    assert "event:message" in out and "OperationalError: gone" in out
