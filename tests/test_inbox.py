@@ -273,6 +273,12 @@ def test_only_requests_that_change_something_are_deferred() -> None:
     in_modal = press | {"actions": [{"action_id": "x"}], "view": {"type": "modal"}}
     assert slack_inbox.classify(in_modal, modal) is None
     assert slack_inbox.classify({"type": "view_submission"}, modal) is None
+    event = {"type": "event_callback", "event_id": "Ev9"}
+    assert slack_inbox.classify(event | {"event": {"type": "message"}}, modal) == (
+        "event:message",
+        "event:Ev9",
+    )
+    assert slack_inbox.classify(event | {"event": {"type": "app_uninstalled"}}, modal) is None
 
 
 def test_the_inbox_command_shows_the_backlog_and_what_failed(

@@ -8,6 +8,7 @@ instead of the report being lost. Listeners therefore do only fast work (databas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -150,9 +151,12 @@ class FeedbotApp(App):
     """Bolt's App, answering every request it is handed (over HTTP or Socket Mode) with a
     request id on its log lines, metrics, and no 500 for a request that cannot succeed."""
 
+    answering: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    """Wraps the answer to each request (the inbox counts them, to let them go first)."""
+
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         started = time.perf_counter()
-        with log_context(request="slack"):
+        with self.answering(), log_context(request="slack"):
             try:
                 response = super().dispatch(req)
             except TRANSIENT_ERRORS:

@@ -55,14 +55,17 @@ requests, retries that came due)."""
 DEPTH_EVERY = 5.0
 """Seconds between checks of how long the oldest request has waited."""
 PRUNE_EVERY = 3600.0
-YIELD_LIMIT = 0.1
-"""Seconds a worker waits at most for requests being stored before it takes the next entry:
-acks go first, but a steady stream of them must not stop the work altogether."""
+YIELD_LIMIT = 0.05
+"""Seconds a worker waits at most for requests being answered before it takes the next
+entry: acks go first, but a steady stream of them must not stop the work altogether."""
 SWITCH_INTERVAL = 0.001
 """Seconds a thread runs before the interpreter offers another thread its turn."""
 
 IN_REQUEST_WORDS = frozenset({"", "help", "mine", "admin"})
 """`/feedback` subcommands answered inside the request: a modal to open, or reading only."""
+IN_REQUEST_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})
+"""Events handled inside the request: rare, quick, and written by `SlackAccess` in a
+transaction of its own, which on SQLite would wait for the worker's."""
 
 
 def _modal_actions() -> frozenset[str]:
@@ -104,6 +107,8 @@ def classify(body: dict[str, Any], modal_actions: frozenset[str]) -> tuple[str, 
     kind = body.get("type")
     if kind == "event_callback":
         event: dict[str, Any] = body["event"] if isinstance(body.get("event"), dict) else {}
+        if event.get("type") in IN_REQUEST_EVENTS:
+            return None
         event_id = body.get("event_id")
         key = f"event:{event_id}" if isinstance(event_id, str) and event_id else None
         return f"event:{event.get('type')}"[:32], key or "event:" + _key(json.dumps(body))
@@ -153,15 +158,30 @@ class Inbox:
         # instead of in SQLite's busy handler, which sleeps in growing steps.
         self._writer: threading.Lock | None = threading.Lock() if self.sqlite else None
         self._answering = 0
-        """Requests storing their entry right now: the workers let them go first."""
+        """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ the request
 
     def attach(self, app: App) -> None:
-        """Put the middleware first on `app` (before `build_app` adds its own)."""
+        """Put the middleware first on `app` (before `build_app` adds its own), and count
+        the requests it answers, which go before the workers' turn."""
+        from feedbot.slack.app import FeedbotApp
+
         self.app = app
         app.middleware(self.middleware)
+        if isinstance(app, FeedbotApp):
+            app.answering = self._answering_request
+
+    @contextlib.contextmanager
+    def _answering_request(self) -> Iterator[None]:
+        with self._answering_lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
 
     def middleware(
         self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
@@ -172,16 +192,10 @@ class Inbox:
         if found is None:
             return next()
         kind, key = found
-        with self._answering_lock:
-            self._answering += 1
-        try:
-            with self._writing(), session_scope(self.engine) as session:
-                stored = core.store(
-                    session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
-                )
-        finally:
-            with self._answering_lock:
-                self._answering -= 1
+        with self._writing(), session_scope(self.engine) as session:
+            stored = core.store(
+                session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
+            )
         if stored:
             self._wake.set()
         else:
@@ -299,7 +313,7 @@ class Inbox:
             log.warning("could not prune the inbox: %s", type(exc).__name__)
 
     def _let_requests_go_first(self) -> None:
-        """Wait (up to `YIELD_LIMIT`) while requests are being stored: acks come first."""
+        """Wait (up to `YIELD_LIMIT`) while requests are being answered: acks come first."""
         deadline = time.monotonic() + YIELD_LIMIT
         while self._answering and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.001)
