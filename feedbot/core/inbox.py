@@ -26,9 +26,10 @@ from feedbot.models import InboxEntry, InboxStatus
 KEEP_FOR = timedelta(days=2)
 """How long a handled entry's key stays, so a retry of it is recognised (Slack's last retry
 comes about five minutes after the first attempt)."""
-MAX_ATTEMPTS = 5
-"""Tries of an entry whose handling fails on the database or the network before it is set
-aside as `failed` (a failure that no retry can mend fails it at once)."""
+MAX_BACKOFF = timedelta(seconds=30)
+"""Longest pause between two tries of an entry that failed on the database or the network:
+those are tried for as long as an outage lasts (a failure no retry can mend, such as a bug,
+sets the entry aside at once)."""
 LATE_AFTER = timedelta(seconds=5)
 """An entry waiting longer than this means the workers do not keep up: it is logged."""
 
@@ -101,12 +102,11 @@ def failed(
     if entry is None or entry.status != InboxStatus.PENDING:
         return InboxStatus.DONE
     attempts = entry.attempts + 1
-    give_up = permanent or attempts >= MAX_ATTEMPTS
     entry.attempts = attempts
     entry.last_error = error[:500]
-    entry.status = InboxStatus.FAILED if give_up else InboxStatus.PENDING
-    entry.next_attempt_at = now + timedelta(seconds=min(2**attempts, 60))
-    if give_up:
+    entry.status = InboxStatus.FAILED if permanent else InboxStatus.PENDING
+    entry.next_attempt_at = now + min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
+    if permanent:
         entry.handled_at = now
     session.add(entry)
     return entry.status
