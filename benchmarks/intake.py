@@ -42,8 +42,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import hashlib
 import hmac
+import json
 import logging
 import random
 import subprocess
@@ -52,8 +54,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from sqlmodel import Session
 
 from benchmarks import (
     BACKENDS,
@@ -77,25 +82,41 @@ CONCURRENCY = 16
 TIMEOUT = 10.0
 SERVER_THREADS = 16
 """waitress threads, as `feedbot.slack.server.serve` sets them."""
+RESPONSE_URLS = 60_000
+"""Response URLs the fake Slack knows; requests use them in turn (the end-to-end step's
+each once)."""
+PROFILED_FROM, PROFILED_TO = 200, 700
+"""Inbox entries handled under cProfile (after the warm-up's first hundred)."""
+SUSTAIN_RATE, SUSTAIN_SECONDS = 200, 30.0
+END_TO_END_RATE, END_TO_END_SECONDS, DRAIN_LIMIT = 100, 60.0, 30.0
 
 
 # --------------------------------------------------------------------------- the servers
 
 
-def serve(kind: str, database_url: str) -> None:
+def serve(kind: str, database_url: str, urls_file: str) -> None:
     """Child process: one app in waitress on a free port, printed on stdout; stops when stdin
-    closes, then prints how many reports and outbox entries the database holds."""
+    closes, then prints how many reports and outbox entries the database holds, and (one JSON
+    line) when each response URL got its first answer and what each report cost the worker.
+
+    feedbot runs as `feedbot run` does: the inbox with its workers, and the outbox sender
+    delivering to the fake Slack, whose `response_url`s (written to `urls_file`) the client
+    puts into its commands."""
     from pydantic import SecretStr
     from slack_bolt import Ack, App
     from slack_sdk import WebClient
     from sqlalchemy import func, select
     from waitress.server import create_server
 
+    from feedbot.core.liveness import Liveness
     from feedbot.db import make_engine
     from feedbot.models import OutboxMessage, Report
     from feedbot.settings import Settings
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
+    from feedbot.slack.deps import Deps
+    from feedbot.slack.inbox import Inbox
+    from feedbot.slack.outbox import OutboxSender
     from feedbot.slack.server import FeedbotWSGI
     from tests.fakeslack import FakeSlack
 
@@ -106,16 +127,66 @@ def serve(kind: str, database_url: str) -> None:
     for index, user in enumerate(USERS):
         fake.add_user(user, locale="de-DE" if index % 3 else "en-US")
     fake.add_channel(LEADERSHIP, name="leadership")
+    with open(urls_file, "w") as handle:
+        json.dump([fake.new_response_url() for _ in range(RESPONSE_URLS)], handle)
+    arrivals: dict[str, float] = {}
+    watching = threading.Event()
+
+    def watch() -> None:  # when each response URL first got its answer (wall clock)
+        seen = 0
+        while not watching.wait(0.005):
+            with fake._lock:
+                fresh = fake.responses[seen:]
+            seen += len(fresh)
+            now = time.time()
+            for response in fresh:
+                arrivals.setdefault(str(response["_url"]), now)
+
+    threading.Thread(target=watch, name="arrivals", daemon=True).start()
     engine = make_engine(database_url)
     settings = Settings(
         slack_bot_token=SecretStr(TOKEN),
         slack_signing_secret=SecretStr(SIGNING_SECRET),
         slack_api_url=fake.base_url,
         database_url=database_url,
+        feedbot_secret_key=SecretStr("bench-secret-key-that-seals-anonymous-people-0123"),
         _env_file=None,  # type: ignore[call-arg]
     )
+    costs: list[float] = []
+    profile = cProfile.Profile()
     if kind == "feedbot":
-        app = build_app(settings, engine, client=make_interactive_client(settings))
+        deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+        liveness = Liveness(engine)
+        liveness.start()
+        sender = OutboxSender(
+            engine,
+            WebClient(token=TOKEN, base_url=fake.base_url),
+            identities=deps.identities,
+            owner=liveness.owner,
+        )
+        deps.on_commit = sender.wake
+        inbox = Inbox(deps, liveness=liveness)
+        app = build_app(settings, engine, deps=deps, inbox=inbox)
+        handle_one = inbox.handle_one
+
+        def measured() -> bool:
+            """CPU time of the worker thread per entry; entries PROFILED_FROM to PROFILED_TO
+            run under cProfile instead (and are left out of the times)."""
+            profiled = PROFILED_FROM <= len(costs) < PROFILED_TO
+            if profiled:
+                profile.enable()
+            started = time.thread_time()
+            handled = handle_one()
+            spent = time.thread_time() - started
+            if profiled:
+                profile.disable()
+            if handled:
+                costs.append(-1.0 if profiled else spent)
+            return handled
+
+        inbox.handle_one = measured  # type: ignore[method-assign]
+        inbox.start()
+        sender.start()
     else:
         app = App(
             client=WebClient(token=TOKEN, base_url=fake.base_url),
@@ -142,6 +213,25 @@ def serve(kind: str, database_url: str) -> None:
         reports = connection.execute(select(func.count()).select_from(Report)).scalar_one()
         queued = connection.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
     print(f"{reports} {queued}", flush=True)
+    watching.set()
+    print(json.dumps({"arrivals": arrivals, "costs": costs, "profile": _top(profile)}), flush=True)
+
+
+def _top(profile: cProfile.Profile, count: int = 15) -> list[str]:
+    """The functions that took the most time of their own, per profiled entry."""
+    import pstats
+
+    try:
+        stats = pstats.Stats(profile)
+    except TypeError:  # nothing was profiled
+        return []
+    entries = PROFILED_TO - PROFILED_FROM
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    return [
+        f"{tottime / entries * 1000:.3f} ms own, {cumtime / entries * 1000:.3f} ms with callees: "
+        f"{Path(file).name}:{line} {name}"
+        for (file, line, name), (_, _, tottime, cumtime, _) in rows[:count]
+    ]
 
 
 @dataclass
@@ -151,10 +241,18 @@ class Server:
     process: subprocess.Popen[str]
     port: int
 
+    urls: list[str] = field(default_factory=list)
+    database_url: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
     @classmethod
     def start(cls, kind: str, database_url: str) -> Server:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            urls_file = handle.name
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.intake", "--serve", kind, database_url],
+            [sys.executable, "-m", "benchmarks.intake", "--serve", kind, database_url, urls_file],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -164,14 +262,20 @@ class Server:
         if not line.strip():
             process.kill()
             raise RuntimeError(f"the {kind} server did not start")
-        return cls(process, int(line))
+        with open(urls_file) as handle:
+            urls = json.load(handle)
+        Path(urls_file).unlink()
+        return cls(process, int(line), urls, database_url)
 
     def stop(self) -> tuple[int, int]:
         """Stop it; returns (reports, outbox entries) in its database."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()
-        counts = self.process.stdout.read().split()
+        lines = self.process.stdout.read().splitlines()
         self.process.wait(30)
+        counts = lines[0].split() if lines else []
+        if len(lines) > 1:
+            self.details = json.loads(lines[1])
         return (int(counts[0]), int(counts[1])) if len(counts) == 2 else (-1, -1)
 
 
@@ -183,12 +287,19 @@ class Requests:
     """Signed `/feedback <text>` requests as raw HTTP, one connection each."""
 
     port: int
+    urls: list[str] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     texts: list[tuple[str, str]] = field(init=False)
     count: int = 0
 
     def __post_init__(self) -> None:
         self.texts = report_texts(self.rng, 2000)
+
+    def url(self) -> str:
+        """This request's response URL (the fake's, when it gave some)."""
+        if not self.urls:
+            return f"https://hooks.slack.com/commands/T0TEAM/{self.count}/x"
+        return self.urls[(self.count - 1) % len(self.urls)]
 
     def next(self, user: str | None = None) -> bytes:
         self.count += 1
@@ -205,7 +316,7 @@ class Requests:
             "text": self.rng.choice(self.texts)[0],
             "api_app_id": "A0FEEDBOT",
             "is_enterprise_install": "false",
-            "response_url": f"https://hooks.slack.com/commands/T0TEAM/{self.count}/x",
+            "response_url": self.url(),
             "trigger_id": f"{self.count}.1337.bench",
         }
         body = urlencode(form).encode()
@@ -337,8 +448,14 @@ def summarise(outcome: Outcome, start: float, sent: int) -> dict[str, Any]:
 
 
 def run_app(
-    app: str, backend: str, port: int, step_seconds: float, saturation_seconds: float
-) -> tuple[list[dict[str, Any]], int]:
+    app: str,
+    backend: str,
+    server: Server,
+    step_seconds: float,
+    saturation_seconds: float,
+    sustain_seconds: float = SUSTAIN_SECONDS,
+    end_to_end_seconds: float = END_TO_END_SECONDS,
+) -> tuple[list[dict[str, Any]], int, dict[str, float]]:
     """Warm up, then the closed loop, then the open-loop rates from the lowest up; returns
     the records and how many requests were answered 200.
 
@@ -346,7 +463,8 @@ def run_app(
     first one the app cannot sustain (timeouts, or under 90% of the offered rate answered
     per second) are skipped: they would only queue more work in waitress, which the server
     keeps doing after the client gave up, and tell nothing new."""
-    requests = Requests(port)
+    port = server.port
+    requests = Requests(port, urls=server.urls)
     records: list[dict[str, Any]] = []
     answered = 0
 
@@ -395,7 +513,74 @@ def run_app(
                 records.append(skipped)
                 emit(skipped)
             break
-    return records, answered
+    # The ack target: a steady SUSTAIN_RATE for half a minute, none over Slack's 3 s.
+    before = requests.count
+    outcome, start = asyncio.run(open_loop(requests, SUSTAIN_RATE, sustain_seconds))
+    entry = record("sustained", outcome, start, requests.count - before, rate=SUSTAIN_RATE)
+    entry["over_3s"] = sum(1 for latency in outcome.latencies if latency > 3.0) + sum(
+        outcome.errors.values()
+    )
+    settled()
+    sent: dict[str, float] = {}
+    if app == "feedbot" and end_to_end_seconds > 0:
+        waited = wait_for_inbox(server.database_url)
+        log.info("intake/%s/%s: inbox worked off in %.0f s", app, backend, waited)
+        if requests.count + END_TO_END_RATE * end_to_end_seconds > len(server.urls):
+            raise RuntimeError("not enough response URLs for the end-to-end step")
+        before = requests.count
+        outcome, start, sent = asyncio.run(
+            end_to_end(requests, END_TO_END_RATE, end_to_end_seconds)
+        )
+        record("end_to_end", outcome, start, requests.count - before, rate=END_TO_END_RATE)
+        time.sleep(DRAIN_LIMIT + 2)  # what is not delivered by then missed the target
+    return records, answered, sent
+
+
+def wait_for_inbox(url: str, limit: float = 300.0) -> float:
+    """Wait until the earlier steps' backlog is handled, so the end-to-end step starts from
+    an empty inbox. Returns the seconds waited."""
+    from feedbot.core.inbox import depth
+    from feedbot.db import make_engine
+    from feedbot.models import utcnow
+
+    engine = make_engine(url)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < limit:
+            with Session(engine) as session:
+                if depth(session, now=utcnow()).pending == 0:
+                    break
+            time.sleep(1.0)
+    finally:
+        engine.dispose()
+    return time.monotonic() - started
+
+
+async def end_to_end(
+    requests: Requests, rate: float, seconds: float
+) -> tuple[Outcome, float, dict[str, float]]:
+    """Like `open_loop`, noting when each request was due (wall clock) by its response URL,
+    to time its receipt's arrival at the fake Slack."""
+    loop = asyncio.get_running_loop()
+    total = round(rate * seconds)
+    prepared = []
+    for _ in range(total):
+        raw = requests.next()
+        prepared.append((requests.url(), raw))
+    outcome = Outcome()
+    start = loop.time() + 0.05
+    offset = time.time() - loop.time()
+    sent: dict[str, float] = {}
+    tasks = []
+    for index, (url, raw) in enumerate(prepared):
+        due = start + index / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[url] = due + offset
+        tasks.append(asyncio.create_task(_timed(requests.port, raw, due, outcome)))
+    await asyncio.gather(*tasks)
+    return outcome, start, sent
 
 
 async def _warm_up(requests: Requests) -> tuple[Outcome, float]:
@@ -408,24 +593,32 @@ async def _warm_up(requests: Requests) -> tuple[Outcome, float]:
 
 
 def configure(url: str) -> None:
-    """The leadership channel, so every report gets its card queued."""
+    """The leadership channel, so every report gets its card queued, and no limit on how
+    many reports one person files (a hundred people send thousands here)."""
     from feedbot.core.config import set_value
     from feedbot.db import make_engine, session_scope
 
     engine = make_engine(url)
     with session_scope(engine) as session:
         set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="benchmark")
+        set_value(session, key="report_rate_limit", raw="0", actor="benchmark")
     engine.dispose()
 
 
-def measure(backends: tuple[str, ...], step_seconds: float, saturation_seconds: float) -> None:
+def measure(
+    backends: tuple[str, ...],
+    step_seconds: float,
+    saturation_seconds: float,
+    sustain_seconds: float = SUSTAIN_SECONDS,
+    end_to_end_seconds: float = END_TO_END_SECONDS,
+) -> None:
     """The bare app once, then feedbot on each backend, each followed by its summary."""
     results: dict[str, list[dict[str, Any]]] = {}
     with fresh_database("sqlite") as scratch:  # the bare app touches no database
         server = Server.start("bare", scratch)
         try:
-            results["bare"], _ = run_app(
-                "bare", "none", server.port, step_seconds, saturation_seconds
+            results["bare"], _, _ = run_app(
+                "bare", "none", server, step_seconds, saturation_seconds, sustain_seconds
             )
         finally:
             server.stop()
@@ -434,12 +627,60 @@ def measure(backends: tuple[str, ...], step_seconds: float, saturation_seconds: 
             configure(url)
             server = Server.start("feedbot", url)
             try:
-                records, answered = run_app(
-                    "feedbot", backend, server.port, step_seconds, saturation_seconds
+                records, answered, sent = run_app(
+                    "feedbot",
+                    backend,
+                    server,
+                    step_seconds,
+                    saturation_seconds,
+                    sustain_seconds,
+                    end_to_end_seconds,
                 )
             finally:
                 reports, queued = server.stop()
-        emit(_summary(backend, records, results["bare"], answered, reports, queued))
+        summary = _summary(backend, records, results["bare"], answered, reports, queued)
+        summary.update(_end_to_end(sent, server.details, records))
+        summary["meets_targets"] = all(summary["targets"].values()) and all(
+            summary["targets_end_to_end"].values()
+        )
+        emit(summary)
+
+
+def _end_to_end(
+    sent: dict[str, float], details: dict[str, Any], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Receipts of the end-to-end step: how long each took to reach the fake Slack, how many
+    never did within the drain limit, and what each report cost the worker."""
+    arrivals: dict[str, float] = details.get("arrivals", {})
+    delays = [arrivals[url] - due for url, due in sent.items() if url in arrivals]
+    last_request = max(sent.values(), default=0.0)
+    last_arrival = max((arrivals[url] for url in sent if url in arrivals), default=0.0)
+    costs = [cost * 1000 for cost in details.get("costs", []) if cost >= 0]
+    sustained = next((r for r in records if r.get("mode") == "sustained"), {})
+    p99 = percentile([d * 1000 for d in delays], 99)
+    drained = last_arrival - last_request if delays else None
+    cpu = percentile(costs, 50)
+    extra = {
+        "sustained_p99_ms": sustained.get("p99_ms"),
+        "sustained_over_3s": sustained.get("over_3s"),
+        "end_to_end_requests": len(sent),
+        "end_to_end_receipts": len(delays),
+        "end_to_end_receipt_p99_ms": rounded(p99, 1),
+        "end_to_end_drained_after_s": round(drained, 1) if drained is not None else None,
+        "worker_cpu_ms_per_report_p50": rounded(cpu, 2),
+        "worker_cpu_ms_per_report_mean": rounded(sum(costs) / len(costs), 2) if costs else None,
+        "profile_per_report": details.get("profile", []),
+    }
+    targets = {
+        "sustained_p99_ms < 100": bool(sustained.get("p99_ms") is not None)
+        and sustained["p99_ms"] < 100,
+        "sustained none over 3 s": sustained.get("over_3s") == 0,
+        "receipts p99 < 5 s": p99 is not None and p99 < 5000 and len(delays) == len(sent),
+        "drained within 30 s": drained is not None and drained <= DRAIN_LIMIT,
+        "cpu per report <= 3 ms": cpu is not None and cpu <= 3.0,
+    }
+    extra["targets_end_to_end"] = targets
+    return extra
 
 
 def _summary(
@@ -500,13 +741,21 @@ def main() -> None:
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
     parser.add_argument("--step-seconds", type=float, default=5.0)
     parser.add_argument("--saturation-seconds", type=float, default=6.0)
-    parser.add_argument("--serve", nargs=2, metavar=("APP", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--sustain-seconds", type=float, default=SUSTAIN_SECONDS)
+    parser.add_argument("--end-to-end-seconds", type=float, default=END_TO_END_SECONDS)
+    parser.add_argument("--serve", nargs=3, metavar=("APP", "URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
         return
     backends = BACKENDS if args.backend == "both" else (args.backend,)
-    measure(backends, args.step_seconds, args.saturation_seconds)
+    measure(
+        backends,
+        args.step_seconds,
+        args.saturation_seconds,
+        args.sustain_seconds,
+        args.end_to_end_seconds,
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from feedbot.db import make_engine, normalise_url, session_scope, upgrade
 from feedbot.election import JobRunnerElection, SingleProcessLock
 from feedbot.errors import ConfigurationError, FeedbotError
 from feedbot.logs import configure_logging
-from feedbot.metrics import JOB_RUNNER, watch_outbox
+from feedbot.metrics import JOB_RUNNER, watch_inbox, watch_outbox
 from feedbot.settings import SECRET_SOURCES, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -111,11 +111,13 @@ def _check_bot_token(client: WebClient) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError
 
+    from feedbot.core.liveness import Liveness
     from feedbot.scheduler import build_scheduler
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client, make_sender_client
     from feedbot.slack.deps import Deps
     from feedbot.slack.inbound_hooks import InboundHooks
+    from feedbot.slack.inbox import Inbox
     from feedbot.slack.outbox import OutboxSender
     from feedbot.slack.webhook_sender import WebhookSender
 
@@ -127,12 +129,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     single_process = _lock_sqlite(engine)
     upgrade(engine, secret_key=settings.secret_key)
     watch_outbox(engine)
+    watch_inbox(engine)
+    liveness = Liveness(engine)
+    liveness.start()
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
     # Slack may refuse the token later (uninstalled, revoked): every client then waits for
     # the token in the environment or .env to work again (read afresh each time).
     deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
     sender = OutboxSender(
-        engine, make_sender_client(settings), access=deps.access, identities=deps.identities
+        engine,
+        make_sender_client(settings),
+        access=deps.access,
+        identities=deps.identities,
+        owner=liveness.owner,
     )
     hooks_sender = WebhookSender(deps)
 
@@ -144,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     deps.workspace.remember(workspace_url)
     deps.access.check()  # a token refused before and accepted now (a reinstall): resume
     deps.access.watch()
-    app = build_app(settings, engine, deps=deps)
+    inbox = Inbox(deps, liveness=liveness)
+    app = build_app(settings, engine, deps=deps, inbox=inbox)
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None
     if engine.dialect.name == "postgresql":
@@ -156,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         election.start()
     else:
         scheduler.resume()
+    inbox.start()  # first of all, it takes over what a dead process left
     sender.start()
     hooks_sender.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -208,8 +219,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if election is not None:
             election.stop()
         scheduler.shutdown()
+        inbox.stop()
         sender.stop()
         hooks_sender.stop()
+        liveness.stop()
         if single_process is not None:
             single_process.release()
     return 0
@@ -439,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensure", metavar="ENV_FILE", help="write one into ENV_FILE unless one is set already"
     )
     secret.set_defaults(handler=cmd_secret_key)
-    from feedbot.commands import admin, digest, reminders, webhooks
+    from feedbot.commands import admin, digest, inbox, reminders, webhooks
 
-    for feature in (digest, reminders, admin, webhooks):
+    for feature in (digest, reminders, admin, inbox, webhooks):
         feature.register(commands)
     return parser
 

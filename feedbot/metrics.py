@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -79,6 +80,42 @@ class OutboxBacklog(Collector):
 
 def watch_outbox(engine: Engine) -> None:
     REGISTRY.register(OutboxBacklog(engine))
+
+
+class InboxDepth(Collector):
+    """`feedbot_inbox_depth` and `feedbot_inbox_oldest_seconds`: requests acked but not yet
+    handled, and how long the oldest has waited (the backlog of every replica together)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from feedbot.core.inbox import depth
+        from feedbot.models import utcnow
+
+        waiting = GaugeMetricFamily("feedbot_inbox_depth", "Requests acked but not yet handled")
+        oldest = GaugeMetricFamily(
+            "feedbot_inbox_oldest_seconds", "Seconds the oldest unhandled request has waited"
+        )
+        failed = GaugeMetricFamily(
+            "feedbot_inbox_failed", "Requests set aside after failing (see `feedbot inbox`)"
+        )
+        try:
+            with Session(self.engine) as session:
+                found = depth(session, now=(self.clock or utcnow)())
+            waiting.add_metric([], found.pending)
+            oldest.add_metric([], found.oldest_seconds)
+            failed.add_metric([], found.failed)
+        except Exception as exc:
+            log.warning("inbox depth unavailable for /metrics: %s", type(exc).__name__)
+        yield waiting
+        yield oldest
+        yield failed
+
+
+def watch_inbox(engine: Engine) -> None:
+    REGISTRY.register(InboxDepth(engine))
 
 
 def exposition() -> bytes:

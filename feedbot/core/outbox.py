@@ -152,6 +152,7 @@ def claim_due(
     skip: Collection[str] = (),
     method: str | None = None,
     except_method: str | None = None,
+    owner: str | None = None,
 ) -> list[Claim]:
     """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
 
@@ -162,7 +163,8 @@ def claim_due(
     sender of their own, so a slow receiver never holds up Slack's messages.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
-    over and flagged for a recheck, since Slack may have accepted it already.
+    over and flagged for a recheck, since Slack may have accepted it already. `owner` names
+    the claiming process (see `feedbot.core.liveness`), so its claims end when it dies.
     """
     heads = (
         select(func.min(OutboxMessage.id).label("id"))
@@ -225,6 +227,7 @@ def claim_due(
                 lease_until=now + LEASE,
                 attempts=entry.attempts + 1,
                 uncertain=entry.uncertain or took_over,
+                claimed_by=owner,
             )
             .execution_options(synchronize_session=False)
         )

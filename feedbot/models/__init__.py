@@ -24,6 +24,7 @@ from feedbot.models.core import (
     utcnow,
 )
 from feedbot.models.digest import DigestRun, DigestSubscription
+from feedbot.models.inbox import InboxEntry, InboxStatus
 from feedbot.models.incidents import IncidentGroup, IncidentReminder
 from feedbot.models.reminders import Reminder, ReminderMessage
 from feedbot.models.webhooks import Webhook, WebhookNonce
@@ -37,6 +38,8 @@ __all__ = [
     "DigestRun",
     "DigestSubscription",
     "DmDraft",
+    "InboxEntry",
+    "InboxStatus",
     "IncidentGroup",
     "IncidentReminder",
     "MeToo",

@@ -128,6 +128,9 @@ class OutboxMessage(SQLModel, table=True):
     """Where it stands among the entries due at once (else its `next_attempt_at`): one
     sender's many entries get later turns, so a colleague's goes between them."""
     lease_until: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=32)
+    """The process that holds the claim (`feedbot.core.liveness`): once it is known to be
+    dead, its claim is taken over at once instead of when the lease runs out."""
     sent_at: datetime | None = None
     last_error: str | None = None
     result_channel: str | None = Field(default=None, max_length=64)

@@ -8,6 +8,7 @@ instead of the report being lost. Listeners therefore do only fast work (databas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -15,14 +16,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from feedbot.core.events import claim_event, release_event
-from feedbot.db import session_scope
+from feedbot.db import TRANSIENT_ERRORS, session_scope
 from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import utcnow
@@ -30,17 +29,11 @@ from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.deps import CONFIG_TTL, Deps
 from feedbot.slack.i18n import t
+from feedbot.slack.inbox import FAILURE, REPLAYED, Inbox
 from feedbot.slack.manifest import BOT_EVENTS
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    SQLAlchemyTimeoutError,
-    OSError,
-)
-"""Failures worth a retry by Slack: the database or the network, not the request itself."""
 
 UNVERIFIED = "unverified"
 """The one metrics label for every request refused before its signature was verified."""
@@ -72,10 +65,13 @@ def build_app(
     token_verification_enabled: bool = True,
     config_ttl: float = CONFIG_TTL,
     deps: Deps | None = None,
+    inbox: Inbox | None = None,
 ) -> App:
     """The Bolt app with every feature registered. Nothing here talks to Slack yet.
 
-    Pass `deps` to share them with the scheduler's jobs; otherwise they are built here."""
+    Pass `deps` to share them with the scheduler's jobs; otherwise they are built here.
+    With an `inbox`, requests that change something are stored and acked at once, and
+    handled by its workers (`feedbot.slack.inbox`); without one, inside the request."""
     from feedbot.slack.features import (
         admin,
         conversation,
@@ -107,6 +103,9 @@ def build_app(
         name="feedbot",
     )
     logging.getLogger("slack_bolt.RequestVerification").addFilter(_WITHOUT_BODY)
+    if inbox is not None:
+        inbox.attach(app)
+        app.answering = inbox.answering_request
     app.middleware(_deduplicate_events(deps))
     app.error(_handle_error(deps))
     for feature in (
@@ -146,9 +145,12 @@ class FeedbotApp(App):
     """Bolt's App, answering every request it is handed (over HTTP or Socket Mode) with a
     request id on its log lines, metrics, and no 500 for a request that cannot succeed."""
 
+    answering: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    """Wraps the answer to each request (the inbox counts them, to let them go first)."""
+
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         started = time.perf_counter()
-        with log_context(request="slack"):
+        with self.answering(), log_context(request="slack"):
             try:
                 response = super().dispatch(req)
             except TRANSIENT_ERRORS:
@@ -196,9 +198,14 @@ _WITHOUT_BODY = _WithoutBody()
 
 
 def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
-    """Answer 200 to an event some process already took; see `feedbot.core.events`."""
+    """Answer 200 to an event some process already took; see `feedbot.core.events`. An event
+    replayed from the inbox was deduplicated when it was stored."""
 
-    def middleware(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:
+    def middleware(
+        body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
+    ) -> BoltResponse | None:
+        if context.get(REPLAYED) is not None:
+            return next()
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if isinstance(event_id, str) and event_id:
             with session_scope(deps.engine) as session:
@@ -220,7 +227,13 @@ def _handle_error(deps: Deps) -> Callable[..., None]:
     bug): it is answered 200, so Slack does not send the same poison again.
     """
 
-    def handler(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
+    def handler(
+        error: Exception, body: dict[str, Any], request: BoltRequest, response: BoltResponse | None
+    ) -> None:
+        if request.context.get(REPLAYED) is not None:
+            # The inbox worker rolls the work back and retries or sets the entry aside.
+            request.context[FAILURE] = error
+            return
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         kind = body.get("type") or body.get("command") or "request"
         transient = isinstance(error, TRANSIENT_ERRORS)

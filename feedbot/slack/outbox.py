@@ -88,8 +88,11 @@ class OutboxSender:
         post_interval: float = POST_INTERVAL,
         access: SlackAccess | None = None,
         identities: Identities | None = None,
+        owner: str | None = None,
     ) -> None:
         self.engine = engine
+        self.owner = owner
+        """This process's name on its claims (`feedbot.core.liveness`), if it has one."""
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
         # a reset connection, which can post a message twice, and a rate-limit handler would
         # sleep here while other conversations wait. The outbox retries by itself.
@@ -161,6 +164,7 @@ class OutboxSender:
                             per_conversation=AHEAD_PER_CONVERSATION,
                             skip=busy,
                             except_method=webhooks.METHOD,
+                            owner=self.owner,
                         )
                 except Exception:
                     log.exception("outbox pass failed; retrying")
@@ -412,7 +416,7 @@ class OutboxSender:
         if SEALED_USER in stored:
             field = "user_id" if entry.method == "views.publish" else "user"
             payload[field] = self._open(stored[SEALED_USER])
-        if entry.method == "views.publish":  # addressed by user_id; its conversation is "home:…"
+        if entry.method in {"views.publish", web_api.RESPONSE_URL}:  # addressed without a channel
             return payload
         if SEALED_TO in stored:
             payload["channel"] = self._channel_for(self._open(stored[SEALED_TO]))

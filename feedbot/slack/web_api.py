@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from feedbot.models import OutboxMessage
 from feedbot.slack import files
@@ -114,6 +115,10 @@ def retry_after(headers: dict[str, Any]) -> float:
     return 1.0
 
 
+RESPONSE_URL = "response_url"
+"""Outbox method of an answer to a slash command or button, posted to its `response_url`
+(`payload["response_url"]`): it reaches the person wherever they typed, bot member or not."""
+
 FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
 
@@ -129,6 +134,8 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     message is still posted once. The same holds for a copy of a report's file
     (`files.COPY_FILE`, see `feedbot.slack.files`), which the sender settles with
     `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
+    if method == RESPONSE_URL:
+        return _respond(client, payload)
     if method == files.COPY_FILE:
         return files.copy_file(client, payload)
     if method == files.DELETE_FILE:
@@ -138,3 +145,31 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     arguments = dict(payload)
     content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
     return client.files_upload_v2(file=content, **arguments)
+
+
+def _respond(client: WebClient, payload: dict[str, Any]) -> Any:
+    """Post to a `response_url` (the URL travels in the payload, the message is the rest)."""
+    from slack_sdk.webhook import WebhookClient
+
+    url = str(payload.get("response_url") or "")
+    body = {key: value for key, value in payload.items() if key != "response_url"}
+    answer = WebhookClient(url, timeout=client.timeout).send_dict(body)
+    if answer.status_code >= 500:
+        raise OSError(f"response_url answered {answer.status_code}")
+    refused = answer.status_code >= 400 or '"ok": false' in (answer.body or "").replace(
+        '"ok":false', '"ok": false'
+    )
+    if refused:
+        from slack_sdk.web import SlackResponse
+
+        response = SlackResponse(
+            client=client,
+            http_verb="POST",
+            api_url=url,
+            req_args={},
+            data={"ok": False, "error": answer.body or "response_url_refused"},
+            headers=answer.headers,
+            status_code=answer.status_code,
+        )
+        raise SlackApiError("response_url refused the answer", response)  # type: ignore[no-untyped-call]
+    return {"ok": True}

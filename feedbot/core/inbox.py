@@ -1,0 +1,156 @@
+"""The durable inbox: requests from Slack stored before they are answered, handled after.
+
+A request that changes something is written here in one short transaction and acked at
+once; workers in every process take entries and do the work. Taking an entry is a row lock
+held for the whole of its handling (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
+writer anyway), and the work commits in that same transaction together with the entry's
+`done` mark. So a process that dies at any moment leaves its entry `pending` with nothing of
+its work written, and the next worker does it once; there is no claim to expire.
+
+A worker's listeners open their own "transactions" (`Deps.transaction`); while an entry is
+handled they become savepoints of the entry's transaction (`REPLAY_SESSION`).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, update
+from sqlmodel import Session, col, select
+
+from feedbot.db import upsert_insert
+from feedbot.models import InboxEntry, InboxStatus
+
+KEEP_FOR = timedelta(days=2)
+"""How long a handled entry's key stays, so a retry of it is recognised (Slack's last retry
+comes about five minutes after the first attempt)."""
+MAX_BACKOFF = timedelta(seconds=30)
+"""Longest pause between two tries of an entry that failed on the database or the network:
+those are tried for as long as an outage lasts (a failure no retry can mend, such as a bug,
+sets the entry aside at once)."""
+LATE_AFTER = timedelta(seconds=5)
+"""An entry waiting longer than this means the workers do not keep up: it is logged."""
+
+REPLAY_SESSION: ContextVar[Session | None] = ContextVar("feedbot_inbox_session", default=None)
+"""The transaction of the entry being handled in this thread, if any."""
+
+
+def store(session: Session, *, kind: str, dedupe_key: str, body: str, now: datetime) -> bool:
+    """Keep one request; False if its key was seen before (a retry): nothing is stored."""
+    statement = (
+        upsert_insert(session, InboxEntry)
+        .values(
+            kind=kind[:32],
+            dedupe_key=dedupe_key[:128],
+            body=body,
+            status=InboxStatus.PENDING,
+            received_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
+    """The oldest due entry, locked for this transaction (other workers skip it), or None.
+
+    Its attempt is counted in this transaction: on SQLite the write makes the transaction the
+    writer from the start, so the work that follows never finds the database taken."""
+    query = (
+        select(InboxEntry)
+        .where(
+            col(InboxEntry.status) == InboxStatus.PENDING,
+            col(InboxEntry.next_attempt_at) <= now,
+        )
+        .order_by(col(InboxEntry.id))
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    entry = session.exec(query).first()
+    if entry is None:
+        return None
+    session.execute(
+        update(InboxEntry)
+        .where(col(InboxEntry.id) == entry.id)
+        .values(attempts=entry.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return entry
+
+
+def finish(session: Session, entry: InboxEntry, *, now: datetime) -> None:
+    """Mark the entry handled, in the transaction that did its work."""
+    session.execute(
+        update(InboxEntry)
+        .where(col(InboxEntry.id) == entry.id)
+        .values(status=InboxStatus.DONE, body="", handled_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def failed(
+    session: Session, entry_id: int, *, error: str, now: datetime, permanent: bool
+) -> InboxStatus:
+    """Record a failed attempt (its work was rolled back): retried later with a growing
+    pause, or set aside once no retry can help. Returns the entry's new status."""
+    entry = session.get(InboxEntry, entry_id)
+    if entry is None or entry.status != InboxStatus.PENDING:
+        return InboxStatus.DONE
+    attempts = entry.attempts + 1
+    entry.attempts = attempts
+    entry.last_error = error[:500]
+    entry.status = InboxStatus.FAILED if permanent else InboxStatus.PENDING
+    entry.next_attempt_at = now + min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
+    if permanent:
+        entry.handled_at = now
+    session.add(entry)
+    return entry.status
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What waits: entries not yet handled, and how long the oldest has waited."""
+
+    pending: int
+    oldest_seconds: float
+    failed: int
+
+
+def depth(session: Session, *, now: datetime) -> Depth:
+    pending, oldest = session.exec(
+        select(func.count(), func.min(InboxEntry.received_at)).where(
+            col(InboxEntry.status) == InboxStatus.PENDING
+        )
+    ).one()
+    failures = session.exec(
+        select(func.count()).where(col(InboxEntry.status) == InboxStatus.FAILED)
+    ).one()
+    age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+    return Depth(pending=int(pending), oldest_seconds=age, failed=int(failures))
+
+
+def failures(session: Session, *, limit: int = 20) -> list[InboxEntry]:
+    return list(
+        session.exec(
+            select(InboxEntry)
+            .where(col(InboxEntry.status) == InboxStatus.FAILED)
+            .order_by(col(InboxEntry.id).desc())
+            .limit(limit)
+        )
+    )
+
+
+def prune(session: Session, *, now: datetime) -> int:
+    """Forget handled entries older than `KEEP_FOR` (failed ones too: they were logged)."""
+    result = session.execute(
+        delete(InboxEntry).where(
+            col(InboxEntry.status) != InboxStatus.PENDING,
+            col(InboxEntry.handled_at) < now - KEEP_FOR,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

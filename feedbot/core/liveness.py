@@ -1,0 +1,128 @@
+"""Which feedbot processes are alive, so a dead one's claims are taken over at once.
+
+The outbox lends an entry to a sender for a minute (`feedbot.core.outbox.LEASE`), in case
+the sender dies mid-call. That minute is needed only when nobody can tell whether the sender
+is alive. Here each process can:
+
+- On PostgreSQL every process holds a session-level advisory lock of its own (key
+  `NAMESPACE`, its number) on a dedicated connection. PostgreSQL frees it when the process
+  or its connection dies, so `pg_locks` lists exactly the live processes.
+- On SQLite one process serves a database file, holding the lock file
+  (`feedbot.leader.SingleProcessLock`): every claim not made by this process is a dead one's.
+
+Claims made without an owner (the CLI's serial `drain`) are left to their lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, create_engine, text, update
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, col
+
+from feedbot.models import OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = 0x6662  # "fb": first key of the two-key advisory locks, one per process
+TAKEOVER_EVERY = 2.0
+"""Seconds between two looks for a dead process's claims."""
+
+
+class Liveness:
+    """This process's identity (`owner`, stored with each claim) and the live processes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgresql = engine.dialect.name == "postgresql"
+        self.number = random.randint(1, 2**31 - 1)
+        self.owner = f"{self.number}"
+        self._lock_engine: Engine | None = None
+        self._connection: Connection | None = None
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        """Hold this process's lock (PostgreSQL); returns once it is held or failed once."""
+        if self.postgresql:
+            self._lock_engine = create_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                poolclass=NullPool,
+                connect_args={"connect_timeout": 5},
+            )
+            self._hold()
+
+    def _hold(self) -> bool:
+        with self._guard:
+            if self._connection is not None:
+                try:
+                    self._connection.execute(text("SELECT 1"))
+                    self._connection.commit()
+                    return True
+                except Exception:
+                    log.warning("lost the connection that shows this process is alive")
+                    self._close()
+            assert self._lock_engine is not None
+            try:
+                self._connection = self._lock_engine.connect()
+                self._connection.execute(
+                    text("SELECT pg_advisory_lock(:ns, :n)"), {"ns": NAMESPACE, "n": self.number}
+                )
+                self._connection.commit()
+                return True
+            except Exception as exc:
+                log.warning("cannot show this process is alive: %s", type(exc).__name__)
+                self._close()
+                return False
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                log.debug("closing the liveness connection failed", exc_info=True)
+            self._connection = None
+
+    def stop(self) -> None:
+        with self._guard:
+            self._close()
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
+
+    def alive(self, session: Session) -> set[str]:
+        """The owners of live processes (this one included)."""
+        if not self.postgresql:
+            return {self.owner}
+        self._hold()
+        rows = session.execute(
+            text(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :ns AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"ns": NAMESPACE},
+        ).all()
+        return {str(row[0]) for row in rows} | {self.owner}
+
+    def take_over(self, session: Session, *, now: datetime) -> int:
+        """End the outbox claims of dead processes, so they are sent again at once (and
+        rechecked first, as any taken-over claim is). Returns how many."""
+        alive = self.alive(session)
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.status) == OutboxStatus.SENDING,
+                col(OutboxMessage.claimed_by).is_not(None),
+                col(OutboxMessage.claimed_by).not_in(sorted(alive)),
+                col(OutboxMessage.lease_until) >= now,
+            )
+            .values(lease_until=now - timedelta(seconds=1), claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        taken = int(result.rowcount)  # type: ignore[attr-defined]
+        if taken:
+            log.warning("took over %s outbox messages from a process that died", taken)
+        return taken

@@ -1,0 +1,399 @@
+"""Answer Slack first: requests that change something are stored, acked, and handled after.
+
+`Inbox.middleware` runs first among Bolt's global middleware, so after Bolt has verified the
+signature (HTTP) or the request arrived over the socket. A request that changes something is
+written to the inbox (`feedbot.core.inbox`) in one short transaction and answered at once:
+an event with 200, a button with its ack, a slash command with a short receipt. What Slack
+needs inside the request stays there and writes nothing worth deferring: opening a modal with
+its `trigger_id` (they expire in 3 s), form submissions (validation errors are answered with
+`response_action: errors`), `/feedback help` and `/feedback mine`.
+
+Workers (`Inbox.start`, in every process) replay each entry through the same Bolt app as a
+Socket Mode request marked `REPLAYED`: signatures are not checked again, this middleware lets
+it through, and the listener's `ack` goes nowhere, except that a slash command's answer is
+posted to its `response_url` through the outbox. The listener's transactions become
+savepoints of the entry's own transaction, which also marks the entry done: its work and that
+mark commit together or not at all, so a process killed at any moment leaves nothing half
+done and nothing done twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from sqlmodel import Session
+
+from feedbot.core import inbox as core
+from feedbot.core import outbox
+from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
+from feedbot.db import TRANSIENT_ERRORS, session_scope
+from feedbot.logs import log_context
+from feedbot.models import InboxEntry, InboxStatus
+from feedbot.slack.deps import Deps
+from feedbot.slack.ids import Action
+from feedbot.slack.web_api import RESPONSE_URL
+
+log = logging.getLogger(__name__)
+
+REPLAYED = "feedbot_inbox_entry"
+"""Context key of a request replayed from the inbox (its entry's id)."""
+FAILURE = "feedbot_failure"
+"""Context key where the error handler leaves a replayed request's failure."""
+
+POLL_INTERVAL = 1.0
+"""Seconds between looks at the inbox when nothing woke the worker (another replica's
+requests, retries that came due)."""
+DEPTH_EVERY = 5.0
+"""Seconds between checks of how long the oldest request has waited."""
+PRUNE_EVERY = 3600.0
+YIELD_LIMIT = 0.05
+"""Seconds a worker waits at most for requests being answered before it takes the next
+entry: acks go first, but a steady stream of them must not stop the work altogether."""
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread runs before the interpreter offers another thread its turn."""
+
+IN_REQUEST_WORDS = frozenset({"", "help", "mine", "admin"})
+"""`/feedback` subcommands answered inside the request: a modal to open, or reading only."""
+IN_REQUEST_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})
+"""Events handled inside the request: rare, quick, and written by `SlackAccess` in a
+transaction of its own, which on SQLite would wait for the worker's."""
+
+
+def _modal_actions() -> frozenset[str]:
+    from feedbot.slack.features.triage import FORM_BUTTONS
+
+    return frozenset(
+        {
+            Action.OPEN_FORM,
+            Action.ADD_DETAILS,
+            Action.EDIT_SETTINGS,
+            Action.REPORTER_REPLY,
+            Action.FOLLOW_UP,
+            Action.INCIDENT_REPLY,
+            Action.INCIDENT_RESOLVE,
+            *FORM_BUTTONS,
+        }
+    )
+
+
+RECEIPTS = {
+    "en": {
+        "report": "Thanks, your report is being filed. Its reference follows in a moment.",
+        "digest": "Preparing the digest preview; it follows in a moment.",
+    },
+    "de": {
+        "report": "Danke, deine Meldung wird erfasst. Die Nummer folgt gleich.",
+        "digest": "Die Vorschau des Digests wird erstellt und folgt gleich.",
+    },
+}
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+def classify(body: dict[str, Any], modal_actions: frozenset[str]) -> tuple[str, str] | None:
+    """(kind, dedupe key) of a request that goes through the inbox; None if it is answered
+    inside the request."""
+    kind = body.get("type")
+    if kind == "event_callback":
+        event: dict[str, Any] = body["event"] if isinstance(body.get("event"), dict) else {}
+        if event.get("type") in IN_REQUEST_EVENTS:
+            return None
+        event_id = body.get("event_id")
+        key = f"event:{event_id}" if isinstance(event_id, str) and event_id else None
+        return f"event:{event.get('type')}"[:32], key or "event:" + _key(json.dumps(body))
+    if body.get("command"):
+        word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
+        if word in IN_REQUEST_WORDS:
+            return None
+        trigger = body.get("trigger_id") or _key(json.dumps(body, sort_keys=True))
+        return "command", f"command:{body.get('command')}:{trigger}"
+    if kind == "block_actions":
+        actions = body.get("actions") or []
+        ids = {a.get("action_id") for a in actions if isinstance(a, dict)}
+        view: dict[str, Any] = body["view"] if isinstance(body.get("view"), dict) else {}
+        if ids & modal_actions or view.get("type") == "modal" or not ids:
+            return None
+        trigger = body.get("trigger_id")
+        stamp = [a.get("action_ts") for a in actions if isinstance(a, dict)]
+        user = (body.get("user") or {}).get("id")
+        return "block_actions", f"action:{trigger or _key(user, stamp, sorted(map(str, ids)))}"
+    return None
+
+
+class Inbox:
+    """The intake middleware and the workers of one process. `threads` workers drain the
+    inbox (on SQLite one: it has one writer anyway)."""
+
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        liveness: Liveness | None = None,
+        threads: int | None = None,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.deps = deps
+        self.engine = deps.engine
+        self.sqlite = deps.engine.dialect.name == "sqlite"
+        self.liveness = liveness
+        self.threads = threads if threads is not None else (1 if self.sqlite else 2)
+        self.poll_interval = poll_interval
+        self.app: App | None = None
+        self._modal_actions = _modal_actions()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        # SQLite has one writer: requests storing entries and the worker take turns here
+        # instead of in SQLite's busy handler, which sleeps in growing steps.
+        self._writer: threading.Lock | None = threading.Lock() if self.sqlite else None
+        self._answering = 0
+        """Requests being answered right now: the workers let them go first."""
+        self._answering_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------ the request
+
+    def attach(self, app: App) -> None:
+        """Put the middleware first on `app` (before `build_app` adds its own). `build_app`
+        also wraps every answer in `answering_request`, so the workers let requests go
+        first."""
+        self.app = app
+        app.middleware(self.middleware)
+
+    @contextlib.contextmanager
+    def answering_request(self) -> Iterator[None]:
+        with self._answering_lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
+
+    def middleware(
+        self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
+    ) -> BoltResponse | None:
+        if context.get(REPLAYED) is not None:
+            return next()
+        found = classify(body, self._modal_actions)
+        if found is None:
+            return next()
+        kind, key = found
+        with self._writing(), session_scope(self.engine) as session:
+            stored = core.store(
+                session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
+            )
+        if stored:
+            self._wake.set()
+        else:
+            log.info("%s already received (%s); not storing it again", kind, key)
+        if kind == "command":
+            return self._command_receipt(body)
+        return BoltResponse(status=200, body="")
+
+    def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
+        word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
+        texts = RECEIPTS.get(self.deps.settings_language(), RECEIPTS["en"])
+        text = texts["digest"] if word == "digest" else texts["report"]
+        return BoltResponse(
+            status=200,
+            body=json.dumps({"response_type": "ephemeral", "text": text}),
+            headers={"content-type": "application/json;charset=utf-8"},
+        )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        with self._writer:
+            yield
+
+    # ------------------------------------------------------------------------- the workers
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        # A worker holds the interpreter for whole slices of its work; with shorter slices a
+        # request that arrives meanwhile gets its turn sooner (Slack is waiting for it).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self._stop.clear()
+        self._workers = [
+            threading.Thread(target=self._run, args=(n,), name=f"inbox-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking entries; the one being handled finishes (or rolls back with the
+        process: it stays in the inbox either way)."""
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(deadline - time.monotonic(), 0))
+
+    def drain(self, max_entries: int = 10_000) -> int:
+        """Handle everything due now, in this thread (tests and the CLI)."""
+        handled = 0
+        while handled < max_entries and self.handle_one():
+            handled += 1
+        return handled
+
+    def _run(self, number: int) -> None:
+        last_takeover = last_depth = last_prune = 0.0
+        while not self._stop.is_set():
+            try:
+                while not self._stop.is_set() and self.handle_one():
+                    pass
+            except Exception:
+                log.exception("inbox worker failed; retrying")
+                self._stop.wait(1.0)
+            if number == 0:
+                now = time.monotonic()
+                if now - last_takeover >= TAKEOVER_EVERY:
+                    last_takeover = now
+                    self._take_over()
+                if now - last_depth >= DEPTH_EVERY:
+                    last_depth = now
+                    self.check_depth()
+                if now - last_prune >= PRUNE_EVERY:
+                    last_prune = now
+                    self._prune()
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def _take_over(self) -> None:
+        if self.liveness is None:
+            return
+        try:
+            with session_scope(self.engine) as session:
+                taken = self.liveness.take_over(session, now=self.deps.clock())
+            if taken:
+                self.deps.on_commit()
+        except Exception as exc:
+            log.warning("could not look for a dead process's claims: %s", type(exc).__name__)
+
+    def check_depth(self) -> core.Depth | None:
+        """Log when the oldest waiting request is older than `core.LATE_AFTER`."""
+        try:
+            with Session(self.engine) as session:
+                depth = core.depth(session, now=self.deps.clock())
+        except Exception as exc:
+            log.warning("could not read the inbox depth: %s", type(exc).__name__)
+            return None
+        if depth.oldest_seconds > core.LATE_AFTER.total_seconds():
+            log.warning(
+                "inbox falling behind: %s requests waiting, the oldest for %.1f s",
+                depth.pending,
+                depth.oldest_seconds,
+            )
+        return depth
+
+    def _prune(self) -> None:
+        try:
+            with self._writing(), session_scope(self.engine) as session:
+                core.prune(session, now=self.deps.clock())
+        except Exception as exc:
+            log.warning("could not prune the inbox: %s", type(exc).__name__)
+
+    def _let_requests_go_first(self) -> None:
+        """Wait (up to `YIELD_LIMIT`) while requests are being answered: acks come first."""
+        deadline = time.monotonic() + YIELD_LIMIT
+        while self._answering and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.001)
+
+    def handle_one(self) -> bool:
+        """Take one due entry and handle it; False when none is due."""
+        assert self.app is not None, "attach the inbox to an app first"
+        self._let_requests_go_first()
+        with self._writing(), Session(self.engine, expire_on_commit=False) as session:
+            entry = core.take_next(session, now=self.deps.clock())
+            if entry is None:
+                session.rollback()
+                return False
+            with log_context(request=f"inbox-{entry.id}"):
+                self._handle(session, entry)
+        self.deps.on_commit()
+        return True
+
+    def _handle(self, session: Session, entry: InboxEntry) -> None:
+        assert entry.id is not None and self.app is not None
+        body = json.loads(entry.body)
+        request = BoltRequest(body=body, mode="socket_mode", context={REPLAYED: entry.id})
+        error: Exception | None = None
+        token = core.REPLAY_SESSION.set(session)
+        try:
+            response = App.dispatch(self.app, request)
+        except Exception as exc:
+            error, response = exc, BoltResponse(status=500, body="")
+        finally:
+            core.REPLAY_SESSION.reset(token)
+        failure = request.context.get(FAILURE)
+        if isinstance(failure, Exception):
+            error = failure
+        elif error is None and response.status >= 500:
+            error = RuntimeError(f"answered {response.status}")
+        if error is None:
+            try:
+                if entry.kind == "command" and response.status == 200:
+                    self._answer(session, body, response)
+                core.finish(session, entry, now=self.deps.clock())
+                session.commit()
+                return
+            except Exception as exc:
+                error = exc
+        session.rollback()
+        permanent = not isinstance(error, TRANSIENT_ERRORS)
+        with session_scope(self.engine) as retry:
+            status = core.failed(
+                retry,
+                entry.id,
+                error=f"{type(error).__name__}: {error}",
+                now=self.deps.clock(),
+                permanent=permanent,
+            )
+        level = logging.ERROR if status == InboxStatus.FAILED else logging.WARNING
+        log.log(
+            level,
+            "inbox entry %s (%s) failed: %s; %s",
+            entry.id,
+            entry.kind,
+            type(error).__name__,
+            "set aside" if status == InboxStatus.FAILED else "retrying",
+        )
+
+    def _answer(self, session: Session, body: dict[str, Any], response: BoltResponse) -> None:
+        """A slash command's answer (what its listener acked with) goes to its
+        `response_url`, in the entry's transaction."""
+        url = body.get("response_url")
+        raw = response.body
+        if not url or not raw:
+            return
+        try:
+            message = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        except ValueError:
+            message = {"text": str(raw)}
+        if not isinstance(message, dict) or not (message.get("text") or message.get("blocks")):
+            return
+        message = {"response_type": "ephemeral", **message, "replace_original": True}
+        outbox.enqueue(
+            session,
+            conversation=f"respond:{body.get('user_id')}"[:64],  # each person's in order
+            method=RESPONSE_URL,
+            payload=message | {"response_url": url},
+            purpose="command_answer",
+            now=self.deps.clock(),
+        )

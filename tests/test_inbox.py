@@ -1,0 +1,310 @@
+"""The inbox: requests that change something are stored and acked at once, handled after,
+once, whatever fails in between (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, func, select
+
+from feedbot.core import inbox as core_inbox
+from feedbot.core import outbox as core_outbox
+from feedbot.core.liveness import Liveness
+from feedbot.db import session_scope
+from feedbot.metrics import InboxDepth
+from feedbot.models import InboxEntry, InboxStatus, OutboxMessage, OutboxStatus, Report
+from feedbot.slack import inbox as slack_inbox
+from feedbot.slack.app import build_app
+from feedbot.slack.inbox import Inbox
+from tests import slack_payloads as payloads
+from tests.harness import ALICE, BOB, INTAKE, LEADERSHIP, Bot
+
+
+@pytest.fixture
+def inbox(bot: Bot) -> Iterator[Inbox]:
+    """The bot, with the inbox `feedbot run` uses; its workers are driven by the test."""
+    inbox = Inbox(bot.deps, liveness=Liveness(bot.engine))
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    yield inbox
+
+
+def entries(bot: Bot) -> list[InboxEntry]:
+    with Session(bot.engine) as session:
+        return list(session.exec(select(InboxEntry).order_by(InboxEntry.id)))  # type: ignore[arg-type]
+
+
+def report_count(bot: Bot) -> int:
+    with Session(bot.engine) as session:
+        return int(session.exec(select(func.count()).select_from(Report)).one())
+
+
+def command_body(bot: Bot, user: str, text: str) -> str:
+    form = payloads.slash_command(
+        user=user,
+        text=text,
+        channel="CGENERAL1",
+        channel_name="general",
+        response_url=bot.slack.new_response_url(),
+    )
+    return urlencode(form)
+
+
+def test_a_command_is_acked_at_once_and_its_receipt_follows_through_response_url(
+    bot: Bot, inbox: Inbox
+) -> None:
+    body = command_body(bot, ALICE, "Kasse 3 in Jena druckt keine Belege")
+    response = bot.dispatch(body, "application/x-www-form-urlencoded")
+    assert response.status == 200
+    assert "being filed" in json.loads(response.body)["text"]
+    assert report_count(bot) == 0, "nothing but the inbox entry is written in the request"
+    # Slack's client sending the same command again (same trigger_id) lands once.
+    assert bot.dispatch(body, "application/x-www-form-urlencoded").status == 200
+    assert len(entries(bot)) == 1
+
+    assert inbox.drain() == 1
+    assert report_count(bot) == 1
+    (entry,) = entries(bot)
+    assert (entry.status, entry.body) == (InboxStatus.DONE, "")
+    bot.drain()
+    (answer,) = bot.slack.responses
+    assert "FB-1001" in answer["text"]
+    assert answer["response_type"] == "ephemeral"
+    assert any(not m.get("thread_ts") for m in bot.slack.messages(LEADERSHIP)), "the card"
+
+
+def test_an_event_is_stored_once_and_filed_once_whatever_the_retries(
+    bot: Bot, inbox: Inbox
+) -> None:
+    response, ts = bot.message(ALICE, "WLAN im Shop Erfurt fällt ständig aus", event_id="Ev1")
+    assert (response.status, response.body) == (200, "")
+    for retry in (1, 2):
+        response, _ = bot.message(
+            ALICE, "WLAN im Shop Erfurt fällt ständig aus", ts=ts, event_id="Ev1", retry_num=retry
+        )
+        assert response.status == 200
+    assert len(entries(bot)) == 1
+    inbox.drain()
+    bot.message(ALICE, "WLAN im Shop Erfurt fällt ständig aus", ts=ts, event_id="Ev1", retry_num=3)
+    assert inbox.drain() == 0, "a retry after the work was done finds its key"
+    assert report_count(bot) == 1
+    bot.drain()
+    receipts = [m for m in bot.slack.messages(INTAKE) if m.get("thread_ts") == ts]
+    assert len(receipts) == 1
+
+
+def test_work_that_fails_before_commit_leaves_nothing_and_is_done_once_later(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot.dispatch(
+        command_body(bot, ALICE, "Router Lager Süd blinkt rot"), "application/x-www-form-urlencoded"
+    )
+    real_finish = core_inbox.finish
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(core_inbox, "finish", crash)
+    inbox.drain()
+    assert report_count(bot) == 0, "the report was rolled back with the failed entry"
+    (entry,) = entries(bot)
+    assert (entry.status, entry.attempts) == (InboxStatus.PENDING, 1)
+    assert entry.last_error and "connection lost" in entry.last_error
+
+    monkeypatch.setattr(core_inbox, "finish", real_finish)
+    bot.clock.advance(seconds=5)  # its retry is due
+    assert inbox.drain() == 1
+    assert report_count(bot) == 1
+    bot.drain()
+    assert len(bot.slack.responses) == 1, "one receipt"
+
+
+def test_a_request_no_retry_can_mend_is_set_aside(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedbot.slack.features import intake
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(intake, "_file", broken)
+    bot.message(ALICE, "Kasse 1 hängt", event_id="EvBug")
+    inbox.drain()
+    (entry,) = entries(bot)
+    assert entry.status == InboxStatus.FAILED
+    assert entry.body, "kept for a look"
+    with Session(bot.engine) as session:
+        assert core_inbox.depth(session, now=bot.clock()).failed == 1
+
+
+def test_modals_stay_in_the_request_and_buttons_go_through_the_inbox(
+    bot: Bot, inbox: Inbox
+) -> None:
+    bot.dispatch(command_body(bot, ALICE, ""), "application/x-www-form-urlencoded")
+    assert bot.slack.calls_to("views.open"), "the form opened inside the request"
+    assert entries(bot) == []
+
+    _, ts = bot.message(ALICE, "Drucker im Shop Gera druckt nur Streifen", event_id="Ev2")
+    inbox.drain()
+    bot.drain()
+    receipt = next(m for m in bot.slack.messages(INTAKE) if m.get("thread_ts") == ts)
+    response = bot.click(BOB, INTAKE, receipt["ts"], "report_me_too")
+    assert response.status == 200
+    report = bot.report()
+    assert report.me_too_count == 0
+    inbox.drain()
+    assert bot.report(report.id).me_too_count == 1
+
+
+def test_the_digest_preview_is_answered_at_once_and_posted_when_ready(
+    bot: Bot, inbox: Inbox
+) -> None:
+    from tests.harness import LEADER
+
+    response = bot.dispatch(
+        command_body(bot, LEADER, "digest"), "application/x-www-form-urlencoded"
+    )
+    assert "digest preview" in json.loads(response.body)["text"]
+    assert bot.slack.responses == []
+    inbox.drain()
+    bot.drain()
+    assert len(bot.slack.responses) == 1
+
+
+def test_depth_and_age_are_measured_and_a_late_request_logged(
+    bot: Bot, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot.message(ALICE, "Kasse 2 hängt", event_id="Ev3")
+    bot.message(ALICE, "Kasse 5 hängt", event_id="Ev4")
+    bot.clock.advance(seconds=7)
+    with caplog.at_level(logging.WARNING, logger="feedbot.slack.inbox"):
+        depth = inbox.check_depth()
+    assert depth is not None and depth.pending == 2 and depth.oldest_seconds == 7
+    assert "inbox falling behind: 2 requests waiting" in caplog.text
+    metrics = {
+        sample.name: sample.value
+        for family in InboxDepth(bot.engine, clock=bot.clock).collect()
+        for sample in family.samples
+    }
+    assert metrics["feedbot_inbox_depth"] == 2
+    assert metrics["feedbot_inbox_oldest_seconds"] == 7
+
+
+def test_a_dead_process_outbox_claims_are_taken_over_at_once(bot: Bot) -> None:
+    now = bot.clock()
+    with session_scope(bot.engine) as session:
+        for conversation in ("C1", "C2", "C3"):
+            core_outbox.enqueue(
+                session,
+                conversation=conversation,
+                method="chat.postMessage",
+                payload={"text": "x"},
+                now=now,
+            )
+    mine = Liveness(bot.engine)
+    mine.start()
+    try:
+        with Session(bot.engine, expire_on_commit=False) as session:
+            core_outbox.claim_due(session, now=now, limit=1, owner="12345")  # a dead process
+            core_outbox.claim_due(session, now=now, limit=1, owner=mine.owner)
+            core_outbox.claim_due(session, now=now, limit=1)  # the CLI: left to its lease
+        with session_scope(bot.engine) as session:
+            assert mine.take_over(session, now=now) == 1
+        with Session(bot.engine) as session:
+            taken = core_outbox.claim_due(session, now=now + timedelta(seconds=1))
+        assert [claim.recheck for claim in taken] == [True], "taken over, and rechecked"
+        with Session(bot.engine) as session:
+            sending = session.exec(
+                select(func.count()).where(OutboxMessage.status == OutboxStatus.SENDING)
+            ).one()
+        assert sending == 3
+    finally:
+        mine.stop()
+
+
+def test_another_live_process_keeps_its_claims(bot: Bot) -> None:
+    if bot.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serves one process")
+    now = bot.clock()
+    with session_scope(bot.engine) as session:
+        core_outbox.enqueue(
+            session, conversation="C1", method="chat.postMessage", payload={"text": "x"}, now=now
+        )
+    other, mine = Liveness(bot.engine), Liveness(bot.engine)
+    other.start()
+    mine.start()
+    try:
+        with Session(bot.engine) as session:
+            core_outbox.claim_due(session, now=now, owner=other.owner)
+        with session_scope(bot.engine) as session:
+            assert mine.take_over(session, now=now) == 0
+        other.stop()  # its session ends as when its process dies
+        with session_scope(bot.engine) as session:
+            assert mine.take_over(session, now=now) == 1
+    finally:
+        mine.stop()
+
+
+def test_only_requests_that_change_something_are_deferred() -> None:
+    modal = slack_inbox._modal_actions()
+    command = {"command": "/feedback", "trigger_id": "T1"}
+    assert slack_inbox.classify(command | {"text": "help"}, modal) is None
+    assert slack_inbox.classify(command | {"text": "mine"}, modal) is None
+    assert slack_inbox.classify(command | {"text": ""}, modal) is None
+    assert slack_inbox.classify(command | {"text": "Kasse"}, modal) == (
+        "command",
+        "command:/feedback:T1",
+    )
+    press = {"type": "block_actions", "trigger_id": "T2", "user": {"id": ALICE}}
+    assert (
+        slack_inbox.classify(press | {"actions": [{"action_id": "report_open_form"}]}, modal)
+        is None
+    )
+    assert slack_inbox.classify(press | {"actions": [{"action_id": "triage_claim"}]}, modal) == (
+        "block_actions",
+        "action:T2",
+    )
+    in_modal = press | {"actions": [{"action_id": "x"}], "view": {"type": "modal"}}
+    assert slack_inbox.classify(in_modal, modal) is None
+    assert slack_inbox.classify({"type": "view_submission"}, modal) is None
+    event = {"type": "event_callback", "event_id": "Ev9"}
+    assert slack_inbox.classify(event | {"event": {"type": "message"}}, modal) == (
+        "event:message",
+        "event:Ev9",
+    )
+    assert slack_inbox.classify(event | {"event": {"type": "app_uninstalled"}}, modal) is None
+
+
+def test_the_inbox_command_shows_the_backlog_and_what_failed(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from feedbot.cli import main
+    from feedbot.settings import get_settings
+
+    bot.message(ALICE, "Kasse 2 hängt", event_id="Ev5")
+    with session_scope(bot.engine) as session:
+        session.add(
+            InboxEntry(
+                kind="event:message",
+                dedupe_key="event:Ev6",
+                body="{}",
+                status=InboxStatus.FAILED,
+                attempts=5,
+                last_error="OperationalError: gone",
+            )
+        )
+    monkeypatch.setenv("DATABASE_URL", bot.engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        assert main(["inbox"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "waiting: 1" in out and "failed: 1" in out
+    assert "event:message" in out and "OperationalError: gone" in out
