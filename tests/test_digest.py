@@ -519,6 +519,8 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert duration(timedelta(minutes=59), "de") == "59 Minuten"
     assert duration(timedelta(days=1, hours=4), "de") == "1 Tag 4 Stunden"
     assert duration(timedelta(hours=23, minutes=59), "en") == "23 hours 59 minutes"
+    assert duration(timedelta(days=13, hours=4), "en") == "13 days 4 hours", "never weeks"
+    assert duration(timedelta(days=400), "de") == "400 Tage"
 
 
 def test_digest_channels_come_from_the_configuration() -> None:

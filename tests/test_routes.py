@@ -17,7 +17,7 @@ from feedbot.core import config as runtime_config
 from feedbot.core.digest import build_digest
 from feedbot.db import session_scope
 from feedbot.errors import InvalidValue
-from feedbot.models import AuditEntry, OutboxMessage, Report, ReportStatus
+from feedbot.models import AuditEntry, IncidentGroup, OutboxMessage, Report, ReportStatus
 from feedbot.slack.features import digest as digest_feature
 from feedbot.slack.views.admin import lines_to_routes, routes_to_lines
 from tests.harness import ADMIN, ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot
@@ -134,7 +134,44 @@ def test_a_routes_leaders_are_reminded_and_escalated_to_for_its_reports(bot: Bot
     mentioned = set(bot.slack.mentions(reminder))
     assert f"<@{EAST_LEAD}>" in mentioned and f"<@{LEADER}>" not in mentioned
     assert any("is *critical*" in dm for dm in bot.dms(EAST_LEAD)), "escalated to the route"
+    assert any("is *critical*" in dm for dm in bot.dms(ADMIN)), "and, as always, to the admins"
     assert not any("is *critical*" in dm for dm in bot.dms(ALICE))
+
+
+def test_a_bare_channel_line_is_a_catch_all_route() -> None:
+    assert json.loads(lines_to_routes(f"{EAST}\n")) == [
+        {"channel": EAST, "categories": [], "locations": []}
+    ]
+
+
+def test_an_outage_groups_within_its_route_and_the_routes_leader_acknowledges_it(
+    bot: Bot,
+) -> None:
+    """The same outage text in a routed city and an unrouted one makes two groups, one per
+    leadership channel: a group never holds reports its route's leaders may not act on."""
+    route_team(bot)
+    bot.configure(burst_threshold="3")
+    for _ in range(3):
+        file_at(bot, "Leipzig", "No network in the shop since nine, customers cannot call")
+        file_at(bot, "Hamburg", "No network in the shop since nine, customers cannot call")
+    with Session(bot.engine) as session:
+        groups = session.exec(select(IncidentGroup).order_by(col(IncidentGroup.id))).all()
+        members = {
+            group.leadership_channel: {
+                r.leadership_channel
+                for r in session.exec(select(Report).where(Report.incident_id == group.id))
+            }
+            for group in groups
+        }
+    assert members == {EAST: {EAST}, LEADERSHIP: {LEADERSHIP}}
+    east = next(group for group in groups if group.leadership_channel == EAST)
+    with Session(bot.engine) as session:
+        card = session.get(OutboxMessage, east.card_message_id)
+        assert card is not None and card.result_channel == EAST and card.result_ts
+    assert bot.click(EAST_LEAD, EAST, card.result_ts, "incident_acknowledge").status == 200
+    bot.drain()
+    with Session(bot.engine) as session:
+        assert session.get(IncidentGroup, east.id).status == ReportStatus.ACKNOWLEDGED  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- digests per route
@@ -220,6 +257,34 @@ def test_a_routes_digest_counts_only_its_reports_and_the_company_digest_has_a_li
     (line,) = company.routes
     assert (line.channel, line.new, line.open, line.overdue) == (EAST, 3, 2, 1)
     assert line.acknowledge_median == timedelta(hours=4), "median of 2 h and 6 h"
+
+
+def test_a_routes_line_counts_an_incident_group_once(bot: Bot) -> None:
+    """Two open east reports in one group are one open case, acknowledged after 3 hours."""
+    route_team(bot)
+    made = week_with_routes(bot)
+    with session_scope(bot.engine) as session:
+        group = IncidentGroup(
+            created_at=utc(11, 16, 9),
+            category="Network & coverage",
+            example="Router reboots",
+            leadership_channel=EAST,
+            status=ReportStatus.ACKNOWLEDGED,
+            acknowledged_at=utc(11, 16, 12),
+        )
+        session.add(group)
+        session.flush()
+        for name in ("east_1", "east_2"):
+            report = session.get(Report, made[name].id)
+            assert report is not None
+            report.incident_id = group.id
+    with Session(bot.engine) as session:
+        company = build_digest(session, period=PERIOD, zone=BERLIN, now=NOW, routes=[EAST])
+        east = build_digest(session, period=PERIOD, zone=BERLIN, now=NOW, channel=EAST)
+    (line,) = company.routes
+    assert (line.new, line.open, line.overdue) == (3, 1, 0), "reports new, the group open once"
+    assert line.acknowledge_median == timedelta(hours=3)
+    assert east.still_open.count == line.open
 
 
 def test_each_leadership_channel_gets_its_own_digest_chart_and_csv(bot: Bot) -> None:

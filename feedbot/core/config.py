@@ -197,20 +197,17 @@ class RuntimeConfig:
         admins may too, so a small team can start with one person."""
         return user_id in self.leaders or user_id in self.group_leaders or self.is_admin(user_id)
 
-    def route_of(self, channel: str | None) -> dict[str, Any] | None:
-        """The route whose leadership channel is `channel`, if any."""
-        for route in self.leadership_routes:
-            if channel is not None and route["channel"] == channel:
-                return route
-        return None
-
     def route_leaders(self, channel: str | None) -> list[str]:
-        """The people a route names as its leaders (its user group's members too)."""
-        route = self.route_of(channel)
-        if route is None:
-            return []
-        members = sorted(self.route_group_leaders.get(str(route["channel"]), frozenset()))
-        return list(dict.fromkeys([*route.get("leaders", []), *members]))
+        """The people the routes to `channel` name as its leaders (their user groups'
+        members too); several routes may share a channel, and their leaders add up."""
+        named = [
+            leader
+            for route in self.leadership_routes
+            if channel is not None and route["channel"] == channel
+            for leader in route.get("leaders", [])
+        ]
+        members = sorted(self.route_group_leaders.get(channel or "", frozenset()))
+        return list(dict.fromkeys([*named, *members]))
 
     def leads(self, user_id: str, channel: str | None) -> bool:
         """Whether `user_id` may triage a report shown in leadership channel `channel`: a

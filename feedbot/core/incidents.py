@@ -48,7 +48,8 @@ def place(
     reports at the same place, in the same category, naming the same kind of problem (any
     wording, German or English). An open group either key reaches is joined, the one of the
     shared terms first; otherwise the reports either key found, with this one, form a group
-    once they reach `burst_threshold`.
+    once they reach `burst_threshold`. Only reports and groups of the report's own leadership
+    channel count: a route's leaders must be able to act on every report of its groups.
     """
     if config.burst_threshold <= 0:
         return None
@@ -68,10 +69,15 @@ def place(
         candidates=100,
         created_since=since,
     )
-    alike = [m.report for m in matches]
+    channel = report.leadership_channel
+    alike = [m.report for m in matches if m.report.leadership_channel == channel]
     group = _open_group_among(session, alike)
     if group is None:
-        same_place = burst_keys.same_place_and_problem(session, report=report, since=since)
+        same_place = [
+            other
+            for other in burst_keys.same_place_and_problem(session, report=report, since=since)
+            if other.leadership_channel == channel
+        ]
         group = _open_group_among(session, same_place)
         alike += same_place
     if group is not None:
@@ -359,6 +365,14 @@ def merge(
         raise Conflict(
             f"{target.reference} is already closed; pick an open incident.",
             code="incident_closed",
+            params={"ref": target.reference},
+        )
+    if target.leadership_channel != source.leadership_channel:
+        raise InvalidValue(
+            f"{target.reference} is shown in another leadership channel; merge only incidents "
+            "of one channel.",
+            field="reference",
+            code="incident_other_channel",
             params={"ref": target.reference},
         )
     triage.require_leader(config, actor, target)

@@ -122,11 +122,12 @@ class Deps:
         if config.leaders_usergroup:
             members = self.groups.members(config.leaders_usergroup)
             config = replace(config, group_leaders=members)
-        route_groups = {
-            str(route["channel"]): self.groups.members(str(route["leaders_usergroup"]))
-            for route in config.leadership_routes
-            if route.get("leaders_usergroup")
-        }
+        route_groups: dict[str, frozenset[str]] = {}
+        for route in config.leadership_routes:
+            if route.get("leaders_usergroup"):
+                channel = str(route["channel"])
+                members = self.groups.members(str(route["leaders_usergroup"]))
+                route_groups[channel] = route_groups.get(channel, frozenset()) | members
         if route_groups:
             config = replace(config, route_group_leaders=route_groups)
         return config

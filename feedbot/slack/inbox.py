@@ -80,6 +80,8 @@ def _modal_actions() -> frozenset[str]:
             Action.FOLLOW_UP,
             Action.INCIDENT_REPLY,
             Action.INCIDENT_RESOLVE,
+            Action.INCIDENT_MERGE,
+            Action.EDIT_WEBHOOKS,
             *FORM_BUTTONS,
         }
     )

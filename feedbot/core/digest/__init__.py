@@ -10,13 +10,8 @@
 - `results`: the plain data every one of them returns.
 """
 
-from feedbot.core.digest.figures import (
-    LIST_LIMIT,
-    TREND_WEEKS,
-    build_digest,
-    percentile,
-    seconds_between,
-)
+from feedbot.core.digest.elapsed import percentile, seconds_between
+from feedbot.core.digest.figures import LIST_LIMIT, TREND_WEEKS, build_digest
 from feedbot.core.digest.periods import (
     COUNTED,
     OPEN,

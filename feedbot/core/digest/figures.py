@@ -36,16 +36,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
     case,
-    cast,
     func,
     text,
 )
 from sqlmodel import Session, col, select
 
 from feedbot.core.attachments import SHOWN_STATES
+from feedbot.core.digest.elapsed import percentile, seconds_between
 from feedbot.core.digest.incidents import (
+    UNGROUPED,
     group_list,
     group_seconds,
     merged,
@@ -54,7 +54,8 @@ from feedbot.core.digest.incidents import (
 )
 from feedbot.core.digest.lines import report_list
 from feedbot.core.digest.periods import COUNTED, OPEN, shift, week_bounds
-from feedbot.core.digest.results import Count, Digest, Durations, RouteLine, Trend
+from feedbot.core.digest.results import Count, Digest, Durations, Trend
+from feedbot.core.digest.routes import route_lines
 from feedbot.core.digest.scope import groups_in_channel, in_channel
 from feedbot.core.digest.themes import recurring_themes
 from feedbot.models import (
@@ -67,8 +68,6 @@ from feedbot.models import (
 
 LIST_LIMIT = 10
 TREND_WEEKS = 8
-UNGROUPED = col(Report.incident_id).is_(None)
-"""Reports in an incident group count through their group (`digest.incidents`)."""
 
 
 def build_digest(
@@ -183,57 +182,6 @@ def build_digest(
         with_photos=_with_photos(session, start, end, scope),
         routes=route_lines(session, routes, start=start, end=end, now=now),
     )
-
-
-def route_lines(
-    session: Session, channels: Sequence[str], *, start: datetime, end: datetime, now: datetime
-) -> list[RouteLine]:
-    """One line per route for the company digest: new this week, open and overdue now, and
-    the median time to acknowledge of the week's acknowledgements; one grouped query each."""
-    if not channels:
-        return []
-    routed = col(Report.leadership_channel).in_(list(channels))
-
-    def grouped(*where: Any) -> dict[str, int]:
-        rows = session.exec(
-            select(Report.leadership_channel, func.count())
-            .where(routed, *where)
-            .group_by(col(Report.leadership_channel))
-        ).all()
-        return {str(channel): int(count) for channel, count in rows}
-
-    new = grouped(
-        col(Report.status).in_(COUNTED),
-        col(Report.created_at) >= start,
-        col(Report.created_at) < end,
-    )
-    still_open = grouped(col(Report.status).in_(OPEN))
-    overdue = grouped(col(Report.status).in_(OPEN), col(Report.follow_up_at) < now)
-    elapsed = seconds_between(session, col(Report.acknowledged_at), col(Report.created_at))
-    waits: dict[str, list[float]] = {}
-    for channel, seconds in session.exec(
-        select(Report.leadership_channel, elapsed).where(
-            routed,
-            col(Report.acknowledged_at) >= start,
-            col(Report.acknowledged_at) < end,
-            col(Report.status) != ReportStatus.DUPLICATE,
-        )
-    ).all():
-        waits.setdefault(str(channel), []).append(max(float(seconds), 0.0))
-    return [
-        RouteLine(
-            channel=channel,
-            new=new.get(channel, 0),
-            open=still_open.get(channel, 0),
-            overdue=overdue.get(channel, 0),
-            acknowledge_median=(
-                timedelta(seconds=round(percentile(sorted(waits[channel]), 0.5)))
-                if waits.get(channel)
-                else None
-            ),
-        )
-        for channel in channels
-    ]
 
 
 def _with_photos(session: Session, start: datetime, end: datetime, scope: Sequence[Any]) -> int:
@@ -362,21 +310,6 @@ def still_open_at(
     )
     groups = open_groups_at(session, moment, group_scope)
     return int(open_now) + int(resolved_later) - int(filed_later) + groups
-
-
-def seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
-    """`later - earlier` in seconds, computed by the database (SQLite has no intervals)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-    return cast(func.extract("epoch", later - earlier), Float)  # numeric since PostgreSQL 14
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear interpolation between the closest ranks of sorted `values` (numpy's default)."""
-    position = (len(values) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
 
 
 def _durations(

@@ -22,6 +22,8 @@ from feedbot.core.digest.results import ReportLine, ReportList
 from feedbot.models import IncidentGroup, IncidentReminder, OutboxMessage, Report, ReportStatus
 
 UNMERGED = col(IncidentGroup.merged_into_id).is_(None)
+UNGROUPED = col(Report.incident_id).is_(None)
+"""Reports in an incident group count through their group (`digest.incidents`)."""
 
 
 def open_groups_at(session: Session, moment: datetime, scope: Sequence[Any] = ()) -> int:

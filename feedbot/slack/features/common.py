@@ -75,11 +75,13 @@ def refusing(deps: Deps, body: dict[str, Any]) -> Iterator[Session]:
     """One transaction for what a button asks. A `FeedbotError` raised inside undoes it, and
     the person who pressed is told why (in their language) while the operator gets a log
     line; anything else goes on to the app's error handler."""
-    with deps.transaction() as session:
-        try:
+    try:
+        with deps.transaction() as session:
             yield session
-        except FeedbotError as error:
-            session.rollback()
+    except FeedbotError as error:
+        # The failed work is undone by leaving its transaction (only its savepoint when
+        # replayed from the inbox, whose own claim must survive); the answer is a new one.
+        with deps.transaction() as session:
             refuse(session, deps, body, error)
 
 

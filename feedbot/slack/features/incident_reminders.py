@@ -148,18 +148,23 @@ def _escalate(
             ),
             *to_route,
         ]
-    if to_route:
-        return to_route
-    admins = list(dict.fromkeys([*config.admins, *config.bootstrap_admins]))
-    if not admins:
+    admins = [
+        admin
+        for admin in dict.fromkeys([*config.admins, *config.bootstrap_admins])
+        if admin not in {message.conversation for message in to_route}
+    ]
+    if not admins and not to_route:
         log.warning("%s is escalated, but there is no escalation channel or admin", group.reference)
     return [
-        delivery.post(
-            session,
-            conversation=admin,
-            message=build(deps.locale_for(admin)),
-            now=now,
-            purpose="reminder_incident_escalation",
-        )
-        for admin in admins
+        *to_route,
+        *(
+            delivery.post(
+                session,
+                conversation=admin,
+                message=build(deps.locale_for(admin)),
+                now=now,
+                purpose="reminder_incident_escalation",
+            )
+            for admin in admins
+        ),
     ]

@@ -87,6 +87,9 @@ def send_due(deps: Deps, *, dry_run: bool = False) -> list[Due | GroupDue]:
     escalating = [item.kind.escalation for item in due] + [g.kind.escalation for g in group_due]
     if any(escalating) and not config.escalation_channel:
         people |= {*config.admins, *config.bootstrap_admins}
+    if any(escalating):  # a route's own leaders hear of its escalations by direct message
+        routes = {str(route["channel"]) for route in config.leadership_routes}
+        people |= {leader for channel in routes for leader in config.route_leaders(channel)}
     for person in people:
         deps.people.profile(person)
     sent = []
@@ -210,31 +213,32 @@ def _escalate(
     if channel:
         message = build(_channel_locale(config, channel))
         return channel, [_post(session, channel, message, now, due), *to_route]
-    if to_route:
-        return None, to_route
-    admins = list(dict.fromkeys([*config.admins, *config.bootstrap_admins]))
-    if not admins:
+    admins = [
+        admin
+        for admin in dict.fromkeys([*config.admins, *config.bootstrap_admins])
+        if admin not in route_leaders
+    ]
+    if not admins and not to_route:
         log.warning(
             "%s is escalated, but there is no escalation channel or admin", report.reference
         )
     return None, [
-        _post(session, admin, build(deps.locale_for(admin)), now, due) for admin in admins
+        *to_route,
+        *(_post(session, admin, build(deps.locale_for(admin)), now, due) for admin in admins),
     ]
 
 
 def _leader_mentions(config: RuntimeConfig, channel: str | None) -> list[str]:
-    """Who a thread reminder names: a route's own leaders (and user group) in its channel,
+    """Who a thread reminder names: a route's own leaders (and user groups) in its channel,
     else the leaders (their user group too), else the admins."""
-    route = config.route_of(channel) or {}
-    if route.get("leaders") or route.get("leaders_usergroup"):
-        people, group = list(route.get("leaders", [])), route.get("leaders_usergroup")
-    else:
-        people = config.leaders or [*config.admins, *config.bootstrap_admins]
-        group = config.leaders_usergroup
-    mentions = [f"<@{user}>" for user in dict.fromkeys(people)][:20]
-    if group:
-        mentions.insert(0, f"<!subteam^{group}>")
-    return mentions
+    routes = [r for r in config.leadership_routes if channel and r["channel"] == channel]
+    named = [leader for route in routes for leader in route.get("leaders", [])]
+    groups = [str(route["leaders_usergroup"]) for route in routes if route.get("leaders_usergroup")]
+    if not named and not groups:
+        named = config.leaders or [*config.admins, *config.bootstrap_admins]
+        groups = [config.leaders_usergroup] if config.leaders_usergroup else []
+    mentions = [f"<!subteam^{group}>" for group in dict.fromkeys(groups)]
+    return mentions + [f"<@{user}>" for user in dict.fromkeys(named)][:20]
 
 
 def _channel_locale(config: RuntimeConfig, channel: str) -> str:

@@ -16,8 +16,9 @@ from functools import cache
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_interval, format_timedelta
+from babel.dates import format_interval
 from babel.numbers import format_decimal
+from babel.units import format_unit
 
 from feedbot.slack.i18n import admin, de, digest, en, files, incidents, reminders, webhooks
 
@@ -61,21 +62,20 @@ def number(locale: str, value: int) -> str:
 
 
 def duration(span: timedelta, locale: str) -> str:
-    """Two units at most, rounded down: `2 days 4 hours`, `1 Tag 4 Stunden`, `12 minutes`."""
+    """Two units at most, rounded down, never more than days: `2 days 4 hours`,
+    `1 Tag 4 Stunden`, `12 minutes`, `13 days` (not "2 weeks": response times are read as
+    days)."""
     minutes = int(span.total_seconds() // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     if days:
-        parts = [timedelta(days=days)] + ([timedelta(hours=hours)] if hours else [])
+        parts = [(days, "duration-day")] + ([(hours, "duration-hour")] if hours else [])
     elif hours:
-        parts = [timedelta(hours=hours)] + ([timedelta(minutes=minutes)] if minutes else [])
+        parts = [(hours, "duration-hour")] + ([(minutes, "duration-minute")] if minutes else [])
     else:
-        parts = [timedelta(minutes=minutes)]
+        parts = [(minutes, "duration-minute")]
     where = babel_locale(language_of(locale))
-    # threshold=1: 23 hours stay 23 hours instead of being rounded up to a day.
-    return " ".join(
-        format_timedelta(part, threshold=1, granularity="minute", locale=where) for part in parts
-    )
+    return " ".join(format_unit(value, unit, length="long", locale=where) for value, unit in parts)
 
 
 def date_range(first: date, last: date, locale: str) -> str:

@@ -35,6 +35,7 @@ EN: dict[str, str] = {
     "error.incident_not_found": "That incident does not exist (any more).",
     "error.incident_reference": "Enter another open incident's reference, like INC-102.",
     "error.incident_closed": "{ref} is already closed; pick an open incident.",
+    "error.incident_other_channel": "{ref} is shown in another leadership channel; only incidents of one channel can be merged.",
 }
 
 DE: dict[str, str] = {
@@ -72,4 +73,5 @@ DE: dict[str, str] = {
     "error.incident_not_found": "Diese Störung gibt es nicht (mehr).",
     "error.incident_reference": "Gib die Nummer einer anderen offenen Störung ein, z. B. INC-102.",
     "error.incident_closed": "{ref} ist schon abgeschlossen; wähle eine offene Störung.",
+    "error.incident_other_channel": "{ref} steht in einem anderen Führungskanal; zusammenführen lassen sich nur Störungen eines Kanals.",
 }

@@ -118,7 +118,7 @@ def lines_to_routes(text: str) -> str:
     for line in text.splitlines():
         if not line.strip():
             continue
-        channel, categories, locations, leaders, language = ([*line.split("|"), "", "", ""])[:5]
+        channel, categories, locations, leaders, language = [*line.split("|"), *[""] * 4][:5]
         route: dict[str, Any] = {
             "channel": channel.strip(),
             "categories": _listed(categories),
