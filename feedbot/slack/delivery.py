@@ -260,7 +260,29 @@ def thread_line(
     detail: str | None,
     now: datetime,
 ) -> None:
-    card = card_entry(session, report)
+    """A line in `report`'s card thread, if its card was posted."""
+    line_under(
+        session,
+        card=card_entry(session, report),
+        config=config,
+        action=action,
+        actor=actor,
+        detail=detail,
+        now=now,
+    )
+
+
+def line_under(
+    session: Session,
+    *,
+    card: OutboxMessage | None,
+    config: RuntimeConfig,
+    action: str,
+    actor: str | None,
+    detail: str | None,
+    now: datetime,
+) -> None:
+    """A line in the thread of a report's or an incident's card, in its channel's language."""
     if card is None:
         return
     locale = config.language_of_channel(card.conversation)

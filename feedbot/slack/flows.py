@@ -42,7 +42,6 @@ from feedbot.slack.views.files import build_files_taken, files_label
 from feedbot.slack.views.incident_reminders import build_group_reminder_done
 from feedbot.slack.views.notices import Suggestion, build_plain, build_receipt
 from feedbot.slack.views.reminders import build_follow_up_prompt, build_note
-from feedbot.slack.views.report_card import build_thread_line
 
 CLOSING = frozenset({"resolved", "merged", "merged_by_reporter"})
 """Outcomes after which every reminder sent about the report says it is done."""
@@ -315,21 +314,15 @@ def group_triaged(
         webhooks.emit_outcome(session, outcome=member, config=config, now=now)
         homes.report_changed(session, deps, member.report)
     card = delivery.group_card_entry(session, group)
-    if card is not None:
-        line = build_thread_line(
-            locale=config.language_of_channel(card.conversation),
-            action=f"incident_{outcome.action}",
-            actor=outcome.actor,
-            detail=str(len(outcome.changed)),
-        )
-        delivery.post(
-            session,
-            conversation=card.conversation,
-            message=line,
-            now=now,
-            purpose="thread_line",
-            thread_of=card,
-        )
+    delivery.line_under(
+        session,
+        card=card,
+        config=config,
+        action=f"incident_{outcome.action}",
+        actor=outcome.actor,
+        detail=str(len(outcome.changed)),
+        now=now,
+    )
     delivery.notify(
         session,
         notices=outcome.notices,
@@ -346,22 +339,15 @@ def reporter_answered(
     reference and without a name when the report is anonymous, and a word back to them."""
     now = deps.clock()
     config = deps.config()
-    card = delivery.card_entry(session, report) or _group_card_of(session, report)
-    if card is not None:
-        line = build_thread_line(
-            locale=config.language_of_channel(card.conversation),
-            action="reporter_replied",
-            actor=None,
-            detail=text,
-        )
-        delivery.post(
-            session,
-            conversation=card.conversation,
-            message=line,
-            now=now,
-            purpose="thread_line",
-            thread_of=card,
-        )
+    delivery.line_under(
+        session,
+        card=delivery.card_entry(session, report) or _group_card_of(session, report),
+        config=config,
+        action="reporter_replied",
+        actor=None,
+        detail=text,
+        now=now,
+    )
     delivery.dm(
         session,
         user=user_id,

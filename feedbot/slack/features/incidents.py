@@ -23,7 +23,6 @@ from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, refuse, refusing
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_form, build_merge_form
-from feedbot.slack.views.report_card import build_thread_line
 from feedbot.slack.views.triage_forms import read_share, read_triage_form
 
 
@@ -61,17 +60,25 @@ def _acknowledge(deps: Deps) -> Any:
     return handle
 
 
+def _led_group(session: Session, deps: Deps, body: dict[str, Any], actor: str) -> IncidentGroup:
+    """The group a card button is about, if `actor` leads its channel. Whether it exists is
+    said only to leaders."""
+    config = deps.config()
+    triage.require_leader(config, actor)
+    group = incidents.get_group(session, codecs.GROUP.first(body))
+    if group is None:
+        raise FeedbotError("That incident does not exist (any more).", code="not_found")
+    triage.require_leader(config, actor, group)
+    return group
+
+
 def _open_form(deps: Deps, callback: Callback) -> Any:
     def handle(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         actor = body["user"]["id"]
         with deps.transaction() as session:
-            group = incidents.get_group(session, codecs.GROUP.first(body))
             try:
-                triage.require_leader(deps.config(), actor)
-                if group is None:
-                    raise FeedbotError("That incident does not exist (any more).", code="not_found")
-                triage.require_leader(deps.config(), actor, group)
+                group = _led_group(session, deps, body, actor)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return
@@ -136,12 +143,8 @@ def _open_merge_form(deps: Deps) -> Any:
         ack()
         actor = body["user"]["id"]
         with deps.transaction() as session:
-            group = incidents.get_group(session, codecs.GROUP.first(body))
             try:
-                triage.require_leader(deps.config(), actor)
-                if group is None:
-                    raise FeedbotError("That incident does not exist (any more).", code="not_found")
-                triage.require_leader(deps.config(), actor, group)
+                group = _led_group(session, deps, body, actor)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return
@@ -203,31 +206,12 @@ def group_merged(
         if report.card_message_id is not None:
             delivery.refresh_card(session, report=report, config=config, now=now)
         homes.report_changed(session, deps, report)
-    _thread_line(session, outcome.target, config, outcome.actor, outcome.source.reference, now)
-
-
-def _thread_line(
-    session: Session,
-    group: IncidentGroup,
-    config: RuntimeConfig,
-    actor: str,
-    detail: str,
-    now: datetime,
-) -> None:
-    card = delivery.group_card_entry(session, group)
-    if card is None:
-        return
-    line = build_thread_line(
-        locale=config.language_of_channel(card.conversation),
-        action="incident_merged",
-        actor=actor,
-        detail=detail,
-    )
-    delivery.post(
+    delivery.line_under(
         session,
-        conversation=card.conversation,
-        message=line,
+        card=delivery.group_card_entry(session, outcome.target),
+        config=config,
+        action="incident_merged",
+        actor=outcome.actor,
+        detail=outcome.source.reference,
         now=now,
-        purpose="thread_line",
-        thread_of=card,
     )
