@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from feedbot import models
 from feedbot.db import make_engine, normalise_url, upgrade
 from tests.fakeslack import FakeSlack
-from tests.harness import Bot, Clock
+from tests.harness import ALICE, INTAKE, LEADER, LEADERSHIP, Bot, Clock
 
 for variable in ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):  # would switch Bolt to OAuth mode
     os.environ.pop(variable, None)
@@ -105,6 +105,17 @@ def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack() as slack:
         yield slack
         slack.assert_no_violations()
+
+
+@pytest.fixture(name="slack")
+def team_slack(fake_slack: FakeSlack) -> FakeSlack:
+    """The fake Slack holding the leadership and intake channels, a reporter and a leader:
+    for tests that run the bot as processes of its own (a module may define its own)."""
+    fake_slack.add_channel(LEADERSHIP, name="leadership")
+    fake_slack.add_channel(INTAKE, name="field")
+    fake_slack.add_user(ALICE, locale="en-US")
+    fake_slack.add_user(LEADER, locale="en-US")
+    return fake_slack
 
 
 @pytest.fixture

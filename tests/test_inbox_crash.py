@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -33,7 +32,11 @@ from feedbot.models import InboxEntry, InboxStatus, OutboxMessage, OutboxStatus,
 from tests import slack_payloads as payloads
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, LEADER, LEADERSHIP, sign
-from tests.test_processes import Replica, start, wait_for
+from tests.test_processes import (
+    Replica,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +55,6 @@ def configured(database_url: str) -> str:
         set_value(session, key="burst_threshold", raw="0", actor="test")  # a card per report
     engine.dispose()
     return database_url
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        fake.add_channel(LEADERSHIP, name="leadership")
-        fake.add_channel(INTAKE, name="field")
-        fake.add_user(ALICE, locale="en-US")
-        fake.add_user(LEADER, locale="en-US")
-        yield fake
 
 
 class Fleet:

@@ -137,16 +137,6 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        fake.add_channel(LEADERSHIP, name="leadership")
-        fake.add_channel(INTAKE, name="field")
-        fake.add_user(ALICE, locale="en-US")
-        fake.add_user(LEADER, locale="en-US")
-        yield fake
-
-
-@pytest.fixture
 def replicas(pg_url: str, slack: FakeSlack, tmp_path: Path) -> Iterator[list[Replica]]:
     group = [start(pg_url, slack, tmp_path, f"replica{n}") for n in range(3)]
     try:
