@@ -7,7 +7,7 @@ table. This benchmark fills a fresh, migrated database with `--reports` open rep
 20,000; open or acknowledged) in the mixed German and English of `benchmarks.report_texts`,
 with their `report_term` rows exactly as `feedbot.core.similarity.terms` makes them, using
 bulk inserts (executemany on SQLite, COPY on PostgreSQL). Then, in a fresh process, it times
-`feedbot.core.reports.similar_reports` for `--lookups` new texts (default 200), each in its
+`feedbot.core.similar_reports.similar_reports` for `--lookups` new texts (default 200), each in its
 own session as a request would, after 20 untimed lookups that warm the connection pool and
 SQLAlchemy's statement cache.
 
@@ -143,7 +143,7 @@ def measure(url: str, lookups: int) -> dict[str, Any]:
     """In a fresh process: time `lookups` similar-report lookups, then their memory."""
     from sqlmodel import Session
 
-    from feedbot.core.reports import similar_reports
+    from feedbot.core.similar_reports import similar_reports
     from feedbot.db import make_engine
 
     engine = make_engine(url)

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from feedbot.core import reports, similarity
+from feedbot.core import reports, similar_reports, similarity
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource, ReportStatus, utcnow
@@ -55,7 +55,7 @@ def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: E
         add("Printer jams on receipts, fixed", "Devices & hardware", ReportStatus.RESOLVED)
         add("Tariff MagentaMobil charged twice", "Billing & tariffs")
         session.commit()
-        matches = reports.similar_reports(
+        matches = similar_reports.similar_reports(
             session, text="The receipt printer jams again", category="Devices & hardware"
         )
     assert [m.report.id for m in matches] == [printer_devices, printer_it]

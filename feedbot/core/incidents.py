@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
-from feedbot.core import burst_keys, reports, triage
+from feedbot.core import burst_keys, reports, similar_reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
 from feedbot.core.reminders.groups import most_urgent
@@ -58,7 +58,7 @@ def place(
         # SQLite the report's INSERT already holds the write lock, which serialises this.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
     since = now - timedelta(minutes=config.burst_window_minutes)
-    matches = reports.similar_reports(
+    matches = similar_reports.similar_reports(
         session,
         text=report.text,
         category=report.category,

@@ -19,7 +19,15 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from feedbot.core import attachments, incidents, reminders, reports, triage, webhooks
+from feedbot.core import (
+    attachments,
+    incidents,
+    reminders,
+    reports,
+    similar_reports,
+    triage,
+    webhooks,
+)
 from feedbot.core.attachments import IncomingFile
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Kind
@@ -180,7 +188,7 @@ def suggestions(
     config = deps.config()
     matches = [
         match
-        for match in reports.similar_reports(
+        for match in similar_reports.similar_reports(
             session,
             text=report.text,
             category=report.category,
