@@ -223,3 +223,56 @@ def test_two_reports_of_a_burst_at_the_same_instant_start_one_group(bot: Bot) ->
         ).one()
     assert len(groups) == 1
     assert grouped == 6
+
+
+def test_a_burst_redraws_the_incident_card_once_when_it_is_sent(bot: Bot) -> None:
+    """Each new member queues an update of the card; updates still waiting are replaced, and
+    the one sent is drawn then, with every member counted."""
+    bot.setup_team()
+    users = [f"UFIELD{n:03d}" for n in range(11)]
+    for user in users:
+        bot.slack.add_user(user)
+    for user in users[:6]:
+        file_dm(bot, user, OUTAGE)
+    bot.drain()
+    updates_before = len(bot.slack.calls_to("chat.update"))
+    for user in users[6:]:
+        file_dm(bot, user, OUTAGE)
+    with Session(bot.engine) as session:
+        queued = session.exec(
+            select(OutboxMessage).where(OutboxMessage.purpose == "incident_card_update")
+        ).all()
+    waiting = [entry for entry in queued if entry.status == OutboxStatus.PENDING]
+    assert len(waiting) == 1
+    assert sum(entry.status == OutboxStatus.SUPERSEDED for entry in queued) >= 4
+    assert "blocks" not in json.loads(waiting[0].payload), "drawn when sent, not when queued"
+    bot.drain()
+    updates = bot.slack.calls_to("chat.update")[updates_before:]
+    assert len(updates) == 1
+    assert "11 similar reports" in str(updates[0].args["text"])
+
+
+def test_a_card_update_whose_group_is_gone_is_not_sent(bot: Bot) -> None:
+    bot.setup_team()
+    for number in range(6):
+        bot.slack.add_user(f"UFIELD{number:03d}")
+        file_dm(bot, f"UFIELD{number:03d}", OUTAGE)
+    bot.drain()
+    bot.slack.add_user("UFIELD999")
+    file_dm(bot, "UFIELD999", OUTAGE)
+    updates_before = len(bot.slack.calls_to("chat.update"))
+    with Session(bot.engine) as session:
+        group = session.exec(select(IncidentGroup)).one()
+        for report in session.exec(select(Report)).all():
+            report.incident_id = None
+            session.add(report)
+        session.flush()
+        session.delete(group)
+        session.commit()
+    bot.drain()
+    assert len(bot.slack.calls_to("chat.update")) == updates_before
+    with Session(bot.engine) as session:
+        entry = session.exec(
+            select(OutboxMessage).where(OutboxMessage.purpose == "incident_card_update")
+        ).all()[-1]
+    assert entry.status == OutboxStatus.FAILED

@@ -370,6 +370,8 @@ def post_group_card(
 def refresh_group_card(
     session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
 ) -> None:
+    """Queue an update of the group's card, drawn when it is sent (`render_at_send`): in a
+    burst every new member would redraw it, and only the last drawing is ever sent."""
     card = group_card_entry(session, group)
     if card is None:
         return
@@ -377,11 +379,33 @@ def refresh_group_card(
         session,
         conversation=card.conversation,
         method="chat.update",
-        payload=_group_card(session, group, config),
+        payload={
+            GROUP_CARD_OF: group.id,
+            GROUP_CARD_LOCALE: config.language_of_channel(group.leadership_channel or ""),
+        },
         purpose="incident_card_update",
         update_of=card,
         now=now,
     )
+
+
+GROUP_CARD_OF = "_incident_card_of"
+GROUP_CARD_LOCALE = "_incident_card_locale"
+"""Payload keys of a card update drawn when it is sent: the group, and the card's language."""
+
+
+def render_at_send(session: Session, stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The message of an outbox entry drawn when it is sent; None when its subject is gone.
+    Entries with their message already in the payload are returned as they are."""
+    if GROUP_CARD_OF not in stored:
+        return stored
+    group = incidents.get_group(session, stored[GROUP_CARD_OF])
+    if group is None:
+        return None
+    card = build_incident_card(
+        group, incidents.summarise(session, group), locale=stored.get(GROUP_CARD_LOCALE, "en")
+    )
+    return card.to_payload()
 
 
 # --------------------------------------------------------------------------- other calls

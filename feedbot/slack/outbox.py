@@ -41,7 +41,7 @@ from feedbot.core import outbox, webhooks
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
-from feedbot.slack import files, web_api
+from feedbot.slack import delivery, files, web_api
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ MAX_HELD = 200
 
 class DeliveryDeferred(Exception):
     """The entry cannot go yet (it waits for another entry); try again shortly."""
+
+
+class NothingToSend(Exception):
+    """The entry's message is drawn when it is sent, and what it showed no longer exists."""
 
 
 class ParentUndelivered(Exception):
@@ -319,6 +323,11 @@ class OutboxSender:
                     at=self.clock() + timedelta(seconds=1),
                     uncertain=entry.uncertain,
                 )
+            except NothingToSend as exc:
+                log.info("%s: %s; not sending", context, exc)
+                outbox.mark_failed(
+                    session, entry.id, error=str(exc), now=self.clock(), attempt=entry.attempts
+                )
             except ParentUndelivered as exc:
                 log.error("%s: %s; giving up", context, exc)
                 outbox.mark_failed(
@@ -412,7 +421,10 @@ class OutboxSender:
         """The call's arguments, with the channel and the `ts` of referenced entries filled in,
         and people known only by a seal opened (see `feedbot.core.identity`)."""
         stored = json.loads(entry.payload)
-        payload = outbox.sendable(stored)
+        drawn = delivery.render_at_send(session, stored)
+        if drawn is None:
+            raise NothingToSend("what it showed no longer exists")
+        payload = outbox.sendable(drawn)
         if SEALED_USER in stored:
             field = "user_id" if entry.method == "views.publish" else "user"
             payload[field] = self._open(stored[SEALED_USER])
