@@ -62,6 +62,59 @@ def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: E
     assert all(0 < m.score <= 1 for m in matches)
 
 
+def test_common_words_do_not_look_for_candidates_but_still_count() -> None:
+    counts = {"shop": 900, "kunde": 700, "drucke": 3, "leipzi": 40, "papier": 12}
+    assert similar_reports.probe_terms(counts, total=1000) == ["drucke", "papier", "leipzi"]
+    few = {"shop": 900, "kunde": 700, "drucke": 3}
+    assert similar_reports.probe_terms(few, total=1000) == ["drucke", "kunde", "shop"], (
+        "a text of common words still finds candidates"
+    )
+    small = {"shop": 30, "kunde": 20}
+    assert similar_reports.probe_terms(small, total=40) == ["kunde", "shop"], (
+        "in a small table no word is common"
+    )
+
+
+def test_the_match_is_found_among_many_reports_sharing_common_words(engine: Engine) -> None:
+    """Three hundred reports share the everyday words of the new one; the one that shares its
+    distinctive words is found, and its score counts the everyday words too."""
+    config = RuntimeConfig()
+    now = utcnow()
+    with Session(engine) as session:
+        for number in range(300):
+            reports.create_report(
+                session,
+                reporter_id=f"UFIELD{number:04d}",
+                draft=ReportDraft(
+                    text=f"Kunde im Shop wartet, Ticket offen, Vorgang {number} Hotline",
+                    source=ReportSource.MODAL,
+                ),
+                config=config,
+                now=now,
+                identities=IDENTITIES,
+            )
+        twin = reports.create_report(
+            session,
+            reporter_id=BOB,
+            draft=ReportDraft(
+                text="Kunde im Shop wartet: Kassendrucker Quittungspapier klemmt",
+                source=ReportSource.MODAL,
+            ),
+            config=config,
+            now=now,
+            identities=IDENTITIES,
+        )
+        session.commit()
+        matches = similar_reports.similar_reports(
+            session,
+            text="Kassendrucker klemmt, Quittungspapier, Kunde wartet im Shop",
+            category=None,
+            frequencies=similar_reports.TermFrequencies(),
+        )
+    assert [m.report.id for m in matches] == [twin.id]
+    assert matches[0].score == 1.0
+
+
 def test_the_receipt_suggests_similar_reports_and_me_too_instead_merges(bot: Bot) -> None:
     bot.setup_team()
     bot.command(ALICE, "Card terminal in shop Leipzig rejects every girocard payment")
