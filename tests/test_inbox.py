@@ -24,6 +24,7 @@ from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
 from tests.harness import ALICE, BOB, INTAKE, LEADERSHIP, Bot
+from tests.test_reporting import form_values
 
 
 @pytest.fixture
@@ -308,3 +309,58 @@ def test_the_inbox_command_shows_the_backlog_and_what_failed(
     out = capsys.readouterr().out
     assert "waiting: 1" in out and "failed: 1" in out
     assert "event:message" in out and "OperationalError: gone" in out
+
+
+def open_report_form(bot: Bot, user: str) -> dict[str, object]:
+    bot.dispatch(command_body(bot, user, ""), "application/x-www-form-urlencoded")
+    return bot.last_view()
+
+
+def test_a_form_is_checked_in_the_request_then_filed_by_the_inbox(bot: Bot, inbox: Inbox) -> None:
+    view = open_report_form(bot, ALICE)
+    too_long = form_values(
+        "Kasse 2 in Erfurt", location={"type": "plain_text_input", "value": "x" * 300}
+    )
+    refused = bot.submit(ALICE, view, too_long, forged=True)
+    assert json.loads(refused.body)["response_action"] == "errors", "Slack shows it in the form"
+    assert entries(bot) == [], "a form refused in the request is not stored"
+
+    submission = form_values("Kasse 2 in Erfurt nimmt keine Karten an")
+    response = bot.submit(ALICE, view, submission)
+    assert (response.status, response.body) == (200, ""), "the form closes at once"
+    assert report_count(bot) == 0, "only the inbox entry is written in the request"
+    assert bot.submit(ALICE, view, submission).status == 200, "the same submission again"
+    (entry,) = entries(bot)
+    assert entry.kind == "view_submission"
+
+    assert inbox.drain() == 1
+    assert report_count(bot) == 1
+    bot.drain()
+    assert any("FB-1001" in dm for dm in bot.dms(ALICE)), "the receipt follows by DM"
+
+
+def test_a_form_refused_when_its_work_is_done_tells_its_sender_what_they_wrote(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """Two forms sent at once both pass the rate limit in the request; the second is over it
+    when its turn comes. Its sender hears why, with their text, and nothing else happens."""
+    bot.configure(report_rate_limit="1/1h")
+    first, second = open_report_form(bot, ALICE), open_report_form(bot, ALICE)
+    assert bot.submit(ALICE, first, form_values("Kasse 2 in Erfurt ist aus")).body == ""
+    text = "Kartenleser <!channel> in Erfurt & Jena defekt"
+    assert bot.submit(ALICE, second, form_values(text)).body == ""
+    assert inbox.drain() == 2
+    assert report_count(bot) == 1
+    assert {entry.status for entry in entries(bot)} == {InboxStatus.DONE}
+    bot.drain()
+    refusal = json.dumps(
+        next(m for m in bot.slack.dm_messages(ALICE) if "could not be saved" in str(m["text"]))
+    )
+    assert "1 hour" in refusal
+    assert "Kartenleser &lt;!channel&gt; in Erfurt &amp; Jena defekt" in refusal
+    assert "<!channel>" not in refusal
+    with Session(bot.engine) as session:
+        sent = session.exec(
+            select(OutboxMessage).where(OutboxMessage.purpose == "form_refused")
+        ).one()
+    assert ALICE not in sent.conversation + sent.payload, "sealed: the form may be anonymous"

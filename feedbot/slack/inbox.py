@@ -3,10 +3,17 @@
 `Inbox.middleware` runs first among Bolt's global middleware, so after Bolt has verified the
 signature (HTTP) or the request arrived over the socket. A request that changes something is
 written to the inbox (`feedbot.core.inbox`) in one short transaction and answered at once:
-an event with 200, a button with its ack, a slash command with a short receipt. What Slack
-needs inside the request stays there and writes nothing worth deferring: opening a modal with
-its `trigger_id` (they expire in 3 s), form submissions (validation errors are answered with
-`response_action: errors`), `/feedback help` and `/feedback mine`.
+an event with 200, a button with its ack, a slash command with a short receipt. A form
+submission is first checked by its listener inside the request, since Slack shows errors in
+the form only from the answer (`response_action: errors`); one that passes is handed here
+(`features.common.deferred`), stored and answered. What Slack needs inside the request stays
+there and writes nothing: opening a modal with its `trigger_id` (they expire in 3 s),
+`/feedback help` and `/feedback mine`. The one exception is the webhooks form, whose answer
+is the new webhook's secret, made by the write itself and shown once in the updated form.
+
+A form refused when its work is done (a report closed meanwhile, a rate limit reached by a
+report filed at the same moment) can no longer be refused in the form: its sender hears why
+by DM, with what they entered.
 
 Workers (`Inbox.start`, in every process) replay each entry through the same Bolt app as a
 Socket Mode request marked `REPLAYED`: signatures are not checked again, this middleware lets
@@ -38,8 +45,10 @@ from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
 from feedbot.db import TRANSIENT_ERRORS, session_scope
 from feedbot.logs import log_context
 from feedbot.models import InboxEntry, InboxStatus
+from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
-from feedbot.slack.ids import Action
+from feedbot.slack.ids import DEFER_SUBMISSION, Action
+from feedbot.slack.views.notices import build_form_refused
 from feedbot.slack.web_api import RESPONSE_URL
 
 log = logging.getLogger(__name__)
@@ -101,6 +110,14 @@ RECEIPTS = {
 
 def _key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+def _view_key(body: dict[str, Any]) -> str:
+    """A form submission's key: Slack gives each state of a view its own hash."""
+    view: dict[str, Any] = body["view"] if isinstance(body.get("view"), dict) else {}
+    if view.get("id") and view.get("hash"):
+        return f"view:{view['id']}:{view['hash']}"
+    return "view:" + _key(json.dumps(body, sort_keys=True))
 
 
 def classify(body: dict[str, Any], modal_actions: frozenset[str]) -> tuple[str, str] | None:
@@ -187,10 +204,23 @@ class Inbox:
     ) -> BoltResponse | None:
         if context.get(REPLAYED) is not None:
             return next()
+        if body.get("type") == "view_submission":
+            # Its listener checks the form first (errors go back inside the request), then
+            # hands it over with `features.common.deferred`, which calls this.
+            context[DEFER_SUBMISSION] = lambda: self._store(
+                "view_submission", _view_key(body), body
+            )
+            return next()
         found = classify(body, self._modal_actions)
         if found is None:
             return next()
         kind, key = found
+        self._store(kind, key, body)
+        if kind == "command":
+            return self._command_receipt(body)
+        return BoltResponse(status=200, body="")
+
+    def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
         with self._writing(), session_scope(self.engine) as session:
             stored = core.store(
                 session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
@@ -199,9 +229,6 @@ class Inbox:
             self._wake.set()
         else:
             log.info("%s already received (%s); not storing it again", kind, key)
-        if kind == "command":
-            return self._command_receipt(body)
-        return BoltResponse(status=200, body="")
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
@@ -352,6 +379,8 @@ class Inbox:
             try:
                 if entry.kind == "command" and response.status == 200:
                     self._answer(session, body, response)
+                if entry.kind == "view_submission":
+                    self._tell_if_refused(session, body, response)
                 core.finish(session, entry, now=self.deps.clock())
                 session.commit()
                 return
@@ -399,3 +428,46 @@ class Inbox:
             purpose="command_answer",
             now=self.deps.clock(),
         )
+
+    def _tell_if_refused(
+        self, session: Session, body: dict[str, Any], response: BoltResponse
+    ) -> None:
+        """A form that passed its checks in the request but was refused when its work was done
+        (its listener answered with `response_action: errors`, which Slack no longer hears):
+        its sender hears why by DM, with what they entered. Sealed: the form may have been an
+        anonymous report."""
+        try:
+            answer = json.loads(response.body) if isinstance(response.body, str) else {}
+        except ValueError:
+            return
+        if not isinstance(answer, dict) or answer.get("response_action") != "errors":
+            return
+        user = str((body.get("user") or {}).get("id") or "")
+        if not user:
+            return
+        errors = [str(text) for text in (answer.get("errors") or {}).values()]
+        view = body.get("view") or {}
+        message = build_form_refused(
+            errors, _typed(view.get("state") or {}), locale=self.deps.locale_for(user)
+        )
+        delivery.dm(
+            session,
+            user=user,
+            message=message,
+            now=self.deps.clock(),
+            purpose="form_refused",
+            sealed_by=self.deps.identities,
+            about=f"form:{view.get('id')}",
+        )
+        log.info("a replayed %s form was refused: %s", view.get("callback_id"), errors)
+
+
+def _typed(state: dict[str, Any]) -> list[str]:
+    """The text a person typed into a form's inputs."""
+    typed: list[str] = []
+    for block in (state.get("values") or {}).values():
+        for element in (block or {}).values():
+            value = element.get("value") if isinstance(element, dict) else None
+            if isinstance(value, str) and value.strip():
+                typed.append(value)
+    return typed

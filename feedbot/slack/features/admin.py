@@ -7,14 +7,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from feedbot.core import config as runtime_config
 from feedbot.errors import InvalidValue
 from feedbot.slack import codecs, delivery, homes
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import check_later, explain, membership_problems, subcommand
+from feedbot.slack.features.common import (
+    check_later,
+    deferred,
+    explain,
+    membership_problems,
+    subcommand,
+)
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.views.admin import (
@@ -78,7 +84,13 @@ def _edit(deps: Deps) -> Any:
 
 
 def _submitted(deps: Deps) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    def handle(
+        ack: Ack,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
+    ) -> None:
         user_id = body["user"]["id"]
         locale = deps.locale_for(user_id)
         config = deps.config()
@@ -107,6 +119,9 @@ def _submitted(deps: Deps) -> Any:
         errors |= refused
         if errors:
             ack(response_action="errors", errors=errors)
+            return
+        if deferred(context):
+            ack(response_action="clear")
             return
         try:
             with deps.transaction() as session:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from slack_bolt import BoltContext
 from sqlmodel import Session
 
 from feedbot.core.attachments import IncomingFile
@@ -17,6 +18,7 @@ from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import duration, has, number, t
+from feedbot.slack.ids import DEFER_SUBMISSION
 from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
@@ -164,3 +166,15 @@ def incoming_files(raw: Any) -> list[IncomingFile]:
         return []
     found = (IncomingFile.from_slack(item) for item in raw if isinstance(item, dict))
     return [item for item in found if item is not None]
+
+
+def deferred(context: BoltContext) -> bool:
+    """Hand a form submission that passed the checks Slack must hear about inside the request
+    (`response_action: errors`) to the inbox. True when it was stored: the caller acks and
+    stops, and an inbox worker replays the submission and does its work. False when there is
+    no inbox to take it, or this is the inbox replaying it: do the work now."""
+    store = context.get(DEFER_SUBMISSION)
+    if store is None:
+        return False
+    store()
+    return True

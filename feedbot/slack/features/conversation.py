@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
@@ -22,7 +22,7 @@ from feedbot.errors import FeedbotError
 from feedbot.models import ReportSource
 from feedbot.slack import codecs, delivery, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse, refusing
+from feedbot.slack.features.common import deferred, explain, refuse, refusing
 from feedbot.slack.flows import file_report, send_receipt
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.views.notices import (
@@ -133,12 +133,15 @@ def _open_reply_form(deps: Deps) -> Any:
 
 
 def _reply_submitted(deps: Deps) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         user_id = body["user"]["id"]
         locale = deps.locale_for(user_id)
         state = view.get("state", {}).get("values", {}).get(Field.TEXT, {}).get(INPUT, {})
         text = str(state.get("value") or "") if isinstance(state, dict) else ""
         report_id = codecs.REPORT_FORM.decode(view) or 0
+        if deferred(context):
+            ack()
+            return
         try:
             with deps.transaction() as session:
                 report = reports.get_report(session, report_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
@@ -20,7 +20,7 @@ from feedbot.errors import FeedbotError
 from feedbot.models import IncidentGroup
 from feedbot.slack import codecs, delivery, flows, homes
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse, refusing
+from feedbot.slack.features.common import deferred, explain, refuse, refusing
 from feedbot.slack.ids import INPUT, Action, Callback, Field
 from feedbot.slack.views.incident_card import build_incident_form, build_merge_form
 from feedbot.slack.views.triage_forms import read_share, read_triage_form
@@ -96,13 +96,16 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
 
 
 def _submitted(deps: Deps, callback: Callback) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         config, now = deps.config(), deps.clock()
         values = view.get("state", {}).get("values", {})
         note = read_triage_form(values, Field.NOTE)
         group_id = codecs.GROUP_FORM.decode(view)
+        if deferred(context):
+            ack()
+            return
         try:
             with deps.transaction() as session:
                 group = incidents.get_group(session, group_id)
@@ -157,13 +160,16 @@ def _open_merge_form(deps: Deps) -> Any:
 
 
 def _merge_submitted(deps: Deps) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         config, now = deps.config(), deps.clock()
         values = view.get("state", {}).get("values", {})
         raw = values.get(Field.REFERENCE, {}).get(INPUT, {}).get("value")
         group_id = codecs.GROUP_FORM.decode(view)
+        if deferred(context):
+            ack()
+            return
         try:
             with deps.transaction() as session:
                 source = incidents.get_group(session, group_id)

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
@@ -27,7 +27,7 @@ from feedbot.errors import Conflict, FeedbotError, InvalidValue
 from feedbot.models import OutboxMessage, Report
 from feedbot.slack import codecs, delivery, flows
 from feedbot.slack.deps import Deps
-from feedbot.slack.features.common import explain, refuse, refusing, tell
+from feedbot.slack.features.common import deferred, explain, refuse, refusing, tell
 from feedbot.slack.features.incident_reminders import send_due_groups
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import Action, Callback, Field
@@ -324,7 +324,7 @@ def _snooze_choice(action: dict[str, Any]) -> SnoozeChoice:
 
 
 def _follow_up_submitted(deps: Deps) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         raw = read_follow_up_form(view.get("state", {}).get("values", {}))
@@ -336,6 +336,9 @@ def _follow_up_submitted(deps: Deps) -> Any:
                 response_action="errors",
                 errors={Field.FOLLOW_UP_DATE: t(locale, "error.follow_up_past")},
             )
+            return
+        if deferred(context):
+            ack()
             return
         try:
             with deps.transaction() as session:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from sqlmodel import Session
 
 from feedbot.core import own_reports, reports, triage
 from feedbot.core.reports import ReportDraft
@@ -17,6 +18,7 @@ from feedbot.slack.deps import Deps
 from feedbot.slack.features import reminders as reminder_feature
 from feedbot.slack.features.common import (
     SUBCOMMANDS_ELSEWHERE,
+    deferred,
     explain,
     first_word,
     incoming_files,
@@ -146,19 +148,32 @@ def _command(deps: Deps) -> Any:
 
 
 def _form_submitted(deps: Deps) -> Any:
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         user_id = body["user"]["id"]
         locale = deps.locale_for(user_id)
-        context = FormContext.decode(view.get("private_metadata"))
+        form = FormContext.decode(view.get("private_metadata"))
         config = deps.config()
         now = deps.clock()
         try:
             values = view.get("state", {}).get("values", {})
-            draft = read_report_form(values, context)
-            files = read_form_files(values, context)
+            draft = read_report_form(values, form)
+            files = read_form_files(values, form)
+            if form.report_id is None:  # checked here, so the form can say what to change
+                reports.validate(draft, config)
+                with Session(deps.engine) as session:
+                    reports.check_rate(
+                        session,
+                        user_id=user_id,
+                        identities=deps.identities,
+                        config=config,
+                        now=now,
+                    )
+            if deferred(context):
+                ack()
+                return
             with deps.transaction() as session:
-                if context.report_id is not None:
-                    report = reports.get_report(session, context.report_id)
+                if form.report_id is not None:
+                    report = reports.get_report(session, form.report_id)
                     reports.update_details(
                         session,
                         report=report,

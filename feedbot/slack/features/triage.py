@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
@@ -26,6 +26,7 @@ from feedbot.slack import codecs, delivery, flows
 from feedbot.slack import files as slack_files
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import (
+    deferred,
     explain,
     membership_problems,
     refuse,
@@ -178,7 +179,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
 def _form_submitted(deps: Deps, callback: Callback) -> Any:
     field = FORMS[callback][3]
 
-    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         actor = body["user"]["id"]
         locale = deps.locale_for(actor)
         config = deps.config()
@@ -194,6 +195,9 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
             if refused:  # a channel Slack did not answer for in time: the post tells later
                 ack(response_action="errors", errors=refused)
                 return
+        if deferred(context):
+            ack()
+            return
         try:
             with deps.transaction() as session:
                 report = reports.get_report(session, report_id)

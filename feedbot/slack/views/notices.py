@@ -243,6 +243,19 @@ def build_kept_message(draft_id: int, why: str, *, locale: str) -> Message:
     )
 
 
+def build_form_refused(errors: list[str], typed: list[str], *, locale: str) -> Message:
+    """A form accepted at first but refused when its work was done (the report it was about
+    was closed meanwhile, a rate limit reached by a report filed at the same time): why, and
+    what the person entered, so nothing they wrote is lost."""
+    reason = "\n".join(errors) or t(locale, "form.refused_unknown")
+    text = quote(t(locale, "form.refused", reason=reason), 2900)
+    blocks: list[Block] = [_section(text)]
+    if typed:
+        blocks.append(_section(t(locale, "form.you_entered")))
+        blocks += [_section(quote(value, 2900)) for value in typed[:5]]
+    return Message(text=text, blocks=blocks)
+
+
 def build_plain(text: str) -> Message:
     return Message(text=text, blocks=[_section(text)])
 
