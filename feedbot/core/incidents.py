@@ -58,34 +58,40 @@ def place(
         # SQLite the report's INSERT already holds the write lock, which serialises this.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
     since = now - timedelta(minutes=config.burst_window_minutes)
-    matches = similar_reports.similar_reports(
-        session,
-        text=report.text,
-        category=report.category,
-        exclude_id=report.id,
-        statuses=OPEN_STATUSES,
-        limit=50,
-        threshold=BURST_SIMILARITY,
-        candidates=100,
-        created_since=since,
-    )
     channel = report.leadership_channel
-    alike = [m.report for m in matches if m.report.leadership_channel == channel]
-    group = _open_group_among(session, alike)
+    alike = [
+        found
+        for found in similar_reports.alike_reports(
+            session,
+            text=report.text,
+            category=report.category,
+            exclude_id=report.id,
+            statuses=OPEN_STATUSES,
+            limit=50,
+            threshold=BURST_SIMILARITY,
+            candidates=100,
+            created_since=since,
+        )
+        if found.leadership_channel == channel
+    ]
+    group = _open_group_among(session, [found.incident_id for found in alike])
+    same_place: list[Report] = []
     if group is None:
         same_place = [
             other
             for other in burst_keys.same_place_and_problem(session, report=report, since=since)
             if other.leadership_channel == channel
         ]
-        group = _open_group_among(session, same_place)
-        alike += same_place
+        group = _open_group_among(session, [other.incident_id for other in same_place])
     if group is not None:
         _join(session, group, [report], now)
         return Placement(group, created=False)
-    loose = list({other.id: other for other in alike if other.incident_id is None}.values())
-    if len(loose) + 1 < config.burst_threshold:
+    loose_ids = {found.report_id for found in alike if found.incident_id is None} | {
+        other.id for other in same_place if other.incident_id is None
+    }
+    if len(loose_ids) + 1 < config.burst_threshold:
         return None
+    loose = list(session.exec(select(Report).where(col(Report.id).in_(loose_ids))).all())
     group = IncidentGroup(
         created_at=now,
         updated_at=now,
@@ -101,9 +107,9 @@ def place(
     return Placement(group, created=True, absorbed=tuple(loose))
 
 
-def _open_group_among(session: Session, found: list[Report]) -> IncidentGroup | None:
-    """The open group most of `found` are in, if any."""
-    grouped = [other.incident_id for other in found if other.incident_id is not None]
+def _open_group_among(session: Session, incident_ids: list[int | None]) -> IncidentGroup | None:
+    """The open group most of the reports found are in, if any."""
+    grouped = [group_id for group_id in incident_ids if group_id is not None]
     for group_id in sorted(set(grouped), key=lambda g: (-grouped.count(g), g)):
         group = session.get(IncidentGroup, group_id)
         if group is not None and group.status in OPEN_STATUSES and group.merged_into_id is None:

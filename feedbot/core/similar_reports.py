@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, case, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from feedbot.core import similarity
@@ -109,6 +110,84 @@ def probe_terms(frequencies: dict[str, int], total: int) -> list[str]:
     return chosen[:PROBE_TERMS]
 
 
+@dataclass(frozen=True)
+class Alike:
+    """A similar report, by what grouping needs of it (no whole row: a burst finds dozens)."""
+
+    report_id: int
+    score: float
+    category: str | None
+    incident_id: int | None
+    leadership_channel: str | None
+
+
+def alike_reports(
+    session: Session,
+    *,
+    text: str,
+    category: str | None,
+    exclude_id: int | None = None,
+    statuses: tuple[ReportStatus, ...] = OPEN_STATUSES,
+    limit: int = 3,
+    threshold: float = similarity.SUGGEST_THRESHOLD,
+    candidates: int = 30,
+    created_since: datetime | None = None,
+    frequencies: TermFrequencies = FREQUENCIES,
+) -> list[Alike]:
+    """Reports in `statuses` whose text is like `text` (Jaccard index of their terms at
+    least `threshold`): same category first, then by score, then newest.
+
+    One query: the rarest shared terms per report pick `candidates` (a subquery), which are
+    scored exactly over all their terms, with what ranking and grouping need.
+    """
+    wanted = set(similarity.terms(text))
+    if not wanted:
+        return []
+    counts, total = frequencies.counts(session, wanted)
+    shared = func.count().label("shared")
+    candidate_ids = (
+        select(ReportTerm.report_id)
+        .join(Report, col(Report.id) == col(ReportTerm.report_id))
+        .where(
+            col(ReportTerm.term).in_(probe_terms(counts, total)),
+            col(Report.status).in_(statuses),
+        )
+        .group_by(col(ReportTerm.report_id))
+        .order_by(shared.desc(), col(ReportTerm.report_id).desc())
+        .limit(candidates)
+    )
+    if exclude_id is not None:
+        candidate_ids = candidate_ids.where(col(ReportTerm.report_id) != exclude_id)
+    if created_since is not None:
+        candidate_ids = candidate_ids.where(col(Report.created_at) >= created_since)
+    in_common = func.sum(case((col(ReportTerm.term).in_(wanted), 1), else_=0))
+    rows = session.execute(  # six columns: more than sqlmodel's `select` types
+        sa_select(
+            col(ReportTerm.report_id),
+            func.count(),
+            in_common,
+            col(Report.category),
+            col(Report.incident_id),
+            col(Report.leadership_channel),
+        )
+        .join(Report, col(Report.id) == col(ReportTerm.report_id))
+        .where(col(ReportTerm.report_id).in_(candidate_ids.scalar_subquery()))
+        .group_by(
+            col(ReportTerm.report_id),
+            col(Report.category),
+            col(Report.incident_id),
+            col(Report.leadership_channel),
+        )
+    ).all()
+    found = [
+        Alike(report_id, common / (len(wanted) + size - common), kind, incident, channel)
+        for report_id, size, common, kind, incident, channel in rows
+        if common / (len(wanted) + size - common) >= threshold
+    ]
+    found.sort(key=lambda a: (a.category != category, -a.score, -a.report_id))
+    return found[:limit]
+
+
 def similar_reports(
     session: Session,
     *,
@@ -122,46 +201,25 @@ def similar_reports(
     created_since: datetime | None = None,
     frequencies: TermFrequencies = FREQUENCIES,
 ) -> list[Match]:
-    """Reports in `statuses` whose text is like `text` (Jaccard index of their terms at
-    least `threshold`): same category first, then by score.
-
-    One indexed query counts the rarest shared terms per report to pick `candidates`; a
-    second scores those exactly over all terms, a third loads the ones that are alike.
-    """
-    wanted = set(similarity.terms(text))
-    if not wanted:
-        return []
-    counts, total = frequencies.counts(session, wanted)
-    probe = probe_terms(counts, total)
-    shared = func.count().label("shared")
-    query = (
-        select(ReportTerm.report_id, shared)
-        .join(Report, col(Report.id) == col(ReportTerm.report_id))
-        .where(col(ReportTerm.term).in_(probe), col(Report.status).in_(statuses))
-        .group_by(col(ReportTerm.report_id))
-        .order_by(shared.desc(), col(ReportTerm.report_id).desc())
-        .limit(candidates)
+    """`alike_reports`, with the reports themselves (only those kept are loaded)."""
+    found = alike_reports(
+        session,
+        text=text,
+        category=category,
+        exclude_id=exclude_id,
+        statuses=statuses,
+        limit=limit,
+        threshold=threshold,
+        candidates=candidates,
+        created_since=created_since,
+        frequencies=frequencies,
     )
-    if exclude_id is not None:
-        query = query.where(col(ReportTerm.report_id) != exclude_id)
-    if created_since is not None:
-        query = query.where(col(Report.created_at) >= created_since)
-    hits = list(session.exec(query).all())
-    if not hits:
+    if not found:
         return []
-    in_common = func.sum(case((col(ReportTerm.term).in_(wanted), 1), else_=0))
-    scored: dict[int, float] = {}
-    for report_id, size, common in session.exec(
-        select(ReportTerm.report_id, func.count(), in_common)
-        .where(col(ReportTerm.report_id).in_([report_id for report_id, _ in hits]))
-        .group_by(col(ReportTerm.report_id))
-    ).all():
-        score = common / (len(wanted) + size - common)
-        if score >= threshold:
-            scored[report_id] = score
-    if not scored:
-        return []
-    reports = session.exec(select(Report).where(col(Report.id).in_(scored))).all()
-    matches = [Match(report, scored[report.id or 0]) for report in reports]
-    matches.sort(key=lambda m: (m.report.category != category, -m.score, -(m.report.id or 0)))
-    return matches[:limit]
+    loaded = {
+        report.id: report
+        for report in session.exec(
+            select(Report).where(col(Report.id).in_([a.report_id for a in found]))
+        ).all()
+    }
+    return [Match(loaded[a.report_id], a.score) for a in found if a.report_id in loaded]
