@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -332,6 +332,7 @@ def test_a_form_is_checked_in_the_request_then_filed_by_the_inbox(bot: Bot, inbo
     assert bot.submit(ALICE, view, submission).status == 200, "the same submission again"
     (entry,) = entries(bot)
     assert entry.kind == "view_submission"
+    assert ALICE not in entry.body and "Erfurt" not in entry.body, "sealed while it waits"
 
     assert inbox.drain() == 1
     assert report_count(bot) == 1
@@ -364,3 +365,17 @@ def test_a_form_refused_when_its_work_is_done_tells_its_sender_what_they_wrote(
             select(OutboxMessage).where(OutboxMessage.purpose == "form_refused")
         ).one()
     assert ALICE not in sent.conversation + sent.payload, "sealed: the form may be anonymous"
+
+
+def test_an_entry_stored_before_bodies_were_sealed_is_still_handled(bot: Bot, inbox: Inbox) -> None:
+    body = dict(parse_qsl(command_body(bot, ALICE, "Scanner in Suhl liest nichts")))
+    with session_scope(bot.engine) as session:
+        core_inbox.store(
+            session,
+            kind="command",
+            dedupe_key="before-seals",
+            body=json.dumps(body),
+            now=bot.clock(),
+        )
+    assert inbox.drain() == 1
+    assert report_count(bot) == 1

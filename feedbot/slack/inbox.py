@@ -223,7 +223,11 @@ class Inbox:
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
         with self._writing(), session_scope(self.engine) as session:
             stored = core.store(
-                session, kind=kind, dedupe_key=key, body=json.dumps(body), now=self.deps.clock()
+                session,
+                kind=kind,
+                dedupe_key=key,
+                body=self.deps.identities.seal(json.dumps(body)),
+                now=self.deps.clock(),
             )
         if stored:
             self._wake.set()
@@ -360,20 +364,18 @@ class Inbox:
 
     def _handle(self, session: Session, entry: InboxEntry) -> None:
         assert entry.id is not None and self.app is not None
-        body = json.loads(entry.body)
-        request = BoltRequest(body=body, mode="socket_mode", context={REPLAYED: entry.id})
-        error: Exception | None = None
-        token = core.REPLAY_SESSION.set(session)
-        try:
-            response = App.dispatch(self.app, request)
-        except Exception as exc:
-            error, response = exc, BoltResponse(status=500, body="")
-        finally:
-            core.REPLAY_SESSION.reset(token)
-        failure = request.context.get(FAILURE)
-        if isinstance(failure, Exception):
-            error = failure
-        elif error is None and response.status >= 500:
+        # Bodies are sealed: a pending request may be an anonymous report. (Entries stored
+        # before they were are plain JSON; a seal never starts with a brace.)
+        plain = entry.body.startswith("{")
+        opened = entry.body if plain else self.deps.identities.open(entry.body)
+        if opened is None:
+            error: Exception | None = ValueError("sealed with another secret key")
+            body: dict[str, Any] = {}
+            response = BoltResponse(status=500, body="")
+        else:
+            body = json.loads(opened)
+            error, response = self._dispatch(session, entry.id, body)
+        if error is None and response.status >= 500:
             error = RuntimeError(f"answered {response.status}")
         if error is None:
             try:
@@ -405,6 +407,22 @@ class Inbox:
             type(error).__name__,
             "set aside" if status == InboxStatus.FAILED else "retrying",
         )
+
+    def _dispatch(
+        self, session: Session, entry_id: int, body: dict[str, Any]
+    ) -> tuple[Exception | None, BoltResponse]:
+        """Replay a request through the app, its transactions nested in `session`'s."""
+        assert self.app is not None
+        request = BoltRequest(body=body, mode="socket_mode", context={REPLAYED: entry_id})
+        token = core.REPLAY_SESSION.set(session)
+        try:
+            response = App.dispatch(self.app, request)
+        except Exception as exc:
+            return exc, BoltResponse(status=500, body="")
+        finally:
+            core.REPLAY_SESSION.reset(token)
+        failure = request.context.get(FAILURE)
+        return (failure if isinstance(failure, Exception) else None), response
 
     def _answer(self, session: Session, body: dict[str, Any], response: BoltResponse) -> None:
         """A slash command's answer (what its listener acked with) goes to its
