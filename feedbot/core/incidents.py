@@ -53,10 +53,40 @@ def place(
     """
     if config.burst_threshold <= 0:
         return None
+    placement = _find_place(session, report=report, config=config, now=now)
+    if placement is None or not placement.created:
+        return _joined(session, placement, report, now)
     if session.get_bind().dialect.name == "postgresql":
-        # Two reports of one burst filed at the same instant must not each start a group. On
-        # SQLite the report's INSERT already holds the write lock, which serialises this.
+        # Two reports of one burst filed at the same moment must not each start a group: the
+        # one that starts it holds this lock until it commits, and the other one, finding
+        # the group committed once the lock is its own, joins it. (On SQLite the report's
+        # INSERT already holds the write lock, which serialises all of this.) Only forming a
+        # group waits for the lock; joining one and filing alone do not.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
+        placement = _find_place(session, report=report, config=config, now=now)
+        if placement is None or not placement.created:
+            return _joined(session, placement, report, now)
+    group = placement.group
+    session.add(group)
+    session.flush()
+    loose = sorted(placement.absorbed, key=lambda other: other.id or 0)
+    _join(session, group, [*loose, report], now)
+    return Placement(group, created=True, absorbed=tuple(loose))
+
+
+def _joined(
+    session: Session, placement: Placement | None, report: Report, now: datetime
+) -> Placement | None:
+    if placement is not None:
+        _join(session, placement.group, [report], now)
+    return placement
+
+
+def _find_place(
+    session: Session, *, report: Report, config: RuntimeConfig, now: datetime
+) -> Placement | None:
+    """Where the report belongs, without changing anything: an open group to join, a new
+    group (not yet stored) with the loose reports it would take in, or None."""
     since = now - timedelta(minutes=config.burst_window_minutes)
     channel = report.leadership_channel
     alike = [
@@ -84,15 +114,14 @@ def place(
         ]
         group = _open_group_among(session, [other.incident_id for other in same_place])
     if group is not None:
-        _join(session, group, [report], now)
         return Placement(group, created=False)
     loose_ids = {found.report_id for found in alike if found.incident_id is None} | {
         other.id for other in same_place if other.incident_id is None
     }
     if len(loose_ids) + 1 < config.burst_threshold:
         return None
-    loose = list(session.exec(select(Report).where(col(Report.id).in_(loose_ids))).all())
-    group = IncidentGroup(
+    loose = session.exec(select(Report).where(col(Report.id).in_(loose_ids))).all()
+    new = IncidentGroup(
         created_at=now,
         updated_at=now,
         category=report.category,
@@ -100,11 +129,7 @@ def place(
         leadership_channel=report.leadership_channel,
         urgency=report.urgency,
     )
-    session.add(group)
-    session.flush()
-    loose.sort(key=lambda other: other.id or 0)
-    _join(session, group, [*loose, report], now)
-    return Placement(group, created=True, absorbed=tuple(loose))
+    return Placement(new, created=True, absorbed=tuple(loose))
 
 
 def _open_group_among(session: Session, incident_ids: list[int | None]) -> IncidentGroup | None:
