@@ -1,13 +1,14 @@
 """Benchmark: how fast feedbot acks `/feedback <text>` over real HTTP, next to a bare Bolt app.
 
-Slack wants an answer to a slash command within 3 seconds, and feedbot answers only after the
-report is stored and its messages queued (`process_before_response=True`). This benchmark
-sends signed, form-encoded `/feedback <text>` requests, shaped like Slack's, over HTTP to
-feedbot's production WSGI app (`FeedbotWSGI` around `build_app`, in waitress with the 16
-threads `feedbot run` uses) and, in the same run, to a bare Bolt app behind the same WSGI
-class and server whose `/feedback` listener only acks. What feedbot adds over bare Bolt is
-the cost of its work: validation, the report, its timeline and search terms, similar reports
-for the receipt, the card queued in the outbox.
+Slack wants an answer to a slash command within 3 seconds. feedbot answers once the request
+is stored in its inbox; its inbox workers file the report and send the receipt afterwards.
+This benchmark sends signed, form-encoded `/feedback <text>` requests, shaped like Slack's,
+over HTTP to feedbot's production WSGI app (`FeedbotWSGI` around `build_app`, in waitress
+with the 16 threads `feedbot run` uses, the inbox workers and an outbox sender) and, in the
+same run, to a bare Bolt app behind the same WSGI class and server whose `/feedback`
+listener only acks. What feedbot adds to an ack over bare Bolt is the inbox write, and the
+interpreter time its workers take meanwhile: validation, the report, its timeline and search
+terms, similar reports, incident grouping, the card and the receipt queued in the outbox.
 
 Each server runs in its own process, with a fake Slack Web API (`tests.fakeslack`) in that
 process so `auth.test` and `users.info` answer; feedbot's database is fresh and migrated, with
