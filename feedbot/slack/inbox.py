@@ -152,7 +152,10 @@ def classify(body: dict[str, Any], modal_actions: frozenset[str]) -> tuple[str, 
 
 class Inbox:
     """The intake middleware and the workers of one process. `threads` workers drain the
-    inbox (on SQLite one: it has one writer anyway)."""
+    inbox, one by default: the workers share the interpreter with the requests being
+    answered, and a second busy worker took so much of it on PostgreSQL that acks went past
+    Slack's 3 s (`docs/performance.md`). More work in parallel comes from more replicas.
+    (SQLite has one writer anyway.)"""
 
     def __init__(
         self,
@@ -166,7 +169,7 @@ class Inbox:
         self.engine = deps.engine
         self.sqlite = deps.engine.dialect.name == "sqlite"
         self.liveness = liveness
-        self.threads = threads if threads is not None else (1 if self.sqlite else 2)
+        self.threads = threads if threads is not None else 1
         self.poll_interval = poll_interval
         self.app: App | None = None
         self._modal_actions = _modal_actions()
