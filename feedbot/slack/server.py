@@ -269,4 +269,7 @@ class Listener:
         # Close the sockets from the server's own loop: closing them from another thread
         # while it sits in select() makes it fail with EBADF.
         wake: Any = next(d for d in list(self._map.values()) if isinstance(d, trigger))
-        wake.pull_trigger(lambda: wasyncore.close_all(self._map))
+        try:
+            wake.pull_trigger(lambda: wasyncore.close_all(self._map))
+        except OSError:  # the loop is closing already and took its trigger with it
+            wasyncore.close_all(self._map, ignore_all=True)
