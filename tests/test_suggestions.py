@@ -62,17 +62,56 @@ def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: E
     assert all(0 < m.score <= 1 for m in matches)
 
 
-def test_common_words_do_not_look_for_candidates_but_still_count() -> None:
-    counts = {"shop": 900, "kunde": 700, "drucke": 3, "leipzi": 40, "papier": 12}
-    assert similar_reports.probe_terms(counts, total=1000) == ["drucke", "papier", "leipzi"]
-    few = {"shop": 900, "kunde": 700, "drucke": 3}
-    assert similar_reports.probe_terms(few, total=1000) == ["drucke", "kunde", "shop"], (
+def test_the_rarest_words_look_for_candidates_within_a_budget_of_rows() -> None:
+    budget = similar_reports.PROBE_ROWS
+    counts = {"shop": budget, "kunde": budget - 10, "drucke": 3, "leipzi": 40, "papier": 12}
+    assert similar_reports.probe_terms(counts) == ["drucke", "papier", "leipzi"]
+    few = {"shop": budget, "kunde": budget, "drucke": 3}
+    assert similar_reports.probe_terms(few) == ["drucke", "kunde", "shop"], (
         "a text of common words still finds candidates"
     )
-    small = {"shop": 30, "kunde": 20}
-    assert similar_reports.probe_terms(small, total=40) == ["kunde", "shop"], (
-        "in a small table no word is common"
+    assert similar_reports.probe_terms({"neuwor": 0, "drucke": 3}) == ["drucke"], (
+        "a word no other report has finds nothing"
     )
+
+
+def test_words_only_the_new_report_has_do_not_crowd_out_the_shared_ones(engine: Engine) -> None:
+    """The new report's own terms are indexed before the lookup; its many words of its own
+    must not take the place of the six it shares with an earlier report (score 6/21)."""
+    config = RuntimeConfig()
+    now = utcnow()
+    with Session(engine) as session:
+
+        def add(text: str, reporter: str) -> int:
+            report = reports.create_report(
+                session,
+                reporter_id=reporter,
+                draft=ReportDraft(text=text, source=ReportSource.MODAL),
+                config=config,
+                now=now,
+                identities=IDENTITIES,
+            )
+            assert report.id is not None
+            return report.id
+
+        earlier = add("Kassendrucker Quittungen Filiale Gotha klemmt Papierstau", ALICE)
+        words = (
+            "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag Januar Februar "
+            "Maerz April Juni Juli August Oktober"
+        )
+        text = f"Kassendrucker Quittungen Filiale Gotha klemmt Papierstau {words}"
+        new = add(text, BOB)
+        session.commit()
+        assert len(similarity.terms(text)) == 21
+        matches = similar_reports.similar_reports(
+            session,
+            text=text,
+            category=None,
+            exclude_id=new,
+            frequencies=similar_reports.TermFrequencies(),
+        )
+    assert [m.report.id for m in matches] == [earlier]
+    assert round(matches[0].score, 3) == round(6 / 21, 3)
 
 
 def test_the_match_is_found_among_many_reports_sharing_common_words(engine: Engine) -> None:
@@ -111,7 +150,7 @@ def test_the_match_is_found_among_many_reports_sharing_common_words(engine: Engi
             category=None,
             frequencies=similar_reports.TermFrequencies(),
         )
-    assert [m.report.id for m in matches] == [twin.id]
+    assert matches[0].report.id == twin.id
     assert matches[0].score == 1.0
 
 

@@ -1,15 +1,16 @@
 """Similar reports: the receipt's suggestions, "solved before", and incident bursts.
 
 A report's search terms are stored in `report_term` (`feedbot.core.similarity` makes them).
-Candidates are found with one indexed query over the text's *rarest* terms only: words that
-a large share of all reports contain ("shop", "Kunde", "ticket") match thousands of rows and
-say little, so leaving them out of the candidate query keeps its cost with the few reports
-that share distinctive words instead of growing with the table. Every term still counts in
-the exact score of the candidates found.
+Candidates are found with one indexed query over the text's *rarest* terms: words that a
+large share of all reports contain ("shop", "Kunde", "ticket") match thousands of rows and
+say little, so the candidate query takes terms rarest first only while the rows they match
+stay within a budget (`PROBE_ROWS`). Its cost then follows the reports that share
+distinctive words instead of the table size. Every term still counts in the exact score of
+the candidates found.
 
-How common each term is comes from `TermFrequencies`: counted in SQL when first needed and
-kept for a few minutes per process. The counts only choose which terms look for candidates;
-a count a few minutes old changes nothing that matters.
+How common each term is comes from `TermFrequencies`: counted in SQL for each lookup, except
+large counts, which are kept for a few minutes per process. The counts only choose which
+terms look for candidates; a large count a few minutes old changes nothing that matters.
 """
 
 from __future__ import annotations
@@ -29,18 +30,18 @@ from feedbot.core import similarity
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.models import Report, ReportStatus, ReportTerm
 
-PROBE_TERMS = 8
-"""Terms of a text that look for candidates, at most: its rarest."""
 MIN_PROBE_TERMS = 3
 """Terms that look for candidates however common they are (a text of common words only)."""
-COMMON_SHARE = 0.05
-COMMON_FLOOR = 50
-"""A term in more than `COMMON_SHARE` of all reports, and in more than `COMMON_FLOOR` of
-them, is common: it counts in the score but does not look for candidates."""
+PROBE_ROWS = 4000
+"""About the most `report_term` rows the candidate query reads: a text's terms look for
+candidates rarest first, as long as the reports they are in add up to no more than this."""
+CACHED_FROM = 200
+"""Counts below this are counted afresh for every lookup (cheap on the index, and a word new
+today must be found by the next report at once); larger ones are kept a while."""
 FREQUENCIES_TTL = 300.0
-"""Seconds a term's count is kept before it is counted again."""
+"""Seconds a large count is kept before it is counted again."""
 FREQUENCIES_KEPT = 20_000
-"""Terms whose counts are kept per database, at most (then the oldest are forgotten)."""
+"""Terms whose counts are kept per database, at most (the longest unrefreshed go first)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,12 @@ class TermFrequencies:
             weakref.WeakKeyDictionary()
         )
 
-    def counts(self, session: Session, terms: Collection[str]) -> tuple[dict[str, int], int]:
-        """(reports per term, reports in all) for `terms`."""
+    def counts(
+        self, session: Session, terms: Collection[str], *, exclude_id: int | None = None
+    ) -> dict[str, int]:
+        """How many reports contain each of `terms`, not counting `exclude_id` (the report
+        whose text is being looked up, already indexed). A count kept from earlier may be
+        off by that one report, which does not matter at `CACHED_FROM`."""
         bind = session.get_bind()
         engine = bind if isinstance(bind, Engine) else bind.engine
         now = time.monotonic()
@@ -70,44 +75,49 @@ class TermFrequencies:
             known = self._counts.setdefault(engine, {})
             found = {
                 term: entry[0]
-                for term in (*terms, _TOTAL)
+                for term in terms
                 if (entry := known.get(term)) is not None and now - entry[1] < self.ttl
             }
-        counted: dict[str, int] = {}
         missing = [term for term in terms if term not in found]
-        if missing:
-            counted = dict.fromkeys(missing, 0) | dict(
-                session.exec(
-                    select(ReportTerm.term, func.count())
-                    .where(col(ReportTerm.term).in_(missing))
-                    .group_by(col(ReportTerm.term))
-                ).all()
-            )
-        if _TOTAL not in found:  # the highest id stands for the count: close, and cheap
-            counted[_TOTAL] = session.exec(select(func.max(Report.id))).one() or 0
+        if not missing:
+            return found
+        query = (
+            select(ReportTerm.term, func.count())
+            .where(col(ReportTerm.term).in_(missing))
+            .group_by(col(ReportTerm.term))
+        )
+        if exclude_id is not None:
+            query = query.where(col(ReportTerm.report_id) != exclude_id)
+        counted = dict.fromkeys(missing, 0) | dict(session.exec(query).all())
         with self._lock:
             known = self._counts.setdefault(engine, {})
-            known.update((term, (count, now)) for term, count in counted.items())
+            for term, count in counted.items():
+                if count >= CACHED_FROM:
+                    known.pop(term, None)  # re-inserted last: the oldest go first
+                    known[term] = (count, now)
             while len(known) > self.kept:
                 del known[next(iter(known))]
-        found |= counted
-        total = found.pop(_TOTAL)
-        return found, total
+        return found | counted
 
 
-_TOTAL = ""
-"""Where the number of reports is kept among the terms (no term is empty)."""
 FREQUENCIES = TermFrequencies()
 
 
-def probe_terms(frequencies: dict[str, int], total: int) -> list[str]:
-    """The terms that look for candidates: the rarest `PROBE_TERMS`, without common ones
-    unless fewer than `MIN_PROBE_TERMS` would remain."""
-    ranked = sorted(frequencies, key=lambda term: (frequencies[term], term))
-    common = max(COMMON_FLOOR, COMMON_SHARE * total)
-    rare = [term for term in ranked if frequencies[term] <= common]
-    chosen = rare if len(rare) >= MIN_PROBE_TERMS else ranked[:MIN_PROBE_TERMS]
-    return chosen[:PROBE_TERMS]
+def probe_terms(frequencies: dict[str, int]) -> list[str]:
+    """The terms that look for candidates: rarest first, as long as the reports they are in
+    add up to at most `PROBE_ROWS` (but at least `MIN_PROBE_TERMS`). A term no other report
+    has finds nothing and is left out."""
+    chosen: list[str] = []
+    rows = 0
+    for term in sorted(frequencies, key=lambda term: (frequencies[term], term)):
+        count = frequencies[term]
+        if count == 0:
+            continue
+        if len(chosen) >= MIN_PROBE_TERMS and rows + count > PROBE_ROWS:
+            break
+        chosen.append(term)
+        rows += count
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -143,13 +153,15 @@ def alike_reports(
     wanted = set(similarity.terms(text))
     if not wanted:
         return []
-    counts, total = frequencies.counts(session, wanted)
+    probe = probe_terms(frequencies.counts(session, wanted, exclude_id=exclude_id))
+    if not probe:
+        return []
     shared = func.count().label("shared")
     candidate_ids = (
         select(ReportTerm.report_id)
         .join(Report, col(Report.id) == col(ReportTerm.report_id))
         .where(
-            col(ReportTerm.term).in_(probe_terms(counts, total)),
+            col(ReportTerm.term).in_(probe),
             col(Report.status).in_(statuses),
         )
         .group_by(col(ReportTerm.report_id))
