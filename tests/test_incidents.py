@@ -225,6 +225,36 @@ def test_two_reports_of_a_burst_at_the_same_instant_start_one_group(bot: Bot) ->
     assert grouped == 6
 
 
+def test_two_reports_that_reach_the_threshold_only_together_start_one_group(bot: Bot) -> None:
+    """Three loose reports, then two at the same instant: neither alone makes five, both do."""
+    import threading
+
+    bot.setup_team()
+    users = [f"UFIELD{n:03d}" for n in range(5)]
+    for user in users:
+        bot.slack.add_user(user)
+    for user in users[:3]:
+        file_dm(bot, user, OUTAGE)
+    start = threading.Barrier(2)
+
+    def file(user: str) -> None:
+        start.wait()
+        file_dm(bot, user, OUTAGE)
+
+    threads = [threading.Thread(target=file, args=(user,)) for user in users[3:]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with Session(bot.engine) as session:
+        groups = session.exec(select(IncidentGroup)).all()
+        grouped = session.exec(
+            select(func.count()).select_from(Report).where(col(Report.incident_id).is_not(None))
+        ).one()
+    assert len(groups) == 1
+    assert grouped == 5
+
+
 def test_a_burst_redraws_the_incident_card_once_when_it_is_sent(bot: Bot) -> None:
     """Each new member queues an update of the card; updates still waiting are replaced, and
     the one sent is drawn then, with every member counted."""
@@ -273,6 +303,8 @@ def test_a_card_update_whose_group_is_gone_is_not_sent(bot: Bot) -> None:
     assert len(bot.slack.calls_to("chat.update")) == updates_before
     with Session(bot.engine) as session:
         entry = session.exec(
-            select(OutboxMessage).where(OutboxMessage.purpose == "incident_card_update")
+            select(OutboxMessage)
+            .where(OutboxMessage.purpose == "incident_card_update")
+            .order_by(col(OutboxMessage.id))
         ).all()[-1]
     assert entry.status == OutboxStatus.FAILED

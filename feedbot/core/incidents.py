@@ -53,19 +53,21 @@ def place(
     """
     if config.burst_threshold <= 0:
         return None
-    placement = _find_place(session, report=report, config=config, now=now)
+    placement, alone = _find_place(session, report=report, config=config, now=now)
+    joining = placement is not None and not placement.created
+    if not alone and not joining and session.get_bind().dialect.name == "postgresql":
+        # Two reports of one burst filed at the same moment must each see the other: the
+        # one that goes first holds this lock until it commits, and the other one looks
+        # again once the lock is its own, finding the group started or the report filed
+        # meanwhile. (On SQLite the report's INSERT already holds the write lock, which
+        # serialises all of this.) A report with nothing alike, or with a group to join,
+        # never waits for the lock.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
+        session.flush()
+        session.expire_all()  # what the first look loaded may have changed meanwhile
+        placement, _ = _find_place(session, report=report, config=config, now=now)
     if placement is None or not placement.created:
         return _joined(session, placement, report, now)
-    if session.get_bind().dialect.name == "postgresql":
-        # Two reports of one burst filed at the same moment must not each start a group: the
-        # one that starts it holds this lock until it commits, and the other one, finding
-        # the group committed once the lock is its own, joins it. (On SQLite the report's
-        # INSERT already holds the write lock, which serialises all of this.) Only forming a
-        # group waits for the lock; joining one and filing alone do not.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
-        placement = _find_place(session, report=report, config=config, now=now)
-        if placement is None or not placement.created:
-            return _joined(session, placement, report, now)
     group = placement.group
     session.add(group)
     session.flush()
@@ -84,9 +86,10 @@ def _joined(
 
 def _find_place(
     session: Session, *, report: Report, config: RuntimeConfig, now: datetime
-) -> Placement | None:
+) -> tuple[Placement | None, bool]:
     """Where the report belongs, without changing anything: an open group to join, a new
-    group (not yet stored) with the loose reports it would take in, or None."""
+    group (not yet stored) with the loose reports it would take in, or None; and whether
+    nothing alike was found at all."""
     since = now - timedelta(minutes=config.burst_window_minutes)
     channel = report.leadership_channel
     alike = [
@@ -114,12 +117,12 @@ def _find_place(
         ]
         group = _open_group_among(session, [other.incident_id for other in same_place])
     if group is not None:
-        return Placement(group, created=False)
+        return Placement(group, created=False), False
     loose_ids = {found.report_id for found in alike if found.incident_id is None} | {
         other.id for other in same_place if other.incident_id is None
     }
     if len(loose_ids) + 1 < config.burst_threshold:
-        return None
+        return None, not loose_ids
     loose = session.exec(select(Report).where(col(Report.id).in_(loose_ids))).all()
     new = IncidentGroup(
         created_at=now,
@@ -129,7 +132,7 @@ def _find_place(
         leadership_channel=report.leadership_channel,
         urgency=report.urgency,
     )
-    return Placement(new, created=True, absorbed=tuple(loose))
+    return Placement(new, created=True, absorbed=tuple(loose)), False
 
 
 def _open_group_among(session: Session, incident_ids: list[int | None]) -> IncidentGroup | None:
