@@ -23,7 +23,7 @@ from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
-from tests.harness import ALICE, BOB, INTAKE, LEADERSHIP, Bot
+from tests.harness import ALICE, BOB, INTAKE, LEADER, LEADERSHIP, Bot
 from tests.test_reporting import form_values
 
 
@@ -379,3 +379,30 @@ def test_an_entry_stored_before_bodies_were_sealed_is_still_handled(bot: Bot, in
         )
     assert inbox.drain() == 1
     assert report_count(bot) == 1
+
+
+def test_a_leader_form_says_what_to_change_before_it_closes(bot: Bot, inbox: Inbox) -> None:
+    """What the duplicate form can check by reading (an unknown report, the report itself) is
+    answered in the form; only a submission that passes is stored."""
+    for text in ("Kasse friert ein in Gera", "Kasse hängt in Gera beim Bezahlen"):
+        view = open_report_form(bot, ALICE)
+        assert bot.submit(ALICE, view, form_values(text)).status == 200
+    assert inbox.drain() == 2
+    bot.drain()
+    duplicate = bot.report(2)
+
+    def submit(reference: str) -> dict[str, object] | None:
+        bot.press_card(LEADER, "triage_duplicate", duplicate)
+        response = bot.submit(
+            LEADER, bot.last_view(), {"reference": {"type": "plain_text_input", "value": reference}}
+        )
+        assert response.status == 200
+        return json.loads(response.body) if response.body else None
+
+    assert "FB-9999" in str(submit("FB-9999"))
+    assert "itself" in str(submit("FB-1002"))
+    stored = len(entries(bot))
+    assert submit("FB-1001") is None
+    assert len(entries(bot)) == stored + 1
+    inbox.drain()
+    assert bot.report(duplicate.id).status == "duplicate"

@@ -366,20 +366,16 @@ def parse_reference(raw: str) -> int | None:
     return group_id if 0 < group_id <= reports.MAX_ID else None
 
 
-def merge(
+def merge_target(
     session: Session,
     *,
     source: IncidentGroup,
     target_reference: str,
     actor: str,
     config: RuntimeConfig,
-    now: datetime,
-) -> MergeOutcome:
-    """A leader merges `source` into the group `target_reference` names: every report of
-    `source` moves to the target, which takes the more urgent urgency of the two; `source`
-    is closed as merged (its card and reminders say so). Recorded on each moved report's
-    timeline. Reporters are not told: nothing changed for them. A route's own leader may
-    merge only groups of their route, into groups of their route."""
+) -> IncidentGroup:
+    """The group `source` may be merged into, or why not (`merge` checks it again). Reads
+    only, so the merge form can say what to change before it closes."""
     triage.require_leader(config, actor, source)
     if source.merged_into_id is not None or source.status not in OPEN_STATUSES:
         raise Conflict(
@@ -410,6 +406,26 @@ def merge(
             params={"ref": target.reference},
         )
     triage.require_leader(config, actor, target)
+    return target
+
+
+def merge(
+    session: Session,
+    *,
+    source: IncidentGroup,
+    target_reference: str,
+    actor: str,
+    config: RuntimeConfig,
+    now: datetime,
+) -> MergeOutcome:
+    """A leader merges `source` into the group `target_reference` names: every report of
+    `source` moves to the target, which takes the more urgent urgency of the two; `source`
+    is closed as merged (its card and reminders say so). Recorded on each moved report's
+    timeline. Reporters are not told: nothing changed for them. A route's own leader may
+    merge only groups of their route, into groups of their route."""
+    target = merge_target(
+        session, source=source, target_reference=target_reference, actor=actor, config=config
+    )
     moved = members(session, source)
     for member in moved:
         member.incident_id = target.id

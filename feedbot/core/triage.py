@@ -295,6 +295,18 @@ def reopen(
     )
 
 
+def check_duplicate_target(report: Report, target: Report) -> None:
+    """`InvalidValue` when `report` cannot be folded into `target` (the duplicate form shows
+    it before the form closes)."""
+    if target.id == report.id:
+        raise InvalidValue("A report cannot be a duplicate of itself.", field="reference")
+    if target.status == ReportStatus.DUPLICATE:
+        raise InvalidValue(
+            f"{target.reference} is itself a duplicate; pick the report it was merged into.",
+            field="reference",
+        )
+
+
 def merge_duplicate(
     session: Session,
     *,
@@ -317,13 +329,7 @@ def merge_duplicate(
     else:
         require_leader(config, actor, report)
     _require_open(report)
-    if target.id == report.id:
-        raise InvalidValue("A report cannot be a duplicate of itself.", field="reference")
-    if target.status == ReportStatus.DUPLICATE:
-        raise InvalidValue(
-            f"{target.reference} is itself a duplicate; pick the report it was merged into.",
-            field="reference",
-        )
+    check_duplicate_target(report, target)
     assert report.id is not None and target.id is not None
     movers = reports.followers(session, report, identities)
     already = {person.user_id for person in reports.followers(session, target, identities)}

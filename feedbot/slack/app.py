@@ -29,7 +29,8 @@ from feedbot.settings import Settings
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.deps import CONFIG_TTL, Deps
 from feedbot.slack.i18n import t
-from feedbot.slack.inbox import FAILURE, REPLAYED, Inbox
+from feedbot.slack.ids import REPLAYED
+from feedbot.slack.inbox import FAILURE, Inbox
 from feedbot.slack.manifest import BOT_EVENTS
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,8 @@ from enum import StrEnum
 COMMAND = "/feedback"
 INPUT = "value"
 """The action_id of every modal input: the block_id says which field it is."""
+REPLAYED = "feedbot_inbox_entry"
+"""Context key of a request replayed from the inbox (its entry's id)."""
 DEFER_SUBMISSION = "feedbot_defer_submission"
 """Context key the inbox sets on a form submission being answered: a function that stores it
 for the inbox workers (see `feedbot.slack.features.common.deferred`)."""

@@ -18,7 +18,8 @@ by DM, with what they entered.
 Workers (`Inbox.start`, in every process) replay each entry through the same Bolt app as a
 Socket Mode request marked `REPLAYED`: signatures are not checked again, this middleware lets
 it through, and the listener's `ack` goes nowhere, except that a slash command's answer is
-posted to its `response_url` through the outbox. The listener's transactions become
+posted to its `response_url` through the outbox, and a form refused by its listener is
+explained to its sender by DM. The listener's transactions become
 savepoints of the entry's own transaction, which also marks the entry done: its work and that
 mark commit together or not at all, so a process killed at any moment leaves nothing half
 done and nothing done twice.
@@ -47,14 +48,12 @@ from feedbot.logs import log_context
 from feedbot.models import InboxEntry, InboxStatus
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
-from feedbot.slack.ids import DEFER_SUBMISSION, Action
+from feedbot.slack.ids import DEFER_SUBMISSION, REPLAYED, Action
 from feedbot.slack.views.notices import build_form_refused
 from feedbot.slack.web_api import RESPONSE_URL
 
 log = logging.getLogger(__name__)
 
-REPLAYED = "feedbot_inbox_entry"
-"""Context key of a request replayed from the inbox (its entry's id)."""
 FAILURE = "feedbot_failure"
 """Context key where the error handler leaves a replayed request's failure."""
 

@@ -19,6 +19,7 @@ from feedbot.slack.features.common import (
     deferred,
     explain,
     membership_problems,
+    replayed,
     subcommand,
 )
 from feedbot.slack.i18n import t
@@ -115,13 +116,17 @@ def _submitted(deps: Deps) -> Any:
                 continue
             if fields[key].kind in CHANNEL_KINDS:
                 named[key] = channels_in(fields[key].kind, value)
-        refused, unchecked = membership_problems(deps, named, locale)
+        refused, unchecked = (
+            ({}, []) if replayed(context) else membership_problems(deps, named, locale)
+        )
         errors |= refused
         if errors:
             ack(response_action="errors", errors=errors)
             return
         if deferred(context):
             ack(response_action="clear")
+            if unchecked:
+                check_later(deps, user_id=user_id, channels=unchecked)
             return
         try:
             with deps.transaction() as session:

@@ -18,7 +18,7 @@ from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.directory import Membership
 from feedbot.slack.i18n import duration, has, number, t
-from feedbot.slack.ids import DEFER_SUBMISSION
+from feedbot.slack.ids import DEFER_SUBMISSION, REPLAYED
 from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
@@ -178,3 +178,9 @@ def deferred(context: BoltContext) -> bool:
         return False
     store()
     return True
+
+
+def replayed(context: BoltContext) -> bool:
+    """Whether this is the inbox replaying a request that was checked when it came in: a
+    check that asks Slack (channel membership) was done then and is not repeated."""
+    return context.get(REPLAYED) is not None

@@ -103,6 +103,15 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
         values = view.get("state", {}).get("values", {})
         note = read_triage_form(values, Field.NOTE)
         group_id = codecs.GROUP_FORM.decode(view)
+        try:
+            with Session(deps.engine) as session:  # read only: what the form can still say
+                group = incidents.get_group(session, group_id)
+                if group is None:
+                    raise FeedbotError("That incident does not exist (any more).", code="not_found")
+                triage.require_leader(config, actor, group)
+        except FeedbotError as error:
+            ack(response_action="errors", errors={Field.NOTE: explain(error, locale)})
+            return
         if deferred(context):
             ack()
             return
@@ -167,6 +176,23 @@ def _merge_submitted(deps: Deps) -> Any:
         values = view.get("state", {}).get("values", {})
         raw = values.get(Field.REFERENCE, {}).get(INPUT, {}).get("value")
         group_id = codecs.GROUP_FORM.decode(view)
+        try:
+            with Session(deps.engine) as session:  # read only: what the form can still say
+                found = incidents.get_group(session, group_id)
+                if found is None:
+                    raise FeedbotError(
+                        "That incident does not exist (any more).", code="incident_not_found"
+                    )
+                incidents.merge_target(
+                    session,
+                    source=found,
+                    target_reference=raw if isinstance(raw, str) else "",
+                    actor=actor,
+                    config=config,
+                )
+        except FeedbotError as error:
+            ack(response_action="errors", errors={Field.REFERENCE: explain(error, locale)})
+            return
         if deferred(context):
             ack()
             return

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from feedbot.core import own_reports, reports, triage
 from feedbot.core.reports import ReportDraft
-from feedbot.errors import FeedbotError, InvalidValue
+from feedbot.errors import FeedbotError, InvalidValue, NotFound
 from feedbot.models import ReportSource
 from feedbot.slack import codecs, delivery, flows, homes
 from feedbot.slack.deps import Deps
@@ -158,9 +158,10 @@ def _form_submitted(deps: Deps) -> Any:
             values = view.get("state", {}).get("values", {})
             draft = read_report_form(values, form)
             files = read_form_files(values, form)
-            if form.report_id is None:  # checked here, so the form can say what to change
-                reports.validate(draft, config)
-                with Session(deps.engine) as session:
+            # Checked here (reading only), so the form can still say what to change.
+            reports.validate(draft, config)
+            with Session(deps.engine) as session:
+                if form.report_id is None:
                     reports.check_rate(
                         session,
                         user_id=user_id,
@@ -168,6 +169,10 @@ def _form_submitted(deps: Deps) -> Any:
                         config=config,
                         now=now,
                     )
+                else:
+                    own = reports.get_report(session, form.report_id)
+                    if not reports.is_reporter(own, user_id, deps.identities):
+                        raise NotFound("You can only add details to your own reports.")
             if deferred(context):
                 ack()
                 return

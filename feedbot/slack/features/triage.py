@@ -31,6 +31,7 @@ from feedbot.slack.features.common import (
     membership_problems,
     refuse,
     refusing,
+    replayed,
     reply_channel,
 )
 from feedbot.slack.i18n import t
@@ -190,11 +191,22 @@ def _form_submitted(deps: Deps, callback: Callback) -> Any:
         if report_id is None:
             ack(response_action="errors", errors={field: t(locale, "error.not_found")})
             return
-        if callback == Callback.FORWARD_FORM and CHANNEL_ID.match(value or ""):
-            refused, _unknown = membership_problems(deps, {field: [value]}, locale)
+        forward_to = value if callback == Callback.FORWARD_FORM else None
+        if forward_to and CHANNEL_ID.match(forward_to) and not replayed(context):
+            refused, _unknown = membership_problems(deps, {field: [forward_to]}, locale)
             if refused:  # a channel Slack did not answer for in time: the post tells later
                 ack(response_action="errors", errors=refused)
                 return
+        try:
+            with Session(deps.engine) as session:  # read only: what the form can still say
+                report = reports.get_report(session, report_id)
+                triage.require_leader(config, actor, report)
+                if callback == Callback.DUPLICATE_FORM:
+                    target = reports.get_report(session, reports.parse_reference(value or ""))
+                    triage.check_duplicate_target(report, target)
+        except FeedbotError as error:
+            ack(response_action="errors", errors={field: explain(error, locale)})
+            return
         if deferred(context):
             ack()
             return
