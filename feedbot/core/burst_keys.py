@@ -1,7 +1,7 @@
 """The second key that puts a report into an incident group: same place, same kind of
 problem, at the same time, however it is worded.
 
-Grouping by shared terms (`incidents.place`, `reports.similar_reports`) joins reports told
+Grouping by shared terms (`incidents.place`, `similar_reports.alike_reports`) joins reports told
 in one wording; an outage told four ways in two languages grew four groups. So a report
 also joins an open group (or, with enough others, forms one) when, within the burst window,
 reports with the **same location** (as stored: chosen from `locations` where those are set)
