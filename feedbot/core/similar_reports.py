@@ -51,8 +51,8 @@ class Match:
 
 
 class TermFrequencies:
-    """How many reports contain each term, and how many reports there are, per database,
-    counted when first needed and kept for `FREQUENCIES_TTL` seconds."""
+    """How many reports contain each term, per database: counted in SQL for each lookup,
+    except counts of `CACHED_FROM` and more, which are kept for `FREQUENCIES_TTL` seconds."""
 
     def __init__(self, ttl: float = FREQUENCIES_TTL, kept: int = FREQUENCIES_KEPT) -> None:
         self.ttl = ttl
