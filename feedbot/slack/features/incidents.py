@@ -60,12 +60,12 @@ def _acknowledge(deps: Deps) -> Any:
     return handle
 
 
-def _led_group(session: Session, deps: Deps, body: dict[str, Any], actor: str) -> IncidentGroup:
-    """The group a card button is about, if `actor` leads its channel. Whether it exists is
-    said only to leaders."""
+def _led_group(session: Session, deps: Deps, group_id: int | None, actor: str) -> IncidentGroup:
+    """The group a card button or form is about, if `actor` leads its channel. Whether it
+    exists is said only to leaders."""
     config = deps.config()
     triage.require_leader(config, actor)
-    group = incidents.get_group(session, codecs.GROUP.first(body))
+    group = incidents.get_group(session, group_id)
     if group is None:
         raise FeedbotError("That incident does not exist (any more).", code="not_found")
     triage.require_leader(config, actor, group)
@@ -78,7 +78,7 @@ def _open_form(deps: Deps, callback: Callback) -> Any:
         actor = body["user"]["id"]
         with deps.transaction() as session:
             try:
-                group = _led_group(session, deps, body, actor)
+                group = _led_group(session, deps, codecs.GROUP.first(body), actor)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return
@@ -105,10 +105,7 @@ def _submitted(deps: Deps, callback: Callback) -> Any:
         group_id = codecs.GROUP_FORM.decode(view)
         try:
             with Session(deps.engine) as session:  # read only: what the form can still say
-                group = incidents.get_group(session, group_id)
-                if group is None:
-                    raise FeedbotError("That incident does not exist (any more).", code="not_found")
-                triage.require_leader(config, actor, group)
+                _led_group(session, deps, group_id, actor)
         except FeedbotError as error:
             ack(response_action="errors", errors={Field.NOTE: explain(error, locale)})
             return
@@ -156,7 +153,7 @@ def _open_merge_form(deps: Deps) -> Any:
         actor = body["user"]["id"]
         with deps.transaction() as session:
             try:
-                group = _led_group(session, deps, body, actor)
+                group = _led_group(session, deps, codecs.GROUP.first(body), actor)
             except FeedbotError as error:
                 refuse(session, deps, body, error)
                 return
@@ -178,14 +175,9 @@ def _merge_submitted(deps: Deps) -> Any:
         group_id = codecs.GROUP_FORM.decode(view)
         try:
             with Session(deps.engine) as session:  # read only: what the form can still say
-                found = incidents.get_group(session, group_id)
-                if found is None:
-                    raise FeedbotError(
-                        "That incident does not exist (any more).", code="incident_not_found"
-                    )
                 incidents.merge_target(
                     session,
-                    source=found,
+                    source=_led_group(session, deps, group_id, actor),
                     target_reference=raw if isinstance(raw, str) else "",
                     actor=actor,
                     config=config,
