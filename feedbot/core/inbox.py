@@ -13,14 +13,15 @@ handled they become savepoints of the entry's transaction (`REPLAY_SESSION`).
 
 from __future__ import annotations
 
+import functools
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Connection, delete, func, update
 from sqlmodel import Session, col, select
 
-from feedbot.db import upsert_insert
 from feedbot.models import InboxEntry, InboxStatus
 
 KEEP_FOR = timedelta(days=2)
@@ -37,31 +38,48 @@ REPLAY_SESSION: ContextVar[Session | None] = ContextVar("feedbot_inbox_session",
 """The transaction of the entry being handled in this thread, if any."""
 
 
-def store(session: Session, *, kind: str, dedupe_key: str, body: str, now: datetime) -> bool:
-    """Keep one request; False if its key was seen before (a retry): nothing is stored."""
-    statement = (
-        upsert_insert(session, InboxEntry)
-        .values(
-            kind=kind[:32],
-            dedupe_key=dedupe_key[:128],
-            body=body,
-            status=InboxStatus.PENDING,
-            received_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+def store(
+    connection: Connection | Session, *, kind: str, dedupe_key: str, body: str, now: datetime
+) -> bool:
+    """Keep one request; False if its key was seen before (a retry): nothing is stored.
+
+    This is the whole of an ack's own work, so it is one prepared Core statement (the ORM
+    would spend more time building the statement than the database spends running it)."""
+    bind = connection.get_bind() if isinstance(connection, Session) else connection
+    result = connection.execute(
+        _store_statement(bind.dialect.name),
+        {
+            "kind": kind[:32],
+            "dedupe_key": dedupe_key[:128],
+            "body": body,
+            "status": InboxStatus.PENDING,
+            "received_at": now,
+            "next_attempt_at": now,
+            "attempts": 0,
+        },
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _store_statement(dialect: str) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(InboxEntry.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
+        index_elements=["dedupe_key"]
+    )
 
 
 def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
     """The oldest due entry, locked for this transaction (other workers skip it), or None.
 
-    Its attempt is counted in this transaction: on SQLite the write makes the transaction the
-    writer from the start, so the work that follows never finds the database taken."""
-    query = (
-        select(InboxEntry)
+    One statement picks the entry and counts its attempt: on SQLite the write makes the
+    transaction the writer from the start, so the work that follows never finds the database
+    taken; on PostgreSQL the row stays locked until the transaction ends. The entry returned
+    is not attached to the session (its work changes it only through `finish`)."""
+    due = (
+        select(InboxEntry.id)
         .where(
             col(InboxEntry.status) == InboxStatus.PENDING,
             col(InboxEntry.next_attempt_at) <= now,
@@ -70,17 +88,17 @@ def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
         .limit(1)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    entry = session.exec(query).first()
-    if entry is None:
+        due = due.with_for_update(skip_locked=True)
+    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+    row = session.execute(
+        update(table)
+        .where(table.c.id == due.scalar_subquery())
+        .values(attempts=table.c.attempts + 1)
+        .returning(*table.c)
+    ).first()
+    if row is None:
         return None
-    session.execute(
-        update(InboxEntry)
-        .where(col(InboxEntry.id) == entry.id)
-        .values(attempts=entry.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return entry
+    return InboxEntry.model_validate(row._mapping)
 
 
 def finish(session: Session, entry: InboxEntry, *, now: datetime) -> None:

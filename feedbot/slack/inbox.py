@@ -223,9 +223,9 @@ class Inbox:
         return BoltResponse(status=200, body="")
 
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        with self._writing(), session_scope(self.engine) as session:
+        with self._writing(), self.engine.begin() as connection:
             stored = core.store(
-                session,
+                connection,
                 kind=kind,
                 dedupe_key=key,
                 body=self.deps.identities.seal(json.dumps(body)),
