@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from feedbot.core import reports, similar_reports, similarity
@@ -342,3 +342,58 @@ def test_a_solution_is_offered_only_when_the_leader_shared_it(bot: Bot) -> None:
     for text_, wanted in ((kept, False), (shared_one, True), (secret, False)):
         answer = json.loads(bot.command(LEADER_2, text_).body)
         assert (notes[text_] in json.dumps(answer["blocks"])) is wanted, text_
+
+
+def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
+    engine: Engine,
+) -> None:
+    """Grouping and the receipt look the same text up in one transaction: the second lookup
+    reuses the first one's word counts. A later transaction counts afresh, so a report filed
+    in between is seen."""
+    config = RuntimeConfig()
+    now = utcnow()
+    counted: list[str] = []
+
+    def count_queries(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM report_term" in statement and "GROUP BY report_term.term" in statement:
+            counted.append(statement)
+
+    def add(session: Session, text: str, reporter: str) -> int:
+        report = reports.create_report(
+            session,
+            reporter_id=reporter,
+            draft=ReportDraft(text=text, source=ReportSource.MODAL),
+            config=config,
+            now=now,
+            identities=IDENTITIES,
+        )
+        assert report.id is not None
+        return report.id
+
+    def look_up(session: Session, text: str, exclude: int) -> list[int | None]:
+        found = similar_reports.similar_reports(
+            session,
+            text=text,
+            category=None,
+            exclude_id=exclude,
+            frequencies=similar_reports.TermFrequencies(),
+        )
+        return [match.report.id for match in found]
+
+    text = "Kartenterminal Filiale Gotha startet neu, Zahlung bricht ab"
+    event.listen(engine, "before_cursor_execute", count_queries)
+    try:
+        with Session(engine) as session:
+            first = add(session, text, ALICE)
+            session.commit()
+            new = add(session, text, BOB)
+            assert look_up(session, text, new) == [first]
+            assert look_up(session, text, new) == [first]
+            assert len(counted) == 1, "the second lookup reuses the counts"
+            session.commit()
+            third = add(session, text, CAROL)
+            session.commit()
+            assert look_up(session, text, new) == [third, first]
+            assert len(counted) == 2, "a new transaction counts again"
+    finally:
+        event.remove(engine, "before_cursor_execute", count_queries)

@@ -40,6 +40,8 @@ CACHED_FROM = 200
 today must be found by the next report at once); larger ones are kept a while."""
 FREQUENCIES_TTL = 300.0
 """Seconds a large count is kept before it is counted again."""
+_LAST_COUNTS = "feedbot_last_term_counts"
+"""`Session.info` key of the counts of the session's last lookup, with what they were for."""
 FREQUENCIES_KEPT = 20_000
 """Terms whose counts are kept per database, at most (the longest unrefreshed go first)."""
 
@@ -67,7 +69,22 @@ class TermFrequencies:
     ) -> dict[str, int]:
         """How many reports contain each of `terms`, not counting `exclude_id` (the report
         whose text is being looked up, already indexed). A count kept from earlier may be
-        off by that one report, which does not matter at `CACHED_FROM`."""
+        off by that one report, which does not matter at `CACHED_FROM`.
+
+        Filing looks a report's text up twice in one transaction (incident grouping, then
+        the receipt's suggestions): the second lookup reuses the first one's counts."""
+        transaction = session.get_transaction()
+        asked = (frozenset(terms), exclude_id)
+        last = session.info.get(_LAST_COUNTS)
+        if transaction is not None and last is not None and last[:2] == (transaction, asked):
+            return dict(last[2])
+        found = self._counts_for(session, terms, exclude_id=exclude_id)
+        session.info[_LAST_COUNTS] = (transaction, asked, found)
+        return dict(found)
+
+    def _counts_for(
+        self, session: Session, terms: Collection[str], *, exclude_id: int | None
+    ) -> dict[str, int]:
         bind = session.get_bind()
         engine = bind if isinstance(bind, Engine) else bind.engine
         now = time.monotonic()
