@@ -33,6 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 Json = dict[str, Any]
 
 # Arguments that slack_sdk sends as JSON strings in form bodies; decoded before recording.
+TRIGGER_LIFETIME = 3.0
+"""Seconds a `trigger_id` opens a view for, after the action that made it."""
 _JSON_ARGS = ("blocks", "view", "metadata", "attachments", "files")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
 # Control sequences that notify: users, @channel/@here/@everyone, user groups.
@@ -619,6 +621,8 @@ class FakeSlack:
         self._usergroups: dict[str, Json] = {}
         self._faults: list[_Fault] = []
         self._triggers_used: set[str] = set()
+        self._triggers_issued: dict[str, float] = {}
+        self.trigger_lifetime = TRIGGER_LIFETIME
         self._response_urls: set[str] = set()
         self._uploads: dict[str, Json] = {}
         self._stored_files: dict[str, Json] = {}  # id -> {"file", "content", "deleted", ...}
@@ -713,8 +717,12 @@ class FakeSlack:
             return url
 
     def new_trigger_id(self) -> str:
-        """A fresh trigger_id for crafted interaction payloads (any unused string works too)."""
-        return f"{next(self._ids)}.{self.team_id}.faketrigger"
+        """A fresh trigger_id for crafted interaction payloads, which expires as Slack's do,
+        `trigger_lifetime` seconds from now (any unused string works too, without expiring)."""
+        trigger = f"{next(self._ids)}.{self.team_id}.faketrigger"
+        with self._lock:
+            self._triggers_issued[trigger] = time.monotonic()
+        return trigger
 
     # -- workspace setup
 
@@ -1674,7 +1682,10 @@ class FakeSlack:
         view = self._checked_view(method, args.get("view"), "modal")
         self._require_file_input_scope(view)
         trigger = self._require(method, args, "trigger_id")
+        issued = self._triggers_issued.get(trigger)
         if trigger in self._triggers_used:
+            raise _ApiError("expired_trigger_id")
+        if issued is not None and time.monotonic() - issued > self.trigger_lifetime:
             raise _ApiError("expired_trigger_id")
         external = view.get("external_id")
         if external and any(v.get("external_id") == external for v in self._all_views()):

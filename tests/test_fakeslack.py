@@ -323,6 +323,18 @@ def test_multipart_upload_body(fake: FakeSlack, client: WebClient) -> None:
 # ------------------------------------------------------------------ views
 
 
+def test_a_trigger_expires_after_three_seconds_used_or_not(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    fresh, stale = fake.new_trigger_id(), fake.new_trigger_id()
+    fake.trigger_lifetime = 0.2
+    assert client.views_open(trigger_id=fresh, view=modal(section("in time")))["ok"]
+    time.sleep(0.3)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.views_open(trigger_id=stale, view=modal(section("too late")))
+    assert slack_error(excinfo) == "expired_trigger_id"
+
+
 def test_views_open_trigger_reuse_update_and_publish(fake: FakeSlack, client: WebClient) -> None:
     opened = client.views_open(trigger_id="t1", view=modal(section("hi"), callback_id="give"))
     view = opened["view"]

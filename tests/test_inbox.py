@@ -53,6 +53,7 @@ def command_body(bot: Bot, user: str, text: str) -> str:
         channel="CGENERAL1",
         channel_name="general",
         response_url=bot.slack.new_response_url(),
+        trigger_id=bot.slack.new_trigger_id(),  # expires as Slack's do
     )
     return urlencode(form)
 
@@ -358,6 +359,7 @@ def test_a_form_refused_when_its_work_is_done_tells_its_sender_what_they_wrote(
         next(m for m in bot.slack.dm_messages(ALICE) if "could not be saved" in str(m["text"]))
     )
     assert "1 hour" in refusal
+    assert "send this one again" in refusal and "kept" not in refusal, "nothing keeps it"
     assert "Kartenleser &lt;!channel&gt; in Erfurt &amp; Jena defekt" in refusal
     assert "<!channel>" not in refusal
     with Session(bot.engine) as session:
@@ -365,6 +367,36 @@ def test_a_form_refused_when_its_work_is_done_tells_its_sender_what_they_wrote(
             select(OutboxMessage).where(OutboxMessage.purpose == "form_refused")
         ).one()
     assert ALICE not in sent.conversation + sent.payload, "sealed: the form may be anonymous"
+
+
+def test_a_rate_limited_command_keeps_its_text_in_the_form_or_says_it_when_too_late(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """Over the rate limit, `/feedback <text>` opens the form with the text kept in it. Its
+    trigger expires 3 s after the person sent the command: when the inbox comes to it later,
+    the answer says why and quotes the text, to send again."""
+    bot.configure(report_rate_limit="1/1h")
+    for text in ("Kasse 2 in Erfurt ist aus", "Kasse 3 in Erfurt ist aus"):
+        bot.dispatch(command_body(bot, ALICE, text), "application/x-www-form-urlencoded")
+    assert inbox.drain() == 2
+    assert report_count(bot) == 1
+    form = bot.last_view()
+    text_block = next(b for b in form["blocks"] if b.get("block_id") == "text")
+    assert text_block["element"]["initial_value"] == "Kasse 3 in Erfurt ist aus"
+    assert "kept until then" in json.dumps(form["blocks"]), "the form keeps it"
+
+    bot.slack.trigger_lifetime = 0.0  # the worker comes to it after the trigger expired
+    views = len(bot.slack.views)
+    text = "Kasse 4 <!here> in Erfurt & Gotha ist aus"
+    bot.dispatch(command_body(bot, ALICE, text), "application/x-www-form-urlencoded")
+    assert inbox.drain() == 1
+    assert {entry.status for entry in entries(bot)} == {InboxStatus.DONE}
+    assert len(bot.slack.views) == views and report_count(bot) == 1
+    bot.drain()
+    answer = json.dumps(bot.slack.responses[-1])
+    assert "send this one again in 1 hour" in answer and "kept" not in answer
+    assert "Kasse 4 &lt;!here&gt; in Erfurt &amp; Gotha ist aus" in answer
+    assert "<!here>" not in answer
 
 
 def test_an_entry_stored_before_bodies_were_sealed_is_still_handled(bot: Bot, inbox: Inbox) -> None:

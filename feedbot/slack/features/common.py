@@ -95,11 +95,18 @@ def refuse(session: Session, deps: Deps, body: dict[str, Any], error: FeedbotErr
     tell(session, deps, body, explain(error, deps.locale_for(actor)))
 
 
-def explain(error: FeedbotError, locale: str) -> str:
-    """The error in the reader's language where a translation exists."""
+def explain(error: FeedbotError, locale: str, *, kept: bool = True) -> str:
+    """The error in the reader's language where a translation exists.
+
+    `kept=False` when what the person sent is not kept for them (a form or command refused
+    after Slack had its answer): an error whose usual wording promises that it is then says
+    to send it again (its `_resend` wording)."""
     if error.code and has(f"error.{error.code}"):
         params = {name: _shown(value, locale) for name, value in error.params.items()}
-        return t(locale, f"error.{error.code}", **params)
+        key = f"error.{error.code}"
+        if not kept and has(f"{key}_resend"):
+            key = f"{key}_resend"
+        return t(locale, key, **params)
     return str(error)
 
 

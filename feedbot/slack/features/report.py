@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from feedbot.core import own_reports, reports, triage
@@ -22,13 +23,19 @@ from feedbot.slack.features.common import (
     explain,
     first_word,
     incoming_files,
+    replayed,
     tell,
 )
 from feedbot.slack.flows import file_report, suggestions
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import COMMAND, Action, Callback
 from feedbot.slack.text import unescape
-from feedbot.slack.views.notices import build_my_reports, build_plain, build_receipt
+from feedbot.slack.views.notices import (
+    build_command_refused,
+    build_my_reports,
+    build_plain,
+    build_receipt,
+)
 from feedbot.slack.views.report_form import (
     FormContext,
     build_report_form,
@@ -38,6 +45,9 @@ from feedbot.slack.views.report_form import (
 from feedbot.slack.workspace import message_link
 
 log = logging.getLogger(__name__)
+
+EXPIRED_TRIGGER = frozenset({"expired_trigger_id", "exchanged_trigger_id"})
+"""Slack's errors for a `trigger_id` it no longer takes."""
 
 MINE_LIMIT = 20
 
@@ -120,16 +130,13 @@ def _command(deps: Deps) -> Any:
                 similar, solved = suggestions(session, deps, report, asker=user_id)
         except InvalidValue as error:
             if error.code == "rate_limited":  # kept as a draft in the form, to send later
-                ack()
-                open_form(
-                    client,
-                    deps,
-                    trigger_id=body["trigger_id"],
-                    user_id=user_id,
-                    context=FormContext(),
-                    prefill=ReportDraft(text=text[: reports.MAX_TEXT], source=ReportSource.MODAL),
-                    notice=explain(error, locale),
+                if _kept_in_form(client, deps, body, text=text, notice=explain(error, locale)):
+                    ack()
+                    return
+                refused = build_command_refused(
+                    explain(error, locale, kept=False), text, locale=locale
                 )
+                ack(**refused.to_payload())
                 return
             ack(**build_plain(explain(error, locale)).to_payload())
             return
@@ -145,6 +152,30 @@ def _command(deps: Deps) -> Any:
         ack(**receipt.to_payload())
 
     return handle
+
+
+def _kept_in_form(
+    client: WebClient, deps: Deps, body: dict[str, Any], *, text: str, notice: str
+) -> bool:
+    """Open the report form with `text` in it and `notice` on top; False when Slack no
+    longer lets it open. A command waits in the inbox before its work is done, and its
+    `trigger_id` expires 3 seconds after the person sent it."""
+    try:
+        open_form(
+            client,
+            deps,
+            trigger_id=body["trigger_id"],
+            user_id=body["user_id"],
+            context=FormContext(),
+            prefill=ReportDraft(text=text[: reports.MAX_TEXT], source=ReportSource.MODAL),
+            notice=notice,
+        )
+    except SlackApiError as failure:
+        if failure.response.get("error") not in EXPIRED_TRIGGER:
+            raise
+        log.info("the form for a rate-limited command could not open: its trigger expired")
+        return False
+    return True
 
 
 def _form_submitted(deps: Deps) -> Any:
@@ -228,7 +259,10 @@ def _form_submitted(deps: Deps) -> Any:
                         files=files,
                     )
         except InvalidValue as error:
-            ack(response_action="errors", errors={error.field or "text": explain(error, locale)})
+            # After the form closed (a replay), nothing keeps what was entered but the DM
+            # that quotes it: the error says to send it again.
+            shown = explain(error, locale, kept=not replayed(context))
+            ack(response_action="errors", errors={error.field or "text": shown})
             return
         except FeedbotError as error:
             ack(response_action="errors", errors={"text": explain(error, locale)})

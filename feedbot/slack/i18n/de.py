@@ -132,6 +132,7 @@ MESSAGES: dict[str, str] = {
     "error.generic": "Das hat bei uns leider nicht geklappt. Deine Eingaben sind nicht verloren; bitte versuch es in einer Minute noch einmal.",
     "error.confidential_forward": "{category} ist vertraulich: Diese Meldungen bleiben in Führungskanälen und werden nicht woanders hin weitergeleitet.",
     "error.rate_limited": "Du hast in kurzer Zeit {count} Meldungen geschickt, mehr geht für eine Person nicht. Diese kannst du in {wait} senden; sie bleibt so lange erhalten.",
+    "error.rate_limited_resend": "Du hast in kurzer Zeit {count} Meldungen geschickt, mehr geht für eine Person nicht. Bitte schick diese in {wait} noch einmal.",
     "error.not_leader": "Das können nur Führungskräfte und Admins. Ein Admin kann dich als Führungskraft eintragen.",
     "error.not_found": "Diese Meldung gibt es nicht (mehr).",
     "error.no_such_report": "Es gibt keine Meldung {ref}.",

@@ -139,6 +139,7 @@ MESSAGES: dict[str, str] = {
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
     "error.confidential_forward": "{category} is confidential: its reports stay in leadership channels and cannot be forwarded elsewhere.",
     "error.rate_limited": "You filed {count} reports in a short time, the most one person can. You can send this one in {wait}; it is kept until then.",
+    "error.rate_limited_resend": "You filed {count} reports in a short time, the most one person can. Please send this one again in {wait}.",
     "error.not_leader": "Only leaders and admins can do that. An admin can add you as a leader.",
     "error.not_found": "That report does not exist (any more).",
     "error.no_such_report": "There is no report {ref}.",

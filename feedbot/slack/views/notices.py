@@ -256,6 +256,19 @@ def build_form_refused(errors: list[str], typed: list[str], *, locale: str) -> M
     return Message(text=text, blocks=blocks)
 
 
+def build_command_refused(reason: str, typed: str, *, locale: str) -> Message:
+    """`/feedback <text>` refused after it was answered, where the form that would keep the
+    text can no longer open (its trigger expired while the request waited): why, and the
+    text, to send again."""
+    text = quote(reason, 2900)
+    blocks: list[Block] = [
+        _section(text),
+        _section(t(locale, "form.you_entered")),
+        _section(quote(typed, 2900)),
+    ]
+    return Message(text=text, blocks=blocks)
+
+
 def build_plain(text: str) -> Message:
     return Message(text=text, blocks=[_section(text)])
 
