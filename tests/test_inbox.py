@@ -23,7 +23,8 @@ from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
-from tests.harness import ALICE, BOB, INTAKE, LEADER, LEADERSHIP, Bot
+from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, Bot
+from tests.test_admin import open_group, state_of
 from tests.test_reporting import form_values
 
 
@@ -397,6 +398,20 @@ def test_a_rate_limited_command_keeps_its_text_in_the_form_or_says_it_when_too_l
     assert "send this one again in 1 hour" in answer and "kept" not in answer
     assert "Kasse 4 &lt;!here&gt; in Erfurt &amp; Gotha ist aus" in answer
     assert "<!here>" not in answer
+
+
+def test_the_last_admin_removing_themselves_is_told_in_the_form(bot: Bot, inbox: Inbox) -> None:
+    """The settings form checks what storing it would refuse while the form is still open;
+    nothing reaches the inbox."""
+    bot.deps.settings.feedbot_admins = []  # admins only from the settings, none bootstrapped
+    bot.configure(admins=CAROL)
+    bot.deps.config_cache.invalidate()
+    view = open_group(bot, CAROL, "people")
+    state = state_of(view, admins={"type": "multi_users_select", "selected_users": []})
+    errors = json.loads(bot.submit(CAROL, view, state).body)["errors"]
+    assert "last admin" in errors["admins"]
+    assert [entry.kind for entry in entries(bot)] == [], "refused before it was stored"
+    assert bot.bot_config().admins == [CAROL]
 
 
 def test_an_entry_stored_before_bodies_were_sealed_is_still_handled(bot: Bot, inbox: Inbox) -> None:

@@ -282,6 +282,34 @@ def parse_value(key: str, raw: str) -> Any:
         raise InvalidValue(f"{key}: {exc} ({spec.help})", field=key) from exc
 
 
+def check_value(
+    session: Session,
+    *,
+    key: str,
+    raw: str,
+    actor: str | None,
+    bootstrap_admins: tuple[str, ...] = (),
+) -> Any:
+    """The typed value `set_value` would store, or `InvalidValue`; reads only, so a form can
+    be answered with its errors before anything is written.
+
+    An admin cannot take away the last admin role (their own): someone must be able to
+    change settings from Slack afterwards.
+    """
+    value = parse_value(key, raw)
+    if key != "admins" or not actor or value or bootstrap_admins:
+        return value
+    entry = session.get(ConfigEntry, key)
+    old = json.loads(entry.value) if entry is not None else require_key(key).default
+    if actor in old:
+        raise InvalidValue(
+            "you are the last admin; add another admin before removing yourself",
+            field=key,
+            code="last_admin",
+        )
+    return value
+
+
 def set_value(
     session: Session,
     *,
@@ -292,23 +320,10 @@ def set_value(
     bootstrap_admins: tuple[str, ...] = (),
 ) -> Any:
     """Validate and store one setting, recorded in the audit log; returns the typed value.
-
-    An admin cannot take away the last admin role (their own): someone must be able to
-    change settings from Slack afterwards.
-    """
-    value = parse_value(key, raw)
+    Refuses what `check_value` refuses."""
+    value = check_value(session, key=key, raw=raw, actor=actor, bootstrap_admins=bootstrap_admins)
     entry = session.get(ConfigEntry, key)
     old = json.loads(entry.value) if entry is not None else require_key(key).default
-    # Only `admins` holds a list of people; any other key's old value may be a bool or None.
-    removes_last_admin = (
-        key == "admins" and bool(actor) and not value and not bootstrap_admins and actor in old
-    )
-    if removes_last_admin:
-        raise InvalidValue(
-            "you are the last admin; add another admin before removing yourself",
-            field=key,
-            code="last_admin",
-        )
     encoded = json.dumps(value)
     if value != old:
         session.add(

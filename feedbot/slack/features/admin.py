@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from sqlmodel import Session
 
 from feedbot.core import config as runtime_config
 from feedbot.errors import InvalidValue
@@ -108,14 +109,21 @@ def _submitted(deps: Deps) -> Any:
         raw = read_group_form(group, view.get("state", {}).get("values", {}))
         errors: dict[str, str] = {}
         named: dict[str, list[str]] = {}
-        for key, value in raw.items():
-            try:
-                runtime_config.parse_value(key, value)
-            except InvalidValue as error:
-                errors[key] = explain(error, locale)
-                continue
-            if fields[key].kind in CHANNEL_KINDS:
-                named[key] = channels_in(fields[key].kind, value)
+        with Session(deps.engine) as reading:  # what `set_value` would refuse, said in the form
+            for key, value in raw.items():
+                try:
+                    runtime_config.check_value(
+                        reading,
+                        key=key,
+                        raw=value,
+                        actor=user_id,
+                        bootstrap_admins=config.bootstrap_admins,
+                    )
+                except InvalidValue as error:
+                    errors[key] = explain(error, locale)
+                    continue
+                if fields[key].kind in CHANNEL_KINDS:
+                    named[key] = channels_in(fields[key].kind, value)
         refused, unchecked = (
             ({}, []) if replayed(context) else membership_problems(deps, named, locale)
         )
