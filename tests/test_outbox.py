@@ -31,7 +31,8 @@ from feedbot.core import outbox
 from feedbot.core.outbox import LEASE
 from feedbot.db import make_engine, session_scope
 from feedbot.models import OutboxMessage, OutboxStatus
-from feedbot.slack.outbox import MAX_BACKOFF, OutboxSender
+from feedbot.slack import delivery
+from feedbot.slack.outbox import MAX_BACKOFF, DeliveryDeferred, OutboxSender
 from feedbot.slack.web_api import METADATA_EVENT
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Clock
@@ -425,6 +426,57 @@ def test_an_update_of_a_post_that_failed_fails_too(
     failed = entry(engine, update)
     assert failed.status == OutboxStatus.FAILED and "never delivered" in (failed.last_error or "")
     assert slack.calls_to("chat.update") == []
+
+
+def test_an_update_drawn_at_send_whose_subject_is_gone_is_dropped_not_failed(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    """An incident card's update is drawn when it is sent; a group gone by then leaves
+    nothing to send, which is no failure for an operator to look into."""
+    card = queue(engine, clock, LEADERSHIP, "incident card")
+    update = queue(
+        engine,
+        clock,
+        LEADERSHIP,
+        "",
+        method="chat.update",
+        update_of=card,
+        payload={delivery.GROUP_CARD_OF: 999_999, delivery.GROUP_CARD_LOCALE: "en"},
+    )
+    make_sender(engine, slack, clock).drain()
+    assert entry(engine, card).status == OutboxStatus.SENT
+    dropped = entry(engine, update)
+    assert dropped.status == OutboxStatus.SUPERSEDED and "no longer exists" in str(
+        dropped.last_error
+    )
+    assert slack.calls_to("chat.update") == []
+    with Session(engine) as session:
+        assert outbox.failures(session) == []
+
+
+def test_an_update_drawn_at_send_is_not_drawn_while_its_message_is_not_out(
+    engine: Engine, slack: FakeSlack, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sending thread may take an incident card's update while another still posts the
+    card: the update waits for it, and is drawn (three queries and a card) only once it can
+    go."""
+    drawn: list[dict[str, Any]] = []
+    render = delivery.render_at_send
+
+    def counting(session: Session, stored: dict[str, Any]) -> dict[str, Any] | None:
+        drawn.append(stored)
+        return render(session, stored)
+
+    monkeypatch.setattr(delivery, "render_at_send", counting)
+    card = queue(engine, clock, LEADERSHIP, "card: open")
+    update = queue(engine, clock, LEADERSHIP, "card: new", method="chat.update", update_of=card)
+    sender = make_sender(engine, slack, clock)
+    with Session(engine) as session, pytest.raises(DeliveryDeferred):
+        sender._prepare(session, entry(engine, update))
+    assert drawn == []
+    sender.drain()
+    assert [d["text"] for d in drawn] == ["card: open", "card: new"]
+    assert texts(slack, LEADERSHIP) == ["card: new"]
 
 
 def test_a_home_tab_publish_is_recorded_as_sent(

@@ -314,6 +314,18 @@ def mark_retry(
     )
 
 
+def mark_superseded(
+    session: Session, entry_id: int, *, why: str, now: datetime, attempt: int | None = None
+) -> None:
+    """Drop an entry with nothing left to send (what it showed is gone): not a failure, and
+    nobody is told."""
+    session.execute(
+        update(OutboxMessage)
+        .where(*_owned(entry_id, attempt))
+        .values(status=OutboxStatus.SUPERSEDED, lease_until=None, last_error=why[:500], sent_at=now)
+    )
+
+
 def mark_failed(
     session: Session, entry_id: int, *, error: str, now: datetime, attempt: int | None = None
 ) -> None:

@@ -325,8 +325,8 @@ class OutboxSender:
                 )
             except NothingToSend as exc:
                 log.info("%s: %s; not sending", context, exc)
-                outbox.mark_failed(
-                    session, entry.id, error=str(exc), now=self.clock(), attempt=entry.attempts
+                outbox.mark_superseded(
+                    session, entry.id, why=str(exc), now=self.clock(), attempt=entry.attempts
                 )
             except ParentUndelivered as exc:
                 log.error("%s: %s; giving up", context, exc)
@@ -419,7 +419,15 @@ class OutboxSender:
 
     def _prepare(self, session: Session, entry: OutboxMessage) -> dict[str, Any]:
         """The call's arguments, with the channel and the `ts` of referenced entries filled in,
-        and people known only by a seal opened (see `feedbot.core.identity`)."""
+        and people known only by a seal opened (see `feedbot.core.identity`).
+
+        The messages it refers to are checked first: a message drawn when it is sent (an
+        incident card's update) is drawn only once it can go."""
+        thread = edited = None
+        if entry.thread_of_id is not None:
+            thread = self._settled_parent(session, entry.thread_of_id)
+        if entry.update_of_id is not None:
+            edited = self._settled_parent(session, entry.update_of_id)
         stored = json.loads(entry.payload)
         drawn = delivery.render_at_send(session, stored)
         if drawn is None:
@@ -434,14 +442,12 @@ class OutboxSender:
             payload["channel"] = self._channel_for(self._open(stored[SEALED_TO]))
         else:
             payload["channel"] = self._channel_for(entry.conversation)
-        if entry.thread_of_id is not None:
-            parent = self._settled_parent(session, entry.thread_of_id)
-            payload["thread_ts"] = parent.result_ts
-            payload["channel"] = parent.result_channel or payload["channel"]
-        if entry.update_of_id is not None:
-            parent = self._settled_parent(session, entry.update_of_id)
-            payload["ts"] = parent.result_ts
-            payload["channel"] = parent.result_channel or payload["channel"]
+        if thread is not None:
+            payload["thread_ts"] = thread.result_ts
+            payload["channel"] = thread.result_channel or payload["channel"]
+        if edited is not None:
+            payload["ts"] = edited.result_ts
+            payload["channel"] = edited.result_channel or payload["channel"]
         if entry.method == "chat.postMessage":
             payload["metadata"] = {
                 "event_type": web_api.METADATA_EVENT,
