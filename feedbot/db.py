@@ -1,8 +1,9 @@
 """Engines, sessions and migrations.
 
 Nothing connects at import time: callers build an engine with `make_engine(url)` and pass it
-on. SQLite gets WAL (readers never block the writer), a busy timeout (writers queue instead of
-failing) and enforced foreign keys; PostgreSQL is reached through psycopg 3.
+on. SQLite gets WAL (readers never block the writer), writers that take turns in the order
+they came (`feedbot.sqlite_writer`), a busy timeout (for writers of other processes) and
+enforced foreign keys; PostgreSQL is reached through psycopg 3.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session
 
 from feedbot.errors import ConfigurationError
+from feedbot.sqlite_writer import TurnTakingConnection
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
@@ -58,7 +60,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "or postgresql+psycopg://user@host/dbname"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        kwargs.setdefault(
+            "connect_args",
+            {"check_same_thread": False, "timeout": 30, "factory": TurnTakingConnection},
+        )
         # More connections than threads (server, outbox senders, jobs): a thread that holds
         # the write lock must never wait for a connection held by threads waiting for it.
         kwargs.setdefault("pool_size", 40)
@@ -80,6 +85,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    if isinstance(dbapi_connection, TurnTakingConnection):
+        dbapi_connection.turn_timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
 @contextmanager

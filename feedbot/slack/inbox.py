@@ -166,7 +166,6 @@ class Inbox:
     ) -> None:
         self.deps = deps
         self.engine = deps.engine
-        self.sqlite = deps.engine.dialect.name == "sqlite"
         self.liveness = liveness
         self.threads = threads if threads is not None else 1
         self.poll_interval = poll_interval
@@ -175,9 +174,6 @@ class Inbox:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
-        # SQLite has one writer: requests storing entries and the worker take turns here
-        # instead of in SQLite's busy handler, which sleeps in growing steps.
-        self._writer: threading.Lock | None = threading.Lock() if self.sqlite else None
         self._answering = 0
         """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
@@ -223,7 +219,7 @@ class Inbox:
         return BoltResponse(status=200, body="")
 
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        with self._writing(), self.engine.begin() as connection:
+        with self.engine.begin() as connection:
             stored = core.store(
                 connection,
                 kind=kind,
@@ -245,14 +241,6 @@ class Inbox:
             body=json.dumps({"response_type": "ephemeral", "text": text}),
             headers={"content-type": "application/json;charset=utf-8"},
         )
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        if self._writer is None:
-            yield
-            return
-        with self._writer:
-            yield
 
     # ------------------------------------------------------------------------- the workers
 
@@ -339,7 +327,7 @@ class Inbox:
 
     def _prune(self) -> None:
         try:
-            with self._writing(), session_scope(self.engine) as session:
+            with session_scope(self.engine) as session:
                 core.prune(session, now=self.deps.clock())
         except Exception as exc:
             log.warning("could not prune the inbox: %s", type(exc).__name__)
@@ -354,7 +342,7 @@ class Inbox:
         """Take one due entry and handle it; False when none is due."""
         assert self.app is not None, "attach the inbox to an app first"
         self._let_requests_go_first()
-        with self._writing(), Session(self.engine, expire_on_commit=False) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             entry = core.take_next(session, now=self.deps.clock())
             if entry is None:
                 session.rollback()
