@@ -1,4 +1,4 @@
-"""SQLite's one writer, taken in turns: first come, first served.
+"""SQLite's one writer, taken in turns: requests Slack is waiting for first, nobody starved.
 
 SQLite lets one connection write at a time. Left to itself, a connection that finds the
 database taken sleeps in growing steps (its busy handler) and tries again, and it only wins
@@ -7,73 +7,109 @@ worker writes almost all the time, so the outbox sender, whose `mark_sent` makes
 count as delivered, lost that race until its busy timeout ran out ("database is locked").
 
 Every connection `feedbot.db.make_engine` opens to a SQLite file is a `TurnTakingConnection`:
-the statement that starts a write transaction first waits for its turn, in the order the
-turns were asked for, among all threads of the process writing to the same file; `commit`,
-`rollback` or `close` give the turn to the next. A thread that already holds the turn (with
-another connection) goes on, as SQLite itself would make it wait for nobody else. Waiting is
-bounded by the busy timeout: after that the statement goes ahead and SQLite decides, as
-before, so a thread holding the turn while it waits for another can delay but never hang.
-Other processes (the CLI during a run) still meet the busy handler.
+the statement that starts a write transaction first waits for its turn among all threads of
+the process writing to the same file, and `commit`, `rollback` or `close` hand the turn to
+the next one. Turns asked for inside `urgent()` (storing a request in the inbox, which Slack
+waits for) go first; the others go in the order they were asked for, and one that has waited
+`FAIR_AFTER` goes before the urgent ones, so a steady stream of requests delays the work
+behind them but never stops it. A thread that already holds the turn (with another
+connection) goes on. Waiting is bounded by the busy timeout: after that the statement goes
+ahead and SQLite decides, as before, so a thread holding the turn while it waits for another
+can delay but never hang. Other processes (the CLI during a run) still meet the busy handler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
+
+FAIR_AFTER = 0.5
+"""Seconds a turn waits at most for urgent ones asked for after it."""
 
 _STARTS_A_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 """The statements before which Python's `sqlite3` begins a transaction by itself."""
 
+_urgency = threading.local()
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """Write turns this thread asks for meanwhile go before the others."""
+    before = getattr(_urgency, "on", False)
+    _urgency.on = True
+    try:
+        yield
+    finally:
+        _urgency.on = before
+
+
+@dataclass(eq=False)
+class _Waiter:
+    thread: int
+    since: float
+    handed: threading.Event = field(default_factory=threading.Event)
+
 
 class WriteTurns:
-    """A first-come, first-served lock that the thread holding it may take again."""
+    """The turns of one database file. The thread holding the turn may take it again."""
 
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
+    def __init__(self, fair_after: float = FAIR_AFTER) -> None:
+        self.fair_after = fair_after
+        self._lock = threading.Lock()
         self._holder: int | None = None
         self._depth = 0
-        self._skipped: set[int] = set()
-        """Tickets whose threads stopped waiting (timed out) before their turn came."""
+        self._urgent: deque[_Waiter] = deque()
+        self._others: deque[_Waiter] = deque()
 
-    def acquire(self, timeout: float) -> bool:
+    def acquire(self, timeout: float, *, urgent: bool = False) -> bool:
         """Wait for this thread's turn; False when `timeout` passed first (nothing held)."""
         me = threading.get_ident()
-        with self._changed:
+        with self._lock:
             if self._holder == me:
                 self._depth += 1
                 return True
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            if not self._changed.wait_for(lambda: self._serving == ticket, timeout):
-                # Give up the ticket without holding up those behind it.
-                self._skipped.add(ticket)
-                self._advance()
-                return False
-            self._holder = me
-            self._depth = 1
+            if self._holder is None and not self._urgent and not self._others:
+                self._holder, self._depth = me, 1
+                return True
+            waiter = _Waiter(me, time.monotonic())
+            (self._urgent if urgent else self._others).append(waiter)
+        if waiter.handed.wait(timeout):
             return True
+        with self._lock:
+            if waiter.handed.is_set():  # handed over just as the wait ran out
+                return True
+            (self._urgent if urgent else self._others).remove(waiter)
+            return False
 
     def release(self) -> None:
-        with self._changed:
+        with self._lock:
             self._depth -= 1
             if self._depth:
                 return
-            self._holder = None
-            self._serving += 1
-            self._advance()
+            waiter = self._next()
+            if waiter is None:
+                self._holder = None
+                return
+            self._holder, self._depth = waiter.thread, 1
+            waiter.handed.set()
 
-    def _advance(self) -> None:
-        """Pass over tickets whose threads stopped waiting, then wake the next one."""
-        while self._holder is None and self._serving in self._skipped:
-            self._skipped.discard(self._serving)
-            self._serving += 1
-        self._changed.notify_all()
+    def _next(self) -> _Waiter | None:
+        starved = bool(self._others) and (
+            time.monotonic() - self._others[0].since >= self.fair_after
+        )
+        if self._urgent and not starved:
+            return self._urgent.popleft()
+        if self._others:
+            return self._others.popleft()
+        return None
 
 
 _TURNS: dict[str, WriteTurns] = {}
@@ -91,9 +127,6 @@ def turns_for(database: str) -> WriteTurns:
 class TurnTakingConnection(sqlite3.Connection):
     """A `sqlite3` connection whose write transactions wait for their turn (see above)."""
 
-    turns: WriteTurns
-    turn_timeout: float
-
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         self.turns = turns_for(os.fsdecode(database))
@@ -108,7 +141,7 @@ class TurnTakingConnection(sqlite3.Connection):
         # Also in a transaction a savepoint began: it holds no write lock until it writes.
         if self._holding or not _STARTS_A_WRITE.match(statement):
             return
-        self._holding = self.turns.acquire(self.turn_timeout)
+        self._holding = self.turns.acquire(self.turn_timeout, urgent=getattr(_urgency, "on", False))
 
     def give_turn_back(self) -> None:
         if self._holding and not self.in_transaction:

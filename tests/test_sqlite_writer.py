@@ -34,6 +34,42 @@ def test_turns_go_in_the_order_they_were_asked_for() -> None:
     assert served == [0, 1, 2, 3, 4, 5]
 
 
+def test_urgent_turns_go_first_and_a_turn_waiting_too_long_goes_before_them() -> None:
+    """Storing a request Slack waits for goes before the work behind it; the work waits
+    at most `fair_after` for urgent turns asked for after it."""
+    turns = WriteTurns(fair_after=0.3)
+    assert turns.acquire(timeout=1)
+    served: list[str] = []
+
+    def wait_for_turn(name: str, urgent: bool) -> None:
+        assert turns.acquire(timeout=5, urgent=urgent)
+        served.append(name)
+        time.sleep(0.01)
+        turns.release()
+
+    def ask(name: str, urgent: bool) -> threading.Thread:
+        thread = threading.Thread(target=wait_for_turn, args=(name, urgent))
+        thread.start()
+        time.sleep(0.02)
+        return thread
+
+    threads = [ask("work", False), ask("ack 1", True), ask("ack 2", True)]
+    turns.release()
+    for thread in threads:
+        thread.join(5)
+    assert served == ["ack 1", "ack 2", "work"]
+
+    served.clear()
+    assert turns.acquire(timeout=1)
+    threads = [ask("work", False)]
+    time.sleep(0.3)  # the work has waited its longest
+    threads += [ask("ack 3", True)]
+    turns.release()
+    for thread in threads:
+        thread.join(5)
+    assert served == ["work", "ack 3"]
+
+
 def test_the_holder_may_take_its_turn_again_and_a_timed_out_ticket_is_passed_over() -> None:
     turns = WriteTurns()
     assert turns.acquire(timeout=1) and turns.acquire(timeout=1), "the same thread goes on"

@@ -40,6 +40,7 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from sqlmodel import Session
 
+from feedbot import sqlite_writer
 from feedbot.core import inbox as core
 from feedbot.core import outbox
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
@@ -219,7 +220,7 @@ class Inbox:
         return BoltResponse(status=200, body="")
 
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        with self.engine.begin() as connection:
+        with sqlite_writer.urgent(), self.engine.begin() as connection:
             stored = core.store(
                 connection,
                 kind=kind,
