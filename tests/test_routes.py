@@ -21,6 +21,7 @@ from feedbot.models import AuditEntry, IncidentGroup, OutboxMessage, Report, Rep
 from feedbot.slack.features import digest as digest_feature
 from feedbot.slack.views.admin import lines_to_routes, routes_to_lines
 from tests.harness import ADMIN, ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot
+from tests.test_admin import open_group, state_of
 from tests.test_digest import BERLIN, NOW, PERIOD, add, deps_for, utc
 from tests.test_reminders import berlin, scan
 from tests.test_triage import file_from_form
@@ -310,3 +311,32 @@ def test_each_leadership_channel_gets_its_own_digest_chart_and_csv(bot: Bot) -> 
     )
     main_rows = list(csv.reader(io.StringIO(tables[LEADERSHIP].decode("utf-8-sig"))))[1:]
     assert len(main_rows) == 5
+
+
+def test_a_route_cannot_lead_to_the_leadership_channel_itself(bot: Bot) -> None:
+    """Its leaders would lead every report there, not only the route's: refused from the
+    command line and in the settings form, in the form before anything is stored."""
+    bot.setup_team()
+    route = json.dumps([{"channel": LEADERSHIP, "categories": ["Billing & tariffs"]}])
+    with pytest.raises(InvalidValue, match="cannot lead to the leadership channel"):
+        bot.configure(leadership_routes=route)
+    bot.configure(leadership_routes=json.dumps([{"channel": EAST, "leaders": [CAROL]}]))
+    with pytest.raises(InvalidValue, match="cannot lead to the leadership channel"):
+        bot.configure(leadership_channel=EAST)
+
+    view = open_group(bot, ADMIN, "channels")
+    state = state_of(
+        view, leadership_routes={"type": "plain_text_input", "value": f"{LEADERSHIP}|Billing"}
+    )
+    errors = json.loads(bot.submit(ADMIN, view, state).body)["errors"]
+    assert "cannot lead to the leadership channel" in errors["leadership_routes"]
+    # Both at once, as one change: the channel moves, and a route takes the old one.
+    state = state_of(
+        view,
+        leadership_channel={"type": "conversations_select", "selected_conversation": EAST},
+        leadership_routes={"type": "plain_text_input", "value": f"{LEADERSHIP}|Billing"},
+    )
+    assert json.loads(bot.submit(ADMIN, view, state).body) == {"response_action": "clear"}
+    config = bot.bot_config()
+    assert config.leadership_channel == EAST
+    assert [route["channel"] for route in config.leadership_routes] == [LEADERSHIP]

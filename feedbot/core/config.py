@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -289,25 +289,51 @@ def check_value(
     raw: str,
     actor: str | None,
     bootstrap_admins: tuple[str, ...] = (),
+    together: Mapping[str, Any] | None = None,
 ) -> Any:
     """The typed value `set_value` would store, or `InvalidValue`; reads only, so a form can
-    be answered with its errors before anything is written.
+    be answered with its errors before anything is written. `together` holds the typed
+    values of other settings changed at the same time (one form), which the checks read
+    instead of the stored ones.
 
     An admin cannot take away the last admin role (their own): someone must be able to
-    change settings from Slack afterwards.
+    change settings from Slack afterwards. A route cannot lead to `leadership_channel`
+    itself: its leaders would lead every report shown there, not only the route's.
     """
     value = parse_value(key, raw)
+    if key in ("leadership_channel", "leadership_routes"):
+        _check_routes(session, {**(together or {}), key: value})
     if key != "admins" or not actor or value or bootstrap_admins:
         return value
-    entry = session.get(ConfigEntry, key)
-    old = json.loads(entry.value) if entry is not None else require_key(key).default
-    if actor in old:
+    if actor in _current(session, key):
         raise InvalidValue(
             "you are the last admin; add another admin before removing yourself",
             field=key,
             code="last_admin",
         )
     return value
+
+
+def _current(session: Session, key: str, changed: Mapping[str, Any] | None = None) -> Any:
+    """A setting's typed value: as changed, else as stored, else its default."""
+    if changed is not None and key in changed:
+        return changed[key]
+    entry = session.get(ConfigEntry, key)
+    return json.loads(entry.value) if entry is not None else require_key(key).default
+
+
+def _check_routes(session: Session, changed: Mapping[str, Any]) -> None:
+    channel = _current(session, "leadership_channel", changed)
+    routes = _current(session, "leadership_routes", changed) or []
+    if channel and any(route.get("channel") == channel for route in routes):
+        field = "leadership_routes" if "leadership_routes" in changed else "leadership_channel"
+        raise InvalidValue(
+            f"a route cannot lead to the leadership channel {channel} itself (its leaders "
+            "would lead every report there); give the route a channel of its own",
+            field=field,
+            code="route_to_leadership_channel",
+            params={"channel": channel},
+        )
 
 
 def set_value(
@@ -318,10 +344,18 @@ def set_value(
     actor: str | None,
     now: datetime | None = None,
     bootstrap_admins: tuple[str, ...] = (),
+    together: Mapping[str, Any] | None = None,
 ) -> Any:
     """Validate and store one setting, recorded in the audit log; returns the typed value.
-    Refuses what `check_value` refuses."""
-    value = check_value(session, key=key, raw=raw, actor=actor, bootstrap_admins=bootstrap_admins)
+    Refuses what `check_value` refuses (`together` as there)."""
+    value = check_value(
+        session,
+        key=key,
+        raw=raw,
+        actor=actor,
+        bootstrap_admins=bootstrap_admins,
+        together=together,
+    )
     entry = session.get(ConfigEntry, key)
     old = json.loads(entry.value) if entry is not None else require_key(key).default
     encoded = json.dumps(value)

@@ -4,6 +4,7 @@ through `feedbot.core.config.set_value`, which validates it and writes the audit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -85,6 +86,16 @@ def _edit(deps: Deps) -> Any:
     return handle
 
 
+def _parsed(raw: dict[str, str]) -> dict[str, Any]:
+    """The typed values of a form's settings that parse: the checks of each read the others
+    as they are about to be, not as they were."""
+    typed: dict[str, Any] = {}
+    for key, value in raw.items():
+        with contextlib.suppress(InvalidValue):
+            typed[key] = runtime_config.parse_value(key, value)
+    return typed
+
+
 def _submitted(deps: Deps) -> Any:
     def handle(
         ack: Ack,
@@ -109,6 +120,7 @@ def _submitted(deps: Deps) -> Any:
         raw = read_group_form(group, view.get("state", {}).get("values", {}))
         errors: dict[str, str] = {}
         named: dict[str, list[str]] = {}
+        together = _parsed(raw)
         with Session(deps.engine) as reading:  # what `set_value` would refuse, said in the form
             for key, value in raw.items():
                 try:
@@ -118,6 +130,7 @@ def _submitted(deps: Deps) -> Any:
                         raw=value,
                         actor=user_id,
                         bootstrap_admins=config.bootstrap_admins,
+                        together=together,
                     )
                 except InvalidValue as error:
                     errors[key] = explain(error, locale)
@@ -146,6 +159,7 @@ def _submitted(deps: Deps) -> Any:
                         actor=user_id,
                         now=deps.clock(),
                         bootstrap_admins=config.bootstrap_admins,
+                        together=together,
                     )
                 deps.config_cache.invalidate()
                 homes.refresh_homes(session, deps, admins=True)
