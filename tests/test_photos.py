@@ -491,6 +491,10 @@ def test_an_upload_slack_refuses_for_good_is_explained_in_the_thread(bot: Bot) -
     assert ":warning: Could not attach pole.jpg: Slack answered `not_in_channel`." in bot.thread(
         report
     )
+    with Session(bot.engine) as session:
+        (row,) = session.exec(select(Attachment)).all()
+    assert (row.state, row.reason) == (AttachmentState.UNFETCHABLE, "not_in_channel")
+    assert "photo" not in json.dumps(bot.card(report)["blocks"]), "the card counts it no more"
 
 
 def test_png_text_and_exif_are_removed_too() -> None:

@@ -161,6 +161,18 @@ def delete_file(client: WebClient, payload: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the outcome
 
 
+def copy_given_up(session: Session, entry: OutboxMessage, *, error: str, now: datetime) -> None:
+    """A copy Slack refused for good (its thread says so: the entry's failure notice, see
+    `queue_copies`): the file is recorded as not copied, and the card no longer counts it."""
+    attachment_id = json.loads(entry.payload).get("_attachment")
+    if attachment_id is None:  # a forwarded copy records nothing
+        return
+    row = attachments.mark_unfetchable(session, attachment_id=attachment_id, reason=error)
+    report = session.get(Report, row.report_id) if row is not None else None
+    if report is not None:
+        delivery.refresh_card(session, report=report, config=load_config(session), now=now)
+
+
 def after_copy(session: Session, entry: OutboxMessage, result: Any, *, now: datetime) -> None:
     """Record what a `COPY_FILE` entry achieved: the card shows a new copy; a file Slack did
     not give feedbot leaves a line in the thread. A forwarded copy records nothing."""

@@ -330,9 +330,7 @@ class OutboxSender:
                 )
             except ParentUndelivered as exc:
                 log.error("%s: %s; giving up", context, exc)
-                outbox.mark_failed(
-                    session, entry.id, error=str(exc), now=self.clock(), attempt=entry.attempts
-                )
+                self._give_up(session, entry, error=str(exc))
             except SlackApiError as exc:
                 self._settle_api_error(session, entry, exc, context)
             except Exception as exc:  # the request may or may not have arrived
@@ -394,9 +392,7 @@ class OutboxSender:
             )
         ):
             log.error("%s: Slack refused it permanently (%s); giving up", context, error)
-            outbox.mark_failed(
-                session, entry.id, error=error, now=self.clock(), attempt=entry.attempts
-            )
+            self._give_up(session, entry, error=error)
         else:
             delay = self._backoff(entry.attempts)
             log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
@@ -411,6 +407,12 @@ class OutboxSender:
                 at=self.clock() + delay,
                 uncertain=entry.uncertain or maybe_posted,
             )
+
+    def _give_up(self, session: Session, entry: OutboxMessage, *, error: str) -> None:
+        assert entry.id is not None
+        outbox.mark_failed(session, entry.id, error=error, now=self.clock(), attempt=entry.attempts)
+        if entry.method == files.COPY_FILE:
+            files.copy_given_up(session, entry, error=error, now=self.clock())
 
     @staticmethod
     def _backoff(attempts: int) -> timedelta:
