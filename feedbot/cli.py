@@ -120,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from feedbot.slack.inbox import Inbox
     from feedbot.slack.outbox import OutboxSender
     from feedbot.slack.webhook_sender import WebhookSender
+    from feedbot.worker_process import WorkerProcess
 
     settings = _settings()
     socket_mode = args.socket or (not args.http and settings.socket_mode_available)
@@ -153,7 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     deps.workspace.remember(workspace_url)
     deps.access.check()  # a token refused before and accepted now (a reinstall): resume
     deps.access.watch()
-    inbox = Inbox(deps, liveness=liveness)
+    workers = None
+    if settings.inbox_workers == "process":
+        workers = WorkerProcess(
+            _inbox_worker_command(liveness, workspace_url), on_commit=wake_senders
+        )
+    inbox = Inbox(deps, liveness=liveness, elsewhere=workers)
     app = build_app(settings, engine, deps=deps, inbox=inbox)
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None
@@ -167,6 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         scheduler.resume()
     inbox.start()  # first of all, it takes over what a dead process left
+    if workers is not None:
+        workers.start()
     sender.start()
     hooks_sender.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -220,11 +228,67 @@ def cmd_run(args: argparse.Namespace) -> int:
             election.stop()
         scheduler.shutdown()
         inbox.stop()
+        if workers is not None:
+            workers.stop()
         sender.stop()
         hooks_sender.stop()
         liveness.stop()
         if single_process is not None:
             single_process.release()
+    return 0
+
+
+def _inbox_worker_command(liveness: Any, workspace_url: str | None) -> list[str]:
+    command = [sys.executable, "-m", "feedbot", "inbox-worker"]
+    if not liveness.postgresql:
+        command += ["--owner", str(liveness.number)]
+    if workspace_url:
+        command += ["--workspace-url", workspace_url]
+    return command
+
+
+def cmd_inbox_worker(args: argparse.Namespace) -> int:
+    """The inbox workers of a `feedbot run`, in a process of their own
+    (`feedbot.worker_process`): started by it, stopped by it, and gone when it is."""
+    from feedbot.core.liveness import Liveness
+    from feedbot.metrics import REPORT_COUNTERS
+    from feedbot.slack.app import build_app
+    from feedbot.slack.client import make_interactive_client
+    from feedbot.slack.deps import Deps
+    from feedbot.slack.inbox import Inbox
+    from feedbot.worker_process import ParentLink
+
+    if args.report_fd is None:
+        raise ConfigurationError("feedbot inbox-worker is started by feedbot run, not by hand")
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    liveness = Liveness(engine, number=args.owner)
+    liveness.start()
+    deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+    deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
+    deps.workspace.remember(args.workspace_url)
+    deps.access.watch()
+    inbox = Inbox(deps, liveness=liveness)
+    build_app(settings, engine, deps=deps, inbox=inbox)
+    stopped = threading.Event()
+    link = ParentLink(
+        args.report_fd,
+        on_wake=inbox.wake,
+        on_busy=inbox.answering_elsewhere,
+        on_quit=stopped.set,
+    )
+    deps.on_commit = link.committed
+    REPORT_COUNTERS.append(link.report_filed)
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which says when
+    inbox.start()
+    link.start()
+    try:
+        stopped.wait()
+    finally:
+        inbox.stop()
+        deps.access.stop()
+        liveness.stop()
     return 0
 
 
@@ -445,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("outbox", help="messages waiting for or refused by Slack").set_defaults(
         handler=cmd_outbox
     )
+    worker = commands.add_parser("inbox-worker")  # started by `feedbot run`; left out of help
+    worker.add_argument("--report-fd", type=int)
+    worker.add_argument("--owner", type=int)
+    worker.add_argument("--workspace-url")
+    worker.set_defaults(handler=cmd_inbox_worker)
     secret = commands.add_parser(
         "secret-key", help="make the key that seals who acted anonymously (FEEDBOT_SECRET_KEY)"
     )

@@ -45,6 +45,17 @@ OUTBOX_DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+REPORT_COUNTERS: list[Callable[[str], None]] = []
+"""Also told of each report filed: the inbox workers' process passes its count on to
+`feedbot run`, whose `/metrics` Prometheus reads (`feedbot.worker_process`)."""
+
+
+def count_report(source: str) -> None:
+    REPORTS_CREATED.labels(source).inc()
+    for counter in REPORT_COUNTERS:
+        counter(source)
+
+
 JOB_RUNNER = Gauge(
     "feedbot_job_runner", "1 while this process runs the scheduled jobs", registry=REGISTRY
 )

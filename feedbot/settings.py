@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     feedbot_timezone: str = "Europe/Berlin"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # "process": `feedbot run` works its inbox in a child process, so acks and the work
+    # behind them do not share one interpreter; "thread": both in one process.
+    inbox_workers: Literal["process", "thread"] = "process"
 
     @field_validator("feedbot_admins", mode="before")
     @classmethod

@@ -11,7 +11,9 @@ sends it again, replacing the first, so the person still sees one.)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import re
 import signal
@@ -66,6 +68,7 @@ class Fleet:
         self.started = 0
         self.replicas = [self._start() for _ in range(size)]
         self.kills = 0
+        self.worker_kills = 0
 
     def _start(self) -> Replica:
         self.started += 1
@@ -76,8 +79,16 @@ class Fleet:
             return random.choice(self.replicas)
 
     def kill_one(self) -> None:
+        """Kill a bot (its inbox workers' process goes with it) and start another, or kill
+        only the process of a bot's inbox workers (the bot starts them again)."""
         with self.lock:
             victim = random.choice(self.replicas)
+            worker = victim.worker_pid()
+            if worker is not None and (self.kills + self.worker_kills) % 3 == 2:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
+                self.worker_kills += 1
+                return
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait(10)
             self.kills += 1
@@ -247,10 +258,11 @@ def test_bots_killed_at_random_lose_no_acked_request_and_do_nothing_twice(
         )
         for ts in events.values():
             assert receipts[ts] == 1
-        assert fleet.kills >= 4
+        assert fleet.kills >= 3
+        assert fleet.worker_kills >= 1
         assert len(acked_commands) + len(events) >= 20
         print(
-            f"kills={fleet.kills} acked_commands={len(acked_commands)} "
+            f"kills={fleet.kills} worker_kills={fleet.worker_kills} acked_commands={len(acked_commands)} "
             f"unacked_commands={len(unacked_commands)} events={len(events)} reports={len(reports)}"
         )
     finally:

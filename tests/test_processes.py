@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,6 +61,11 @@ class Replica:
                 return dict(json.loads(reply.read()))
         except (urllib.error.URLError, OSError, ValueError):
             return None
+
+    def worker_pid(self) -> int | None:
+        """The process of its inbox workers (`feedbot.worker_process`), the latest started."""
+        found = re.findall(r"inbox workers started in process (\d+)", self.log.read_text())
+        return int(found[-1]) if found else None
 
     def post(self, body: str, content_type: str, headers: dict[str, str] | None = None) -> int:
         request = urllib.request.Request(
@@ -292,3 +298,96 @@ def test_a_second_run_on_one_sqlite_file_is_refused(tmp_path: Path, slack: FakeS
     finally:
         first.process.send_signal(signal.SIGTERM)
         first.process.wait(10)
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _metric(replica: Replica, line_start: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{replica.port}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
+    database_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """`feedbot run` works its inbox in a child process: a report acked by the bot is filed
+    there, counted in the bot's /metrics; a child killed mid-run is started again and the
+    next report is filed; a bot killed with SIGKILL takes its child with it."""
+    from urllib.parse import urlencode
+
+    from tests import slack_payloads as payloads
+
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
+        set_value(session, key="leaders", raw=LEADER, actor="test")
+        set_value(session, key="report_rate_limit", raw="0", actor="test")
+    bot = start(database_url, slack, tmp_path, "bot")
+
+    def report(text: str) -> str:
+        url = slack.new_response_url()
+        form = payloads.slash_command(
+            user=ALICE, text=text, channel="CGENERAL1", channel_name="general", response_url=url
+        )
+        assert bot.post(urlencode(form), "application/x-www-form-urlencoded") == 200
+        return url
+
+    def filed(text: str) -> bool:
+        with Session(engine) as session:
+            return session.exec(select(func.count()).where(Report.text == text)).one() == 1
+
+    def answered(url: str) -> bool:
+        return any(response["_url"] == url for response in list(slack.responses))
+
+    try:
+        wait_for(lambda: bot.health() is not None, 60, "the bot")
+        wait_for(lambda: bot.worker_pid() is not None, 30, "its inbox workers")
+        first_worker = bot.worker_pid()
+        assert first_worker is not None and first_worker != bot.process.pid
+        url = report("Der Drucker im Lager druckt nur leere Seiten")
+        wait_for(lambda: filed("Der Drucker im Lager druckt nur leere Seiten"), 30, "the report")
+        wait_for(lambda: answered(url), 30, "its receipt")
+        assert _metric(bot, 'feedbot_reports_created_total{source="command"}') == 1.0
+
+        os.kill(first_worker, signal.SIGKILL)
+        wait_for(lambda: bot.worker_pid() not in (None, first_worker), 30, "a new child")
+        url = report("Die Kasse in Filiale 7 bucht doppelt")
+        wait_for(lambda: filed("Die Kasse in Filiale 7 bucht doppelt"), 30, "the next report")
+        wait_for(lambda: answered(url), 30, "its receipt")
+        assert _metric(bot, 'feedbot_reports_created_total{source="command"}') == 2.0
+        assert "exited with -9; starting it again" in bot.log.read_text()
+
+        second_worker = bot.worker_pid()
+        assert second_worker is not None
+        bot.process.send_signal(signal.SIGKILL)
+        bot.process.wait(10)
+        wait_for(lambda: _gone(second_worker), 10, "the child to die with its bot")
+    finally:
+        if bot.process.poll() is None:
+            bot.process.send_signal(signal.SIGTERM)
+            bot.process.wait(20)
+        engine.dispose()
+
+
+def test_the_inbox_workers_refuse_to_start_by_hand(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FEEDBOT_"))}
+    started = subprocess.run(
+        [sys.executable, "-m", "feedbot", "inbox-worker"],
+        env=env | {"DATABASE_URL": f"sqlite:///{tmp_path / 'feedbot.db'}"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2
+    assert "started by feedbot run, not by hand" in started.stderr

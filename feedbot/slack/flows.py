@@ -33,7 +33,7 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Kind
 from feedbot.core.reports import ReportDraft
 from feedbot.core.working_time import WorkingHours
-from feedbot.metrics import REPORTS_CREATED
+from feedbot.metrics import count_report
 from feedbot.models import (
     IncidentGroup,
     OutboxMessage,
@@ -101,7 +101,7 @@ def file_report(
     webhooks.emit(session, event="report.filed", report=report, config=config, now=now)
     if taken is not None:
         files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
-    REPORTS_CREATED.labels(report.source.value).inc()
+    count_report(report.source.value)
     homes.refresh_homes(session, deps, report=report)
     if receipt:
         send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from sqlmodel import Session
@@ -150,12 +150,21 @@ def classify(body: dict[str, Any], modal_actions: frozenset[str]) -> tuple[str, 
     return None
 
 
+class WorkersElsewhere(Protocol):
+    """The inbox's workers in another process (`feedbot.worker_process.WorkerProcess`)."""
+
+    def wake(self) -> None: ...
+
+    def requests_waiting(self, waiting: bool) -> None: ...
+
+
 class Inbox:
     """The intake middleware and the workers of one process. `threads` workers drain the
-    inbox, one by default: the workers share the interpreter with the requests being
-    answered, and a second busy worker took so much of it on PostgreSQL that acks went past
-    Slack's 3 s (`docs/performance.md`). More work in parallel comes from more replicas.
-    (SQLite has one writer anyway.)"""
+    inbox, one by default: a worker shares the interpreter with the requests being answered
+    in its process, and a second busy worker took so much of it on PostgreSQL that acks went
+    past Slack's 3 s (`docs/performance.md`). More work in parallel comes from more replicas.
+    (SQLite has one writer anyway.) With `elsewhere`, this process only stores and answers,
+    and tells the workers of that other process what it stored."""
 
     def __init__(
         self,
@@ -164,11 +173,13 @@ class Inbox:
         liveness: Liveness | None = None,
         threads: int | None = None,
         poll_interval: float = POLL_INTERVAL,
+        elsewhere: WorkersElsewhere | None = None,
     ) -> None:
         self.deps = deps
         self.engine = deps.engine
         self.liveness = liveness
-        self.threads = threads if threads is not None else 1
+        self.elsewhere = elsewhere
+        self.threads = threads if threads is not None else (0 if elsewhere else 1)
         self.poll_interval = poll_interval
         self.app: App | None = None
         self._modal_actions = _modal_actions()
@@ -178,6 +189,8 @@ class Inbox:
         self._answering = 0
         """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
+        self._answering_elsewhere = False
+        """Requests are being answered in the process that stores them for these workers."""
 
     # ------------------------------------------------------------------------ the request
 
@@ -192,11 +205,20 @@ class Inbox:
     def answering_request(self) -> Iterator[None]:
         with self._answering_lock:
             self._answering += 1
+            if self._answering == 1 and self.elsewhere is not None:
+                self.elsewhere.requests_waiting(True)
         try:
             yield
         finally:
             with self._answering_lock:
                 self._answering -= 1
+                if self._answering == 0 and self.elsewhere is not None:
+                    self.elsewhere.requests_waiting(False)
+
+    def answering_elsewhere(self, answering: bool) -> None:
+        """The process that stores these workers' entries is answering requests (or no
+        longer is): the workers let them go first, as they do for this process's own."""
+        self._answering_elsewhere = answering
 
     def middleware(
         self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
@@ -230,6 +252,8 @@ class Inbox:
             )
         if stored:
             self._wake.set()
+            if self.elsewhere is not None:
+                self.elsewhere.wake()
         else:
             log.info("%s already received (%s); not storing it again", kind, key)
 
@@ -251,7 +275,8 @@ class Inbox:
     def start(self) -> None:
         # A worker holds the interpreter for whole slices of its work; with shorter slices a
         # request that arrives meanwhile gets its turn sooner (Slack is waiting for it).
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        if self.threads:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._stop.clear()
         self._workers = [
             threading.Thread(target=self._run, args=(n,), name=f"inbox-{n}", daemon=True)
@@ -336,7 +361,11 @@ class Inbox:
     def _let_requests_go_first(self) -> None:
         """Wait (up to `YIELD_LIMIT`) while requests are being answered: acks come first."""
         deadline = time.monotonic() + YIELD_LIMIT
-        while self._answering and time.monotonic() < deadline and not self._stop.is_set():
+        while (
+            (self._answering or self._answering_elsewhere)
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
             time.sleep(0.001)
 
     def handle_one(self) -> bool:

@@ -1,0 +1,210 @@
+"""The inbox's workers in a process of their own, started and watched by `feedbot run`.
+
+Acks and the work behind them shared one interpreter: while a worker filed a report, a
+request that arrived waited for its turn at the interpreter, and on this project's 2-core
+machines one core stayed idle (`docs/performance.md`). `feedbot run` now starts its inbox
+workers as a child process (`feedbot inbox-worker`, not meant to be started by hand): the
+parent verifies, stores and answers; the child does the work. Everything that makes the
+inbox safe stays in the database (an entry's work commits with its done mark), so the split
+changes who does the work, not what a crash can lose.
+
+The two talk over pipes, one line per message:
+
+- parent to child (the child's stdin): `wake` (a request was stored), `busy` / `idle`
+  (requests are being answered; the worker lets them go first, as it did in one process),
+  `quit` (finish the entry in hand, then stop);
+- child to parent (a pipe of its own; the child's stdout goes to stderr): `committed` (work
+  was committed: the parent's senders look for what it queued), `report <source>` (a report
+  was filed: counted in the parent's `/metrics`).
+
+The child dies with its parent: an end of its stdin without `quit` means the parent is gone,
+and it exits at once, its entry in hand rolled back and left for the next worker. A child
+that exits on its own is started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import IO
+
+from feedbot.metrics import REPORTS_CREATED
+
+log = logging.getLogger(__name__)
+
+RESTART_AFTER = 1.0
+"""Seconds before a child that exited on its own is started again."""
+STOP_WITHIN = 15.0
+"""Seconds a child may take to finish its entry once told to quit, before it is killed."""
+
+WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
+COMMITTED, REPORT = "committed", "report"
+
+
+class WorkerProcess:
+    """The parent's end: starts the child, tells it what happens here, and hears back."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        on_commit: Callable[[], None],
+        restart_after: float = RESTART_AFTER,
+    ) -> None:
+        self.command = list(command)
+        self.on_commit = on_commit
+        self.restart_after = restart_after
+        self._process: subprocess.Popen[bytes] | None = None
+        self._write_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="inbox-process", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(  # noqa: S603 (our own command line)
+                [*self.command, "--report-fd", str(write_end)],
+                stdin=subprocess.PIPE,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        self._process = process
+        self.starts += 1
+        log.info("inbox workers started in process %s", process.pid)
+        threading.Thread(
+            target=self._listen, args=(os.fdopen(read_end, "rb"),), name="inbox-news", daemon=True
+        ).start()
+
+    def _listen(self, news: IO[bytes]) -> None:
+        with news:
+            for raw in news:
+                word, _, rest = raw.decode("ascii", "replace").strip().partition(" ")
+                if word == COMMITTED:
+                    self.on_commit()
+                elif word == REPORT and rest:
+                    REPORTS_CREATED.labels(rest).inc()
+
+    def _watch(self) -> None:
+        while True:
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            log.error(
+                "the inbox workers' process %s exited with %s; starting it again in %.0f s",
+                process.pid,
+                code,
+                self.restart_after,
+            )
+            if self._stopping.wait(self.restart_after):
+                return
+            try:
+                with self._write_lock:
+                    self._spawn()
+            except OSError as exc:
+                log.error("could not start the inbox workers' process: %s", exc)
+
+    def _tell(self, word: str) -> None:
+        with self._write_lock:
+            process = self._process
+            if process is None or process.stdin is None or process.poll() is not None:
+                return
+            try:
+                process.stdin.write(f"{word}\n".encode())
+                process.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # it exited meanwhile; the watcher starts it again
+
+    def wake(self) -> None:
+        self._tell(WAKE)
+
+    def requests_waiting(self, waiting: bool) -> None:
+        self._tell(BUSY if waiting else IDLE)
+
+    def stop(self, timeout: float = STOP_WITHIN) -> None:
+        """Let the child finish the entry in hand and stop; kill it after `timeout`."""
+        self._stopping.set()
+        process = self._process
+        if process is None:
+            return
+        self._tell(QUIT)
+        with self._write_lock:
+            if process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the inbox workers' process did not stop in %.0f s; killing it", timeout)
+            process.kill()
+            process.wait()
+
+
+class ParentLink:
+    """The child's end: hears the parent on stdin, reports on the fd it was given."""
+
+    def __init__(
+        self,
+        report_fd: int,
+        *,
+        on_wake: Callable[[], None],
+        on_busy: Callable[[bool], None],
+        on_quit: Callable[[], None],
+    ) -> None:
+        self._out = os.fdopen(report_fd, "wb", buffering=0)
+        self._out_lock = threading.Lock()
+        self.on_wake = on_wake
+        self.on_busy = on_busy
+        self.on_quit = on_quit
+        self.quitting = threading.Event()
+
+    def start(self, stdin: IO[bytes] | None = None) -> None:
+        source = stdin if stdin is not None else sys.stdin.buffer
+        threading.Thread(target=self._listen, args=(source,), name="parent", daemon=True).start()
+
+    def _listen(self, source: IO[bytes]) -> None:
+        for raw in source:
+            word = raw.decode("ascii", "replace").strip()
+            if word == WAKE:
+                self.on_wake()
+            elif word in (BUSY, IDLE):
+                self.on_busy(word == BUSY)
+            elif word == QUIT:
+                self.quitting.set()
+                self.on_quit()
+                return
+        if not self.quitting.is_set():
+            # The parent died (killed, crashed): so do we, at once. The entry in hand rolls
+            # back with this process and stays in the inbox for the next worker.
+            log.warning("feedbot run is gone; the inbox workers stop with it")
+            logging.shutdown()
+            os._exit(0)
+
+    def _send(self, line: str) -> None:
+        # A parent that is gone is noticed by the end of stdin in a moment.
+        with self._out_lock, contextlib.suppress(BrokenPipeError):
+            self._out.write(f"{line}\n".encode())
+
+    def committed(self) -> None:
+        self._send(COMMITTED)
+
+    def report_filed(self, source: str) -> None:
+        self._send(f"{REPORT} {source}")
