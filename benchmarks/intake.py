@@ -76,6 +76,7 @@ log = setup_logging()
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 TOKEN = "xoxb-bench-token"
+SECRET_KEY = "bench-secret-key-that-seals-anonymous-people-0123"
 LEADERSHIP = "CBENCHLEAD"
 USERS = [f"UBENCH{index:04d}" for index in range(100)]
 RATES = (25, 50, 100, 200)
@@ -109,7 +110,6 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
     from sqlalchemy import func, select
     from waitress.server import create_server
 
-    from feedbot.core.liveness import Liveness
     from feedbot.db import make_engine
     from feedbot.models import OutboxMessage, Report
     from feedbot.settings import Settings
@@ -117,8 +117,9 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
     from feedbot.slack.inbox import Inbox
-    from feedbot.slack.outbox import OutboxSender
     from feedbot.slack.server import FeedbotWSGI
+    from feedbot.slack.work import Work
+    from feedbot.worker_process import WorkerProcess
     from tests.fakeslack import FakeSlack
 
     # waitress warns at every queued task, and at its connection limit, once the load passes
@@ -150,44 +151,26 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
         slack_signing_secret=SecretStr(SIGNING_SECRET),
         slack_api_url=fake.base_url,
         database_url=database_url,
-        feedbot_secret_key=SecretStr("bench-secret-key-that-seals-anonymous-people-0123"),
+        feedbot_secret_key=SecretStr(SECRET_KEY),
         _env_file=None,  # type: ignore[call-arg]
     )
     costs: list[float] = []
     profile = cProfile.Profile()
-    if kind == "feedbot":
+    workers: WorkerProcess | None = None
+    results_file = f"{urls_file}.work.json"
+    if kind == "feedbot":  # as `feedbot run` does: the work in a child process
         deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
-        liveness = Liveness(engine)
-        liveness.start()
-        sender = OutboxSender(
-            engine,
-            WebClient(token=TOKEN, base_url=fake.base_url),
-            identities=deps.identities,
-            owner=liveness.owner,
-        )
-        deps.on_commit = sender.wake
-        inbox = Inbox(deps, liveness=liveness)
-        app = build_app(settings, engine, deps=deps, inbox=inbox)
-        handle_one = inbox.handle_one
-
-        def measured() -> bool:
-            """CPU time of the worker thread per entry; entries PROFILED_FROM to PROFILED_TO
-            run under cProfile instead (and are left out of the times)."""
-            profiled = PROFILED_FROM <= len(costs) < PROFILED_TO
-            if profiled:
-                profile.enable()
-            started = time.thread_time()
-            handled = handle_one()
-            spent = time.thread_time() - started
-            if profiled:
-                profile.disable()
-            if handled:
-                costs.append(-1.0 if profiled else spent)
-            return handled
-
-        inbox.handle_one = measured  # type: ignore[method-assign]
-        inbox.start()
-        sender.start()
+        command = [sys.executable, "-m", "benchmarks.intake", "--work", database_url]
+        workers = WorkerProcess([*command, fake.base_url, results_file])
+        deps.on_commit = workers.wake
+        app = build_app(settings, engine, deps=deps, inbox=Inbox(deps, elsewhere=workers))
+        workers.start()
+    elif kind == "feedbot-thread":  # `INBOX_WORKERS=thread`
+        deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+        in_process = Work.assemble(deps)
+        app = build_app(settings, engine, deps=deps, inbox=in_process.inbox)
+        _measure_worker(in_process.inbox, costs, profile)
+        in_process.start()
     else:
         app = App(
             client=WebClient(token=TOKEN, base_url=fake.base_url),
@@ -210,12 +193,79 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
     print(server.effective_port, flush=True)
     sys.stdin.read()
+    if workers is not None:
+        workers.stop()
     with engine.connect() as connection:
         reports = connection.execute(select(func.count()).select_from(Report)).scalar_one()
         queued = connection.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
     print(f"{reports} {queued}", flush=True)
     watching.set()
-    print(json.dumps({"arrivals": arrivals, "costs": costs, "profile": _top(profile)}), flush=True)
+    work: dict[str, Any] = {"costs": costs, "profile": _top(profile)}
+    if workers is not None:
+        with contextlib.suppress(OSError, ValueError):
+            work = json.loads(Path(results_file).read_text())
+        Path(results_file).unlink(missing_ok=True)
+    print(json.dumps({"arrivals": arrivals, **work}), flush=True)
+
+
+def _measure_worker(inbox: Any, costs: list[float], profile: cProfile.Profile) -> None:
+    """Record the CPU time of the worker thread per entry in `costs`; entries PROFILED_FROM
+    to PROFILED_TO run under cProfile instead (and are left out of the times)."""
+    handle_one = inbox.handle_one
+
+    def measured() -> bool:
+        profiled = PROFILED_FROM <= len(costs) < PROFILED_TO
+        if profiled:
+            profile.enable()
+        started = time.thread_time()
+        handled = handle_one()
+        spent = time.thread_time() - started
+        if profiled:
+            profile.disable()
+        if handled:
+            costs.append(-1.0 if profiled else spent)
+        return bool(handled)
+
+    inbox.handle_one = measured
+
+
+def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) -> None:
+    """Child process of a feedbot server: its inbox workers, as `feedbot inbox-worker` runs
+    them, measured; writes the costs and the profile to `results_file` when told to quit."""
+    from pydantic import SecretStr
+
+    from feedbot.db import make_engine
+    from feedbot.settings import Settings
+    from feedbot.slack.app import build_app
+    from feedbot.slack.client import make_interactive_client
+    from feedbot.slack.deps import Deps
+    from feedbot.slack.work import Work
+    from feedbot.worker_process import ParentLink
+
+    engine = make_engine(database_url)
+    settings = Settings(
+        slack_bot_token=SecretStr(TOKEN),
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_api_url=api_url,
+        database_url=database_url,
+        feedbot_secret_key=SecretStr(SECRET_KEY),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+    work = Work.assemble(deps)
+    build_app(settings, engine, deps=deps, inbox=work.inbox)
+    costs: list[float] = []
+    profile = cProfile.Profile()
+    _measure_worker(work.inbox, costs, profile)
+    stopped = threading.Event()
+    link = ParentLink(
+        report_fd, on_wake=work.wake, on_busy=work.inbox.answering_elsewhere, on_quit=stopped.set
+    )
+    work.start()
+    link.start()
+    stopped.wait()
+    work.stop()
+    Path(results_file).write_text(json.dumps({"costs": costs, "profile": _top(profile)}))
 
 
 def _top(profile: cProfile.Profile, count: int = 15) -> list[str]:
@@ -612,6 +662,7 @@ def measure(
     saturation_seconds: float,
     sustain_seconds: float = SUSTAIN_SECONDS,
     end_to_end_seconds: float = END_TO_END_SECONDS,
+    inbox_workers: str = "process",
 ) -> None:
     """The bare app once, then feedbot on each backend, each followed by its summary."""
     results: dict[str, list[dict[str, Any]]] = {}
@@ -626,7 +677,9 @@ def measure(
     for backend in backends:
         with fresh_database(backend) as url:
             configure(url)
-            server = Server.start("feedbot", url)
+            server = Server.start(
+                "feedbot" if inbox_workers == "process" else "feedbot-thread", url
+            )
             try:
                 records, answered, sent = run_app(
                     "feedbot",
@@ -641,6 +694,7 @@ def measure(
                 reports, queued = server.stop()
         summary = _summary(backend, records, results["bare"], answered, reports, queued)
         summary.update(_end_to_end(sent, server.details, records))
+        summary["inbox_workers"] = inbox_workers
         summary["meets_targets"] = all(summary["targets"].values()) and all(
             summary["targets_end_to_end"].values()
         )
@@ -745,7 +799,18 @@ def main() -> None:
     parser.add_argument("--sustain-seconds", type=float, default=SUSTAIN_SECONDS)
     parser.add_argument("--end-to-end-seconds", type=float, default=END_TO_END_SECONDS)
     parser.add_argument("--serve", nargs=3, metavar=("APP", "URL", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--inbox-workers",
+        choices=("process", "thread"),
+        default="process",
+        help="feedbot's inbox workers in a child process (as `feedbot run`) or a thread",
+    )
+    parser.add_argument("--work", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.work:
+        work(*args.work, report_fd=args.report_fd)
+        return
     if args.serve:
         serve(*args.serve)
         return
@@ -756,6 +821,7 @@ def main() -> None:
         args.saturation_seconds,
         args.sustain_seconds,
         args.end_to_end_seconds,
+        args.inbox_workers,
     )
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
     from feedbot.slack.server import Listener
+    from feedbot.slack.work import Work
 
 log = logging.getLogger("feedbot")
 
@@ -111,15 +112,13 @@ def _check_bot_token(client: WebClient) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError
 
-    from feedbot.core.liveness import Liveness
     from feedbot.scheduler import build_scheduler
     from feedbot.slack.app import build_app
-    from feedbot.slack.client import make_interactive_client, make_sender_client
+    from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
     from feedbot.slack.inbound_hooks import InboundHooks
     from feedbot.slack.inbox import Inbox
-    from feedbot.slack.outbox import OutboxSender
-    from feedbot.slack.webhook_sender import WebhookSender
+    from feedbot.slack.work import Work
     from feedbot.worker_process import WorkerProcess
 
     settings = _settings()
@@ -131,35 +130,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     upgrade(engine, secret_key=settings.secret_key)
     watch_outbox(engine)
     watch_inbox(engine)
-    liveness = Liveness(engine)
-    liveness.start()
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
     # Slack may refuse the token later (uninstalled, revoked): every client then waits for
     # the token in the environment or .env to work again (read afresh each time).
     deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
-    sender = OutboxSender(
-        engine,
-        make_sender_client(settings),
-        access=deps.access,
-        identities=deps.identities,
-        owner=liveness.owner,
-    )
-    hooks_sender = WebhookSender(deps)
-
-    def wake_senders() -> None:
-        sender.wake()
-        hooks_sender.wake()
-
-    deps.on_commit = wake_senders
     deps.workspace.remember(workspace_url)
     deps.access.check()  # a token refused before and accepted now (a reinstall): resume
     deps.access.watch()
-    workers = None
+    work: Work | None = None
+    workers: WorkerProcess | None = None
     if settings.inbox_workers == "process":
-        workers = WorkerProcess(
-            _inbox_worker_command(liveness, workspace_url), on_commit=wake_senders
-        )
-    inbox = Inbox(deps, liveness=liveness, elsewhere=workers)
+        # The lock file stays held while the child lives, also after this process died: a
+        # new `feedbot run` starts only once the old one's work has stopped.
+        keep = (single_process.fileno(),) if single_process is not None else ()
+        workers = WorkerProcess(_inbox_worker_command(workspace_url), pass_fds=keep)
+        deps.on_commit = workers.wake
+        inbox = Inbox(deps, elsewhere=workers)
+    else:
+        work = Work.assemble(deps)
+        inbox = work.inbox
     app = build_app(settings, engine, deps=deps, inbox=inbox)
     scheduler = ScheduledJobs(build_scheduler(deps))
     election = None
@@ -172,11 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         election.start()
     else:
         scheduler.resume()
-    inbox.start()  # first of all, it takes over what a dead process left
+    if work is not None:
+        work.start()  # first of all, its inbox takes over what a dead process left
     if workers is not None:
         workers.start()
-    sender.start()
-    hooks_sender.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = args.port or settings.port
     listener = None
@@ -227,68 +215,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         if election is not None:
             election.stop()
         scheduler.shutdown()
-        inbox.stop()
+        if work is not None:
+            work.stop()
         if workers is not None:
             workers.stop()
-        sender.stop()
-        hooks_sender.stop()
-        liveness.stop()
         if single_process is not None:
             single_process.release()
     return 0
 
 
-def _inbox_worker_command(liveness: Any, workspace_url: str | None) -> list[str]:
+def _inbox_worker_command(workspace_url: str | None) -> list[str]:
     command = [sys.executable, "-m", "feedbot", "inbox-worker"]
-    if not liveness.postgresql:
-        command += ["--owner", str(liveness.number)]
     if workspace_url:
         command += ["--workspace-url", workspace_url]
     return command
 
 
 def cmd_inbox_worker(args: argparse.Namespace) -> int:
-    """The inbox workers of a `feedbot run`, in a process of their own
+    """The inbox workers and senders of a `feedbot run`, in a process of their own
     (`feedbot.worker_process`): started by it, stopped by it, and gone when it is."""
-    from feedbot.core.liveness import Liveness
     from feedbot.metrics import REPORT_COUNTERS
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
-    from feedbot.slack.inbox import Inbox
+    from feedbot.slack.work import Work
     from feedbot.worker_process import ParentLink
 
     if args.report_fd is None:
         raise ConfigurationError("feedbot inbox-worker is started by feedbot run, not by hand")
     settings = _settings()
     engine = make_engine(settings.database_url)
-    liveness = Liveness(engine, number=args.owner)
-    liveness.start()
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
     deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
     deps.workspace.remember(args.workspace_url)
     deps.access.watch()
-    inbox = Inbox(deps, liveness=liveness)
-    build_app(settings, engine, deps=deps, inbox=inbox)
+    work = Work.assemble(deps)
+    build_app(settings, engine, deps=deps, inbox=work.inbox)
     stopped = threading.Event()
     link = ParentLink(
         args.report_fd,
-        on_wake=inbox.wake,
-        on_busy=inbox.answering_elsewhere,
+        on_wake=work.wake,
+        on_busy=work.inbox.answering_elsewhere,
         on_quit=stopped.set,
     )
-    deps.on_commit = link.committed
     REPORT_COUNTERS.append(link.report_filed)
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which says when
-    inbox.start()
+    work.start()
     link.start()
     try:
         stopped.wait()
     finally:
-        inbox.stop()
+        work.stop()
         deps.access.stop()
-        liveness.stop()
     return 0
 
 
@@ -511,7 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker = commands.add_parser("inbox-worker")  # started by `feedbot run`; left out of help
     worker.add_argument("--report-fd", type=int)
-    worker.add_argument("--owner", type=int)
     worker.add_argument("--workspace-url")
     worker.set_defaults(handler=cmd_inbox_worker)
     secret = commands.add_parser(

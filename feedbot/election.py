@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -118,6 +119,11 @@ class JobRunnerElection:
             self._connection = None
 
 
+RELEASE_WITHIN = 3.0
+"""Seconds a starting `feedbot run` waits for the lock file: a bot just killed keeps it until
+its inbox workers' process has seen it go, a moment later (`feedbot.worker_process`)."""
+
+
 class SingleProcessLock:
     """An exclusive lock on `<database file>.lock`, held while `feedbot run` runs on SQLite."""
 
@@ -125,11 +131,18 @@ class SingleProcessLock:
         self.path = Path(f"{database_path}.lock")
         self._file: IO[str] | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = RELEASE_WITHIN) -> None:
+        """Take the lock, waiting up to `wait` seconds for a holder on its way out."""
         handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
@@ -144,6 +157,12 @@ class SingleProcessLock:
         handle.write(f"pid {os.getpid()}")
         handle.flush()
         self._file = handle
+
+    def fileno(self) -> int:
+        """The lock file's descriptor: a child process that keeps it open keeps the lock held
+        after this process is gone."""
+        assert self._file is not None, "acquire the lock first"
+        return self._file.fileno()
 
     def release(self) -> None:
         if self._file is not None:

@@ -1,21 +1,23 @@
 """The inbox's workers in a process of their own, started and watched by `feedbot run`.
 
 Acks and the work behind them shared one interpreter: while a worker filed a report, a
-request that arrived waited for its turn at the interpreter, and on this project's 2-core
-machines one core stayed idle (`docs/performance.md`). `feedbot run` now starts its inbox
-workers as a child process (`feedbot inbox-worker`, not meant to be started by hand): the
-parent verifies, stores and answers; the child does the work. Everything that makes the
-inbox safe stays in the database (an entry's work commits with its done mark), so the split
-changes who does the work, not what a crash can lose.
+request that arrived waited for its turn at the interpreter, and on a 2-core machine one
+core stayed idle (`docs/performance.md`). `feedbot run` now starts a child process
+(`feedbot inbox-worker`, not meant to be started by hand) that does all the work: the inbox
+workers, the outbox and webhook senders. The parent verifies, stores and answers, and runs
+the scheduled jobs. Everything that makes the inbox safe stays in the database (an entry's
+work commits with its done mark), so the split changes who does the work, not what a crash
+can lose. On SQLite the child is the one process that claims outbox messages, which keeps
+"every claim not mine is a dead process's" true (`feedbot.core.liveness`).
 
 The two talk over pipes, one line per message:
 
-- parent to child (the child's stdin): `wake` (a request was stored), `busy` / `idle`
-  (requests are being answered; the worker lets them go first, as it did in one process),
-  `quit` (finish the entry in hand, then stop);
-- child to parent (a pipe of its own; the child's stdout goes to stderr): `committed` (work
-  was committed: the parent's senders look for what it queued), `report <source>` (a report
-  was filed: counted in the parent's `/metrics`).
+- parent to child (the child's stdin): `wake` (a request was stored, or something was
+  queued in the outbox), `busy` / `idle` (the parent is storing requests; on SQLite the
+  worker lets those writes go first, as acks went first in one process), `quit` (finish
+  the entry in hand, then stop);
+- child to parent (a pipe of its own): `report <source>` (a report was filed: counted in
+  the parent's `/metrics`).
 
 The child dies with its parent: an end of its stdin without `quit` means the parent is gone,
 and it exits at once, its entry in hand rolled back and left for the next worker. A child
@@ -43,7 +45,7 @@ STOP_WITHIN = 15.0
 """Seconds a child may take to finish its entry once told to quit, before it is killed."""
 
 WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
-COMMITTED, REPORT = "committed", "report"
+REPORT = "report"
 
 
 class WorkerProcess:
@@ -53,11 +55,12 @@ class WorkerProcess:
         self,
         command: Sequence[str],
         *,
-        on_commit: Callable[[], None],
+        pass_fds: Sequence[int] = (),
         restart_after: float = RESTART_AFTER,
     ) -> None:
+        """`pass_fds`: files the child keeps open, such as the SQLite lock file's."""
         self.command = list(command)
-        self.on_commit = on_commit
+        self.pass_fds = tuple(pass_fds)
         self.restart_after = restart_after
         self._process: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
@@ -81,7 +84,7 @@ class WorkerProcess:
             process = subprocess.Popen(  # noqa: S603 (our own command line)
                 [*self.command, "--report-fd", str(write_end)],
                 stdin=subprocess.PIPE,
-                pass_fds=(write_end,),
+                pass_fds=(write_end, *self.pass_fds),
             )
         finally:
             os.close(write_end)
@@ -96,9 +99,7 @@ class WorkerProcess:
         with news:
             for raw in news:
                 word, _, rest = raw.decode("ascii", "replace").strip().partition(" ")
-                if word == COMMITTED:
-                    self.on_commit()
-                elif word == REPORT and rest:
+                if word == REPORT and rest:
                     REPORTS_CREATED.labels(rest).inc()
 
     def _watch(self) -> None:
@@ -202,9 +203,6 @@ class ParentLink:
         # A parent that is gone is noticed by the end of stdin in a moment.
         with self._out_lock, contextlib.suppress(BrokenPipeError):
             self._out.write(f"{line}\n".encode())
-
-    def committed(self) -> None:
-        self._send(COMMITTED)
 
     def report_filed(self, source: str) -> None:
         self._send(f"{REPORT} {source}")

@@ -7,9 +7,10 @@ is alive. Here each process can:
 - On PostgreSQL every process holds a session-level advisory lock of its own (key
   `NAMESPACE`, its number) on a dedicated connection. PostgreSQL frees it when the process
   or its connection dies, so `pg_locks` lists exactly the live processes.
-- On SQLite one `feedbot run` serves a database file, holding the lock file
-  (`feedbot.election.SingleProcessLock`): every claim not made by this process is a dead
-  one's. (Its inbox workers' process shares its number and makes no claims.)
+- On SQLite one process makes claims on a database file: the inbox workers' process of the
+  one `feedbot run` that holds the lock file (`feedbot.election.SingleProcessLock`), or that
+  `feedbot run` itself when it works its inbox in threads. Every claim not made by this
+  process is a dead one's.
 
 Claims made without an owner (the CLI's serial `drain`) are left to their lease.
 """
@@ -37,15 +38,10 @@ TAKEOVER_EVERY = 2.0
 class Liveness:
     """This process's identity (`owner`, stored with each claim) and the live processes."""
 
-    def __init__(self, engine: Engine, *, number: int | None = None) -> None:
-        """`number`: another process's, on SQLite only, for the inbox workers' process of
-        `feedbot run`: it lives and dies with its parent, which holds the lock file, and makes
-        no claims of its own (`feedbot.worker_process`)."""
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.postgresql = engine.dialect.name == "postgresql"
-        if number is not None and self.postgresql:
-            raise ValueError("on PostgreSQL each process shows that it is alive itself")
-        self.number = number if number is not None else random.randint(1, 2**31 - 1)
+        self.number = random.randint(1, 2**31 - 1)
         self.owner = f"{self.number}"
         self._lock_engine: Engine | None = None
         self._connection: Connection | None = None

@@ -190,7 +190,8 @@ class Inbox:
         """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
         self._answering_elsewhere = False
-        """Requests are being answered in the process that stores them for these workers."""
+        """Requests are being stored by the process that answers them for these workers."""
+        self._stores = 0
 
     # ------------------------------------------------------------------------ the request
 
@@ -205,20 +206,36 @@ class Inbox:
     def answering_request(self) -> Iterator[None]:
         with self._answering_lock:
             self._answering += 1
-            if self._answering == 1 and self.elsewhere is not None:
-                self.elsewhere.requests_waiting(True)
         try:
             yield
         finally:
             with self._answering_lock:
                 self._answering -= 1
-                if self._answering == 0 and self.elsewhere is not None:
-                    self.elsewhere.requests_waiting(False)
 
     def answering_elsewhere(self, answering: bool) -> None:
-        """The process that stores these workers' entries is answering requests (or no
-        longer is): the workers let them go first, as they do for this process's own."""
+        """The process that stores these workers' entries is storing requests (or no longer
+        is): the workers let those writes go first, as they do this process's requests."""
         self._answering_elsewhere = answering
+
+    @contextlib.contextmanager
+    def _storing(self) -> Iterator[None]:
+        """On SQLite, tell the workers elsewhere while requests wait to be stored: the
+        database has one writer, and a worker that writes all the time would keep the
+        requests waiting in SQLite's busy handler. (On PostgreSQL they do not meet.)"""
+        if self.elsewhere is None or self.engine.dialect.name != "sqlite":
+            yield
+            return
+        with self._answering_lock:
+            self._stores += 1
+            if self._stores == 1:
+                self.elsewhere.requests_waiting(True)
+        try:
+            yield
+        finally:
+            with self._answering_lock:
+                self._stores -= 1
+                if self._stores == 0:
+                    self.elsewhere.requests_waiting(False)
 
     def middleware(
         self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
@@ -242,7 +259,7 @@ class Inbox:
         return BoltResponse(status=200, body="")
 
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        with sqlite_writer.urgent(), self.engine.begin() as connection:
+        with self._storing(), sqlite_writer.urgent(), self.engine.begin() as connection:
             stored = core.store(
                 connection,
                 kind=kind,

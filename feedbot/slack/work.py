@@ -1,0 +1,61 @@
+"""What a feedbot process does besides answering Slack: its inbox workers, the outbox and
+webhook senders, and the name its claims carry (`feedbot.core.liveness`).
+
+`feedbot run` does this work in its inbox workers' process (`feedbot.worker_process`), or
+itself with `INBOX_WORKERS=thread`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feedbot.core.liveness import Liveness
+from feedbot.slack.client import make_sender_client
+from feedbot.slack.deps import Deps
+from feedbot.slack.inbox import Inbox
+from feedbot.slack.outbox import OutboxSender
+from feedbot.slack.webhook_sender import WebhookSender
+
+
+@dataclass
+class Work:
+    inbox: Inbox
+    sender: OutboxSender
+    hooks: WebhookSender
+    liveness: Liveness
+
+    @classmethod
+    def assemble(cls, deps: Deps) -> Work:
+        """The parts, wired so that whatever `deps` commits wakes the senders."""
+        liveness = Liveness(deps.engine)
+        liveness.start()
+        sender = OutboxSender(
+            deps.engine,
+            make_sender_client(deps.settings),
+            access=deps.access,
+            identities=deps.identities,
+            owner=liveness.owner,
+        )
+        work = cls(Inbox(deps, liveness=liveness), sender, WebhookSender(deps), liveness)
+        deps.on_commit = work.wake_senders
+        return work
+
+    def wake_senders(self) -> None:
+        self.sender.wake()
+        self.hooks.wake()
+
+    def wake(self) -> None:
+        self.inbox.wake()
+        self.wake_senders()
+
+    def start(self) -> None:
+        """The inbox first: it takes over what a dead process left."""
+        self.inbox.start()
+        self.sender.start()
+        self.hooks.start()
+
+    def stop(self) -> None:
+        self.inbox.stop()
+        self.sender.stop()
+        self.hooks.stop()
+        self.liveness.stop()
