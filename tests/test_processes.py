@@ -4,6 +4,7 @@ they reach, scheduled work done once."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -309,6 +310,16 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def _locked(path: Path) -> bool:
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _metric(replica: Replica, line_start: str) -> float | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{replica.port}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
@@ -322,7 +333,8 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
 ) -> None:
     """`feedbot run` works its inbox in a child process: a report acked by the bot is filed
     there, counted in the bot's /metrics; a child killed mid-run is started again and the
-    next report is filed; a bot killed with SIGKILL takes its child with it."""
+    next report is filed; a bot killed with SIGKILL takes its child with it, and on SQLite
+    its lock file stays held until the child is gone."""
     from urllib.parse import urlencode
 
     from tests import slack_payloads as payloads
@@ -369,9 +381,18 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
 
         second_worker = bot.worker_pid()
         assert second_worker is not None
+        if database_url.startswith("sqlite"):
+            # Until the child is gone its work may still write: the lock file stays held.
+            os.kill(second_worker, signal.SIGSTOP)
         bot.process.send_signal(signal.SIGKILL)
         bot.process.wait(10)
+        if database_url.startswith("sqlite"):
+            assert _locked(Path(f"{engine.url.database}.lock"))
+            os.kill(second_worker, signal.SIGCONT)
         wait_for(lambda: _gone(second_worker), 10, "the child to die with its bot")
+        if database_url.startswith("sqlite"):
+            lock = Path(f"{engine.url.database}.lock")
+            wait_for(lambda: not _locked(lock), 5, "the lock file to be free")
     finally:
         if bot.process.poll() is None:
             bot.process.send_signal(signal.SIGTERM)
