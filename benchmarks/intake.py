@@ -10,9 +10,10 @@ listener only acks. What feedbot adds to an ack over bare Bolt is the inbox writ
 interpreter time its workers take meanwhile: validation, the report, its timeline and search
 terms, similar reports, incident grouping, the card and the receipt queued in the outbox.
 
-Each server runs in its own process, with a fake Slack Web API (`tests.fakeslack`) in that
-process so `auth.test` and `users.info` answer; feedbot's database is fresh and migrated, with
-a leadership channel configured. The load comes from this process, with asyncio, one
+Each server runs in its own process (feedbot's work in a child process of it, as
+`feedbot run` does; `--inbox-workers thread` for one process), with a fake Slack Web API
+(`tests.fakeslack`) in a process of its own beside it, as Slack is a system of its own;
+feedbot's database is fresh and migrated, with a leadership channel configured. The load comes from this process, with asyncio, one
 connection per request as Slack opens them:
 
 - closed loop with 16 requests in flight for a few seconds: the most each app can take
@@ -48,9 +49,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -96,35 +99,13 @@ END_TO_END_RATE, END_TO_END_SECONDS, DRAIN_LIMIT = 100, 60.0, 30.0
 # --------------------------------------------------------------------------- the servers
 
 
-def serve(kind: str, database_url: str, urls_file: str) -> None:
-    """Child process: one app in waitress on a free port, printed on stdout; stops when stdin
-    closes, then prints how many reports and outbox entries the database holds, and (one JSON
-    line) when each response URL got its first answer and what each report cost the worker.
-
-    feedbot runs as `feedbot run` does: the inbox with its workers, and the outbox sender
-    delivering to the fake Slack, whose `response_url`s (written to `urls_file`) the client
-    puts into its commands."""
-    from pydantic import SecretStr
-    from slack_bolt import Ack, App
-    from slack_sdk import WebClient
-    from sqlalchemy import func, select
-    from waitress.server import create_server
-
-    from feedbot.db import make_engine
-    from feedbot.models import OutboxMessage, Report
-    from feedbot.settings import Settings
-    from feedbot.slack.app import build_app
-    from feedbot.slack.client import make_interactive_client
-    from feedbot.slack.deps import Deps
-    from feedbot.slack.inbox import Inbox
-    from feedbot.slack.server import FeedbotWSGI
-    from feedbot.slack.work import Work
-    from feedbot.worker_process import WorkerProcess
+def fake_slack(urls_file: str) -> None:
+    """Child process: the fake Slack Web API, its address printed on stdout, in a process of
+    its own as Slack is a system of its own (its work must not count against the app's).
+    Its `response_url`s are written to `urls_file` for the client's commands. When stdin
+    closes it prints (one JSON line) when each response URL got its first answer."""
     from tests.fakeslack import FakeSlack
 
-    # waitress warns at every queued task, and at its connection limit, once the load passes
-    # what its threads take: that is what the latencies show.
-    logging.getLogger("waitress").setLevel(logging.ERROR)
     fake = FakeSlack(token=TOKEN).start()
     for index, user in enumerate(USERS):
         fake.add_user(user, locale="de-DE" if index % 3 else "en-US")
@@ -145,11 +126,46 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
                 arrivals.setdefault(str(response["_url"]), now)
 
     threading.Thread(target=watch, name="arrivals", daemon=True).start()
+    print(fake.base_url, flush=True)
+    sys.stdin.read()
+    watching.set()
+    time.sleep(0.01)
+    print(json.dumps({"arrivals": arrivals}), flush=True)
+
+
+def serve(kind: str, database_url: str, api_url: str) -> None:
+    """Child process: one app in waitress on a free port, printed on stdout; stops when stdin
+    closes, then prints how many reports and outbox entries the database holds, and (one JSON
+    line) what each report cost the worker.
+
+    feedbot runs as `feedbot run` does: the inbox, its workers and the outbox sender in a
+    child process of their own (or in threads, `feedbot-thread`), delivering to the fake
+    Slack at `api_url`."""
+    from pydantic import SecretStr
+    from slack_bolt import Ack, App
+    from slack_sdk import WebClient
+    from sqlalchemy import func, select
+    from waitress.server import create_server
+
+    from feedbot.db import make_engine
+    from feedbot.models import OutboxMessage, Report
+    from feedbot.settings import Settings
+    from feedbot.slack.app import build_app
+    from feedbot.slack.client import make_interactive_client
+    from feedbot.slack.deps import Deps
+    from feedbot.slack.inbox import Inbox
+    from feedbot.slack.server import FeedbotWSGI
+    from feedbot.slack.work import Work
+    from feedbot.worker_process import WorkerProcess
+
+    # waitress warns at every queued task, and at its connection limit, once the load passes
+    # what its threads take: that is what the latencies show.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
     engine = make_engine(database_url)
     settings = Settings(
         slack_bot_token=SecretStr(TOKEN),
         slack_signing_secret=SecretStr(SIGNING_SECRET),
-        slack_api_url=fake.base_url,
+        slack_api_url=api_url,
         database_url=database_url,
         feedbot_secret_key=SecretStr(SECRET_KEY),
         _env_file=None,  # type: ignore[call-arg]
@@ -157,11 +173,11 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
     costs: list[float] = []
     profile = cProfile.Profile()
     workers: WorkerProcess | None = None
-    results_file = f"{urls_file}.work.json"
+    results_file = str(Path(tempfile.gettempdir()) / f"feedbot-bench-work-{os.getpid()}.json")
     if kind == "feedbot":  # as `feedbot run` does: the work in a child process
         deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
         command = [sys.executable, "-m", "benchmarks.intake", "--work", database_url]
-        workers = WorkerProcess([*command, fake.base_url, results_file])
+        workers = WorkerProcess([*command, api_url, results_file])
         deps.on_commit = workers.wake
         app = build_app(settings, engine, deps=deps, inbox=Inbox(deps, elsewhere=workers))
         workers.start()
@@ -173,7 +189,7 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
         in_process.start()
     else:
         app = App(
-            client=WebClient(token=TOKEN, base_url=fake.base_url),
+            client=WebClient(token=TOKEN, base_url=api_url),
             signing_secret=SIGNING_SECRET,
             process_before_response=True,
             name="bare",
@@ -199,22 +215,23 @@ def serve(kind: str, database_url: str, urls_file: str) -> None:
         reports = connection.execute(select(func.count()).select_from(Report)).scalar_one()
         queued = connection.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
     print(f"{reports} {queued}", flush=True)
-    watching.set()
-    work: dict[str, Any] = {"costs": costs, "profile": _top(profile)}
+    work: dict[str, Any] = {"costs": costs, "profile": _top(profile, costs)}
     if workers is not None:
         with contextlib.suppress(OSError, ValueError):
             work = json.loads(Path(results_file).read_text())
         Path(results_file).unlink(missing_ok=True)
-    print(json.dumps({"arrivals": arrivals, **work}), flush=True)
+    print(json.dumps(work), flush=True)
 
 
 def _measure_worker(inbox: Any, costs: list[float], profile: cProfile.Profile) -> None:
-    """Record the CPU time of the worker thread per entry in `costs`; entries PROFILED_FROM
-    to PROFILED_TO run under cProfile instead (and are left out of the times)."""
+    """Record the CPU time of a worker thread per entry in `costs`; entries PROFILED_FROM to
+    PROFILED_TO run under cProfile instead (and are left out of the times), one thread at a
+    time (the others measure meanwhile); `costs` holds -1 for each profiled entry."""
     handle_one = inbox.handle_one
+    profiling = threading.Lock()
 
     def measured() -> bool:
-        profiled = PROFILED_FROM <= len(costs) < PROFILED_TO
+        profiled = PROFILED_FROM <= len(costs) < PROFILED_TO and profiling.acquire(False)
         if profiled:
             profile.enable()
         started = time.thread_time()
@@ -222,6 +239,7 @@ def _measure_worker(inbox: Any, costs: list[float], profile: cProfile.Profile) -
         spent = time.thread_time() - started
         if profiled:
             profile.disable()
+            profiling.release()
         if handled:
             costs.append(-1.0 if profiled else spent)
         return bool(handled)
@@ -252,7 +270,7 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
         _env_file=None,  # type: ignore[call-arg]
     )
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
-    work = Work.assemble(deps)
+    work = Work.assemble(deps, only_work=True)
     build_app(settings, engine, deps=deps, inbox=work.inbox)
     costs: list[float] = []
     profile = cProfile.Profile()
@@ -261,14 +279,15 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     link = ParentLink(
         report_fd, on_wake=work.wake, on_busy=work.inbox.answering_elsewhere, on_quit=stopped.set
     )
+    link.yield_cpu()
     work.start()
     link.start()
     stopped.wait()
     work.stop()
-    Path(results_file).write_text(json.dumps({"costs": costs, "profile": _top(profile)}))
+    Path(results_file).write_text(json.dumps({"costs": costs, "profile": _top(profile, costs)}))
 
 
-def _top(profile: cProfile.Profile, count: int = 15) -> list[str]:
+def _top(profile: cProfile.Profile, costs: list[float], count: int = 15) -> list[str]:
     """The functions that took the most time of their own, per profiled entry."""
     import pstats
 
@@ -276,7 +295,7 @@ def _top(profile: cProfile.Profile, count: int = 15) -> list[str]:
         stats = pstats.Stats(profile)
     except TypeError:  # nothing was profiled
         return []
-    entries = PROFILED_TO - PROFILED_FROM
+    entries = max(costs.count(-1.0), 1)
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     return [
         f"{tottime / entries * 1000:.3f} ms own, {cumtime / entries * 1000:.3f} ms with callees: "
@@ -285,12 +304,38 @@ def _top(profile: cProfile.Profile, count: int = 15) -> list[str]:
     ]
 
 
+def _child(*arguments: str) -> tuple[subprocess.Popen[str], str]:
+    """A child process of this module and the first line it prints."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.intake", *arguments],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line:
+        process.kill()
+        raise RuntimeError(f"{' '.join(arguments)} did not start")
+    return process, line
+
+
+def _finish(process: subprocess.Popen[str]) -> list[str]:
+    """Close a child's stdin and return what it printed after its first line."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    lines = process.stdout.read().splitlines()
+    process.wait(60)
+    return lines
+
+
 @dataclass
 class Server:
-    """A server child process and its port."""
+    """A server child process and its port, and the fake Slack's process beside it."""
 
     process: subprocess.Popen[str]
     port: int
+    slack: subprocess.Popen[str]
 
     urls: list[str] = field(default_factory=list)
     database_url: str = ""
@@ -298,35 +343,28 @@ class Server:
 
     @classmethod
     def start(cls, kind: str, database_url: str) -> Server:
-        import tempfile
-
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
             urls_file = handle.name
-        process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.intake", "--serve", kind, database_url, urls_file],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.strip():
-            process.kill()
-            raise RuntimeError(f"the {kind} server did not start")
+        slack, api_url = _child("--slack", urls_file)
+        try:
+            process, port = _child("--serve", kind, database_url, api_url)
+        except Exception:
+            _finish(slack)
+            raise
         with open(urls_file) as handle:
             urls = json.load(handle)
         Path(urls_file).unlink()
-        return cls(process, int(line), urls, database_url)
+        return cls(process, int(port), slack, urls, database_url)
 
     def stop(self) -> tuple[int, int]:
         """Stop it; returns (reports, outbox entries) in its database."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
-        lines = self.process.stdout.read().splitlines()
-        self.process.wait(30)
+        lines = _finish(self.process)
         counts = lines[0].split() if lines else []
         if len(lines) > 1:
             self.details = json.loads(lines[1])
+        arrivals = _finish(self.slack)
+        if arrivals:
+            self.details.update(json.loads(arrivals[0]))
         return (int(counts[0]), int(counts[1])) if len(counts) == 2 else (-1, -1)
 
 
@@ -798,7 +836,8 @@ def main() -> None:
     parser.add_argument("--saturation-seconds", type=float, default=6.0)
     parser.add_argument("--sustain-seconds", type=float, default=SUSTAIN_SECONDS)
     parser.add_argument("--end-to-end-seconds", type=float, default=END_TO_END_SECONDS)
-    parser.add_argument("--serve", nargs=3, metavar=("APP", "URL", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--slack", help=argparse.SUPPRESS)
     parser.add_argument(
         "--inbox-workers",
         choices=("process", "thread"),
@@ -810,6 +849,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.work:
         work(*args.work, report_fd=args.report_fd)
+        return
+    if args.slack:
+        fake_slack(args.slack)
         return
     if args.serve:
         serve(*args.serve)

@@ -249,7 +249,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
     deps.access.load_token = lambda: Settings().slack_bot_token.get_secret_value()
     deps.workspace.remember(args.workspace_url)
     deps.access.watch()
-    work = Work.assemble(deps)
+    work = Work.assemble(deps, only_work=True)
     build_app(settings, engine, deps=deps, inbox=work.inbox)
     stopped = threading.Event()
     link = ParentLink(
@@ -259,6 +259,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
         on_quit=stopped.set,
     )
     REPORT_COUNTERS.append(link.report_filed)
+    link.yield_cpu()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which says when
     work.start()

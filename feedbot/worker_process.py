@@ -44,6 +44,11 @@ RESTART_AFTER = 1.0
 STOP_WITHIN = 15.0
 """Seconds a child may take to finish its entry once told to quit, before it is killed."""
 
+NICENESS = 10
+"""How much lower the child's CPU priority is than its parent's: answering Slack goes first
+(about nine tenths of a busy core), the work takes what is left, and all of a core the
+answers leave idle."""
+
 WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
 REPORT = "report"
 
@@ -176,6 +181,16 @@ class ParentLink:
         self.on_busy = on_busy
         self.on_quit = on_quit
         self.quitting = threading.Event()
+
+    @staticmethod
+    def yield_cpu() -> None:
+        """Give this process's CPU time to its parent first (`NICENESS`): in one process the
+        answers went first by taking turns at the interpreter, across processes the
+        operating system's scheduler decides."""
+        try:
+            os.nice(NICENESS)
+        except OSError as exc:
+            log.warning("could not lower the inbox workers' CPU priority: %s", exc)
 
     def start(self, stdin: IO[bytes] | None = None) -> None:
         source = stdin if stdin is not None else sys.stdin.buffer

@@ -16,6 +16,11 @@ from feedbot.slack.inbox import Inbox
 from feedbot.slack.outbox import OutboxSender
 from feedbot.slack.webhook_sender import WebhookSender
 
+THREADS_ON_POSTGRESQL = 4
+"""Inbox workers of a process that only works (`feedbot inbox-worker`) on PostgreSQL. A
+worker there spends most of its time waiting for the server's answers, and no requests
+wait for the interpreter in that process. (SQLite has one writer: one worker.)"""
+
 
 @dataclass
 class Work:
@@ -25,8 +30,9 @@ class Work:
     liveness: Liveness
 
     @classmethod
-    def assemble(cls, deps: Deps) -> Work:
-        """The parts, wired so that whatever `deps` commits wakes the senders."""
+    def assemble(cls, deps: Deps, *, only_work: bool = False) -> Work:
+        """The parts, wired so that whatever `deps` commits wakes the senders. `only_work`:
+        this process answers no requests, so on PostgreSQL several workers run."""
         liveness = Liveness(deps.engine)
         liveness.start()
         sender = OutboxSender(
@@ -36,7 +42,11 @@ class Work:
             identities=deps.identities,
             owner=liveness.owner,
         )
-        work = cls(Inbox(deps, liveness=liveness), sender, WebhookSender(deps), liveness)
+        threads = 1
+        if only_work and deps.engine.dialect.name == "postgresql":
+            threads = THREADS_ON_POSTGRESQL
+        inbox = Inbox(deps, liveness=liveness, threads=threads)
+        work = cls(inbox, sender, WebhookSender(deps), liveness)
         deps.on_commit = work.wake_senders
         return work
 
