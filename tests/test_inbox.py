@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
@@ -178,6 +179,39 @@ def test_the_digest_preview_is_answered_at_once_and_posted_when_ready(
     inbox.drain()
     bot.drain()
     assert len(bot.slack.responses) == 1
+
+
+def test_a_late_request_is_logged_while_the_workers_are_busy_elsewhere(
+    bot: Bot, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot that answers watches the depth, also while its workers' process is busy with
+    a backlog or down: here no worker takes anything at all."""
+
+    class Elsewhere:
+        woken = 0
+
+        def wake(self) -> None:
+            self.woken += 1
+
+        def requests_waiting(self, waiting: bool) -> None:
+            pass
+
+    elsewhere = Elsewhere()
+    answering = Inbox(bot.deps, elsewhere=elsewhere, depth_every=0.05)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=answering)
+    bot.message(ALICE, "Kasse 2 hängt", event_id="Ev3")
+    assert elsewhere.woken == 1
+    bot.clock.advance(seconds=6)
+    with caplog.at_level(logging.WARNING, logger="feedbot.slack.inbox"):
+        answering.start()
+        try:
+            deadline = time.monotonic() + 5
+            while "inbox falling behind" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            answering.stop()
+    assert "inbox falling behind: 1 requests waiting, the oldest for 6.0 s" in caplog.text
+    assert [entry.status for entry in entries(bot)] == [InboxStatus.PENDING]
 
 
 def test_depth_and_age_are_measured_and_a_late_request_logged(

@@ -174,13 +174,19 @@ class Inbox:
         threads: int | None = None,
         poll_interval: float = POLL_INTERVAL,
         elsewhere: WorkersElsewhere | None = None,
+        watch_depth: bool = True,
+        depth_every: float = DEPTH_EVERY,
     ) -> None:
+        """`watch_depth`: log when requests wait too long (`check_depth`); the process that
+        answers them does, also while its workers' process is down."""
         self.deps = deps
         self.engine = deps.engine
         self.liveness = liveness
         self.elsewhere = elsewhere
         self.threads = threads if threads is not None else (0 if elsewhere else 1)
         self.poll_interval = poll_interval
+        self.watch_depth = watch_depth
+        self.depth_every = depth_every
         self.app: App | None = None
         self._modal_actions = _modal_actions()
         self._wake = threading.Event()
@@ -296,9 +302,12 @@ class Inbox:
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._stop.clear()
         self._workers = [
-            threading.Thread(target=self._run, args=(n,), name=f"inbox-{n}", daemon=True)
+            threading.Thread(target=self._run, name=f"inbox-{n}", daemon=True)
             for n in range(self.threads)
         ]
+        self._workers.append(
+            threading.Thread(target=self._look_after, name="inbox-housekeeping", daemon=True)
+        )
         for worker in self._workers:
             worker.start()
 
@@ -318,8 +327,7 @@ class Inbox:
             handled += 1
         return handled
 
-    def _run(self, number: int) -> None:
-        last_takeover = last_depth = last_prune = 0.0
+    def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 while not self._stop.is_set() and self.handle_one():
@@ -327,19 +335,26 @@ class Inbox:
             except Exception:
                 log.exception("inbox worker failed; retrying")
                 self._stop.wait(1.0)
-            if number == 0:
-                now = time.monotonic()
-                if now - last_takeover >= TAKEOVER_EVERY:
-                    last_takeover = now
-                    self._take_over()
-                if now - last_depth >= DEPTH_EVERY:
-                    last_depth = now
-                    self.check_depth()
-                if now - last_prune >= PRUNE_EVERY:
-                    last_prune = now
-                    self._prune()
             self._wake.wait(self.poll_interval)
             self._wake.clear()
+
+    def _look_after(self) -> None:
+        """Housekeeping on a thread of its own, so that it goes on while the workers are
+        busy with a backlog (when a dead process's claims and a late request matter most)."""
+        last_takeover = last_depth = last_prune = 0.0
+        while True:
+            now = time.monotonic()
+            if self.liveness is not None and now - last_takeover >= TAKEOVER_EVERY:
+                last_takeover = now
+                self._take_over()
+            if self.watch_depth and now - last_depth >= self.depth_every:
+                last_depth = now
+                self.check_depth()
+            if self.threads and now - last_prune >= PRUNE_EVERY:
+                last_prune = now
+                self._prune()
+            if self._stop.wait(min(TAKEOVER_EVERY, self.depth_every)):
+                return
 
     def _take_over(self) -> None:
         if self.liveness is None:

@@ -45,7 +45,7 @@ class Work:
         threads = 1
         if only_work and deps.engine.dialect.name == "postgresql":
             threads = THREADS_ON_POSTGRESQL
-        inbox = Inbox(deps, liveness=liveness, threads=threads)
+        inbox = Inbox(deps, liveness=liveness, threads=threads, watch_depth=not only_work)
         work = cls(inbox, sender, WebhookSender(deps), liveness)
         deps.on_commit = work.wake_senders
         return work
