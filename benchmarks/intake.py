@@ -260,6 +260,7 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     from feedbot.slack.work import Work
     from feedbot.worker_process import ParentLink
 
+    ParentLink.yield_cpu()
     engine = make_engine(database_url)
     settings = Settings(
         slack_bot_token=SecretStr(TOKEN),
@@ -279,7 +280,6 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     link = ParentLink(
         report_fd, on_wake=work.wake, on_busy=work.inbox.answering_elsewhere, on_quit=stopped.set
     )
-    link.yield_cpu()
     work.start()
     link.start()
     stopped.wait()

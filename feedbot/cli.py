@@ -164,6 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if work is not None:
         work.start()  # first of all, its inbox takes over what a dead process left
     if workers is not None:
+        inbox.start()  # no workers here: it watches how long requests wait
         workers.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = args.port or settings.port
@@ -218,6 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if work is not None:
             work.stop()
         if workers is not None:
+            inbox.stop()
             workers.stop()
         if single_process is not None:
             single_process.release()
@@ -243,6 +245,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
 
     if args.report_fd is None:
         raise ConfigurationError("feedbot inbox-worker is started by feedbot run, not by hand")
+    ParentLink.yield_cpu()  # first: threads started later inherit the lower priority
     settings = _settings()
     engine = make_engine(settings.database_url)
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
@@ -259,9 +262,10 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
         on_quit=stopped.set,
     )
     REPORT_COUNTERS.append(link.report_filed)
-    link.yield_cpu()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which says when
+    # Its bot says when to stop: a SIGTERM or Ctrl-C sent to the whole process group (as
+    # systemd and a terminal do) reaches the bot too, which then tells this process to quit.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     work.start()
     link.start()
     try:

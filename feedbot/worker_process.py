@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import IO
 
@@ -40,7 +41,10 @@ from feedbot.metrics import REPORTS_CREATED
 log = logging.getLogger(__name__)
 
 RESTART_AFTER = 1.0
-"""Seconds before a child that exited on its own is started again."""
+"""Seconds before a child that exited on its own is started again; doubled after each start
+that did not last `STEADY_AFTER`, up to `RESTART_AT_MOST`."""
+RESTART_AT_MOST = 30.0
+STEADY_AFTER = 60.0
 STOP_WITHIN = 15.0
 """Seconds a child may take to finish its entry once told to quit, before it is killed."""
 
@@ -54,7 +58,11 @@ REPORT = "report"
 
 
 class WorkerProcess:
-    """The parent's end: starts the child, tells it what happens here, and hears back."""
+    """The parent's end: starts the child, tells it what happens here, and hears back.
+
+    What the parent tells is written without ever blocking: the messages are hints (the
+    child also looks at the inbox every second), and a child that stopped reading must not
+    stall the requests that tell it. A message that does not fit into the pipe is dropped."""
 
     def __init__(
         self,
@@ -68,7 +76,9 @@ class WorkerProcess:
         self.pass_fds = tuple(pass_fds)
         self.restart_after = restart_after
         self._process: subprocess.Popen[bytes] | None = None
-        self._write_lock = threading.Lock()
+        self._stdin: int | None = None
+        """The child's stdin, non-blocking; None while there is no child to tell."""
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self.starts = 0
@@ -79,11 +89,13 @@ class WorkerProcess:
         return process.pid if process is not None else None
 
     def start(self) -> None:
-        self._spawn()
+        with self._lock:
+            self._spawn()
         self._watcher = threading.Thread(target=self._watch, name="inbox-process", daemon=True)
         self._watcher.start()
 
     def _spawn(self) -> None:
+        """Start a child (with `_lock` held)."""
         read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(  # noqa: S603 (our own command line)
@@ -91,9 +103,14 @@ class WorkerProcess:
                 stdin=subprocess.PIPE,
                 pass_fds=(write_end, *self.pass_fds),
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
-        self._process = process
+        assert process.stdin is not None
+        os.set_blocking(process.stdin.fileno(), False)
+        self._process, self._stdin = process, process.stdin.fileno()
         self.starts += 1
         log.info("inbox workers started in process %s", process.pid)
         threading.Thread(
@@ -108,35 +125,48 @@ class WorkerProcess:
                     REPORTS_CREATED.labels(rest).inc()
 
     def _watch(self) -> None:
+        pause = self.restart_after
         while True:
             process = self._process
             assert process is not None
+            started = time.monotonic()
             code = process.wait()
-            if self._stopping.is_set():
-                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._stdin = None
+                if process.stdin is not None:
+                    process.stdin.close()
+            if time.monotonic() - started >= STEADY_AFTER:
+                pause = self.restart_after
             log.error(
                 "the inbox workers' process %s exited with %s; starting it again in %.0f s",
                 process.pid,
                 code,
-                self.restart_after,
+                pause,
             )
-            if self._stopping.wait(self.restart_after):
+            if self._stopping.wait(pause):
                 return
-            try:
-                with self._write_lock:
+            pause = min(pause * 2, RESTART_AT_MOST)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
                     self._spawn()
-            except OSError as exc:
-                log.error("could not start the inbox workers' process: %s", exc)
+                except OSError as exc:
+                    log.error("could not start the inbox workers' process: %s", exc)
+                    continue
 
     def _tell(self, word: str) -> None:
-        with self._write_lock:
-            process = self._process
-            if process is None or process.stdin is None or process.poll() is not None:
+        with self._lock:
+            if self._stdin is None:
                 return
             try:
-                process.stdin.write(f"{word}\n".encode())
-                process.stdin.flush()
-            except (BrokenPipeError, ValueError):
+                # Shorter than PIPE_BUF, so written whole or not at all.
+                os.write(self._stdin, f"{word}\n".encode())
+            except BlockingIOError:
+                log.debug("the inbox workers' process is not reading; dropped %r", word)
+            except OSError:
                 pass  # it exited meanwhile; the watcher starts it again
 
     def wake(self) -> None:
@@ -147,21 +177,22 @@ class WorkerProcess:
 
     def stop(self, timeout: float = STOP_WITHIN) -> None:
         """Let the child finish the entry in hand and stop; kill it after `timeout`."""
-        self._stopping.set()
-        process = self._process
+        self._tell(QUIT)
+        with self._lock:
+            self._stopping.set()
+            process, self._stdin = self._process, None
+            if process is not None and process.stdin is not None:
+                process.stdin.close()  # a child that missed the QUIT stops at the end of it
         if process is None:
             return
-        self._tell(QUIT)
-        with self._write_lock:
-            if process.stdin is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    process.stdin.close()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             log.warning("the inbox workers' process did not stop in %.0f s; killing it", timeout)
             process.kill()
             process.wait()
+        if self._watcher is not None:
+            self._watcher.join(5)
 
 
 class ParentLink:
@@ -186,7 +217,8 @@ class ParentLink:
     def yield_cpu() -> None:
         """Give this process's CPU time to its parent first (`NICENESS`): in one process the
         answers went first by taking turns at the interpreter, across processes the
-        operating system's scheduler decides."""
+        operating system's scheduler decides. Call it before starting threads: on Linux the
+        priority is a thread's, and new threads inherit it."""
         try:
             os.nice(NICENESS)
         except OSError as exc:

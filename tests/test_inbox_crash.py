@@ -87,8 +87,8 @@ class Fleet:
             if worker is not None and (self.kills + self.worker_kills) % 3 == 2:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker, signal.SIGKILL)
-                self.worker_kills += 1
-                return
+                    self.worker_kills += 1
+                    return
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait(10)
             self.kills += 1

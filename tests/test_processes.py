@@ -64,9 +64,16 @@ class Replica:
             return None
 
     def worker_pid(self) -> int | None:
-        """The process of its inbox workers (`feedbot.worker_process`), the latest started."""
+        """The process of its inbox workers (`feedbot.worker_process`), the latest started,
+        while it runs."""
         found = re.findall(r"inbox workers started in process (\d+)", self.log.read_text())
-        return int(found[-1]) if found else None
+        if not found:
+            return None
+        try:
+            command = Path(f"/proc/{found[-1]}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return int(found[-1]) if b"inbox-worker" in command else None
 
     def post(self, body: str, content_type: str, headers: dict[str, str] | None = None) -> int:
         request = urllib.request.Request(
@@ -332,8 +339,8 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
     database_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:
     """`feedbot run` works its inbox in a child process: a report acked by the bot is filed
-    there, counted in the bot's /metrics; a child killed mid-run is started again and the
-    next report is filed; a bot killed with SIGKILL takes its child with it, and on SQLite
+    there, counted in the bot's /metrics; while the child takes nothing, the bot logs that
+    requests wait; a child killed mid-run is started again and what waits is filed; a bot killed with SIGKILL takes its child with it, and on SQLite
     its lock file stays held until the child is gone."""
     from urllib.parse import urlencode
 
@@ -371,12 +378,17 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
         wait_for(lambda: answered(url), 30, "its receipt")
         assert _metric(bot, 'feedbot_reports_created_total{source="command"}') == 1.0
 
+        # A child that takes nothing: the bot itself says that requests wait too long.
+        os.kill(first_worker, signal.SIGSTOP)
+        report("Das Kassenterminal in Filiale 3 startet ständig neu")
+        wait_for(lambda: "inbox falling behind" in bot.log.read_text(), 30, "the late log line")
         os.kill(first_worker, signal.SIGKILL)
         wait_for(lambda: bot.worker_pid() not in (None, first_worker), 30, "a new child")
+        wait_for(lambda: filed("Das Kassenterminal in Filiale 3 startet ständig neu"), 30, "it")
         url = report("Die Kasse in Filiale 7 bucht doppelt")
         wait_for(lambda: filed("Die Kasse in Filiale 7 bucht doppelt"), 30, "the next report")
         wait_for(lambda: answered(url), 30, "its receipt")
-        assert _metric(bot, 'feedbot_reports_created_total{source="command"}') == 2.0
+        assert _metric(bot, 'feedbot_reports_created_total{source="command"}') == 3.0
         assert "exited with -9; starting it again" in bot.log.read_text()
 
         second_worker = bot.worker_pid()

@@ -1,0 +1,80 @@
+"""The bot's end of its inbox workers' process (`feedbot.worker_process.WorkerProcess`), with
+small stand-in children: what it tells never blocks, a child that exits is started again
+(with growing pauses, and never after `stop`), and what a child reports reaches `/metrics`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from feedbot.metrics import REGISTRY
+from feedbot.worker_process import WorkerProcess
+
+
+def child(code: str) -> list[str]:
+    """A stand-in child; `WorkerProcess` appends `--report-fd N` (sys.argv[2] here)."""
+    return [sys.executable, "-c", code]
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_telling_a_child_that_does_not_read_never_blocks() -> None:
+    workers = WorkerProcess(child("import time; time.sleep(60)"))
+    workers.start()
+    pid = workers.pid
+    assert pid is not None
+    try:
+        started = time.monotonic()
+        for _ in range(50_000):  # far more than a pipe holds
+            workers.wake()
+            workers.requests_waiting(True)
+        assert time.monotonic() - started < 5
+    finally:
+        started = time.monotonic()
+        workers.stop(timeout=0.5)  # the QUIT does not fit either: it is killed
+    assert time.monotonic() - started < 5
+    assert gone(pid)
+
+
+def test_a_child_that_exits_is_started_again_but_not_after_stop() -> None:
+    workers = WorkerProcess(child("import sys; sys.exit(3)"), restart_after=0.05)
+    workers.start()
+    deadline = time.monotonic() + 10
+    while workers.starts < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers.starts >= 3
+    workers.stop(timeout=1)
+    starts = workers.starts
+    time.sleep(0.5)
+    assert workers.starts == starts
+
+
+def test_reports_filed_by_the_child_are_counted_here() -> None:
+    def filed() -> float:
+        value = REGISTRY.get_sample_value(
+            "feedbot_reports_created_total", {"source": "direct_message"}
+        )
+        return value or 0.0
+
+    before = filed()
+    workers = WorkerProcess(
+        child(
+            "import os, sys; fd = int(sys.argv[2])\n"
+            "os.write(fd, b'report direct_message\\n'); sys.stdin.read()"
+        )
+    )
+    workers.start()
+    try:
+        deadline = time.monotonic() + 10
+        while filed() < before + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert filed() == before + 1
+    finally:
+        workers.stop(timeout=5)
