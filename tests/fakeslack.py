@@ -962,6 +962,10 @@ class FakeSlack:
         url = urlsplit(request.path)
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
+        if len(raw) < length:
+            # The client went away mid-request (a bot killed while sending): like any HTTP
+            # server, Slack acts on no part of a body that never fully arrived.
+            return _json_reply(400, {"ok": False, "error": "incomplete_request"})
         content_type = request.headers.get("Content-Type") or ""
         if url.path.startswith("/api/"):
             auth = request.headers.get("Authorization") or ""

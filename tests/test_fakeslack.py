@@ -837,3 +837,26 @@ def test_mentions(fake: FakeSlack) -> None:
     assert fake.mentions(payload) == ["<!channel>", "<@U123>", "<!subteam^S9>"]
     assert fake.mentions({"type": "plain_text", "text": "<!everyone>"}) == []
     assert fake.mentions("&lt;!channel&gt;") == []
+
+
+def test_a_request_cut_short_is_not_acted_on() -> None:
+    """A bot killed while sending leaves a body shorter than its Content-Length: the fake,
+    like Slack, neither records it nor finds fault with what never arrived."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with FakeSlack() as slack:
+        url = slack.new_response_url()
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port)) as connection:
+            connection.sendall(
+                f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{"te'.encode()
+            )
+            connection.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := connection.recv(4096):
+                reply += chunk
+        assert b"incomplete_request" in reply
+        assert slack.responses == []
+        slack.assert_no_violations()
