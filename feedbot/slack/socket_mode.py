@@ -143,6 +143,7 @@ class FeedbotSocketModeClient(SocketModeClient):
 
     def __init__(self, *, pong_timeout: float = PONG_TIMEOUT, **kwargs: Any) -> None:
         self._reading: WebSocketApp | None = None  # before the session runner may look
+        self._finished: WebSocketApp | None = None
         super().__init__(**kwargs)
         self.watchdog = LivenessWatchdog(self, pong_timeout=pong_timeout)
 
@@ -153,6 +154,17 @@ class FeedbotSocketModeClient(SocketModeClient):
     def close(self) -> None:
         self.watchdog.stop()
         super().close()
+
+    def is_connected(self) -> bool:
+        """A connection counts from its opening until its reader is done with it.
+
+        slack_sdk counts one only once its socket exists, which happens when its reader
+        starts (up to half a second later). A connection that died is seen by two of its
+        threads, the close handler and the monitor: each asked for a new one, and the second
+        replaced the first's just after Slack had sent a request over it, which was lost.
+        Asking under slack_sdk's connect lock, the second now finds the first's."""
+        session = self.current_session
+        return session is not None and session is not self._finished
 
     def _run_current_session(self) -> None:
         """Called every 0.5 s by slack_sdk's session runner: start reading a new connection
@@ -180,6 +192,8 @@ class FeedbotSocketModeClient(SocketModeClient):
         except Exception as e:
             self.logger.exception(f"Failed to start or stop the current session: {e}")
             session.close()
+        finally:
+            self._finished = session
 
 
 class SocketMode:
