@@ -22,7 +22,7 @@ The built-in client reads the new connection only once its old read loop times o
 so the first request after every refresh misses Slack's 3-second deadline; and after a FIN
 without a close frame it busy-loops on the dead socket until five pings have failed.
 websocket-client waits in `select()` and hears at once whatever the network reports (close
-frame, FIN, reset). slack_sdk's client for it has two flaws, which `FeedbotSocketModeClient`
+frame, FIN, reset). slack_sdk's client for it has three flaws, which `FeedbotSocketModeClient`
 mends:
 
 - It never notices a network that silently stops delivering: websocket-client acts on
@@ -32,6 +32,8 @@ mends:
   loopback) the old connection's `select()` misses that close and sleeps out its full 10 s,
   and slack_sdk reads one connection at a time, so the new one waited that long too. Each
   connection now has a reader thread of its own.
+- When a connection dies, two of its threads ask for a new one, and the second could
+  replace the first's just after Slack sent a request over it (`is_connected`).
 """
 
 from __future__ import annotations
