@@ -141,7 +141,6 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
     feedbot runs as `feedbot run` does: the inbox, its workers and the outbox sender in a
     child process of their own (or in threads, `feedbot-thread`), delivering to the fake
     Slack at `api_url`."""
-    from pydantic import SecretStr
     from slack_bolt import Ack, App
     from slack_sdk import WebClient
     from sqlalchemy import func, select
@@ -149,7 +148,6 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
 
     from feedbot.db import make_engine
     from feedbot.models import OutboxMessage, Report
-    from feedbot.settings import Settings
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
@@ -162,14 +160,7 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
     # what its threads take: that is what the latencies show.
     logging.getLogger("waitress").setLevel(logging.ERROR)
     engine = make_engine(database_url)
-    settings = Settings(
-        slack_bot_token=SecretStr(TOKEN),
-        slack_signing_secret=SecretStr(SIGNING_SECRET),
-        slack_api_url=api_url,
-        database_url=database_url,
-        feedbot_secret_key=SecretStr(SECRET_KEY),
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = _settings(database_url, api_url)
     costs: list[float] = []
     profile = cProfile.Profile()
     workers: WorkerProcess | None = None
@@ -223,6 +214,22 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
     print(json.dumps(work), flush=True)
 
 
+def _settings(database_url: str, api_url: str) -> Any:
+    """feedbot's settings in the server and in its workers' process."""
+    from pydantic import SecretStr
+
+    from feedbot.settings import Settings
+
+    return Settings(
+        slack_bot_token=SecretStr(TOKEN),
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_api_url=api_url,
+        database_url=database_url,
+        feedbot_secret_key=SecretStr(SECRET_KEY),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
 def _measure_worker(inbox: Any, costs: list[float], profile: cProfile.Profile) -> None:
     """Record the CPU time of a worker thread per entry in `costs`; entries PROFILED_FROM to
     PROFILED_TO run under cProfile instead (and are left out of the times), one thread at a
@@ -250,10 +257,7 @@ def _measure_worker(inbox: Any, costs: list[float], profile: cProfile.Profile) -
 def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) -> None:
     """Child process of a feedbot server: its inbox workers, as `feedbot inbox-worker` runs
     them, measured; writes the costs and the profile to `results_file` when told to quit."""
-    from pydantic import SecretStr
-
     from feedbot.db import make_engine
-    from feedbot.settings import Settings
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
@@ -262,14 +266,7 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
 
     ParentLink.yield_cpu()
     engine = make_engine(database_url)
-    settings = Settings(
-        slack_bot_token=SecretStr(TOKEN),
-        slack_signing_secret=SecretStr(SIGNING_SECRET),
-        slack_api_url=api_url,
-        database_url=database_url,
-        feedbot_secret_key=SecretStr(SECRET_KEY),
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = _settings(database_url, api_url)
     deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
     work = Work.assemble(deps, only_work=True)
     build_app(settings, engine, deps=deps, inbox=work.inbox)
@@ -278,7 +275,7 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     _measure_worker(work.inbox, costs, profile)
     stopped = threading.Event()
     link = ParentLink(
-        report_fd, on_wake=work.wake, on_busy=work.inbox.answering_elsewhere, on_quit=stopped.set
+        report_fd, on_wake=work.wake, on_busy=work.inbox.storing_elsewhere, on_quit=stopped.set
     )
     work.start()
     link.start()

@@ -258,7 +258,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
     link = ParentLink(
         args.report_fd,
         on_wake=work.wake,
-        on_busy=work.inbox.answering_elsewhere,
+        on_busy=work.inbox.storing_elsewhere,
         on_quit=stopped.set,
     )
     REPORT_COUNTERS.append(link.report_filed)

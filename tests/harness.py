@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -351,3 +352,12 @@ class Bot:
 
     def dms(self, user: str) -> list[str]:
         return [m["text"] for m in self.slack.dm_messages(user)]
+
+
+def process_gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")

@@ -36,6 +36,7 @@ from tests.harness import (
     SECRET_KEY,
     SIGNING_SECRET,
     TOKEN,
+    process_gone,
     sign,
 )
 
@@ -308,15 +309,6 @@ def test_a_second_run_on_one_sqlite_file_is_refused(tmp_path: Path, slack: FakeS
         first.process.wait(10)
 
 
-def _gone(pid: int) -> bool:
-    """Whether a process has exited (a zombie nobody reaped yet counts as exited)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
 def _locked(path: Path) -> bool:
     with path.open("a") as handle:
         try:
@@ -401,7 +393,7 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
         if database_url.startswith("sqlite"):
             assert _locked(Path(f"{engine.url.database}.lock"))
             os.kill(second_worker, signal.SIGCONT)
-        wait_for(lambda: _gone(second_worker), 10, "the child to die with its bot")
+        wait_for(lambda: process_gone(second_worker), 10, "the child to die with its bot")
         if database_url.startswith("sqlite"):
             lock = Path(f"{engine.url.database}.lock")
             wait_for(lambda: not _locked(lock), 5, "the lock file to be free")

@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from feedbot.metrics import REGISTRY
 from feedbot.worker_process import WorkerProcess
+from tests.harness import process_gone
 
 
 def child(code: str) -> list[str]:
     """A stand-in child; `WorkerProcess` appends `--report-fd N` (sys.argv[2] here)."""
     return [sys.executable, "-c", code]
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return True
-    return state in ("Z", "X")
 
 
 def test_telling_a_child_that_does_not_read_never_blocks() -> None:
@@ -40,7 +32,7 @@ def test_telling_a_child_that_does_not_read_never_blocks() -> None:
         started = time.monotonic()
         workers.stop(timeout=0.5)  # the QUIT does not fit either: it is killed
     assert time.monotonic() - started < 5
-    assert gone(pid)
+    assert process_gone(pid)
 
 
 def test_a_child_that_exits_is_started_again_but_not_after_stop() -> None:

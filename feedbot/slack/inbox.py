@@ -195,7 +195,7 @@ class Inbox:
         self._answering = 0
         """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
-        self._answering_elsewhere = False
+        self._storing_elsewhere = False
         """Requests are being stored by the process that answers them for these workers."""
         self._stores = 0
 
@@ -218,10 +218,10 @@ class Inbox:
             with self._answering_lock:
                 self._answering -= 1
 
-    def answering_elsewhere(self, answering: bool) -> None:
+    def storing_elsewhere(self, storing: bool) -> None:
         """The process that stores these workers' entries is storing requests (or no longer
         is): the workers let those writes go first, as they do this process's requests."""
-        self._answering_elsewhere = answering
+        self._storing_elsewhere = storing
 
     @contextlib.contextmanager
     def _storing(self) -> Iterator[None]:
@@ -394,7 +394,7 @@ class Inbox:
         """Wait (up to `YIELD_LIMIT`) while requests are being answered: acks come first."""
         deadline = time.monotonic() + YIELD_LIMIT
         while (
-            (self._answering or self._answering_elsewhere)
+            (self._answering or self._storing_elsewhere)
             and time.monotonic() < deadline
             and not self._stop.is_set()
         ):
