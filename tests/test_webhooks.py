@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from feedbot.cli import main
 from feedbot.core import webhooks
+from feedbot.core.liveness import Liveness
 from feedbot.db import session_scope
 from feedbot.errors import InvalidValue
 from feedbot.models import OutboxMessage, OutboxStatus, Report, ReportStatus, Webhook
@@ -71,6 +72,9 @@ class Receiver:
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    holding: int = 0
+    """The next this many requests are answered only once `released` is set."""
+    released: threading.Event = field(default_factory=threading.Event)
 
     def fail(self, times: int, status: int = 503, **headers: str) -> None:
         self.failures += [(status, headers)] * times
@@ -87,6 +91,9 @@ def receiver() -> Iterator[Receiver]:
             with lock:
                 state.requests.append(Received(self.path, dict(self.headers.items()), body))
                 status, headers = state.failures.pop(0) if state.failures else (200, {})
+                held, state.holding = state.holding > 0, max(state.holding - 1, 0)
+            if held:
+                state.released.wait(10)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name.replace("_", "-"), value)
@@ -335,6 +342,41 @@ def test_an_unreachable_receiver_is_retried(bot: Bot, hooks: WebhookSender) -> N
     entry = webhook_entries(bot)[0]
     assert entry.status == OutboxStatus.PENDING and entry.attempts == 1
     assert entry.last_error and "refused" in entry.last_error.lower()
+
+
+def test_a_dead_process_webhook_claims_are_taken_over_at_once(
+    bot: Bot, receiver: Receiver, hooks: WebhookSender
+) -> None:
+    """A workers' process killed while a receiver had its event: the next process sends the
+    event again within seconds, not after the claim's one-minute lease."""
+    bot.setup_team()
+    add_webhook(bot, receiver.url, "report.filed")
+    file_report(bot, BOB, "The tills are slow")
+    receiver.holding = 1  # the dying process is mid-call
+    dying = WebhookSender(bot.deps, timeout=5, poll_interval=0.05, owner="12345")
+    dying.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [entry] = webhook_entries(bot)
+        assert entry.status == OutboxStatus.SENDING and entry.claimed_by == "12345"
+        with session_scope(bot.engine) as session:
+            assert hooks.deliver_due() == 0, "its lease still runs"
+            alive = Liveness(bot.engine)
+            alive.start()
+            try:
+                assert alive.take_over(session, now=bot.clock()) == 1
+            finally:
+                alive.stop()
+        assert hooks.deliver_due() == 1, "taken over with the clock unchanged"
+        assert len(receiver.requests) == 2
+        assert receiver.requests[0].body == receiver.requests[1].body
+        [entry] = webhook_entries(bot)
+        assert entry.status == OutboxStatus.SENT
+    finally:
+        receiver.released.set()
+        dying.stop()
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -1,7 +1,7 @@
 """Which feedbot processes are alive, so a dead one's claims are taken over at once.
 
-The outbox lends an entry to a sender for a minute (`feedbot.core.outbox.LEASE`), in case
-the sender dies mid-call. That minute is needed only when nobody can tell whether the sender
+The outbox lends an entry (a Slack call or a webhook event) to a sender for a minute
+(`feedbot.core.outbox.LEASE`), in case the sender dies mid-call. That minute is needed only when nobody can tell whether the sender
 is alive. Here each process can:
 
 - On PostgreSQL every process holds a session-level advisory lock of its own (key

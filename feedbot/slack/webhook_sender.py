@@ -43,8 +43,18 @@ THREADS = 4
 class WebhookSender:
     """`deliver_due()` is one serial pass (tests, the CLI); `start()` runs the loop."""
 
-    def __init__(self, deps: Deps, *, poll_interval: float = 1.0, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        poll_interval: float = 1.0,
+        timeout: float = TIMEOUT,
+        owner: str | None = None,
+    ) -> None:
         self.deps = deps
+        self.owner = owner
+        """This process's name on its claims (`feedbot.core.liveness`): when the process
+        dies, another takes its events over at once instead of after their lease."""
         self.engine = deps.engine
         self.clock = deps.clock
         self.poll_interval = poll_interval
@@ -78,6 +88,7 @@ class WebhookSender:
                             limit=THREADS * 4,
                             per_conversation=1,
                             method=webhooks.METHOD,
+                            owner=self.owner,
                         )
                 except Exception:
                     log.exception("webhook pass failed; retrying")

@@ -46,7 +46,7 @@ class Work:
         if only_work and deps.engine.dialect.name == "postgresql":
             threads = THREADS_ON_POSTGRESQL
         inbox = Inbox(deps, liveness=liveness, threads=threads, watch_depth=not only_work)
-        work = cls(inbox, sender, WebhookSender(deps), liveness)
+        work = cls(inbox, sender, WebhookSender(deps, owner=liveness.owner), liveness)
         deps.on_commit = work.wake_senders
         return work
 
