@@ -181,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             runs_jobs=scheduler.running,
             refused=deps.access.revocation,
             hooks=InboundHooks(deps),
+            workers=workers.health if workers is not None else None,
         )
         if socket_mode:
             threading.Thread(target=listener.run, name="health-and-metrics", daemon=True).start()
@@ -285,6 +286,7 @@ def _listen(
     runs_jobs: Callable[[], bool],
     refused: Callable[[], Any],
     hooks: Any = None,
+    workers: Callable[[], Any] | None = None,
 ) -> Listener:
     """The HTTP listener, bound now so that an address in use stops the start with one line."""
     from feedbot.slack.server import Listener
@@ -300,6 +302,7 @@ def _listen(
             runs_jobs=runs_jobs,
             refused=refused,
             hooks=hooks,
+            workers=workers,
         )
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

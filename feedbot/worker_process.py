@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO
 
 from feedbot.metrics import REPORTS_CREATED
@@ -53,8 +54,21 @@ NICENESS = 10
 (about nine tenths of a busy core), the work takes what is left, and all of a core the
 answers leave idle."""
 
+DOWN_TOLERATED = 30.0
+"""Seconds the child may be down (between an exit and its next start) before `/healthz`
+says the bot is unwell: longer than a restart or two, shorter than a process that keeps
+failing (`RESTART_AT_MOST`)."""
+
 WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
 REPORT = "report"
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the work is done, for `/healthz`: `ok`, and a line that says why."""
+
+    ok: bool
+    detail: str
 
 
 class WorkerProcess:
@@ -82,6 +96,9 @@ class WorkerProcess:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self.starts = 0
+        self._down_since: float | None = None
+        """When the last child exited (monotonic), while none runs."""
+        self._last_exit: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -111,6 +128,7 @@ class WorkerProcess:
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), False)
         self._process, self._stdin = process, process.stdin.fileno()
+        self._down_since = None
         self.starts += 1
         log.info("inbox workers started in process %s", process.pid)
         threading.Thread(
@@ -135,6 +153,7 @@ class WorkerProcess:
                 if self._stopping.is_set():
                     return
                 self._stdin = None
+                self._down_since, self._last_exit = time.monotonic(), code
                 if process.stdin is not None:
                     process.stdin.close()
             if time.monotonic() - started >= STEADY_AFTER:
@@ -168,6 +187,23 @@ class WorkerProcess:
                 log.debug("the inbox workers' process is not reading; dropped %r", word)
             except OSError:
                 pass  # it exited meanwhile; the watcher starts it again
+
+    def health(self, tolerated: float = DOWN_TOLERATED) -> Health:
+        """Unwell once no child has run for `tolerated` seconds: one that keeps exiting, or
+        one that cannot be started at all. Then requests are still stored and answered here,
+        but nothing is filed."""
+        with self._lock:
+            process, down_since, code = self._process, self._down_since, self._last_exit
+        if process is not None and down_since is None:
+            return Health(True, f"running in process {process.pid}")
+        if down_since is None:
+            return Health(False, "not started")
+        down = time.monotonic() - down_since
+        return Health(
+            down < tolerated,
+            f"not running for {down:.0f} s (its last process exited with {code}; "
+            f"{self.starts} started so far)",
+        )
 
     def wake(self) -> None:
         self._tell(WAKE)

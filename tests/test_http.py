@@ -8,7 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from feedbot.models import ProcessedEvent, Report, SlackUser
 from feedbot.slack.app import build_app
 from feedbot.slack.outbox import OutboxSender
 from feedbot.slack.server import EVENTS_PATH, Listener
+from feedbot.worker_process import Health
 from tests.fakeslack import FakeSlack
 from tests.harness import (
     ALICE,
@@ -63,7 +64,9 @@ def request(
 
 
 @contextmanager
-def served(bot: Bot, engine: Engine | None = None) -> Iterator[str]:
+def served(
+    bot: Bot, engine: Engine | None = None, workers: Callable[[], Health] | None = None
+) -> Iterator[str]:
     """A new app instance (as another replica would build it) served over HTTP by the
     production listener; its base URL."""
     engine = engine or bot.engine
@@ -77,6 +80,7 @@ def served(bot: Bot, engine: Engine | None = None) -> Iterator[str]:
         port=0,
         signing_secret=SIGNING_SECRET,
         threads=4,
+        workers=workers,
         asyncore_loop_timeout=0.05,  # notice stop() at once rather than within a second
     )
     thread = Thread(target=listener.run, name="waitress", daemon=True)
@@ -165,6 +169,22 @@ def test_healthz_is_200_while_the_database_answers(base: str) -> None:
         "slack": "ok",
         "job_runner": False,
     }
+
+
+def test_healthz_says_how_the_workers_process_is_and_is_503_once_it_is_down_too_long(
+    bot: Bot,
+) -> None:
+    state = Health(True, "running in process 4242")
+    with served(bot, workers=lambda: state) as url:
+        running = request(url, "GET", "/healthz")
+        state = Health(False, "not running for 31 s (its last process exited with 1; 5 started)")
+        down = request(url, "GET", "/healthz")
+    assert running.status == 200
+    assert running.json()["ok"] is True
+    assert running.json()["workers"] == "running in process 4242"
+    assert down.status == 503
+    assert down.json()["ok"] is False
+    assert down.json()["workers"].startswith("not running for 31 s")
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(bot: Bot) -> None:

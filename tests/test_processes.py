@@ -365,6 +365,8 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
         wait_for(lambda: bot.worker_pid() is not None, 30, "its inbox workers")
         first_worker = bot.worker_pid()
         assert first_worker is not None and first_worker != bot.process.pid
+        health = bot.health()
+        assert health is not None and health["workers"] == f"running in process {first_worker}"
         url = report("Der Drucker im Lager druckt nur leere Seiten")
         wait_for(lambda: filed("Der Drucker im Lager druckt nur leere Seiten"), 30, "the report")
         wait_for(lambda: answered(url), 30, "its receipt")

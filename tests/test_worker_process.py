@@ -70,3 +70,28 @@ def test_reports_filed_by_the_child_are_counted_here() -> None:
         assert filed() == before + 1
     finally:
         workers.stop(timeout=5)
+
+
+def test_health_is_ok_while_a_child_runs_and_not_once_it_is_down_too_long() -> None:
+    workers = WorkerProcess(child("import time; time.sleep(60)"))
+    assert not workers.health().ok, "not started"
+    workers.start()
+    try:
+        running = workers.health()
+        assert running.ok and running.detail == f"running in process {workers.pid}"
+    finally:
+        workers.stop(timeout=1)
+
+    failing = WorkerProcess(child("import sys; sys.exit(3)"), restart_after=60)
+    failing.start()
+    try:
+        deadline = time.monotonic() + 10
+        while failing.health().detail.startswith("running") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert failing.health().ok, "down for less than it is allowed to be"
+        time.sleep(0.1)
+        down = failing.health(tolerated=0.05)
+        assert not down.ok
+        assert "its last process exited with 3; 1 started so far" in down.detail
+    finally:
+        failing.stop(timeout=1)

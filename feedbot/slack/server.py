@@ -1,7 +1,9 @@
 """The HTTP listener: a WSGI application served by waitress (a production WSGI server).
 
-Both modes serve `GET /healthz`, which answers 200 only while the database answers (so a load
-balancer takes a replica out when it cannot work), and `GET /metrics`. Only HTTP mode serves
+Both modes serve `GET /healthz`, which answers 200 only while the database answers, Slack
+takes the bot's token, and (when the work runs in a process of its own) that process runs or
+was down for less than `feedbot.worker_process.DOWN_TOLERATED` seconds: a load balancer or
+supervisor then takes out or restarts a replica that cannot work. And `GET /metrics`. Only HTTP mode serves
 `POST /slack/events`, Slack's requests for Bolt; in Socket Mode that path does not exist, as
 Slack's requests come over the socket and the signing secret may be unset or a stand-in.
 
@@ -35,6 +37,7 @@ from feedbot.core.access import Revocation
 from feedbot.db import ping
 from feedbot.metrics import SLACK_REQUESTS, exposition
 from feedbot.slack.app import UNVERIFIED, dispatch
+from feedbot.worker_process import Health
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -78,13 +81,16 @@ class FeedbotWSGI:
         runs_jobs: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
         hooks: WSGIApplication | None = None,
+        workers: Callable[[], Health] | None = None,
     ) -> None:
+        """`workers`: how the inbox workers' process is doing, when the work runs in one."""
         if app is not None and not signing_secret.strip():
             raise ValueError("serving Slack's requests needs the signing secret")
         self.app = app
         self.engine = engine
         self.runs_jobs = runs_jobs
         self.refused = refused
+        self.workers = workers
         self.hooks = hooks if app is not None else None  # calls back from ticket systems
         self.verifier = SignatureVerifier(signing_secret) if app is not None else None
 
@@ -116,7 +122,8 @@ class FeedbotWSGI:
         if path == "/healthz" and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
             database = ping(self.engine)
             refused = self.refused() if database else None
-            healthy = database and refused is None
+            work = self.workers() if self.workers is not None else None
+            healthy = database and refused is None and (work is None or work.ok)
             body = json.dumps(
                 {
                     "ok": healthy,
@@ -127,6 +134,7 @@ class FeedbotWSGI:
                     f"({refused.reason}); reinstall the app and set SLACK_BOT_TOKEN",
                     "job_runner": self.runs_jobs(),
                 }
+                | ({"workers": work.detail} if work is not None else {})
             ).encode()
             status = "200 OK" if healthy else "503 Service Unavailable"
             start_response(
@@ -226,6 +234,7 @@ class Listener:
         runs_jobs: Callable[[], bool] = lambda: False,
         refused: Callable[[], Revocation | None] = lambda: None,
         hooks: WSGIApplication | None = None,
+        workers: Callable[[], Health] | None = None,
         **adjustments: Any,
     ) -> None:
         self._map: dict[Any, Any] = {}
@@ -238,6 +247,7 @@ class Listener:
                 runs_jobs=runs_jobs,
                 refused=refused,
                 hooks=hooks,
+                workers=workers,
             ),
             map=self._map,
             host=host,
