@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session
@@ -13,6 +14,8 @@ from feedbot.core.reports import ReportDraft
 from feedbot.models import ReportSource, ReportStatus, utcnow
 from tests.harness import ALICE, BOB, CAROL, IDENTITIES, INTAKE, LEADER, LEADER_2, Bot
 from tests.test_reporting import form_values
+
+RESOLVED = ReportStatus.RESOLVED
 
 
 def test_terms_fold_case_stop_words_and_word_endings() -> None:
@@ -60,6 +63,78 @@ def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: E
         )
     assert [m.report.id for m in matches] == [printer_devices, printer_it]
     assert all(0 < m.score <= 1 for m in matches)
+
+
+def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_same(
+    engine: Engine,
+) -> None:
+    """Filing looks its text up for grouping (open reports of the last minutes) and then for
+    the receipt (open and resolved ones of any age): one lookup statement serves both, and
+    each finds what it finds alone."""
+    unlimited = RuntimeConfig(report_rate_limit="0")
+    now = utcnow()
+    since = now - timedelta(minutes=30)
+    with Session(engine) as session:
+
+        def add(text: str, age: timedelta, status: ReportStatus = ReportStatus.OPEN) -> int:
+            report = reports.create_report(
+                session,
+                reporter_id=ALICE,
+                draft=ReportDraft(text=text, source=ReportSource.MODAL),
+                config=unlimited,
+                now=now - age,
+                identities=IDENTITIES,
+            )
+            report.status = status
+            session.add(report)
+            session.flush()
+            assert report.id is not None
+            return report.id
+
+        for minutes in range(40):  # one wording, in and before the window
+            add("Kartenterminal Filiale Gotha lehnt Girocard ab", timedelta(minutes=minutes))
+        add("Kartenterminal Gotha lehnt Girocard ab, getauscht", timedelta(days=3), RESOLVED)
+        add("Girocard Terminal Gotha Fehler", timedelta(minutes=2), ReportStatus.DUPLICATE)
+        new = add("Kartenterminal in Gotha lehnt jede Girocard ab", timedelta(0))
+        session.commit()
+    text = "Kartenterminal in Gotha lehnt jede Girocard ab"
+    burst = {
+        "text": text,
+        "category": None,
+        "exclude_id": new,
+        "limit": 50,
+        "threshold": 0.3,
+        "candidates": 100,
+        "created_since": since,
+    }
+    receipt = {
+        "text": text,
+        "category": None,
+        "exclude_id": new,
+        "limit": 12,
+        "statuses": similar_reports.SUGGESTIONS.statuses,
+    }
+    with Session(engine) as session:
+        burst_alone = similar_reports.alike_reports(session, **burst)
+    with Session(engine) as session:
+        receipt_alone = similar_reports.alike_reports(session, **receipt)
+    statements: list[str] = []
+    with Session(engine) as session:
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            together = similar_reports.alike_reports(
+                session, **burst, alongside=(similar_reports.SUGGESTIONS,)
+            )
+            after = similar_reports.alike_reports(session, **receipt)
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+    assert together == burst_alone and len(burst_alone) == 31  # minutes 0 to 30, not older
+    assert all(found.created_at >= since for found in together)
+    assert after == receipt_alone and len(receipt_alone) == 12
+    assert any(found.status == RESOLVED for found in receipt_alone)
+    lookups = [sql for sql in statements if "sum(CASE" in sql]
+    assert len(lookups) == 1, statements
 
 
 def test_the_rarest_words_look_for_candidates_within_a_budget_of_rows() -> None:

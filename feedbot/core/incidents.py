@@ -65,6 +65,7 @@ def place(
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
         session.flush()
         session.expire_all()  # what the first look loaded may have changed meanwhile
+        similar_reports.forget_lookups(session)
         placement, _ = _find_place(session, report=report, config=config, now=now)
     if placement is None or not placement.created:
         return _joined(session, placement, report, now)
@@ -104,6 +105,8 @@ def _find_place(
             threshold=BURST_SIMILARITY,
             candidates=100,
             created_since=since,
+            # The receipt's suggestions look the same text up next: found in one statement.
+            alongside=(similar_reports.SUGGESTIONS,),
         )
         if found.leadership_channel == channel
     ]

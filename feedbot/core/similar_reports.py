@@ -11,18 +11,28 @@ the candidates found.
 How common each term is comes from `TermFrequencies`: counted in SQL for each lookup, except
 large counts, which are kept for a few minutes per process. The counts only choose which
 terms look for candidates; a large count a few minutes old changes nothing that matters.
+
+Filing looks a new report's text up twice in one transaction: for incident grouping (open
+reports of the last minutes) and for the receipt's suggestions (open and resolved reports of
+any age). The first lookup fetches the second one's candidates too (`alongside`), in the same
+statement, and the second is answered from what the first found.
+
+The statements are built once per shape, their values bound when they run: building a query
+of this size costs SQLAlchemy about as much time as SQLite takes to run it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, case, func
+from sqlalchemy import Engine, bindparam, case, func, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -42,6 +52,8 @@ FREQUENCIES_TTL = 300.0
 """Seconds a large count is kept before it is counted again."""
 _LAST_COUNTS = "feedbot_last_term_counts"
 """`Session.info` key of the counts of the session's last lookup, with what they were for."""
+_LAST_LOOKUP = "feedbot_last_similar_lookup"
+"""`Session.info` key of the session's last lookup: what it was for, and what it found."""
 FREQUENCIES_KEPT = 20_000
 """Terms whose counts are kept per database, at most (the longest unrefreshed go first)."""
 
@@ -79,7 +91,8 @@ class TermFrequencies:
         if transaction is not None and last is not None and last[:2] == (transaction, asked):
             return dict(last[2])
         found = self._counts_for(session, terms, exclude_id=exclude_id)
-        session.info[_LAST_COUNTS] = (transaction, asked, found)
+        # Taken again: a session's first statement begins its transaction.
+        session.info[_LAST_COUNTS] = (session.get_transaction(), asked, found)
         return dict(found)
 
     def _counts_for(
@@ -98,14 +111,11 @@ class TermFrequencies:
         missing = [term for term in terms if term not in found]
         if not missing:
             return found
-        query = (
-            select(ReportTerm.term, func.count())
-            .where(col(ReportTerm.term).in_(missing))
-            .group_by(col(ReportTerm.term))
+        rows = session.execute(
+            _counts_statement(excluding=exclude_id is not None),
+            {"terms": missing, "exclude_id": exclude_id},
         )
-        if exclude_id is not None:
-            query = query.where(col(ReportTerm.report_id) != exclude_id)
-        counted = dict.fromkeys(missing, 0) | dict(session.exec(query).all())
+        counted = dict.fromkeys(missing, 0) | {str(term): int(count) for term, count in rows}
         with self._lock:
             known = self._counts.setdefault(engine, {})
             for term, count in counted.items():
@@ -118,6 +128,18 @@ class TermFrequencies:
 
 
 FREQUENCIES = TermFrequencies()
+
+
+@functools.cache
+def _counts_statement(*, excluding: bool) -> Any:
+    query = (
+        sa_select(col(ReportTerm.term), func.count())
+        .where(col(ReportTerm.term).in_(bindparam("terms", expanding=True)))
+        .group_by(col(ReportTerm.term))
+    )
+    if excluding:
+        query = query.where(col(ReportTerm.report_id) != bindparam("exclude_id"))
+    return query
 
 
 def probe_terms(frequencies: dict[str, int]) -> list[str]:
@@ -146,6 +168,28 @@ class Alike:
     category: str | None
     incident_id: int | None
     leadership_channel: str | None
+    status: ReportStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Where a lookup finds its candidates: the `candidates` reports in `statuses` (created
+    since `created_since`, if given) that share the most of a text's rarest terms."""
+
+    statuses: tuple[ReportStatus, ...] = OPEN_STATUSES
+    candidates: int = 30
+    created_since: datetime | None = None
+
+    def holds(self, found: Alike) -> bool:
+        return found.status in self.statuses and (
+            self.created_since is None or found.created_at >= self.created_since
+        )
+
+
+SUGGESTIONS = Pool(statuses=(*OPEN_STATUSES, ReportStatus.RESOLVED))
+"""The receipt's suggestions: open reports to say *me too* on, and resolved ones that were
+solved before."""
 
 
 def alike_reports(
@@ -160,61 +204,128 @@ def alike_reports(
     candidates: int = 30,
     created_since: datetime | None = None,
     frequencies: TermFrequencies = FREQUENCIES,
+    alongside: Sequence[Pool] = (),
 ) -> list[Alike]:
     """Reports in `statuses` whose text is like `text` (Jaccard index of their terms at
     least `threshold`): same category first, then by score, then newest.
 
     One query: the rarest shared terms per report pick `candidates` (a subquery), which are
-    scored exactly over all their terms, with what ranking and grouping need.
+    scored exactly over all their terms, with what ranking and grouping need. `alongside`
+    names the pools of lookups of the same text still to come in this transaction: their
+    candidates are scored in the same statement, and those lookups answered from it.
     """
-    wanted = set(similarity.terms(text))
+    wanted = frozenset(similarity.terms(text))
     if not wanted:
         return []
+    pool = Pool(statuses, candidates, created_since)
+    found = [
+        alike
+        for alike in _scored(session, wanted, exclude_id, [pool, *alongside], frequencies)
+        if alike.score >= threshold and pool.holds(alike)
+    ]
+    found.sort(key=lambda a: (a.category != category, -a.score, -a.report_id))
+    return found[:limit]
+
+
+def forget_lookups(session: Session) -> None:
+    """Look up afresh from now on in this transaction: after waiting for a lock, others'
+    reports committed meanwhile must be seen."""
+    session.info.pop(_LAST_LOOKUP, None)
+
+
+def _scored(
+    session: Session,
+    wanted: frozenset[str],
+    exclude_id: int | None,
+    pools: list[Pool],
+    frequencies: TermFrequencies,
+) -> list[Alike]:
+    """Every candidate of `pools` with its score, or what an earlier lookup of this
+    transaction found when it looked in the first of them already.
+
+    A pool's candidates are the first of its reports in one order (shared rarest terms, then
+    newest). A lookup's other pools only add candidates: those in the asked pool's reports
+    rank among its own first ones anyway, so the answer is the same as alone."""
+    transaction = session.get_transaction()
+    last = session.info.get(_LAST_LOOKUP)
+    if (
+        transaction is not None
+        and last is not None
+        and last[:3] == (transaction, wanted, exclude_id)
+        and pools[0] in last[3]
+    ):
+        return list(last[4])
+    pools = list(dict.fromkeys(pools))
     probe = probe_terms(frequencies.counts(session, wanted, exclude_id=exclude_id))
-    if not probe:
-        return []
-    shared = func.count().label("shared")
-    candidate_ids = (
-        select(ReportTerm.report_id)
-        .join(Report, col(Report.id) == col(ReportTerm.report_id))
-        .where(
-            col(ReportTerm.term).in_(probe),
-            col(Report.status).in_(statuses),
+    found: list[Alike] = []
+    if probe:
+        parameters: dict[str, Any] = {
+            "probe": probe,
+            "wanted": list(wanted),
+            "exclude_id": exclude_id,
+        }
+        for index, pool in enumerate(pools):
+            parameters[f"statuses{index}"] = list(pool.statuses)
+            parameters[f"candidates{index}"] = pool.candidates
+            parameters[f"since{index}"] = pool.created_since
+        statement = _lookup_statement(
+            tuple(pool.created_since is not None for pool in pools),
+            excluding=exclude_id is not None,
         )
-        .group_by(col(ReportTerm.report_id))
-        .order_by(shared.desc(), col(ReportTerm.report_id).desc())
-        .limit(candidates)
+        for report_id, size, common, kind, incident, channel, status, created in session.execute(
+            statement, parameters
+        ).all():
+            score = common / (len(wanted) + size - common)
+            found.append(Alike(report_id, score, kind, incident, channel, status, created))
+    # Taken again: a session's first statement begins its transaction.
+    transaction = session.get_transaction()
+    session.info[_LAST_LOOKUP] = (transaction, wanted, exclude_id, tuple(pools), found)
+    return list(found)
+
+
+@functools.cache
+def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool) -> Any:
+    """The lookup over one pool per entry of `windows` (True: it has a `created_since`)."""
+    probe: Any = bindparam("probe", expanding=True)
+    exclude_id: Any = bindparam("exclude_id")
+    per_pool = []
+    for index, windowed in enumerate(windows):
+        candidates: Any = (
+            sa_select(col(ReportTerm.report_id).label("id"))
+            .join(Report, col(Report.id) == col(ReportTerm.report_id))
+            .where(
+                col(ReportTerm.term).in_(probe),
+                col(Report.status).in_(bindparam(f"statuses{index}", expanding=True)),
+            )
+            .group_by(col(ReportTerm.report_id))
+            .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
+            .limit(bindparam(f"candidates{index}"))
+        )
+        if excluding:
+            candidates = candidates.where(col(ReportTerm.report_id) != exclude_id)
+        if windowed:
+            candidates = candidates.where(col(Report.created_at) >= bindparam(f"since{index}"))
+        subquery = candidates.subquery()
+        per_pool.append(sa_select(subquery.c.id))
+    candidate_ids: Any = per_pool[0] if len(per_pool) == 1 else union_all(*per_pool)
+    in_common = func.sum(
+        case((col(ReportTerm.term).in_(bindparam("wanted", expanding=True)), 1), else_=0)
     )
-    if exclude_id is not None:
-        candidate_ids = candidate_ids.where(col(ReportTerm.report_id) != exclude_id)
-    if created_since is not None:
-        candidate_ids = candidate_ids.where(col(Report.created_at) >= created_since)
-    in_common = func.sum(case((col(ReportTerm.term).in_(wanted), 1), else_=0))
-    rows = session.execute(  # six columns: more than sqlmodel's `select` types
+    return (
         sa_select(
-            col(ReportTerm.report_id),
+            col(Report.id),
             func.count(),
             in_common,
             col(Report.category),
             col(Report.incident_id),
             col(Report.leadership_channel),
+            col(Report.status),
+            col(Report.created_at),
         )
         .join(Report, col(Report.id) == col(ReportTerm.report_id))
-        .where(col(ReportTerm.report_id).in_(candidate_ids.scalar_subquery()))
-        .group_by(
-            col(ReportTerm.report_id),
-            col(Report.category),
-            col(Report.incident_id),
-            col(Report.leadership_channel),
-        )
-    ).all()
-    found = [
-        Alike(report_id, common / (len(wanted) + size - common), kind, incident, channel)
-        for report_id, size, common, kind, incident, channel in rows
-        if common / (len(wanted) + size - common) >= threshold
-    ]
-    found.sort(key=lambda a: (a.category != category, -a.score, -a.report_id))
-    return found[:limit]
+        .where(col(ReportTerm.report_id).in_(candidate_ids))
+        .group_by(col(Report.id))
+    )
 
 
 def similar_reports(

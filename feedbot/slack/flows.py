@@ -193,7 +193,8 @@ def suggestions(
             text=report.text,
             category=report.category,
             exclude_id=report.id,
-            statuses=(*reports.OPEN_STATUSES, ReportStatus.RESOLVED),
+            statuses=similar_reports.SUGGESTIONS.statuses,
+            candidates=similar_reports.SUGGESTIONS.candidates,
             limit=12,
         )
         if not config.is_confidential(match.report.category)
