@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 
 from feedbot.core import similarity
@@ -244,7 +244,7 @@ def create_report(
     _set_reporter(report, reporter_id, identities)
     session.add(report)
     session.flush()
-    _index_terms(session, report)
+    _index_terms(session, report, new=True)
     record(
         session, report, actor=None if draft.anonymous else reporter_id, action="created", now=now
     )
@@ -311,12 +311,18 @@ def find_by_source(session: Session, *, channel: str, ts: str) -> Report | None:
     ).first()
 
 
-def _index_terms(session: Session, report: Report) -> None:
-    session.execute(delete(ReportTerm).where(col(ReportTerm.report_id) == report.id))
+def _index_terms(session: Session, report: Report, *, new: bool = False) -> None:
+    """Store the report's search terms (replacing its earlier ones, unless it is `new`), in
+    one statement: as ORM objects, a report's dozen terms cost more than its own row."""
     assert report.id is not None
-    session.add_all(
-        ReportTerm(report_id=report.id, term=term) for term in similarity.terms(report.text)
-    )
+    if not new:
+        session.execute(delete(ReportTerm).where(col(ReportTerm.report_id) == report.id))
+    rows = [{"report_id": report.id, "term": term} for term in similarity.terms(report.text)]
+    if rows:
+        session.execute(_INSERT_TERMS, rows)
+
+
+_INSERT_TERMS = insert(ReportTerm.__table__)  # type: ignore[attr-defined]
 
 
 def record(
