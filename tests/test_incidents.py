@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from feedbot.core import outbox as core_outbox
 from feedbot.models import IncidentGroup, OutboxMessage, OutboxStatus, Report, utcnow
 from feedbot.slack.outbox import OutboxSender
 from tests.fakeslack import FakeSlack
@@ -229,8 +231,8 @@ def test_two_reports_of_a_burst_at_the_same_instant_start_one_group(bot: Bot, lo
 
 
 def test_a_burst_redraws_the_incident_card_once_when_it_is_sent(bot: Bot) -> None:
-    """Each new member queues an update of the card; updates still waiting are replaced, and
-    the one sent is drawn then, with every member counted."""
+    """The first new member queues an update of the card; the next ones find it waiting and
+    add none, and the one sent is drawn then, with every member counted."""
     bot.setup_team()
     users = [f"UFIELD{n:03d}" for n in range(11)]
     for user in users:
@@ -247,12 +249,51 @@ def test_a_burst_redraws_the_incident_card_once_when_it_is_sent(bot: Bot) -> Non
         ).all()
     waiting = [entry for entry in queued if entry.status == OutboxStatus.PENDING]
     assert len(waiting) == 1
-    assert sum(entry.status == OutboxStatus.SUPERSEDED for entry in queued) >= 4
+    assert not any(entry.status == OutboxStatus.SUPERSEDED for entry in queued)
     assert "blocks" not in json.loads(waiting[0].payload), "drawn when sent, not when queued"
     bot.drain()
     updates = bot.slack.calls_to("chat.update")[updates_before:]
     assert len(updates) == 1
     assert "11 similar reports" in str(updates[0].args["text"])
+
+
+def test_a_sender_claiming_the_waiting_update_meanwhile_draws_the_new_member(bot: Bot) -> None:
+    """A report that finds the card's update waiting adds none; the update it counted on may
+    be claimed at that moment: the claim waits for the report's transaction, so the card
+    drawn then counts the report."""
+    bot.setup_team()
+    for number in range(7):
+        bot.slack.add_user(f"UFIELD{number:03d}")
+        file_dm(bot, f"UFIELD{number:03d}", OUTAGE)
+        if number == 5:
+            bot.drain()  # the group and its card exist; the seventh report's update waits
+    with Session(bot.engine) as session:
+        group = session.exec(select(IncidentGroup)).one()
+        card = session.get(OutboxMessage, group.card_message_id)
+        assert card is not None
+    claimed_at: list[float] = []
+
+    def claim() -> None:
+        with Session(bot.engine) as sender:
+            claims = core_outbox.claim_due(sender, now=bot.clock(), limit=10)
+        claimed_at.append(time.monotonic())
+        assert any(c.entry.purpose == "incident_card_update" for c in claims)
+
+    with Session(bot.engine) as filing:
+        group = filing.get(IncidentGroup, group.id)
+        assert group is not None
+        group.updated_at = utcnow()  # filing writes first (on SQLite: the write lock)
+        filing.add(group)
+        filing.flush()
+        assert core_outbox.waiting_edit(filing, of=card, method="chat.update") is not None
+        sender = threading.Thread(target=claim)
+        sender.start()
+        time.sleep(0.5)
+        assert not claimed_at, "the claim waits for the transaction that counted on the update"
+        committed_at = time.monotonic()
+        filing.commit()
+    sender.join(10)
+    assert claimed_at and claimed_at[0] >= committed_at
 
 
 def test_a_card_update_whose_group_is_gone_is_not_sent(bot: Bot) -> None:

@@ -112,6 +112,22 @@ def enqueue(
     return entry
 
 
+def waiting_edit(session: Session, *, of: OutboxMessage, method: str) -> OutboxMessage | None:
+    """An edit of `of` still waiting to be claimed, locked until this transaction ends: a
+    sender that claims it meanwhile waits, and then sees what this transaction wrote. For
+    edits drawn when they are sent, this one edit then shows whatever changes came since."""
+    return session.exec(
+        select(OutboxMessage)
+        .where(
+            col(OutboxMessage.update_of_id) == of.id,
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.method) == method,
+        )
+        .limit(1)
+        .with_for_update()
+    ).first()
+
+
 def _same_lane(lane: str | None) -> Any:
     return col(OutboxMessage.lane).is_(None) if lane is None else col(OutboxMessage.lane) == lane
 

@@ -371,9 +371,10 @@ def refresh_group_card(
     session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
 ) -> None:
     """Queue an update of the group's card, drawn when it is sent (`render_at_send`): in a
-    burst every new member would redraw it, and only the last drawing is ever sent."""
+    burst every new member would redraw it, and only the last drawing is ever sent. An
+    update still waiting shows this change too when it goes, so none is added then."""
     card = group_card_entry(session, group)
-    if card is None:
+    if card is None or outbox.waiting_edit(session, of=card, method="chat.update"):
         return
     outbox.enqueue(
         session,
