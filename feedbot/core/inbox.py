@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlmodel import Session, col, select
 
 from feedbot.models import InboxEntry, InboxStatus
@@ -78,37 +78,45 @@ def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
     transaction the writer from the start, so the work that follows never finds the database
     taken; on PostgreSQL the row stays locked until the transaction ends. The entry returned
     is not attached to the session (its work changes it only through `finish`)."""
-    due = (
-        select(InboxEntry.id)
-        .where(
-            col(InboxEntry.status) == InboxStatus.PENDING,
-            col(InboxEntry.next_attempt_at) <= now,
-        )
-        .order_by(col(InboxEntry.id))
-        .limit(1)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
     row = session.execute(
-        update(table)
-        .where(table.c.id == due.scalar_subquery())
-        .values(attempts=table.c.attempts + 1)
-        .returning(*table.c)
+        _take_statement(session.get_bind().dialect.name),
+        {"pending": InboxStatus.PENDING, "now": now},
     ).first()
     if row is None:
         return None
     return InboxEntry.model_validate(row._mapping)
 
 
+@functools.cache
+def _take_statement(dialect: str) -> Any:
+    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+    due = (
+        select(table.c.id)
+        .where(table.c.status == bindparam("pending"), table.c.next_attempt_at <= bindparam("now"))
+        .order_by(table.c.id)
+        .limit(1)
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(table)
+        .where(table.c.id == due.scalar_subquery())
+        .values(attempts=table.c.attempts + 1)
+        .returning(*table.c)
+    )
+
+
 def finish(session: Session, entry: InboxEntry, *, now: datetime) -> None:
     """Mark the entry handled, in the transaction that did its work."""
-    session.execute(
-        update(InboxEntry)
-        .where(col(InboxEntry.id) == entry.id)
-        .values(status=InboxStatus.DONE, body="", handled_at=now, last_error=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_FINISH, {"entry_id": entry.id, "done": InboxStatus.DONE, "finished_at": now})
+
+
+_TABLE: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+_FINISH = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("entry_id"))
+    .values(status=bindparam("done"), body="", handled_at=bindparam("finished_at"), last_error=None)
+)
 
 
 def failed(
