@@ -30,7 +30,7 @@ from benchmarks import emit, load_average, postgres_server, setup_logging
 
 log = setup_logging()
 
-BENCHMARKS = ("intake", "outbox", "similar", "digest", "reminders")
+BENCHMARKS = ("intake", "filing", "outbox", "similar", "digest", "reminders")
 HERE = Path(__file__).resolve().parent
 TIME_LIMIT = 30 * 60
 """Seconds one benchmark may take before it is stopped and reported as failed."""

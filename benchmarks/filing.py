@@ -1,0 +1,188 @@
+"""Benchmark: the interpreter time one report costs the inbox's worker, with nothing else running.
+
+`benchmarks.intake` measures the worker while acks compete for the same two cores, so its
+per-report times move with the load. This one measures the work alone: a fresh, migrated
+database with `--reports` earlier reports (default 5,000, as `benchmarks.similar` fills
+them) and a leadership channel, `/feedback <text>` requests stored in the inbox as the bot
+stores them, and one worker (`Inbox.handle_one`, as `feedbot inbox-worker` runs it) filing
+them one by one in this thread: the report, its terms and timeline, incident grouping, the
+card or the group card's update, the receipt with its suggestions, all queued in the outbox.
+A fake Slack Web API (`tests.fakeslack`) answers the few calls the work makes; nothing is
+sent (no outbox sender runs).
+
+After `--warm-up` untimed entries (default 100), `--entries` (default 400) are filed and
+timed with `time.thread_time` (the worker thread's CPU time; on PostgreSQL the server's work
+is not in it), and the last `--profiled` (default 100) of them, untimed, under cProfile: the
+JSON line's `profile` lists the functions of feedbot with the most time including callees,
+per report. In this benchmark's texts most reports join an incident group.
+
+    {"benchmark": "filing", "backend": "sqlite", "reports": 5000, "entries": 300,
+     "cpu_ms_p50": 14.5, "cpu_ms_mean": 15.6, "profile": ["12.5 ms: flows.py:64 file_report", ...]}
+
+Usage: python -m benchmarks.filing [--backend sqlite|postgresql|both] [--reports 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import (
+    BACKENDS,
+    emit,
+    fresh_database,
+    load_average,
+    percentile,
+    report_texts,
+    rounded,
+    setup_logging,
+)
+
+log = setup_logging()
+
+
+def command(index: int, user: str, text: str, response_url: str) -> dict[str, Any]:
+    """A `/feedback <text>` request as Bolt parses Slack's form."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": "T0TEAM",
+        "team_domain": "frontline",
+        "channel_id": "CGENERAL1",
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/feedback",
+        "text": text,
+        "api_app_id": "A0FEEDBOT",
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": f"{index}.1337.filing",
+    }
+
+
+def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled: int) -> None:
+    from sqlmodel import Session
+
+    from benchmarks.intake import LEADERSHIP, TOKEN, USERS, _settings, configure
+    from benchmarks.similar import fill
+    from feedbot.core import inbox as core_inbox
+    from feedbot.db import make_engine
+    from feedbot.slack.app import build_app
+    from feedbot.slack.client import make_interactive_client
+    from feedbot.slack.deps import Deps
+    from feedbot.slack.work import Work
+    from tests.fakeslack import FakeSlack
+
+    fake = FakeSlack(token=TOKEN).start()
+    try:
+        for index, user in enumerate(USERS):
+            fake.add_user(user, locale="de-DE" if index % 3 else "en-US")
+        fake.add_channel(LEADERSHIP, name="leadership")
+        with fresh_database(backend) as url:
+            fill(backend, url, reports)
+            configure(url)
+            engine = make_engine(url)
+            settings = _settings(url, fake.base_url)
+            deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
+            work = Work.assemble(deps, only_work=True)
+            build_app(settings, engine, deps=deps, inbox=work.inbox)
+            rng = random.Random(11)
+            texts = report_texts(rng, 2000)
+
+            def store(count: int, first: int) -> None:
+                with engine.begin() as connection:
+                    for index in range(first, first + count):
+                        body = command(
+                            index, rng.choice(USERS), rng.choice(texts)[0], fake.new_response_url()
+                        )
+                        core_inbox.store(
+                            connection,
+                            kind="command",
+                            dedupe_key=f"filing:{index}",
+                            body=deps.identities.seal(json.dumps(body)),
+                            now=datetime.now(UTC),
+                        )
+
+            store(warm_up, 0)
+            while work.inbox.handle_one():
+                pass
+            store(entries + profiled, warm_up)
+            costs: list[float] = []
+            for _ in range(entries):
+                started = time.thread_time()
+                if not work.inbox.handle_one():
+                    raise RuntimeError("an entry was not handled")
+                costs.append(time.thread_time() - started)
+            profile = cProfile.Profile()
+            for _ in range(profiled):
+                profile.enable()
+                handled = work.inbox.handle_one()
+                profile.disable()
+                if not handled:
+                    raise RuntimeError("an entry was not handled")
+            with Session(engine) as session:
+                failed = len(core_inbox.failures(session))
+            work.liveness.stop()
+            engine.dispose()
+    finally:
+        fake.stop()
+    if failed:
+        raise RuntimeError(f"{failed} entries failed; see the log")
+    emit(
+        {
+            "benchmark": "filing",
+            "backend": backend,
+            "reports": reports,
+            "entries": entries,
+            "cpu_ms_p50": rounded(percentile(costs, 50) * 1000),
+            "cpu_ms_p90": rounded(percentile(costs, 90) * 1000),
+            "cpu_ms_mean": rounded(sum(costs) / len(costs) * 1000),
+            "profile": _top(profile, profiled),
+            "load_average": load_average(),
+        }
+    )
+
+
+def _top(profile: cProfile.Profile, entries: int, count: int = 20) -> list[str]:
+    """feedbot's functions with the most time including callees, per report (wall time)."""
+    stats: Any = pstats.Stats(profile)
+    rows = [
+        (cumulative, file, line, name)
+        for (file, line, name), (_, _, _, cumulative, _) in stats.stats.items()
+        if "/feedbot/" in file
+    ]
+    rows.sort(reverse=True)
+    return [
+        f"{cumulative / entries * 1000:.2f} ms: {Path(file).name}:{line} {name}"
+        for cumulative, file, line, name in rows[:count]
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    parser.add_argument("--reports", type=int, default=5000)
+    parser.add_argument("--warm-up", type=int, default=100)
+    parser.add_argument("--entries", type=int, default=400)
+    parser.add_argument("--profiled", type=int, default=100)
+    args = parser.parse_args()
+    for backend in BACKENDS if args.backend == "both" else [args.backend]:
+        log.info("filing/%s: %s reports, then %s entries", backend, args.reports, args.entries)
+        measure(
+            backend,
+            reports=args.reports,
+            warm_up=args.warm_up,
+            entries=args.entries,
+            profiled=args.profiled,
+        )
+
+
+if __name__ == "__main__":
+    main()
