@@ -262,7 +262,7 @@ def test_a_bot_killed_while_sending_the_digest_sends_it_once_after_restart(
                     and all(e.status == OutboxStatus.SENT for e in digest_entries())
                 ),
                 150,
-                "the digest to be complete after the restart (the dead sender's lease runs out first)",
+                "the digest to be complete after the restart (once the dead call cannot land)",
             )
         finally:
             second.process.send_signal(signal.SIGTERM)

@@ -233,7 +233,7 @@ def test_depth_and_age_are_measured_and_a_late_request_logged(
     assert metrics["feedbot_inbox_oldest_seconds"] == 7
 
 
-def test_a_dead_process_outbox_claims_are_taken_over_at_once(bot: Bot) -> None:
+def test_a_dead_process_outbox_claims_are_taken_over_once_its_call_cannot_land(bot: Bot) -> None:
     now = bot.clock()
     with session_scope(bot.engine) as session:
         for conversation in ("C1", "C2", "C3"):
@@ -254,7 +254,10 @@ def test_a_dead_process_outbox_claims_are_taken_over_at_once(bot: Bot) -> None:
         with session_scope(bot.engine) as session:
             assert mine.take_over(session, now=now) == 1
         with Session(bot.engine) as session:
-            taken = core_outbox.claim_due(session, now=now + timedelta(seconds=1))
+            early = core_outbox.claim_due(session, now=now + timedelta(seconds=1))
+            assert early == [], "the dead process's call may still land"
+            later = now + core_outbox.CALL_TIMEOUT + timedelta(seconds=1)
+            taken = core_outbox.claim_due(session, now=later)
         assert [claim.recheck for claim in taken] == [True], "taken over, and rechecked"
         with Session(bot.engine) as session:
             sending = session.exec(

@@ -1,8 +1,8 @@
-"""Which feedbot processes are alive, so a dead one's claims are taken over at once.
+"""Which feedbot processes are alive, so a dead one's claims are taken over within seconds.
 
 The outbox lends an entry (a Slack call or a webhook event) to a sender for a minute
-(`feedbot.core.outbox.LEASE`), in case the sender dies mid-call. That minute is needed only when nobody can tell whether the sender
-is alive. Here each process can:
+(`feedbot.core.outbox.LEASE`), in case the sender dies mid-call. That minute is needed only
+when nobody can tell whether the sender is alive. Here each process can:
 
 - On PostgreSQL every process holds a session-level advisory lock of its own (key
   `NAMESPACE`, its number) on a dedicated connection. PostgreSQL frees it when the process
@@ -12,7 +12,9 @@ is alive. Here each process can:
   `feedbot run` itself when it works its inbox in threads. Every claim not made by this
   process is a dead one's.
 
-Claims made without an owner (the CLI's serial `drain`) are left to their lease.
+A dead process's claim ends when the call it began can no longer land (`CALL_TIMEOUT`):
+sent again before that, a message Slack was still taking would go out twice. Claims made
+without an owner (the CLI's serial `drain`) are left to their lease.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, Engine, create_engine, text, update
+from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col
 
+from feedbot.core.outbox import CALL_TIMEOUT, LEASE
 from feedbot.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -110,21 +113,30 @@ class Liveness:
         return {str(row[0]) for row in rows} | {self.owner}
 
     def take_over(self, session: Session, *, now: datetime) -> int:
-        """End the outbox claims of dead processes, so they are sent again at once (and
-        rechecked first, as any taken-over claim is). Returns how many."""
+        """End the outbox claims of dead processes, so they are sent again (and rechecked
+        first, as any taken-over claim is) without waiting out their lease. Returns how many.
+
+        Not at once, though: a call the dead process began may still land, and the recheck
+        must come after it (else the message goes out twice). A claim ends `CALL_TIMEOUT`
+        after its call began, which is when its lease was last renewed, `LEASE` before it
+        runs out: usually before a restarted process gets here."""
         alive = self.alive(session)
-        result = session.execute(
-            update(OutboxMessage)
-            .where(
+        claims = session.execute(
+            select(col(OutboxMessage.id), col(OutboxMessage.lease_until)).where(
                 col(OutboxMessage.status) == OutboxStatus.SENDING,
                 col(OutboxMessage.claimed_by).is_not(None),
                 col(OutboxMessage.claimed_by).not_in(sorted(alive)),
                 col(OutboxMessage.lease_until) >= now,
             )
-            .values(lease_until=now - timedelta(seconds=1), claimed_by=None)
-            .execution_options(synchronize_session=False)
-        )
-        taken = int(result.rowcount)  # type: ignore[attr-defined]
+        ).all()
+        for entry_id, lease_until in claims:
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == entry_id)
+                .values(lease_until=lease_until - LEASE + CALL_TIMEOUT, claimed_by=None)
+                .execution_options(synchronize_session=False)
+            )
+        taken = len(claims)
         if taken:
             log.warning("took over %s outbox messages from a process that died", taken)
         return taken

@@ -22,6 +22,9 @@ from feedbot.models import OutboxMessage, OutboxStatus
 
 LEASE = timedelta(seconds=60)
 """How long a claimed entry belongs to one sender before another may take it over."""
+CALL_TIMEOUT = timedelta(seconds=10)
+"""How long a sender waits for the answer to one call (Slack's, or a webhook receiver's):
+a call of a sender that died lands within this after it began, or never."""
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 

@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from feedbot.core.outbox import CALL_TIMEOUT
 from feedbot.settings import Settings
 
 
@@ -49,4 +50,4 @@ def make_web_client(settings: Settings) -> WebClient:
 
 
 def make_sender_client(settings: Settings) -> WebClient:
-    return _client(settings, timeout=10)
+    return _client(settings, timeout=int(CALL_TIMEOUT.total_seconds()))

@@ -54,7 +54,7 @@ class WebhookSender:
         self.deps = deps
         self.owner = owner
         """This process's name on its claims (`feedbot.core.liveness`): when the process
-        dies, another takes its events over at once instead of after their lease."""
+        dies, another takes its events over within seconds instead of after their lease."""
         self.engine = deps.engine
         self.clock = deps.clock
         self.poll_interval = poll_interval
