@@ -237,7 +237,7 @@ def _inbox_worker_command(workspace_url: str | None) -> list[str]:
 def cmd_inbox_worker(args: argparse.Namespace) -> int:
     """The inbox workers and senders of a `feedbot run`, in a process of their own
     (`feedbot.worker_process`): started by it, stopped by it, and gone when it is."""
-    from feedbot.metrics import REPORT_COUNTERS
+    from feedbot.metrics import FORWARDERS
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
@@ -262,7 +262,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
         on_busy=work.inbox.storing_elsewhere,
         on_quit=stopped.set,
     )
-    REPORT_COUNTERS.append(link.report_filed)
+    FORWARDERS.append(link.counted)
     # Its bot says when to stop: a SIGTERM or Ctrl-C sent to the whole process group (as
     # systemd and a terminal do) reaches the bot too, which then tells this process to quit.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -45,15 +45,37 @@ OUTBOX_DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-REPORT_COUNTERS: list[Callable[[str], None]] = []
-"""Also told of each report filed: the inbox workers' process passes its count on to
-`feedbot run`, whose `/metrics` Prometheus reads (`feedbot.worker_process`)."""
+FORWARDERS: list[Callable[[str, str], None]] = []
+"""Also told of each count (its kind and label): the inbox workers' process passes its
+counts on to `feedbot run`, whose `/metrics` Prometheus reads (`feedbot.worker_process`)."""
+REPORT, DELIVERY = "report", "delivery"
+_COUNTERS = {REPORT: REPORTS_CREATED, DELIVERY: OUTBOX_DELIVERIES}
 
 
 def count_report(source: str) -> None:
-    REPORTS_CREATED.labels(source).inc()
-    for counter in REPORT_COUNTERS:
-        counter(source)
+    _count(REPORT, source)
+
+
+SENT, RETRY, FAILED = "sent", "retry", "failed"
+"""How an outbox delivery attempt ended: sent, put back in line, or given up."""
+
+
+def count_delivery(outcome: str) -> None:
+    """One delivery attempt of the outbox (`SENT`, `RETRY` or `FAILED`)."""
+    _count(DELIVERY, outcome)
+
+
+def _count(kind: str, label: str) -> None:
+    _COUNTERS[kind].labels(label).inc()
+    for forward in FORWARDERS:
+        forward(kind, label)
+
+
+def counted_elsewhere(kind: str, label: str) -> None:
+    """A count the inbox workers' process passed on; unknown kinds are ignored."""
+    counter = _COUNTERS.get(kind)
+    if counter is not None and label:
+        counter.labels(label).inc()
 
 
 JOB_RUNNER = Gauge(

@@ -16,8 +16,9 @@ The two talk over pipes, one line per message:
   queued in the outbox), `busy` / `idle` (the parent is storing requests; on SQLite the
   worker lets those writes go first, as acks went first in one process), `quit` (finish
   the entry in hand, then stop);
-- child to parent (a pipe of its own): `report <source>` (a report was filed: counted in
-  the parent's `/metrics`).
+- child to parent (a pipe of its own): `report <source>` (a report was filed) and
+  `delivery <outcome>` (an outbox delivery attempt ended): counted in the parent's
+  `/metrics`.
 
 The child dies with its parent: an end of its stdin without `quit` means the parent is gone,
 and it exits at once, its entry in hand rolled back and left for the next worker. A child
@@ -37,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from feedbot.metrics import REPORTS_CREATED
+from feedbot.metrics import counted_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ says the bot is unwell: longer than a restart or two, shorter than a process tha
 failing (`RESTART_AT_MOST`)."""
 
 WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
-REPORT = "report"
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,7 @@ class WorkerProcess:
         with news:
             for raw in news:
                 word, _, rest = raw.decode("ascii", "replace").strip().partition(" ")
-                if word == REPORT and rest:
-                    REPORTS_CREATED.labels(rest).inc()
+                counted_elsewhere(word, rest)
 
     def _watch(self) -> None:
         pause = self.restart_after
@@ -287,5 +286,6 @@ class ParentLink:
         with self._out_lock, contextlib.suppress(BrokenPipeError):
             self._out.write(f"{line}\n".encode())
 
-    def report_filed(self, source: str) -> None:
-        self._send(f"{REPORT} {source}")
+    def counted(self, kind: str, label: str) -> None:
+        """Pass a count on to the parent's `/metrics` (`feedbot.metrics.FORWARDERS`)."""
+        self._send(f"{kind} {label}")

@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from feedbot.core import outbox
 from feedbot.core.outbox import LEASE
 from feedbot.db import make_engine, session_scope
+from feedbot.metrics import REGISTRY
 from feedbot.models import OutboxMessage, OutboxStatus
 from feedbot.slack import delivery
 from feedbot.slack.outbox import MAX_BACKOFF, DeliveryDeferred, OutboxSender
@@ -145,9 +146,16 @@ def claim_and_die(engine: Engine, clock: Clock) -> list[int]:
 # -- (a) Slack down for a while ---------------------------------------------------------------------
 
 
+def deliveries(outcome: str) -> float:
+    """`feedbot_outbox_deliveries_total{outcome}` as `/metrics` shows it."""
+    value = REGISTRY.get_sample_value("feedbot_outbox_deliveries_total", {"outcome": outcome})
+    return value or 0.0
+
+
 def test_nothing_is_lost_while_slack_fails_and_order_holds(
     engine: Engine, slack: FakeSlack, clock: Clock
 ) -> None:
+    retried, sent = deliveries("retry"), deliveries("sent")
     conversations = {LEADERSHIP: "card", INTAKE: "receipt", ALICE: "dm"}
     ids = {
         conversation: [queue(engine, clock, conversation, f"{name} {n}") for n in range(3)]
@@ -188,6 +196,8 @@ def test_nothing_is_lost_while_slack_fails_and_order_holds(
     assert sorted(outbox_ids(slack, LEADERSHIP, INTAKE, ALICE)) == sorted(
         chain.from_iterable(ids.values())
     )
+    assert deliveries("retry") == retried + 3 * 6, "three heads, each refused six times"
+    assert deliveries("sent") == sent + 9
 
 
 # -- (b) rate limits ---------------------------------------------------------------------------------
@@ -350,6 +360,7 @@ def test_permanent_errors_fail_the_entry_and_the_conversation_goes_on(
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
+    failed, sent = deliveries("failed"), deliveries("sent")
     refused, *rest = (queue(engine, clock, LEADERSHIP, f"card {n}") for n in range(3))
     slack.remove_channel(GONE)
     lost = queue(engine, clock, GONE, "into the void")
@@ -364,6 +375,7 @@ def test_permanent_errors_fail_the_entry_and_the_conversation_goes_on(
     assert entry(engine, lost).last_error == "channel_not_found"
     assert all(entry(engine, later).status == OutboxStatus.SENT for later in rest)
     assert texts(slack, LEADERSHIP) == ["card 1", "card 2"]
+    assert (deliveries("failed"), deliveries("sent")) == (failed + 2, sent + 2)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any(f"outbox #{refused} " in m and "not_in_channel" in m for m in errors), errors
     assert any(f"outbox #{lost} " in m and "channel_not_found" in m for m in errors), errors

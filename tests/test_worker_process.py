@@ -48,26 +48,28 @@ def test_a_child_that_exits_is_started_again_but_not_after_stop() -> None:
     assert workers.starts == starts
 
 
-def test_reports_filed_by_the_child_are_counted_here() -> None:
-    def filed() -> float:
-        value = REGISTRY.get_sample_value(
+def test_reports_filed_and_deliveries_made_by_the_child_are_counted_here() -> None:
+    def counted() -> tuple[float, float]:
+        filed = REGISTRY.get_sample_value(
             "feedbot_reports_created_total", {"source": "direct_message"}
         )
-        return value or 0.0
+        sent = REGISTRY.get_sample_value("feedbot_outbox_deliveries_total", {"outcome": "sent"})
+        return filed or 0.0, sent or 0.0
 
-    before = filed()
+    filed, sent = counted()
     workers = WorkerProcess(
         child(
             "import os, sys; fd = int(sys.argv[2])\n"
-            "os.write(fd, b'report direct_message\\n'); sys.stdin.read()"
+            "os.write(fd, b'report direct_message\\ndelivery sent\\nnonsense here\\n')\n"
+            "sys.stdin.read()"
         )
     )
     workers.start()
     try:
         deadline = time.monotonic() + 10
-        while filed() < before + 1 and time.monotonic() < deadline:
+        while counted() != (filed + 1, sent + 1) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert filed() == before + 1
+        assert counted() == (filed + 1, sent + 1)
     finally:
         workers.stop(timeout=5)
 

@@ -40,6 +40,7 @@ from sqlmodel import Session
 from feedbot.core import outbox, webhooks
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
+from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
 from feedbot.slack import delivery, files, web_api
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
@@ -276,6 +277,7 @@ class OutboxSender:
     def _deliver(self, entry: OutboxMessage, *, recheck: bool, paced: bool = False) -> None:
         assert entry.id is not None
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
+        outcome: str | None = None
         with Session(self.engine, expire_on_commit=False) as session:
             if not outbox.renew_lease(session, entry, now=self.clock()):
                 log.info("%s: its lease ran out and another sender took it; not sending", context)
@@ -312,6 +314,7 @@ class OutboxSender:
                     now=self.clock(),
                     attempt=entry.attempts,
                 )
+                outcome = SENT
                 if entry.method == files.COPY_FILE and found is None:
                     files.after_copy(session, entry, response, now=self.clock())
             except DeliveryDeferred as exc:
@@ -330,9 +333,9 @@ class OutboxSender:
                 )
             except ParentUndelivered as exc:
                 log.error("%s: %s; giving up", context, exc)
-                self._give_up(session, entry, error=str(exc))
+                outcome = self._give_up(session, entry, error=str(exc))
             except SlackApiError as exc:
-                self._settle_api_error(session, entry, exc, context)
+                outcome = self._settle_api_error(session, entry, exc, context)
             except Exception as exc:  # the request may or may not have arrived
                 delay = self._backoff(entry.attempts)
                 if isinstance(exc, OSError | HTTPException):  # timeouts, resets, refusals
@@ -347,11 +350,15 @@ class OutboxSender:
                     at=self.clock() + delay,
                     uncertain=entry.method == "chat.postMessage",
                 )
+                outcome = RETRY
             session.commit()
+        if outcome is not None:
+            count_delivery(outcome)
 
     def _settle_api_error(
         self, session: Session, entry: OutboxMessage, exc: SlackApiError, context: str
-    ) -> None:
+    ) -> str:
+        """Settle a call Slack answered with an error; returns the outcome (`RETRY`...)."""
         assert entry.id is not None
         status = exc.response.status_code
         error = str(exc.response.get("error") or f"HTTP {status}")
@@ -371,7 +378,8 @@ class OutboxSender:
             if self.access is not None:
                 session.commit()
                 self.access.revoked(f"Slack answered {error}")
-        elif status == 429 or error == "ratelimited":
+            return RETRY
+        if status == 429 or error == "ratelimited":
             retry_after = web_api.retry_after(exc.response.headers)
             log.info("%s: rate limited, waiting %ss", context, retry_after)
             outbox.mark_retry(
@@ -382,7 +390,8 @@ class OutboxSender:
                 at=self.clock() + timedelta(seconds=retry_after),
                 uncertain=entry.uncertain,
             )
-        elif (
+            return RETRY
+        if (
             error.split(" ")[0] in web_api.PERMANENT_ERRORS
             or 400 <= status < 500
             or (
@@ -392,27 +401,28 @@ class OutboxSender:
             )
         ):
             log.error("%s: Slack refused it permanently (%s); giving up", context, error)
-            self._give_up(session, entry, error=error)
-        else:
-            delay = self._backoff(entry.attempts)
-            log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
-            maybe_posted = entry.method == "chat.postMessage" and (
-                status >= 500 or error in web_api.UNCERTAIN_ERRORS
-            )
-            outbox.mark_retry(
-                session,
-                entry.id,
-                attempt=entry.attempts,
-                error=error,
-                at=self.clock() + delay,
-                uncertain=entry.uncertain or maybe_posted,
-            )
+            return self._give_up(session, entry, error=error)
+        delay = self._backoff(entry.attempts)
+        log.warning("%s: Slack answered %s; retrying in %ss", context, error, delay.seconds)
+        maybe_posted = entry.method == "chat.postMessage" and (
+            status >= 500 or error in web_api.UNCERTAIN_ERRORS
+        )
+        outbox.mark_retry(
+            session,
+            entry.id,
+            attempt=entry.attempts,
+            error=error,
+            at=self.clock() + delay,
+            uncertain=entry.uncertain or maybe_posted,
+        )
+        return RETRY
 
-    def _give_up(self, session: Session, entry: OutboxMessage, *, error: str) -> None:
+    def _give_up(self, session: Session, entry: OutboxMessage, *, error: str) -> str:
         assert entry.id is not None
         outbox.mark_failed(session, entry.id, error=error, now=self.clock(), attempt=entry.attempts)
         if entry.method == files.COPY_FILE:
             files.copy_given_up(session, entry, error=error, now=self.clock())
+        return FAILED
 
     @staticmethod
     def _backoff(attempts: int) -> timedelta:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlmodel import Session
 
 from feedbot.core import outbox, webhooks
+from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, Webhook
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
@@ -139,6 +140,7 @@ class WebhookSender:
                     session, entry.id, error=why, now=self.clock(), attempt=entry.attempts
                 )
                 session.commit()
+                count_delivery(FAILED)
                 return
             body = str(json.loads(entry.payload)["body"]).encode()
             headers = webhooks.signed_headers(secret, body, timestamp=int(time.time()))
@@ -151,6 +153,7 @@ class WebhookSender:
                 outbox.mark_sent(
                     session, entry.id, channel=None, ts=None, now=now, attempt=entry.attempts
                 )
+                outcome = SENT
                 if webhook.failing_since is not None:
                     log.info("%s: the receiver answers again", context)
                 webhook.failing_since = None
@@ -168,6 +171,7 @@ class WebhookSender:
                     uncertain=False,
                     attempt=entry.attempts,
                 )
+                outcome = RETRY
                 webhook.failing_since = webhook.failing_since or now
                 if entry.attempts >= ALERT_AFTER:
                     self._alert(session, webhook, attempt.error)
@@ -176,10 +180,12 @@ class WebhookSender:
                 outbox.mark_failed(
                     session, entry.id, error=attempt.error, now=now, attempt=entry.attempts
                 )
+                outcome = FAILED
                 webhook.failing_since = webhook.failing_since or now
                 self._alert(session, webhook, attempt.error)
             session.add(webhook)
             session.commit()
+        count_delivery(outcome)
         self.deps.on_commit()
 
     @staticmethod
