@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session
@@ -135,6 +137,78 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
     assert any(found.status == RESOLVED for found in receipt_alone)
     lookups = [sql for sql in statements if "sum(CASE" in sql]
     assert len(lookups) == 1, statements
+
+
+def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine: Engine) -> None:
+    """Pools of a few candidates each over mixed statuses and ages, so that each pool's cut
+    matters: whichever pool looked first, every later lookup finds what it finds alone."""
+    rng = random.Random(12)
+    now = utcnow()
+    unlimited = RuntimeConfig(report_rate_limit="0")
+    words = [
+        "Kasse",
+        "Drucker",
+        "Terminal",
+        "Gotha",
+        "Leipzig",
+        "Girocard",
+        "Netz",
+        "Router",
+        "Tarif",
+        "Rechnung",
+    ]
+    with Session(engine) as session:
+        for number in range(120):
+            report = reports.create_report(
+                session,
+                reporter_id=ALICE,
+                draft=ReportDraft(
+                    text=" ".join(rng.sample(words, rng.randint(2, 6))) + f" Vorgang{number % 7}",
+                    source=ReportSource.MODAL,
+                ),
+                config=unlimited,
+                now=now - timedelta(minutes=rng.randint(0, 90)),
+                identities=IDENTITIES,
+            )
+            report.status = rng.choice(list(ReportStatus))
+            session.add(report)
+        session.commit()
+    pools = [
+        similar_reports.Pool(statuses=similar_reports.OPEN_STATUSES, candidates=4),
+        similar_reports.Pool(candidates=3, created_since=now - timedelta(minutes=30)),
+        similar_reports.Pool(statuses=(ReportStatus.RESOLVED,), candidates=5),
+        similar_reports.SUGGESTIONS,
+    ]
+
+    def look(session: Session, text: str, pool: similar_reports.Pool, **more: Any) -> Any:
+        return similar_reports.alike_reports(
+            session,
+            text=text,
+            category=None,
+            statuses=pool.statuses,
+            candidates=pool.candidates,
+            created_since=pool.created_since,
+            limit=50,
+            threshold=0.0,
+            **more,
+        )
+
+    compared = 0
+    for _ in range(25):
+        text = " ".join(rng.sample(words, 4)) + f" Vorgang{rng.randint(0, 6)}"
+        alone = {}
+        for pool in pools:
+            with Session(engine) as session:
+                alone[pool] = look(session, text, pool)
+        for first in pools:
+            with Session(engine) as session:
+                others = [pool for pool in pools if pool != first]
+                assert look(session, text, first, alongside=others) == alone[first]
+                for pool in others:
+                    assert look(session, text, pool) == alone[pool], (text, first, pool)
+                    compared += 1
+    assert compared == 25 * 4 * 3
+    assert sum(len(found) for found in alone.values()) > 0
 
 
 def test_the_rarest_words_look_for_candidates_within_a_budget_of_rows() -> None:

@@ -85,14 +85,14 @@ class TermFrequencies:
 
         Filing looks a report's text up twice in one transaction (incident grouping, then
         the receipt's suggestions): the second lookup reuses the first one's counts."""
-        transaction = session.get_transaction()
+        transaction = _innermost(session)
         asked = (frozenset(terms), exclude_id)
         last = session.info.get(_LAST_COUNTS)
         if transaction is not None and last is not None and last[:2] == (transaction, asked):
             return dict(last[2])
         found = self._counts_for(session, terms, exclude_id=exclude_id)
         # Taken again: a session's first statement begins its transaction.
-        session.info[_LAST_COUNTS] = (session.get_transaction(), asked, found)
+        session.info[_LAST_COUNTS] = (_innermost(session), asked, found)
         return dict(found)
 
     def _counts_for(
@@ -218,19 +218,27 @@ def alike_reports(
     if not wanted:
         return []
     pool = Pool(statuses, candidates, created_since)
-    found = [
-        alike
-        for alike in _scored(session, wanted, exclude_id, [pool, *alongside], frequencies)
-        if alike.score >= threshold and pool.holds(alike)
-    ]
+    scored = _scored(session, wanted, exclude_id, [pool, *alongside], frequencies)
+    # The pool's own candidates, as it would have found them alone: the others' only add.
+    own = sorted(
+        (row for row in scored if pool.holds(row[0])), key=lambda row: (-row[1], -row[0].report_id)
+    )[: pool.candidates]
+    found = [alike for alike, _ in own if alike.score >= threshold]
     found.sort(key=lambda a: (a.category != category, -a.score, -a.report_id))
     return found[:limit]
 
 
 def forget_lookups(session: Session) -> None:
     """Look up afresh from now on in this transaction: after waiting for a lock, others'
-    reports committed meanwhile must be seen."""
+    reports committed meanwhile must be seen (and counted: a term only they share is rare)."""
     session.info.pop(_LAST_LOOKUP, None)
+    session.info.pop(_LAST_COUNTS, None)
+
+
+def _innermost(session: Session) -> Any:
+    """The transaction a remembered answer belongs to: the innermost, so that one rolled
+    back to its savepoint (its reports gone, their ids free again) is not answered from."""
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def _scored(
@@ -239,14 +247,12 @@ def _scored(
     exclude_id: int | None,
     pools: list[Pool],
     frequencies: TermFrequencies,
-) -> list[Alike]:
-    """Every candidate of `pools` with its score, or what an earlier lookup of this
-    transaction found when it looked in the first of them already.
-
-    A pool's candidates are the first of its reports in one order (shared rarest terms, then
-    newest). A lookup's other pools only add candidates: those in the asked pool's reports
-    rank among its own first ones anyway, so the answer is the same as alone."""
-    transaction = session.get_transaction()
+) -> list[tuple[Alike, int]]:
+    """Every candidate of `pools`, scored, with how many of the rarest terms it shares (what
+    ranks candidates); or what an earlier lookup of this transaction found when it looked in
+    the first of them already. A pool's candidates are the first of its reports by shared
+    rarest terms, then newest: `alike_reports` picks them out again from all pools' ones."""
+    transaction = _innermost(session)
     last = session.info.get(_LAST_LOOKUP)
     if (
         transaction is not None
@@ -257,7 +263,7 @@ def _scored(
         return list(last[4])
     pools = list(dict.fromkeys(pools))
     probe = probe_terms(frequencies.counts(session, wanted, exclude_id=exclude_id))
-    found: list[Alike] = []
+    found: list[tuple[Alike, int]] = []
     if probe:
         parameters: dict[str, Any] = {
             "probe": probe,
@@ -272,13 +278,13 @@ def _scored(
             tuple(pool.created_since is not None for pool in pools),
             excluding=exclude_id is not None,
         )
-        for report_id, size, common, kind, incident, channel, status, created in session.execute(
-            statement, parameters
-        ).all():
+        for row in session.execute(statement, parameters).all():
+            report_id, size, common, shared, kind, incident, channel, status, created = row
             score = common / (len(wanted) + size - common)
-            found.append(Alike(report_id, score, kind, incident, channel, status, created))
+            alike = Alike(report_id, score, kind, incident, channel, status, created)
+            found.append((alike, int(shared)))
     # Taken again: a session's first statement begins its transaction.
-    transaction = session.get_transaction()
+    transaction = _innermost(session)
     session.info[_LAST_LOOKUP] = (transaction, wanted, exclude_id, tuple(pools), found)
     return list(found)
 
@@ -311,11 +317,13 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool) -> Any:
     in_common = func.sum(
         case((col(ReportTerm.term).in_(bindparam("wanted", expanding=True)), 1), else_=0)
     )
+    shared_rare = func.sum(case((col(ReportTerm.term).in_(probe), 1), else_=0))
     return (
         sa_select(
             col(Report.id),
             func.count(),
             in_common,
+            shared_rare,
             col(Report.category),
             col(Report.incident_id),
             col(Report.leadership_channel),
