@@ -285,7 +285,10 @@ def test_a_sender_claiming_the_waiting_update_meanwhile_draws_the_new_member(bot
         group.updated_at = utcnow()  # filing writes first (on SQLite: the write lock)
         filing.add(group)
         filing.flush()
-        assert core_outbox.waiting_edit(filing, of=card, method="chat.update") is not None
+        waiting = core_outbox.waiting_edit(
+            filing, of=card, method="chat.update", purpose="incident_card_update"
+        )
+        assert waiting is not None
         sender = threading.Thread(target=claim)
         sender.start()
         time.sleep(0.5)

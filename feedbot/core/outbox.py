@@ -115,16 +115,21 @@ def enqueue(
     return entry
 
 
-def waiting_edit(session: Session, *, of: OutboxMessage, method: str) -> OutboxMessage | None:
-    """An edit of `of` still waiting to be claimed, locked until this transaction ends: a
-    sender that claims it meanwhile waits, and then sees what this transaction wrote. For
-    edits drawn when they are sent, this one edit then shows whatever changes came since."""
+def waiting_edit(
+    session: Session, *, of: OutboxMessage, method: str, purpose: str
+) -> OutboxMessage | None:
+    """An edit of `of` for `purpose` still waiting for its first try, locked until this
+    transaction ends: a sender that claims it meanwhile waits, and then sees what this
+    transaction wrote. For edits drawn when they are sent, this one edit then shows whatever
+    changes came since. (One waiting after a failure is not counted on: it may be given up.)"""
     return session.exec(
         select(OutboxMessage)
         .where(
             col(OutboxMessage.update_of_id) == of.id,
             col(OutboxMessage.status) == OutboxStatus.PENDING,
             col(OutboxMessage.method) == method,
+            col(OutboxMessage.purpose) == purpose,
+            col(OutboxMessage.attempts) == 0,
         )
         .limit(1)
         .with_for_update()

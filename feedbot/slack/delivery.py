@@ -374,7 +374,9 @@ def refresh_group_card(
     burst every new member would redraw it, and only the last drawing is ever sent. An
     update still waiting shows this change too when it goes, so none is added then."""
     card = group_card_entry(session, group)
-    if card is None or outbox.waiting_edit(session, of=card, method="chat.update"):
+    if card is None or outbox.waiting_edit(
+        session, of=card, method="chat.update", purpose=GROUP_CARD_UPDATE
+    ):
         return
     outbox.enqueue(
         session,
@@ -384,12 +386,13 @@ def refresh_group_card(
             GROUP_CARD_OF: group.id,
             GROUP_CARD_LOCALE: config.language_of_channel(group.leadership_channel or ""),
         },
-        purpose="incident_card_update",
+        purpose=GROUP_CARD_UPDATE,
         update_of=card,
         now=now,
     )
 
 
+GROUP_CARD_UPDATE = "incident_card_update"
 GROUP_CARD_OF = "_incident_card_of"
 GROUP_CARD_LOCALE = "_incident_card_locale"
 """Payload keys of a card update drawn when it is sent: the group, and the card's language."""
