@@ -345,7 +345,7 @@ def test_an_unreachable_receiver_is_retried(bot: Bot, hooks: WebhookSender) -> N
     assert entry.last_error and "refused" in entry.last_error.lower()
 
 
-def test_a_dead_process_webhook_claims_are_taken_over_at_once(
+def test_a_dead_process_webhook_claims_are_taken_over_before_their_lease_ends(
     bot: Bot, receiver: Receiver, hooks: WebhookSender
 ) -> None:
     """A workers' process killed while a receiver had its event: the next process sends the

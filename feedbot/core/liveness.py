@@ -122,21 +122,33 @@ class Liveness:
         runs out: usually before a restarted process gets here."""
         alive = self.alive(session)
         claims = session.execute(
-            select(col(OutboxMessage.id), col(OutboxMessage.lease_until)).where(
+            select(
+                col(OutboxMessage.id),
+                col(OutboxMessage.lease_until),
+                col(OutboxMessage.claimed_by),
+                col(OutboxMessage.attempts),
+            ).where(
                 col(OutboxMessage.status) == OutboxStatus.SENDING,
                 col(OutboxMessage.claimed_by).is_not(None),
                 col(OutboxMessage.claimed_by).not_in(sorted(alive)),
                 col(OutboxMessage.lease_until) >= now,
             )
         ).all()
-        for entry_id, lease_until in claims:
-            session.execute(
+        taken = 0
+        for entry_id, lease_until, owner, attempts in claims:
+            # Only the dead process's claim: another replica may have taken it meanwhile.
+            result = session.execute(
                 update(OutboxMessage)
-                .where(col(OutboxMessage.id) == entry_id)
+                .where(
+                    col(OutboxMessage.id) == entry_id,
+                    col(OutboxMessage.status) == OutboxStatus.SENDING,
+                    col(OutboxMessage.claimed_by) == owner,
+                    col(OutboxMessage.attempts) == attempts,
+                )
                 .values(lease_until=lease_until - LEASE + CALL_TIMEOUT, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
-        taken = len(claims)
+            taken += int(result.rowcount)  # type: ignore[attr-defined]
         if taken:
             log.warning("took over %s outbox messages from a process that died", taken)
         return taken

@@ -208,14 +208,17 @@ class OutboxSender:
         self._next_slot[entry.conversation] = slot + self.post_interval
         return slot
 
-    def _keep_pace(self, conversation: str) -> None:
+    def _keep_pace(self, conversation: str) -> bool:
         """Wait out the channel's interval since its last post actually went (a slot was
-        planned when the post was claimed; the one before may have gone out late)."""
+        planned when the post was claimed; the one before may have gone out late). True if
+        it waited."""
         last = self._last_post.get(conversation)
         if last is not None and self.post_interval > 0:
             wait = last + self.post_interval - time.monotonic()
             if wait > 0:
                 self._stop.wait(wait)
+                return True
+        return False
 
     def _send(self) -> None:
         """A sending thread: delivers claims until `_run` hands it None."""
@@ -296,8 +299,14 @@ class OutboxSender:
                     log.info("%s: already posted before a restart, not sending again", context)
                     channel, ts = found[0], found[1]
                 else:
+                    waited = recheck and entry.method == "chat.postMessage"
                     if paced and entry.method == "chat.postMessage":
-                        self._keep_pace(entry.conversation)
+                        waited = self._keep_pace(entry.conversation) or waited
+                    # A claim taken over ends `CALL_TIMEOUT` after its last renewal: renewed
+                    # again after a search or a pause, it still covers the call itself.
+                    if waited and not outbox.renew_lease(session, entry, now=self.clock()):
+                        log.info("%s: another sender took it meanwhile; not sending", context)
+                        return
                     response = web_api.call_api(self.client, entry.method, payload)
                     if entry.method == "chat.postMessage":
                         self._last_post[entry.conversation] = time.monotonic()

@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlmodel import Session
 
 from feedbot.core import outbox, webhooks
+from feedbot.core.outbox import CALL_TIMEOUT
 from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, Webhook
 from feedbot.slack import delivery
@@ -31,8 +32,9 @@ from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 10.0
-"""Seconds a receiver has to answer one POST."""
+TIMEOUT = CALL_TIMEOUT.total_seconds()
+"""Seconds a receiver has to answer one POST (a dead process's claim is taken over once
+its POST can no longer land: `feedbot.core.liveness`)."""
 MAX_BACKOFF = timedelta(hours=1)
 GIVE_UP_AFTER = timedelta(days=1)
 """An event a receiver has not taken for this long is given up (and shows as failed)."""
