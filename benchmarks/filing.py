@@ -1,4 +1,4 @@
-"""Benchmark: the interpreter time one report costs the inbox's worker, with nothing else running.
+"""Benchmark: the CPU time one report costs the inbox's worker, with nothing else running.
 
 `benchmarks.intake` measures the worker while acks compete for the same two cores, so its
 per-report times move with the load. This one measures the work alone: a fresh, migrated
@@ -8,15 +8,17 @@ stores them, and one worker (`Inbox.handle_one`, as `feedbot inbox-worker` runs 
 them one by one in this thread: the report, its terms and timeline, incident grouping, the
 card or the group card's update, the receipt with its suggestions, all queued in the outbox.
 A fake Slack Web API (`tests.fakeslack`) answers the few calls the work makes; nothing is
-sent (no outbox sender runs).
+sent (no outbox sender runs), so an incident card's update, once queued, waits to the end and
+the group's later members add none: the best case of a burst, where in a running bot a
+sender takes each update within moments.
 
 After `--warm-up` untimed entries (default 100), `--entries` (default 400) are filed and
-timed with `time.thread_time` (the worker thread's CPU time; on PostgreSQL the server's work
-is not in it), and the last `--profiled` (default 100) of them, untimed, under cProfile: the
-JSON line's `profile` lists the functions of feedbot with the most time including callees,
+timed with `time.thread_time` (the worker thread's CPU time, SQLite's own work included; on
+PostgreSQL the server's work is not in it), then `--profiled` (default 100) more, untimed,
+under cProfile: the JSON line's `profile` lists the functions of feedbot with the most time including callees,
 per report. In this benchmark's texts most reports join an incident group.
 
-    {"benchmark": "filing", "backend": "sqlite", "reports": 5000, "entries": 300,
+    {"benchmark": "filing", "backend": "sqlite", "reports": 5000, "entries": 400,
      "cpu_ms_p50": 14.5, "cpu_ms_mean": 15.6, "profile": ["12.5 ms: flows.py:64 file_report", ...]}
 
 Usage: python -m benchmarks.filing [--backend sqlite|postgresql|both] [--reports 5000]

@@ -56,9 +56,9 @@ NICENESS = 10
 answers leave idle."""
 
 DOWN_TOLERATED = 30.0
-"""Seconds the child may be down (between an exit and its next start) before `/healthz`
-says the bot is unwell: longer than a restart or two, shorter than a process that keeps
-failing (`RESTART_AT_MOST`)."""
+"""Seconds the work may be failing before `/healthz` says the bot is unwell: from a child's
+exit until a child has run this long again (one that keeps exiting, or cannot be started,
+never does)."""
 
 WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
 
@@ -96,8 +96,10 @@ class WorkerProcess:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self.starts = 0
-        self._down_since: float | None = None
-        """When the last child exited (monotonic), while none runs."""
+        self._failing_since: float | None = None
+        """When the first child of a run of exits exited (monotonic), until one lasts."""
+        self._running_since: float | None = None
+        """When the running child started (monotonic), while one runs."""
         self._last_exit: int | None = None
 
     @property
@@ -128,7 +130,7 @@ class WorkerProcess:
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), False)
         self._process, self._stdin = process, process.stdin.fileno()
-        self._down_since = None
+        self._running_since = time.monotonic()
         self.starts += 1
         log.info("inbox workers started in process %s", process.pid)
         threading.Thread(
@@ -152,7 +154,8 @@ class WorkerProcess:
                 if self._stopping.is_set():
                     return
                 self._stdin = None
-                self._down_since, self._last_exit = time.monotonic(), code
+                self._running_since, self._last_exit = None, code
+                self._failing_since = self._failing_since or time.monotonic()
                 if process.stdin is not None:
                     process.stdin.close()
             if time.monotonic() - started >= STEADY_AFTER:
@@ -188,20 +191,28 @@ class WorkerProcess:
                 pass  # it exited meanwhile; the watcher starts it again
 
     def health(self, tolerated: float = DOWN_TOLERATED) -> Health:
-        """Unwell once no child has run for `tolerated` seconds: one that keeps exiting, or
-        one that cannot be started at all. Then requests are still stored and answered here,
-        but nothing is filed."""
+        """Unwell once the work has been failing for `tolerated` seconds: since a child
+        exited, none has run that long (one that keeps exiting, or none can be started).
+        Then requests are still stored and answered here, but little or nothing is filed."""
+        now = time.monotonic()
         with self._lock:
-            process, down_since, code = self._process, self._down_since, self._last_exit
-        if process is not None and down_since is None:
-            return Health(True, f"running in process {process.pid}")
-        if down_since is None:
+            if self._running_since is not None and now - self._running_since >= tolerated:
+                self._failing_since = None  # it lasts: the failures are over
+            process, running_since = self._process, self._running_since
+            failing_since, code = self._failing_since, self._last_exit
+        if process is None:
             return Health(False, "not started")
-        down = time.monotonic() - down_since
+        if failing_since is None:
+            return Health(True, f"running in process {process.pid}")
+        state = (
+            f"running in process {process.pid} for {now - running_since:.0f} s"
+            if running_since is not None
+            else "not running"
+        )
         return Health(
-            down < tolerated,
-            f"not running for {down:.0f} s (its last process exited with {code}; "
-            f"{self.starts} started so far)",
+            now - failing_since < tolerated,
+            f"{state}, failing for {now - failing_since:.0f} s (the last process exited with "
+            f"{code}; {self.starts} started so far)",
         )
 
     def wake(self) -> None:

@@ -4,6 +4,8 @@ small stand-in children: what it tells never blocks, a child that exits is start
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -88,12 +90,50 @@ def test_health_is_ok_while_a_child_runs_and_not_once_it_is_down_too_long() -> N
     failing.start()
     try:
         deadline = time.monotonic() + 10
-        while failing.health().detail.startswith("running") and time.monotonic() < deadline:
+        while not failing.health().detail.startswith("not running") and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         assert failing.health().ok, "down for less than it is allowed to be"
         time.sleep(0.1)
         down = failing.health(tolerated=0.05)
         assert not down.ok
-        assert "its last process exited with 3; 1 started so far" in down.detail
+        assert down.detail.startswith("not running, failing for")
+        assert "the last process exited with 3; 1 started so far" in down.detail
     finally:
         failing.stop(timeout=1)
+
+
+def test_a_child_that_keeps_exiting_is_unwell_though_one_is_often_running() -> None:
+    looping = WorkerProcess(child("import sys, time; time.sleep(0.05); sys.exit(4)"))
+    looping.restart_after = 0.02
+    looping.start()
+    try:
+        deadline = time.monotonic() + 10
+        while looping.starts < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert looping.starts >= 4
+        health = looping.health(tolerated=0.1)
+        assert not health.ok, health.detail
+        assert "the last process exited with 4" in health.detail
+    finally:
+        looping.stop(timeout=1)
+
+
+def test_a_child_that_lasts_after_a_failure_is_well_again() -> None:
+    lasting = WorkerProcess(child("import time; time.sleep(60)"))
+    lasting.start()
+    try:
+        first = lasting.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while lasting.pid in (None, first) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while lasting.health().detail.startswith("not running") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert lasting.health(tolerated=0.1).ok, "the new child has run long enough"
+        assert lasting.health().detail == f"running in process {lasting.pid}"
+    finally:
+        lasting.stop(timeout=1)

@@ -1,8 +1,8 @@
 """The HTTP listener: a WSGI application served by waitress (a production WSGI server).
 
 Both modes serve `GET /healthz`, which answers 200 only while the database answers, Slack
-takes the bot's token, and (when the work runs in a process of its own) that process runs or
-was down for less than `feedbot.worker_process.DOWN_TOLERATED` seconds: a load balancer or
+takes the bot's token, and (when the work runs in a process of its own) that process has not
+kept exiting for `feedbot.worker_process.DOWN_TOLERATED` seconds: a load balancer or
 supervisor then takes out or restarts a replica that cannot work. And `GET /metrics`. Only HTTP mode serves
 `POST /slack/events`, Slack's requests for Bolt; in Socket Mode that path does not exist, as
 Slack's requests come over the socket and the signing secret may be unset or a stand-in.
