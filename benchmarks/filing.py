@@ -50,29 +50,10 @@ from benchmarks import (
 log = setup_logging()
 
 
-def command(index: int, user: str, text: str, response_url: str) -> dict[str, Any]:
-    """A `/feedback <text>` request as Bolt parses Slack's form."""
-    return {
-        "token": "legacy-verification-token",
-        "team_id": "T0TEAM",
-        "team_domain": "frontline",
-        "channel_id": "CGENERAL1",
-        "channel_name": "general",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": "/feedback",
-        "text": text,
-        "api_app_id": "A0FEEDBOT",
-        "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": f"{index}.1337.filing",
-    }
-
-
 def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled: int) -> None:
     from sqlmodel import Session
 
-    from benchmarks.intake import LEADERSHIP, TOKEN, USERS, _settings, configure
+    from benchmarks.intake import LEADERSHIP, TOKEN, USERS, _settings, command_form, configure
     from benchmarks.similar import fill
     from feedbot.core import inbox as core_inbox
     from feedbot.db import make_engine
@@ -101,7 +82,7 @@ def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled:
             def store(count: int, first: int) -> None:
                 with engine.begin() as connection:
                     for index in range(first, first + count):
-                        body = command(
+                        body = command_form(
                             index, rng.choice(USERS), rng.choice(texts)[0], fake.new_response_url()
                         )
                         core_inbox.store(

@@ -368,6 +368,25 @@ class Server:
 # --------------------------------------------------------------------------- the load
 
 
+def command_form(index: int, user: str, text: str, response_url: str) -> dict[str, str]:
+    """The form of a `/feedback <text>` request, as Slack sends it and Bolt parses it."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": "T0TEAM",
+        "team_domain": "frontline",
+        "channel_id": "CGENERAL1",
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/feedback",
+        "text": text,
+        "api_app_id": "A0FEEDBOT",
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": f"{index}.1337.bench",
+    }
+
+
 @dataclass
 class Requests:
     """Signed `/feedback <text>` requests as raw HTTP, one connection each."""
@@ -390,21 +409,7 @@ class Requests:
     def next(self, user: str | None = None) -> bytes:
         self.count += 1
         user = user or self.rng.choice(USERS)
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": "T0TEAM",
-            "team_domain": "frontline",
-            "channel_id": "CGENERAL1",
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/feedback",
-            "text": self.rng.choice(self.texts)[0],
-            "api_app_id": "A0FEEDBOT",
-            "is_enterprise_install": "false",
-            "response_url": self.url(),
-            "trigger_id": f"{self.count}.1337.bench",
-        }
+        form = command_form(self.count, user, self.rng.choice(self.texts)[0], self.url())
         body = urlencode(form).encode()
         timestamp = str(int(time.time()))
         digest = hmac.new(

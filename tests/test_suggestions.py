@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -35,25 +35,39 @@ def test_terms_fold_case_stop_words_and_word_endings() -> None:
     assert similarity.terms("🙂 42 ok") == []
 
 
+UNLIMITED = RuntimeConfig(report_rate_limit="0")
+
+
+def add_report(
+    session: Session,
+    text: str,
+    *,
+    at: datetime,
+    category: str | None = None,
+    status: ReportStatus = ReportStatus.OPEN,
+) -> int:
+    """A report by Alice, filed at `at` and set to `status`; its id."""
+    report = reports.create_report(
+        session,
+        reporter_id=ALICE,
+        draft=ReportDraft(text=text, source=ReportSource.MODAL, category=category),
+        config=UNLIMITED,
+        now=at,
+        identities=IDENTITIES,
+    )
+    report.status = status
+    session.add(report)
+    session.flush()
+    assert report.id is not None
+    return report.id
+
+
 def test_similar_reports_prefer_the_same_category_and_skip_closed_ones(engine: Engine) -> None:
-    config = RuntimeConfig()
     now = utcnow()
     with Session(engine) as session:
 
         def add(text: str, category: str, status: ReportStatus = ReportStatus.OPEN) -> int:
-            report = reports.create_report(
-                session,
-                reporter_id=ALICE,
-                draft=ReportDraft(text=text, source=ReportSource.MODAL, category=category),
-                config=config,
-                now=now,
-                identities=IDENTITIES,
-            )
-            report.status = status
-            session.add(report)
-            session.flush()
-            assert report.id is not None
-            return report.id
+            return add_report(session, text, at=now, category=category, status=status)
 
         printer_devices = add("Printer in shop Leipzig jams on every receipt", "Devices & hardware")
         printer_it = add("Receipt printer jams in shop Halle", "IT systems")
@@ -73,25 +87,12 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
     """Filing looks its text up for grouping (open reports of the last minutes) and then for
     the receipt (open and resolved ones of any age): one lookup statement serves both, and
     each finds what it finds alone."""
-    unlimited = RuntimeConfig(report_rate_limit="0")
     now = utcnow()
     since = now - timedelta(minutes=30)
     with Session(engine) as session:
 
         def add(text: str, age: timedelta, status: ReportStatus = ReportStatus.OPEN) -> int:
-            report = reports.create_report(
-                session,
-                reporter_id=ALICE,
-                draft=ReportDraft(text=text, source=ReportSource.MODAL),
-                config=unlimited,
-                now=now - age,
-                identities=IDENTITIES,
-            )
-            report.status = status
-            session.add(report)
-            session.flush()
-            assert report.id is not None
-            return report.id
+            return add_report(session, text, at=now - age, status=status)
 
         for minutes in range(40):  # one wording, in and before the window
             add("Kartenterminal Filiale Gotha lehnt Girocard ab", timedelta(minutes=minutes))
@@ -144,7 +145,6 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
     matters: whichever pool looked first, every later lookup finds what it finds alone."""
     rng = random.Random(12)
     now = utcnow()
-    unlimited = RuntimeConfig(report_rate_limit="0")
     words = [
         "Kasse",
         "Drucker",
@@ -159,19 +159,12 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
     ]
     with Session(engine) as session:
         for number in range(120):
-            report = reports.create_report(
+            add_report(
                 session,
-                reporter_id=ALICE,
-                draft=ReportDraft(
-                    text=" ".join(rng.sample(words, rng.randint(2, 6))) + f" Vorgang{number % 7}",
-                    source=ReportSource.MODAL,
-                ),
-                config=unlimited,
-                now=now - timedelta(minutes=rng.randint(0, 90)),
-                identities=IDENTITIES,
+                " ".join(rng.sample(words, rng.randint(2, 6))) + f" Vorgang{number % 7}",
+                at=now - timedelta(minutes=rng.randint(0, 90)),
+                status=rng.choice(list(ReportStatus)),
             )
-            report.status = rng.choice(list(ReportStatus))
-            session.add(report)
         session.commit()
     pools = [
         similar_reports.Pool(statuses=similar_reports.OPEN_STATUSES, candidates=4),
