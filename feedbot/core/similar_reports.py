@@ -291,49 +291,85 @@ def _scored(
 
 @functools.cache
 def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool) -> Any:
-    """The lookup over one pool per entry of `windows` (True: it has a `created_since`)."""
+    """The lookup over one pool per entry of `windows` (True: it has a `created_since`).
+
+    A windowed pool reads only the index rows of reports from the first one created since
+    then on (`report_id` bounds the `(term, report_id)` index, so an old common term costs
+    nothing); the least id of the window's reports is exact however ids and creation times
+    interleave. Each candidate's terms are counted before its report row is joined: one
+    join per candidate, not per term."""
     probe: Any = bindparam("probe", expanding=True)
     exclude_id: Any = bindparam("exclude_id")
     per_pool = []
     for index, windowed in enumerate(windows):
-        candidates: Any = (
-            sa_select(col(ReportTerm.report_id).label("id"))
-            .join(Report, col(Report.id) == col(ReportTerm.report_id))
-            .where(
-                col(ReportTerm.term).in_(probe),
-                col(Report.status).in_(bindparam(f"statuses{index}", expanding=True)),
-            )
-            .group_by(col(ReportTerm.report_id))
-            .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
-            .limit(bindparam(f"candidates{index}"))
-        )
-        if excluding:
-            candidates = candidates.where(col(ReportTerm.report_id) != exclude_id)
+        statuses: Any = bindparam(f"statuses{index}", expanding=True)
         if windowed:
-            candidates = candidates.where(col(Report.created_at) >= bindparam(f"since{index}"))
-        subquery = candidates.subquery()
+            since: Any = bindparam(f"since{index}")
+            first_id = (
+                sa_select(func.min(col(Report.id)))
+                .where(col(Report.created_at) >= since)
+                .scalar_subquery()
+            )
+            candidates: Any = (
+                sa_select(col(ReportTerm.report_id).label("id"))
+                .join(Report, col(Report.id) == col(ReportTerm.report_id))
+                .where(
+                    col(ReportTerm.term).in_(probe),
+                    col(ReportTerm.report_id) >= first_id,
+                    col(Report.created_at) >= since,
+                    col(Report.status).in_(statuses),
+                )
+                .group_by(col(ReportTerm.report_id))
+                .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
+            )
+            if excluding:
+                candidates = candidates.where(col(ReportTerm.report_id) != exclude_id)
+        else:
+            sharing: Any = sa_select(
+                col(ReportTerm.report_id).label("id"), func.count().label("shared")
+            ).where(col(ReportTerm.term).in_(probe))
+            if excluding:
+                sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
+            sharing = (
+                sharing.group_by(col(ReportTerm.report_id))
+                .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
+                .subquery()
+            )
+            candidates = (
+                sa_select(sharing.c.id)
+                .join(Report, col(Report.id) == sharing.c.id)
+                .where(col(Report.status).in_(statuses))
+                .order_by(sharing.c.shared.desc(), sharing.c.id.desc())
+            )
+        subquery = candidates.limit(bindparam(f"candidates{index}")).subquery()
         per_pool.append(sa_select(subquery.c.id))
     candidate_ids: Any = per_pool[0] if len(per_pool) == 1 else union_all(*per_pool)
     in_common = func.sum(
         case((col(ReportTerm.term).in_(bindparam("wanted", expanding=True)), 1), else_=0)
     )
     shared_rare = func.sum(case((col(ReportTerm.term).in_(probe), 1), else_=0))
-    return (
+    counted = (
         sa_select(
-            col(Report.id),
-            func.count(),
-            in_common,
-            shared_rare,
-            col(Report.category),
-            col(Report.incident_id),
-            col(Report.leadership_channel),
-            col(Report.status),
-            col(Report.created_at),
+            col(ReportTerm.report_id).label("id"),
+            func.count().label("size"),
+            in_common.label("common"),
+            shared_rare.label("shared"),
         )
-        .join(Report, col(Report.id) == col(ReportTerm.report_id))
         .where(col(ReportTerm.report_id).in_(candidate_ids))
-        .group_by(col(Report.id))
+        .group_by(col(ReportTerm.report_id))
+        .subquery()
     )
+    return sa_select(
+        counted.c.id,
+        counted.c.size,
+        counted.c.common,
+        counted.c.shared,
+        col(Report.category),
+        col(Report.incident_id),
+        col(Report.leadership_channel),
+        col(Report.status),
+        col(Report.created_at),
+    ).join(Report, col(Report.id) == counted.c.id)
 
 
 def similar_reports(
