@@ -7,6 +7,7 @@ Bolt: the app is built on top of it (`feedbot.slack.app`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,7 +75,8 @@ class ConfigCache:
         return self._value
 
     def invalidate(self) -> None:
-        self._loaded_at = 0.0
+        # Not 0: the monotonic clock may start near 0 (a fresh machine's uptime).
+        self._loaded_at = -math.inf
 
 
 @dataclass
