@@ -55,7 +55,6 @@ from feedbot.core.webhooks.receivers import (
     parse_events,
     remove,
     secret_of,
-    subscribed,
     webhook_id_of,
 )
 from feedbot.core.webhooks.sending import (
@@ -118,7 +117,6 @@ __all__ = [
     "secret_of",
     "signature",
     "signed_headers",
-    "subscribed",
     "verify",
     "webhook_id_of",
 ]
