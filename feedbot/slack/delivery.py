@@ -184,7 +184,15 @@ def card_entry(session: Session, report: Report) -> OutboxMessage | None:
     return session.get(OutboxMessage, report.card_message_id)
 
 
-def _card(session: Session, report: Report, config: RuntimeConfig, *, mention: bool) -> Message:
+def _card(
+    session: Session,
+    report: Report,
+    config: RuntimeConfig,
+    *,
+    mention: bool,
+    files: attachments.FileSummary | None = None,
+) -> Message:
+    """The report's card; `files` when the caller knows them (a report just filed without)."""
     duplicate_of = None
     if report.duplicate_of_id is not None:
         duplicate_of = reports.get_report(session, report.duplicate_of_id).reference
@@ -195,13 +203,21 @@ def _card(session: Session, report: Report, config: RuntimeConfig, *, mention: b
         locale=config.language_of_channel(report.leadership_channel or ""),
         mention=leaders,
         duplicate_of=duplicate_of,
-        files=attachments.summarise(session, report.id),
+        files=files if files is not None else attachments.summarise(session, report.id),
         incident=group.reference if group is not None else None,
     )
 
 
-def post_card(session: Session, *, report: Report, config: RuntimeConfig, now: datetime) -> None:
-    """Put a new report in front of leadership (if a leadership channel is configured)."""
+def post_card(
+    session: Session,
+    *,
+    report: Report,
+    config: RuntimeConfig,
+    now: datetime,
+    files: attachments.FileSummary | None = None,
+) -> None:
+    """Put a new report in front of leadership (if a leadership channel is configured);
+    `files` when known already (see `_card`)."""
     if not report.leadership_channel:
         return
     # One person's many reports take turns with everyone else's: their next card's turn is
@@ -217,7 +233,7 @@ def post_card(session: Session, *, report: Report, config: RuntimeConfig, now: d
     entry = post(
         session,
         conversation=report.leadership_channel,
-        message=_card(session, report, config, mention=True),
+        message=_card(session, report, config, mention=True, files=files),
         now=now,
         purpose="card",
         lane=report_lane(report),

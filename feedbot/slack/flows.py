@@ -91,7 +91,9 @@ def file_report(
     taken = attachments.add_files(session, report=report, files=files, now=now) if files else None
     placement = incidents.place(session, report=report, config=config, now=now)
     if placement is None:
-        delivery.post_card(session, report=report, config=config, now=now)
+        # Without files there are none to count: the card needs no look in the database.
+        known = attachments.FileSummary() if taken is None else None
+        delivery.post_card(session, report=report, config=config, now=now, files=known)
     elif placement.created:
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
         for absorbed in placement.absorbed:  # their cards now point at the group's
