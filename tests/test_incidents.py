@@ -286,7 +286,7 @@ def test_a_sender_claiming_the_waiting_update_meanwhile_draws_the_new_member(bot
         filing.add(group)
         filing.flush()
         waiting = core_outbox.waiting_edit(
-            filing, of=card, method="chat.update", purpose="incident_card_update"
+            filing, of_id=card.id, method="chat.update", purpose="incident_card_update"
         )
         assert waiting is not None
         sender = threading.Thread(target=claim)

@@ -116,16 +116,16 @@ def enqueue(
 
 
 def waiting_edit(
-    session: Session, *, of: OutboxMessage, method: str, purpose: str
+    session: Session, *, of_id: int | None, method: str, purpose: str
 ) -> OutboxMessage | None:
-    """An edit of `of` for `purpose` still waiting for its first try, locked until this
+    """An edit of entry `of_id` for `purpose` still waiting for its first try, locked until this
     transaction ends: a sender that claims it meanwhile waits, and then sees what this
     transaction wrote. For edits drawn when they are sent, this one edit then shows whatever
     changes came since. (One waiting after a failure is not counted on: it may be given up.)"""
     return session.exec(
         select(OutboxMessage)
         .where(
-            col(OutboxMessage.update_of_id) == of.id,
+            col(OutboxMessage.update_of_id) == of_id,
             col(OutboxMessage.status) == OutboxStatus.PENDING,
             col(OutboxMessage.method) == method,
             col(OutboxMessage.purpose) == purpose,

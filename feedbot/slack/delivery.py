@@ -389,10 +389,12 @@ def refresh_group_card(
     """Queue an update of the group's card, drawn when it is sent (`render_at_send`): in a
     burst every new member would redraw it, and only the last drawing is ever sent. An
     update still waiting shows this change too when it goes, so none is added then."""
-    card = group_card_entry(session, group)
-    if card is None or outbox.waiting_edit(
-        session, of=card, method="chat.update", purpose=GROUP_CARD_UPDATE
+    if group.card_message_id is None or outbox.waiting_edit(
+        session, of_id=group.card_message_id, method="chat.update", purpose=GROUP_CARD_UPDATE
     ):
+        return  # (in a burst, usually: the card itself is then not even loaded)
+    card = group_card_entry(session, group)
+    if card is None:
         return
     outbox.enqueue(
         session,
