@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -365,6 +366,14 @@ def find_report(session: Session, report_id: int | None) -> Report | None:
     if report_id is None or not 0 < report_id <= MAX_ID:
         return None
     return session.get(Report, report_id)
+
+
+def get_reports(session: Session, report_ids: Collection[int]) -> dict[int, Report]:
+    """Those of `report_ids` that exist, by id, in one query."""
+    if not report_ids:
+        return {}
+    found = session.exec(select(Report).where(col(Report.id).in_(report_ids)))
+    return {report.id: report for report in found if report.id is not None}
 
 
 def get_report(session: Session, report_id: int) -> Report:

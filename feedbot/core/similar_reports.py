@@ -34,10 +34,10 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, case, func, union_all
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from feedbot.core import similarity
-from feedbot.core.reports import OPEN_STATUSES
+from feedbot.core.reports import OPEN_STATUSES, get_reports
 from feedbot.models import Report, ReportStatus, ReportTerm
 
 MIN_PROBE_TERMS = 3
@@ -400,10 +400,5 @@ def similar_reports(
     )
     if not found:
         return []
-    loaded = {
-        report.id: report
-        for report in session.exec(
-            select(Report).where(col(Report.id).in_([a.report_id for a in found]))
-        ).all()
-    }
+    loaded = get_reports(session, [a.report_id for a in found])
     return [Match(loaded[a.report_id], a.score) for a in found if a.report_id in loaded]

@@ -188,9 +188,9 @@ def suggestions(
     channel they are in. Otherwise they see its reference, category and how many colleagues
     it affects, enough to say *me too*; an anonymous report's text only leaders ever read."""
     config = deps.config()
-    matches = [
-        match
-        for match in similar_reports.similar_reports(
+    found = [
+        alike
+        for alike in similar_reports.alike_reports(
             session,
             text=report.text,
             category=report.category,
@@ -199,18 +199,23 @@ def suggestions(
             candidates=similar_reports.SUGGESTIONS.candidates,
             limit=12,
         )
-        if not config.is_confidential(match.report.category)
+        if not config.is_confidential(alike.category or "")
     ]
+    # Only the reports shown are loaded: the first three open ones, and the resolved ones
+    # (the first whose solution was shared is shown).
+    open_ones = [alike for alike in found if alike.status != ReportStatus.RESOLVED][:3]
+    resolved = [alike for alike in found if alike.status == ReportStatus.RESOLVED]
+    loaded = reports.get_reports(session, [alike.report_id for alike in open_ones + resolved])
     similar = [
-        Suggestion(match.report, readable=_readable(deps, match.report, asker))
-        for match in matches
-        if match.report.status != ReportStatus.RESOLVED
-    ][:3]
+        Suggestion(other, readable=_readable(deps, other, asker))
+        for alike in open_ones
+        if (other := loaded.get(alike.report_id)) is not None
+    ]
     solved = next(
         (
-            match.report
-            for match in matches
-            if match.report.status == ReportStatus.RESOLVED and match.report.solution_shared
+            other
+            for alike in resolved
+            if (other := loaded.get(alike.report_id)) is not None and other.solution_shared
         ),
         None,
     )
