@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from feedbot.core import config_values as values
 from feedbot.core.config_values import (
@@ -26,7 +26,7 @@ from feedbot.core.config_values import (
     WEEKDAYS,
 )
 from feedbot.errors import InvalidValue
-from feedbot.models import AuditEntry, ConfigEntry, Webhook, utcnow
+from feedbot.models import AuditEntry, ConfigEntry, utcnow
 
 
 @dataclass(frozen=True)
@@ -173,10 +173,6 @@ class RuntimeConfig:
     """Members of `leaders_usergroup`, resolved by the Slack layer."""
     route_group_leaders: dict[str, frozenset[str]] = field(default_factory=dict)
     """Members of each route's `leaders_usergroup`, by the route's channel (Slack layer)."""
-    webhook_events: dict[int, frozenset[str]] | None = None
-    """The events each webhook chose, by its id, read with the settings: filing a report
-    then asks the database nothing about webhooks, and a new one gets events as soon as
-    running bots re-read their settings. None in a snapshot built without them."""
 
     @property
     def rate_limit(self) -> tuple[int, timedelta] | None:
@@ -266,17 +262,8 @@ def load_config(
     # Defaults are copied: a caller appending to its snapshot's list must not change them.
     values = {name: stored.get(name, copy.deepcopy(key.default)) for name, key in KEYS.items()}
     return RuntimeConfig(
-        **values,
-        bootstrap_admins=bootstrap_admins,
-        default_timezone=default_timezone,
-        webhook_events=webhook_events(session),
+        **values, bootstrap_admins=bootstrap_admins, default_timezone=default_timezone
     )
-
-
-def webhook_events(session: Session) -> dict[int, frozenset[str]]:
-    """The events each webhook chose, by its id."""
-    rows = session.exec(select(col(Webhook.id), col(Webhook.events)))
-    return {webhook_id: frozenset(events.split(",")) for webhook_id, events in rows if webhook_id}
 
 
 def require_key(key: str) -> ConfigKey:

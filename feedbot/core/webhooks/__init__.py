@@ -55,6 +55,7 @@ from feedbot.core.webhooks.receivers import (
     parse_events,
     remove,
     secret_of,
+    subscribed,
     webhook_id_of,
 )
 from feedbot.core.webhooks.sending import (
@@ -117,6 +118,7 @@ __all__ = [
     "secret_of",
     "signature",
     "signed_headers",
+    "subscribed",
     "verify",
     "webhook_id_of",
 ]

@@ -10,13 +10,15 @@ from typing import Any
 from sqlmodel import Session
 
 from feedbot.core import outbox, triage
-from feedbot.core.config import RuntimeConfig, webhook_events
+from feedbot.core.config import RuntimeConfig
 from feedbot.core.webhooks.receivers import (
     EVENTS,
     METHOD,
     VERSION,
+    all_webhooks,
     conversation_of,
     event_for,
+    subscribed,
 )
 from feedbot.models import (
     OutboxMessage,
@@ -89,14 +91,7 @@ def emit(
     the webhook that caused the change (it knows already)."""
     if event not in EVENTS or config.is_confidential(report.category):
         return []
-    chosen = config.webhook_events
-    if chosen is None:
-        chosen = webhook_events(session)
-    receivers = [
-        webhook_id
-        for webhook_id, events in sorted(chosen.items())
-        if event in events and webhook_id != exclude
-    ]
+    receivers = [w for w in all_webhooks(session) if subscribed(w, event) and w.id != exclude]
     if not receivers:
         return []
     session.flush()
@@ -104,14 +99,14 @@ def emit(
     return [
         outbox.enqueue(
             session,
-            conversation=conversation_of(webhook_id),
+            conversation=conversation_of(webhook),
             method=METHOD,
             payload={"body": body},
             purpose=event,
             lane=f"report:{report.id}",
             now=now,
         )
-        for webhook_id in receivers
+        for webhook in receivers
     ]
 
 

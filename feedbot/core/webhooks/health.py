@@ -35,7 +35,7 @@ def health(session: Session) -> list[Health]:
     counts: dict[tuple[str, str], int] = {(c, str(s)): n for c, s, n in rows}
     result = []
     for webhook in all_webhooks(session):
-        conversation = conversation_of(webhook.id)
+        conversation = conversation_of(webhook)
         last = session.exec(
             select(OutboxMessage.last_error)
             .where(

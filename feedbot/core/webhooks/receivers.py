@@ -158,7 +158,7 @@ def remove(session: Session, *, webhook_id: int, actor: str | None, now: datetim
     session.execute(
         update(OutboxMessage)
         .where(
-            col(OutboxMessage.conversation) == conversation_of(webhook.id),
+            col(OutboxMessage.conversation) == conversation_of(webhook),
             col(OutboxMessage.status).in_(outbox.UNFINISHED),
         )
         .values(
@@ -185,10 +185,14 @@ def secret_of(webhook: Webhook, identities: Identities) -> str | None:
     return identities.open(webhook.secret_sealed)
 
 
-def conversation_of(webhook_id: int | None) -> str:
-    return f"{CONVERSATION}{webhook_id}"
+def conversation_of(webhook: Webhook) -> str:
+    return f"{CONVERSATION}{webhook.id}"
 
 
 def webhook_id_of(conversation: str) -> int | None:
     raw = conversation.removeprefix(CONVERSATION)
     return int(raw) if conversation.startswith(CONVERSATION) and raw.isdigit() else None
+
+
+def subscribed(webhook: Webhook, event: str) -> bool:
+    return event == PING or event in webhook.events.split(",")

@@ -82,7 +82,6 @@ def _remove(deps: Deps) -> Any:
                 )  # fmt: skip
         except FeedbotError:
             pass  # removed already (a second press): the form shows what is left
-        deps.config_cache.invalidate()  # the settings carry who chose which events
         view = body.get("view") or {}
         if view.get("id"):
             client.views_update(view_id=view["id"], view=_form(deps, locale))
@@ -119,7 +118,6 @@ def _submitted(deps: Deps) -> Any:
             block = EVENTS_BLOCK if error.field == "events" else URL_BLOCK
             ack(response_action="errors", errors={block: explain(error, locale)})
             return
-        deps.config_cache.invalidate()  # the settings carry who chose which events
         ack(response_action="update", view=_form(deps, locale, added))
 
     return handle
