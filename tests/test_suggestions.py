@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -140,9 +141,42 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
     assert len(lookups) == 1, statements
 
 
+@dataclass(frozen=True)
+class Stored:
+    report_id: int
+    terms: frozenset[str]
+    status: ReportStatus
+    created_at: datetime
+
+
+def worked_out(
+    stored: list[Stored], text: str, pool: similar_reports.Pool
+) -> list[tuple[int, float]]:
+    """What a lookup of `text` in `pool` must find (threshold 0, any category), worked out
+    in Python over every report: its rarest terms (`probe_terms`), the pool's reports that
+    share the most of them (then the newest), scored by the Jaccard index."""
+    wanted = frozenset(similarity.terms(text))
+    counts = {term: sum(term in other.terms for other in stored) for term in wanted}
+    probe = set(similar_reports.probe_terms(counts))
+    in_pool = [
+        other
+        for other in stored
+        if other.status in pool.statuses
+        and (pool.created_since is None or other.created_at >= pool.created_since)
+        and other.terms & probe
+    ]
+    in_pool.sort(key=lambda other: (-len(other.terms & probe), -other.report_id))
+    scored = [
+        (other.report_id, len(other.terms & wanted) / len(other.terms | wanted))
+        for other in in_pool[: pool.candidates]
+    ]
+    return sorted(scored, key=lambda found: (-found[1], -found[0]))
+
+
 def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine: Engine) -> None:
     """Pools of a few candidates each over mixed statuses and ages, so that each pool's cut
-    matters: whichever pool looked first, every later lookup finds what it finds alone."""
+    matters: each lookup finds what is worked out in Python over every report, and whichever
+    pool looked first, every later lookup finds what it finds alone."""
     rng = random.Random(12)
     now = utcnow()
     words = [
@@ -157,14 +191,14 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
         "Tarif",
         "Rechnung",
     ]
+    stored: list[Stored] = []
     with Session(engine) as session:
         for number in range(120):
-            add_report(
-                session,
-                " ".join(rng.sample(words, rng.randint(2, 6))) + f" Vorgang{number % 7}",
-                at=now - timedelta(minutes=rng.randint(0, 90)),
-                status=rng.choice(list(ReportStatus)),
-            )
+            text = " ".join(rng.sample(words, rng.randint(2, 6))) + f" Vorgang{number % 7}"
+            at = now - timedelta(minutes=rng.randint(0, 90))
+            status = rng.choice(list(ReportStatus))
+            report_id = add_report(session, text, at=at, status=status)
+            stored.append(Stored(report_id, frozenset(similarity.terms(text)), status, at))
         session.commit()
     pools = [
         similar_reports.Pool(statuses=similar_reports.OPEN_STATUSES, candidates=4),
@@ -193,6 +227,7 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
         for pool in pools:
             with Session(engine) as session:
                 alone[pool] = look(session, text, pool)
+            assert [(a.report_id, a.score) for a in alone[pool]] == worked_out(stored, text, pool)
         for first in pools:
             with Session(engine) as session:
                 others = [pool for pool in pools if pool != first]
