@@ -116,7 +116,7 @@ def enqueue(
 
 
 def waiting_edit(
-    session: Session, *, of_id: int | None, method: str, purpose: str
+    session: Session, *, of_id: int, method: str, purpose: str
 ) -> OutboxMessage | None:
     """An edit of entry `of_id` for `purpose` still waiting for its first try, locked until this
     transaction ends: a sender that claims it meanwhile waits, and then sees what this

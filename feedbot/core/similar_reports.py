@@ -330,6 +330,8 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool) -> Any:
             ).where(col(ReportTerm.term).in_(probe))
             if excluding:
                 sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
+            # Ordered here as well as below: PostgreSQL then joins the ranked reports one by
+            # one and stops when the pool is full, instead of hashing the report table.
             sharing = (
                 sharing.group_by(col(ReportTerm.report_id))
                 .order_by(func.count().desc(), col(ReportTerm.report_id).desc())

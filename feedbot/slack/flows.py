@@ -181,7 +181,7 @@ def suggestions(
     session: Session, deps: Deps, report: Report, *, asker: str
 ) -> tuple[list[Suggestion], Report | None]:
     """Up to three similar open reports, and the closest one already resolved whose solution
-    was shared (one query), as `asker` may see them.
+    was shared (one lookup, answered from filing's own when it ran), as `asker` may see them.
 
     Reports in a confidential category are never suggested. A similar report's text is shown
     only when `asker` could read it already: their own report, or a named post in an intake
