@@ -14,6 +14,7 @@ handled they become savepoints of the entry's transaction (`REPLAY_SESSION`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,27 +39,51 @@ REPLAY_SESSION: ContextVar[Session | None] = ContextVar("feedbot_inbox_session",
 """The transaction of the entry being handled in this thread, if any."""
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A request to keep: its kind, the key that makes a retry of it land once, its body."""
+
+    kind: str
+    dedupe_key: str
+    body: str
+    received_at: datetime
+
+
 def store(
     connection: Connection | Session, *, kind: str, dedupe_key: str, body: str, now: datetime
 ) -> bool:
-    """Keep one request; False if its key was seen before (a retry): nothing is stored.
+    """Keep one request; False if its key was seen before (a retry): nothing is stored."""
+    return store_many(connection, [Arrival(kind, dedupe_key, body, now)]) == [True]
+
+
+def store_many(connection: Connection | Session, arrivals: Sequence[Arrival]) -> list[bool]:
+    """Keep several requests in the caller's transaction; for each, False if its key was
+    seen before (a retry, or an earlier one of `arrivals`): nothing is stored for it.
 
     This is the whole of an ack's own work, so it is one prepared Core statement (the ORM
     would spend more time building the statement than the database spends running it)."""
+    if not arrivals:
+        return []
     bind = connection.get_bind() if isinstance(connection, Session) else connection
-    result = connection.execute(
-        _store_statement(bind.dialect.name),
+    rows = [
         {
-            "kind": kind[:32],
-            "dedupe_key": dedupe_key[:128],
-            "body": body,
+            "kind": arrival.kind[:32],
+            "dedupe_key": arrival.dedupe_key[:128],
+            "body": arrival.body,
             "status": InboxStatus.PENDING,
-            "received_at": now,
-            "next_attempt_at": now,
+            "received_at": arrival.received_at,
+            "next_attempt_at": arrival.received_at,
             "attempts": 0,
-        },
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        }
+        for arrival in arrivals
+    ]
+    stored = set(connection.execute(_store_statement(bind.dialect.name), rows).scalars())
+    answers = []
+    for row in rows:
+        key = row["dedupe_key"]
+        answers.append(key in stored)
+        stored.discard(key)  # a second arrival with the same key in this batch is a retry
+    return answers
 
 
 @functools.cache
@@ -66,8 +91,11 @@ def _store_statement(dialect: str) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(InboxEntry.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
-        index_elements=["dedupe_key"]
+    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+    return (
+        module.insert(table)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.dedupe_key)
     )
 
 

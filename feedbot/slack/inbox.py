@@ -34,7 +34,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
@@ -43,6 +43,7 @@ from sqlmodel import Session
 from feedbot import sqlite_writer
 from feedbot.core import inbox as core
 from feedbot.core import outbox
+from feedbot.core.group_commit import GroupCommit
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
 from feedbot.db import TRANSIENT_ERRORS, session_scope
 from feedbot.logs import log_context
@@ -198,6 +199,7 @@ class Inbox:
         self._storing_elsewhere = False
         """Requests are being stored by the process that answers them for these workers."""
         self._stores = 0
+        self._arrivals: GroupCommit[core.Arrival, bool] = GroupCommit(self._write)
 
     # ------------------------------------------------------------------------ the request
 
@@ -265,20 +267,21 @@ class Inbox:
         return BoltResponse(status=200, body="")
 
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        with self._storing(), sqlite_writer.urgent(), self.engine.begin() as connection:
-            stored = core.store(
-                connection,
-                kind=kind,
-                dedupe_key=key,
-                body=self.deps.identities.seal(json.dumps(body)),
-                now=self.deps.clock(),
-            )
+        sealed = self.deps.identities.seal(json.dumps(body))
+        arrival = core.Arrival(kind, key, sealed, self.deps.clock())
+        with self._storing():
+            stored = self._arrivals.submit(arrival)
         if stored:
             self._wake.set()
             if self.elsewhere is not None:
                 self.elsewhere.wake()
         else:
             log.info("%s already received (%s); not storing it again", kind, key)
+
+    def _write(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
+        """One transaction for the requests waiting together (`GroupCommit`)."""
+        with sqlite_writer.urgent(), self.engine.begin() as connection:
+            return core.store_many(connection, arrivals)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()

@@ -1,0 +1,113 @@
+"""Group commit: the writes of many threads that arrive together go in one transaction.
+
+Storing a request in the inbox is one small insert, but its transaction costs more than the
+insert: a connection from the pool, `BEGIN`, `COMMIT`, on SQLite a turn at the one write lock,
+on PostgreSQL a round trip each. When requests come in faster than one transaction a time
+can take them, they queue for those turns anyway; here they queue in memory instead, and
+whoever writes next takes everything that waits, up to `max_batch`, into one transaction.
+A lone request is written at once by its own thread, as before: nothing waits for a batch
+to fill, and no thread is added.
+
+The thread that writes is one of the callers (the first to arrive while no write is under
+way; after each write, the first still waiting), so a caller returns only once its own item
+is committed or has failed with the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+MAX_BATCH = 64
+"""Most items in one transaction: a batch waits for the one before it, so a bound keeps the
+wait of the last in line to a few milliseconds."""
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[Item, Outcome]):
+    item: Item
+    ready: threading.Event = field(default_factory=threading.Event)
+    leads: bool = False
+    """This caller writes the next batch (itself first in it)."""
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[Item, Outcome]):
+    """Calls `write` with the items of the callers waiting together; `write` returns one
+    outcome per item, in their order, and commits them together or raises for all."""
+
+    def __init__(
+        self, write: Callable[[Sequence[Item]], Sequence[Outcome]], *, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._write = write
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting[Item, Outcome]] = []
+        self._writing = False
+
+    @property
+    def writing(self) -> bool:
+        """A batch is being written."""
+        return self._writing
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued behind the batch being written."""
+        with self._lock:
+            return len(self._queue)
+
+    def submit(self, item: Item) -> Outcome:
+        """The outcome of writing `item`, once committed; raises what its batch raised."""
+        me: _Waiting[Item, Outcome] = _Waiting(item)
+        with self._lock:
+            self._queue.append(me)
+            if not self._writing:
+                self._writing = me.leads = True
+        if not me.leads:
+            me.ready.wait()
+        if me.leads:
+            self._write_batch()
+        if me.error is not None:
+            raise me.error if me.leads else _own_copy(me.error)
+        return me.outcome  # type: ignore[return-value]
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+        try:
+            outcomes = self._write([waiting.item for waiting in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} items")
+            for waiting, outcome in zip(batch, outcomes, strict=True):
+                waiting.outcome = outcome
+        except BaseException as exc:
+            for waiting in batch:
+                waiting.error = exc
+        finally:
+            with self._lock:
+                following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._writing = False
+                else:
+                    following.leads = True
+            for waiting in batch:
+                waiting.ready.set()
+            if following is not None:
+                following.ready.set()
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """The batch's error for one more caller: raising one exception object in several
+    threads at once would mix their tracebacks."""
+    try:
+        return copy.copy(error)
+    except Exception:
+        return error

@@ -1,0 +1,184 @@
+"""Group commit: requests answered at the same moment are stored in one transaction, each
+caller hears only once its own request is committed, and a failure reaches every caller of
+its batch and no other (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from feedbot.core import inbox as core_inbox
+from feedbot.core.group_commit import GroupCommit
+from feedbot.models import InboxEntry
+from feedbot.slack.app import build_app
+from feedbot.slack.inbox import Inbox
+from tests.harness import ALICE, BOB, Bot
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+def until(condition: object, limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+class HeldWrites:
+    """A `write` whose first call waits until the test lets it go; records every batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.failing: set[int] = set()
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        if not self.batches:
+            self.release.wait(5)
+        self.batches.append(list(items))
+        if self.failing & set(items):
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return [item * 10 for item in items]
+
+
+def submit_all(group: GroupCommit[int, int], items: range) -> dict[int, object]:
+    """Submit each item from a thread of its own; what each caller got back or raised."""
+    results: dict[int, object] = {}
+
+    def call(item: int) -> None:
+        try:
+            results[item] = group.submit(item)
+        except Exception as exc:
+            results[item] = exc
+
+    threads = [threading.Thread(target=call, args=(item,)) for item in items]
+    threads[0].start()
+    until(lambda: group.waiting == 0 and group.writing)  # the first writes alone
+    for thread in threads[1:]:
+        thread.start()
+    until(lambda: group.waiting == len(items) - 1)
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    return results
+
+
+def test_callers_waiting_together_are_written_in_one_batch() -> None:
+    writes = HeldWrites()
+    group: GroupCommit[int, int] = GroupCommit(writes)
+    threading.Timer(0.2, writes.release.set).start()
+    results = submit_all(group, range(12))
+    assert writes.batches[0] == [0], "a lone caller is written at once, not held for company"
+    assert sorted(writes.batches[1]) == list(range(1, 12)), "those who waited: one batch"
+    assert results == {item: item * 10 for item in range(12)}, "each caller gets its own answer"
+    assert not group.writing and group.waiting == 0
+
+
+def test_a_batch_is_bounded_and_the_rest_follow() -> None:
+    writes = HeldWrites()
+    group: GroupCommit[int, int] = GroupCommit(writes, max_batch=4)
+    threading.Timer(0.2, writes.release.set).start()
+    results = submit_all(group, range(11))
+    assert [len(batch) for batch in writes.batches] == [1, 4, 4, 2]
+    assert sorted(item for batch in writes.batches for item in batch) == list(range(11))
+    assert results == {item: item * 10 for item in range(11)}
+
+
+def test_a_failed_batch_fails_its_callers_only() -> None:
+    writes = HeldWrites()
+    writes.failing = {5}
+    group: GroupCommit[int, int] = GroupCommit(writes, max_batch=4)
+    threading.Timer(0.2, writes.release.set).start()
+    results = submit_all(group, range(9))
+    failed_batch = next(batch for batch in writes.batches if 5 in batch)
+    for item in range(9):
+        if item in failed_batch:
+            assert isinstance(results[item], OperationalError), item
+        else:
+            assert results[item] == item * 10, item
+    errors = [results[item] for item in failed_batch]
+    assert len({id(error) for error in errors}) == len(errors), "each caller raises its own"
+    assert group.submit(20) == 200, "the next caller after a failure is written"
+
+
+def test_store_many_keeps_each_key_once(engine: Engine) -> None:
+    def arrival(key: str) -> core_inbox.Arrival:
+        return core_inbox.Arrival("command", key, f"body of {key}", NOW)
+
+    with engine.begin() as connection:
+        first = core_inbox.store_many(connection, [arrival("a"), arrival("b"), arrival("a")])
+    with engine.begin() as connection:
+        again = core_inbox.store_many(connection, [arrival("c"), arrival("b")])
+    assert first == [True, True, False], "a retry inside one batch is recognised"
+    assert again == [True, False], "and one of an earlier batch"
+    with Session(engine) as session:
+        stored = session.exec(select(InboxEntry).order_by(InboxEntry.id)).all()  # type: ignore[arg-type]
+    assert [(entry.dedupe_key, entry.body) for entry in stored] == [
+        ("a", "body of a"),
+        ("b", "body of b"),
+        ("c", "body of c"),
+    ], "in the order they arrived, the first of each key"
+
+
+def test_requests_answered_together_share_transactions(bot: Bot) -> None:
+    """Twenty `/feedback` commands at once, each acked only once stored: all twenty are in
+    the inbox, once each, in fewer transactions than requests."""
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    commits: list[int] = []
+    event.listen(bot.engine, "commit", lambda connection: commits.append(1))
+    statuses: list[int] = []
+    start = threading.Barrier(20)
+
+    def report(number: int) -> None:
+        start.wait(5)
+        response = bot.command(ALICE if number % 2 else BOB, f"Scanner {number} in Gera defekt")
+        statuses.append(response.status)
+
+    threads = [threading.Thread(target=report, args=(number,)) for number in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    with Session(bot.engine) as session:
+        stored = session.exec(select(InboxEntry)).all()
+    assert statuses == [200] * 20
+    assert len(stored) == 20 and len({entry.dedupe_key for entry in stored}) == 20
+    assert len(commits) < 20, f"{len(commits)} transactions for 20 requests"
+    assert inbox.drain() == 20
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> None:
+    """A command whose batch failed is told to try again (Slack does not retry commands)
+    instead of getting the receipt; one whose batch committed is in the inbox when its
+    receipt comes."""
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    if fails:
+
+        def refuse(*_: object) -> None:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+        event.listen(bot.engine, "before_cursor_execute", refuse)
+    response = bot.command(ALICE, "Kasse in Suhl friert ein")
+    if fails:
+        event.remove(bot.engine, "before_cursor_execute", refuse)
+    with Session(bot.engine) as session:
+        stored = session.exec(select(InboxEntry)).all()
+    answer = json.loads(response.body)["text"]
+    assert response.status == 200
+    if fails:
+        assert "try again" in answer and not stored
+    else:
+        assert "being filed" in answer and len(stored) == 1
