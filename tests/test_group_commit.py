@@ -20,7 +20,7 @@ from feedbot.core.group_commit import GroupCommit
 from feedbot.models import InboxEntry
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
-from tests.harness import ALICE, BOB, Bot
+from tests.harness import ALICE, BOB, INTAKE, Bot
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -159,26 +159,28 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
 
 @pytest.mark.parametrize("fails", [True, False])
 def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> None:
-    """A command whose batch failed is told to try again (Slack does not retry commands)
-    instead of getting the receipt; one whose batch committed is in the inbox when its
-    receipt comes."""
+    """A request whose batch failed is not acked: a command is told to try again (Slack does
+    not retry commands), an event gets 500 (Slack retries it). One whose batch committed is
+    in the inbox when its answer comes."""
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
+
+    def refuse(*_: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
     if fails:
-
-        def refuse(*_: object) -> None:
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-
         event.listen(bot.engine, "before_cursor_execute", refuse)
-    response = bot.command(ALICE, "Kasse in Suhl friert ein")
+    command = bot.command(ALICE, "Kasse in Suhl friert ein")
+    posted, _ = bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01")
     if fails:
         event.remove(bot.engine, "before_cursor_execute", refuse)
     with Session(bot.engine) as session:
         stored = session.exec(select(InboxEntry)).all()
-    answer = json.loads(response.body)["text"]
-    assert response.status == 200
+    answer = json.loads(command.body)["text"]
+    assert command.status == 200
     if fails:
-        assert "try again" in answer and not stored
+        assert "try again" in answer and posted.status == 500 and not stored
     else:
-        assert "being filed" in answer and len(stored) == 1
+        assert "being filed" in answer and posted.status == 200
+        assert sorted(entry.kind for entry in stored) == ["command", "event:message"]
