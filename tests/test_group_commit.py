@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, event
@@ -18,8 +19,10 @@ from sqlmodel import Session, select
 from feedbot.core import inbox as core_inbox
 from feedbot.core.group_commit import GroupCommit
 from feedbot.models import InboxEntry
+from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
+from tests import slack_payloads as payloads
 from tests.harness import ALICE, BOB, INTAKE, Bot
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -33,12 +36,16 @@ def until(condition: object, limit: float = 5.0) -> None:
 
 
 class HeldWrites:
-    """A `write` whose first call waits until the test lets it go; records every batch."""
+    """A `write` whose first call waits until the test lets it go; records every batch it
+    was given and the items it committed. An item in `failing` fails its batch with a
+    database error; one in `poison` with an error of its own."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.committed: set[int] = set()
         self.release = threading.Event()
         self.failing: set[int] = set()
+        self.poison: set[int] = set()
 
     def __call__(self, items: Sequence[int]) -> list[int]:
         if not self.batches:
@@ -46,16 +53,22 @@ class HeldWrites:
         self.batches.append(list(items))
         if self.failing & set(items):
             raise OperationalError("INSERT", {}, Exception("database is locked"))
+        if self.poison & set(items):
+            raise ValueError(f"cannot store {sorted(self.poison & set(items))}")
+        self.committed.update(items)
         return [item * 10 for item in items]
 
 
-def submit_all(group: GroupCommit[int, int], items: range) -> dict[int, object]:
-    """Submit each item from a thread of its own; what each caller got back or raised."""
+def submit_all(group: GroupCommit[int, int], writes: HeldWrites, items: range) -> dict[int, object]:
+    """Submit each item from a thread of its own while the first one's write is held, so
+    the others queue; what each caller got back or raised. A caller that got an answer
+    must find its item committed at that moment."""
     results: dict[int, object] = {}
 
     def call(item: int) -> None:
         try:
             results[item] = group.submit(item)
+            assert item in writes.committed, f"{item} answered before it was committed"
         except Exception as exc:
             results[item] = exc
 
@@ -65,6 +78,7 @@ def submit_all(group: GroupCommit[int, int], items: range) -> dict[int, object]:
     for thread in threads[1:]:
         thread.start()
     until(lambda: group.waiting == len(items) - 1)
+    writes.release.set()
     for thread in threads:
         thread.join(5)
         assert not thread.is_alive()
@@ -74,8 +88,7 @@ def submit_all(group: GroupCommit[int, int], items: range) -> dict[int, object]:
 def test_callers_waiting_together_are_written_in_one_batch() -> None:
     writes = HeldWrites()
     group: GroupCommit[int, int] = GroupCommit(writes)
-    threading.Timer(0.2, writes.release.set).start()
-    results = submit_all(group, range(12))
+    results = submit_all(group, writes, range(12))
     assert writes.batches[0] == [0], "a lone caller is written at once, not held for company"
     assert sorted(writes.batches[1]) == list(range(1, 12)), "those who waited: one batch"
     assert results == {item: item * 10 for item in range(12)}, "each caller gets its own answer"
@@ -85,8 +98,7 @@ def test_callers_waiting_together_are_written_in_one_batch() -> None:
 def test_a_batch_is_bounded_and_the_rest_follow() -> None:
     writes = HeldWrites()
     group: GroupCommit[int, int] = GroupCommit(writes, max_batch=4)
-    threading.Timer(0.2, writes.release.set).start()
-    results = submit_all(group, range(11))
+    results = submit_all(group, writes, range(11))
     assert [len(batch) for batch in writes.batches] == [1, 4, 4, 2]
     assert sorted(item for batch in writes.batches for item in batch) == list(range(11))
     assert results == {item: item * 10 for item in range(11)}
@@ -95,9 +107,11 @@ def test_a_batch_is_bounded_and_the_rest_follow() -> None:
 def test_a_failed_batch_fails_its_callers_only() -> None:
     writes = HeldWrites()
     writes.failing = {5}
-    group: GroupCommit[int, int] = GroupCommit(writes, max_batch=4)
-    threading.Timer(0.2, writes.release.set).start()
-    results = submit_all(group, range(9))
+    group: GroupCommit[int, int] = GroupCommit(
+        writes, max_batch=4, alone=lambda error: not isinstance(error, OperationalError)
+    )
+    results = submit_all(group, writes, range(9))
+    assert len(writes.batches) == 3, "the database being away is not tried item by item"
     failed_batch = next(batch for batch in writes.batches if 5 in batch)
     for item in range(9):
         if item in failed_batch:
@@ -109,20 +123,43 @@ def test_a_failed_batch_fails_its_callers_only() -> None:
     assert group.submit(20) == 200, "the next caller after a failure is written"
 
 
+def test_an_item_that_fails_on_its_own_fails_only_its_caller() -> None:
+    """An error that may lie in one item (not the database being away): the batch's items
+    are written again one by one, and only the bad one's caller hears of it."""
+    writes = HeldWrites()
+    writes.poison = {5}
+    group: GroupCommit[int, int] = GroupCommit(
+        writes, alone=lambda error: not isinstance(error, OperationalError)
+    )
+    results = submit_all(group, writes, range(9))
+    assert isinstance(results[5], ValueError)
+    assert {item: results[item] for item in range(9) if item != 5} == {
+        item: item * 10 for item in range(9) if item != 5
+    }
+    assert writes.batches[2:] == [[item] for item in range(1, 9)], "then each alone"
+
+
+def test_a_batch_holds_at_least_one() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        GroupCommit(HeldWrites(), max_batch=0)
+
+
 def test_store_many_keeps_each_key_once(engine: Engine) -> None:
-    def arrival(key: str) -> core_inbox.Arrival:
-        return core_inbox.Arrival("command", key, f"body of {key}", NOW)
+    def arrival(key: str, body: str = "") -> core_inbox.Arrival:
+        return core_inbox.Arrival("command", key, body or f"body of {key}", NOW)
 
     with engine.begin() as connection:
-        first = core_inbox.store_many(connection, [arrival("a"), arrival("b"), arrival("a")])
+        first = core_inbox.store_many(
+            connection, [arrival("a", "first a"), arrival("b"), arrival("a", "second a")]
+        )
     with engine.begin() as connection:
-        again = core_inbox.store_many(connection, [arrival("c"), arrival("b")])
+        again = core_inbox.store_many(connection, [arrival("c"), arrival("b", "retry of b")])
     assert first == [True, True, False], "a retry inside one batch is recognised"
     assert again == [True, False], "and one of an earlier batch"
     with Session(engine) as session:
         stored = session.exec(select(InboxEntry).order_by(InboxEntry.id)).all()  # type: ignore[arg-type]
     assert [(entry.dedupe_key, entry.body) for entry in stored] == [
-        ("a", "body of a"),
+        ("a", "first a"),
         ("b", "body of b"),
         ("c", "body of c"),
     ], "in the order they arrived, the first of each key"
@@ -184,3 +221,38 @@ def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> Non
     else:
         assert "being filed" in answer and posted.status == 200
         assert sorted(entry.kind for entry in stored) == ["command", "event:message"]
+
+
+def test_a_write_held_up_on_postgresql_fails_before_slack_gives_up(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ack of a process waits for the write under way: one held up (here by another
+    replica's uncommitted row with the same key) fails after `STORE_TIMEOUT_MS`, and its
+    request is answered as failed, instead of keeping them all past Slack's 3 seconds."""
+    if bot.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers wait for their turn (feedbot.sqlite_writer)")
+    monkeypatch.setattr(slack_inbox, "STORE_TIMEOUT_MS", 300)
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    form = payloads.slash_command(
+        user=ALICE,
+        text="Kasse in Suhl friert ein",
+        channel="CGENERAL1",
+        channel_name="general",
+        response_url=bot.slack.new_response_url(),
+        trigger_id="1337.42.held",
+    )
+    with bot.engine.connect() as other:
+        other.begin()
+        core_inbox.store(
+            other, kind="command", dedupe_key="command:/feedback:1337.42.held", body="", now=NOW
+        )
+        started = time.monotonic()
+        response = bot.dispatch(urlencode(form), "application/x-www-form-urlencoded")
+        waited = time.monotonic() - started
+        other.rollback()
+    assert "try again" in json.loads(response.body)["text"]
+    assert 0.3 <= waited < 2.0
+    response = bot.dispatch(urlencode(form), "application/x-www-form-urlencoded")
+    assert "being filed" in json.loads(response.body)["text"], "stored once the row is free"

@@ -2,11 +2,10 @@
 
 Storing a request in the inbox is one small insert, but its transaction costs more than the
 insert: a connection from the pool, `BEGIN`, `COMMIT`, on SQLite a turn at the one write lock,
-on PostgreSQL a round trip each. When requests come in faster than one transaction a time
-can take them, they queue for those turns anyway; here they queue in memory instead, and
-whoever writes next takes everything that waits, up to `max_batch`, into one transaction.
-A lone request is written at once by its own thread, as before: nothing waits for a batch
-to fill, and no thread is added.
+on PostgreSQL a round trip each. When requests come in faster than that, they queue here in
+memory, and whoever writes next takes everything that waits, up to `max_batch`, into one
+transaction. A lone request is written at once by its own thread, as before: nothing waits
+for a batch to fill, and no thread is added.
 
 The thread that writes is one of the callers (the first to arrive while no write is under
 way; after each write, the first still waiting), so a caller returns only once its own item
@@ -15,6 +14,7 @@ is committed or has failed with the rest of its batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections.abc import Callable, Sequence
@@ -41,12 +41,23 @@ class _Waiting(Generic[Item, Outcome]):
 
 class GroupCommit(Generic[Item, Outcome]):
     """Calls `write` with the items of the callers waiting together; `write` returns one
-    outcome per item, in their order, and commits them together or raises for all."""
+    outcome per item, in their order, and commits them together or raises for all.
+
+    When a batch of several fails with an error `alone` accepts (one that may lie in a single
+    item, not in the database being away), each of its items is written again on its own, so
+    one bad item fails only its own caller."""
 
     def __init__(
-        self, write: Callable[[Sequence[Item]], Sequence[Outcome]], *, max_batch: int = MAX_BATCH
+        self,
+        write: Callable[[Sequence[Item]], Sequence[Outcome]],
+        *,
+        max_batch: int = MAX_BATCH,
+        alone: Callable[[BaseException], bool] = lambda error: False,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError("a batch holds at least one item")
         self._write = write
+        self._alone = alone
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Waiting[Item, Outcome]] = []
@@ -74,23 +85,24 @@ class GroupCommit(Generic[Item, Outcome]):
             me.ready.wait()
         if me.leads:
             self._write_batch()
-        if me.error is not None:
-            raise me.error if me.leads else _own_copy(me.error)
-        return me.outcome  # type: ignore[return-value]
+        if me.error is None:
+            return me.outcome  # type: ignore[return-value]
+        own = None if me.leads else _own_copy(me.error)
+        if own is None:
+            raise me.error
+        raise own from me.error
 
     def _write_batch(self) -> None:
         with self._lock:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
         try:
-            outcomes = self._write([waiting.item for waiting in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} items")
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                waiting.outcome = outcome
-        except BaseException as exc:
-            for waiting in batch:
-                waiting.error = exc
+            self._write_together(batch)
+        except Exception as exc:
+            if len(batch) > 1 and self._alone(exc):
+                for waiting in batch:
+                    with contextlib.suppress(Exception):
+                        self._write_together([waiting])
         finally:
             with self._lock:
                 following = self._queue[0] if self._queue else None
@@ -103,11 +115,24 @@ class GroupCommit(Generic[Item, Outcome]):
             if following is not None:
                 following.ready.set()
 
+    def _write_together(self, batch: list[_Waiting[Item, Outcome]]) -> None:
+        """Write `batch` and give each its outcome, or each the error (which is raised)."""
+        try:
+            outcomes = self._write([waiting.item for waiting in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} items")
+        except BaseException as exc:
+            for waiting in batch:
+                waiting.outcome, waiting.error = None, exc
+            raise
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            waiting.outcome, waiting.error = outcome, None
 
-def _own_copy(error: BaseException) -> BaseException:
-    """The batch's error for one more caller: raising one exception object in several
-    threads at once would mix their tracebacks."""
+
+def _own_copy(error: BaseException) -> BaseException | None:
+    """The batch's error for one more caller (raising one exception object in several
+    threads at once would mix their tracebacks); None if it cannot be copied."""
     try:
         return copy.copy(error)
     except Exception:
-        return error
+        return None

@@ -68,6 +68,11 @@ PRUNE_EVERY = 3600.0
 YIELD_LIMIT = 0.05
 """Seconds a worker waits at most for requests being answered before it takes the next
 entry: acks go first, but a steady stream of them must not stop the work altogether."""
+STORE_TIMEOUT_MS = 2000
+"""Longest a write of waiting requests may take on PostgreSQL (waiting for another
+replica's lock on the same key, or a slow server) before it fails and its requests are
+answered as failed (Slack retries an event; a command is told to try again), instead of
+keeping every request of the process past Slack's 3 seconds."""
 SWITCH_INTERVAL = 0.001
 """Seconds a thread runs before the interpreter offers another thread its turn."""
 
@@ -199,7 +204,9 @@ class Inbox:
         self._storing_elsewhere = False
         """Requests are being stored by the process that answers them for these workers."""
         self._stores = 0
-        self._arrivals: GroupCommit[core.Arrival, bool] = GroupCommit(self._write)
+        self._arrivals: GroupCommit[core.Arrival, bool] = GroupCommit(
+            self._write, alone=lambda error: not isinstance(error, TRANSIENT_ERRORS)
+        )
 
     # ------------------------------------------------------------------------ the request
 
@@ -279,8 +286,11 @@ class Inbox:
             log.info("%s already received (%s); not storing it again", kind, key)
 
     def _write(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
-        """One transaction for the requests waiting together (`GroupCommit`)."""
+        """One transaction for the requests waiting together (`GroupCommit`). On PostgreSQL
+        it may take `STORE_TIMEOUT_MS` at most: every ack of this process waits for it."""
         with sqlite_writer.urgent(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {STORE_TIMEOUT_MS}")
             return core.store_many(connection, arrivals)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
