@@ -51,10 +51,10 @@ class HeldWrites:
         if not self.batches:
             self.release.wait(5)
         self.batches.append(list(items))
-        if self.failing & set(items):
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
         if self.poison & set(items):
             raise ValueError(f"cannot store {sorted(self.poison & set(items))}")
+        if self.failing & set(items):
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
         self.committed.update(items)
         return [item * 10 for item in items]
 
@@ -137,6 +137,23 @@ def test_an_item_that_fails_on_its_own_fails_only_its_caller() -> None:
         item: item * 10 for item in range(9) if item != 5
     }
     assert writes.batches[2:] == [[item] for item in range(1, 9)], "then each alone"
+
+
+def test_one_by_one_stops_when_the_database_fails() -> None:
+    """Written one by one after a bad item, the rest share the database's failure once it
+    comes, instead of each waiting for its own."""
+    writes = HeldWrites()
+    writes.poison, writes.failing = {3}, {6}
+    group: GroupCommit[int, int] = GroupCommit(
+        writes, alone=lambda error: not isinstance(error, OperationalError)
+    )
+    results = submit_all(group, writes, range(9))
+    assert writes.batches[2:] == [[item] for item in range(1, 7)]
+    assert isinstance(results[3], ValueError)
+    assert all(isinstance(results[item], OperationalError) for item in (6, 7, 8))
+    assert {item: results[item] for item in (0, 1, 2, 4, 5)} == {
+        item: item * 10 for item in (0, 1, 2, 4, 5)
+    }
 
 
 def test_a_batch_holds_at_least_one() -> None:

@@ -14,7 +14,6 @@ is committed or has failed with the rest of its batch.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import threading
 from collections.abc import Callable, Sequence
@@ -100,9 +99,7 @@ class GroupCommit(Generic[Item, Outcome]):
             self._write_together(batch)
         except Exception as exc:
             if len(batch) > 1 and self._alone(exc):
-                for waiting in batch:
-                    with contextlib.suppress(Exception):
-                        self._write_together([waiting])
+                self._write_one_by_one(batch)
         finally:
             with self._lock:
                 following = self._queue[0] if self._queue else None
@@ -114,6 +111,18 @@ class GroupCommit(Generic[Item, Outcome]):
                 waiting.ready.set()
             if following is not None:
                 following.ready.set()
+
+    def _write_one_by_one(self, batch: list[_Waiting[Item, Outcome]]) -> None:
+        """Each item on its own, until the database itself fails (then the rest with it:
+        trying each again would only keep their callers waiting longer)."""
+        for index, waiting in enumerate(batch):
+            try:
+                self._write_together([waiting])
+            except Exception as exc:
+                if not self._alone(exc):
+                    for rest in batch[index + 1 :]:
+                        rest.outcome, rest.error = None, exc
+                    return
 
     def _write_together(self, batch: list[_Waiting[Item, Outcome]]) -> None:
         """Write `batch` and give each its outcome, or each the error (which is raised)."""
