@@ -274,9 +274,7 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     profile = cProfile.Profile()
     _measure_worker(work.inbox, costs, profile)
     stopped = threading.Event()
-    link = ParentLink(
-        report_fd, on_wake=work.wake, on_busy=work.inbox.storing_elsewhere, on_quit=stopped.set
-    )
+    link = ParentLink(report_fd, on_wake=work.wake, on_quit=stopped.set)
     work.start()
     link.start()
     stopped.wait()

@@ -259,7 +259,6 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
     link = ParentLink(
         args.report_fd,
         on_wake=work.wake,
-        on_busy=work.inbox.storing_elsewhere,
         on_quit=stopped.set,
     )
     FORWARDERS.append(link.counted)

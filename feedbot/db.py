@@ -9,6 +9,8 @@ enforced foreign keys; PostgreSQL is reached through psycopg 3.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,11 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Session
 
 from feedbot.errors import ConfigurationError
+from feedbot.models import ARRIVAL
 from feedbot.sqlite_writer import TurnTakingConnection
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+ARRIVALS_SUFFIX = "-arrivals"
+"""On SQLite, requests are first stored in the database file's name with this added
+(`feedbot.core.inbox.move_arrivals`), beside the `-wal` and `-shm` files SQLite keeps."""
 
 
 def normalise_url(url: str) -> str:
@@ -87,6 +94,33 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
     if isinstance(dbapi_connection, TurnTakingConnection):
         dbapi_connection.turn_timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+
+
+_ARRIVALS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_ARRIVALS_LOCK = threading.Lock()
+
+
+def arrivals_engine(engine: Engine) -> Engine | None:
+    """The engine of the arrivals file beside `engine`'s SQLite file, made once per engine and
+    gone with it (its table created where missing); None on PostgreSQL and in memory, where
+    requests go into the inbox directly."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    with _ARRIVALS_LOCK:
+        found = _ARRIVALS.get(engine)
+        if found is None:
+            arrivals = url.set(database=database + ARRIVALS_SUFFIX)
+            found = make_engine(arrivals.render_as_string(hide_password=False))
+            with found.begin() as connection:  # two processes may create it at once
+                connection.execute(CreateTable(ARRIVAL, if_not_exists=True))
+                for index in ARRIVAL.indexes:
+                    connection.execute(CreateIndex(index, if_not_exists=True))
+            _ARRIVALS[engine] = found
+        return found
 
 
 @contextmanager

@@ -13,9 +13,7 @@ can lose. On SQLite the child is the one process that claims outbox messages, wh
 The two talk over pipes, one line per message:
 
 - parent to child (the child's stdin): `wake` (a request was stored, or something was
-  queued in the outbox), `busy` / `idle` (the parent is storing requests; on SQLite the
-  worker lets those writes go first, as acks went first in one process), `quit` (finish
-  the entry in hand, then stop);
+  queued in the outbox), `quit` (finish the entry in hand, then stop);
 - child to parent (a pipe of its own): `report <source>` (a report was filed) and
   `delivery <outcome>` (an outbox delivery attempt ended): counted in the parent's
   `/metrics`.
@@ -60,7 +58,7 @@ DOWN_TOLERATED = 30.0
 exit until a child has run this long again (one that keeps exiting, or cannot be started,
 never does)."""
 
-WAKE, BUSY, IDLE, QUIT = "wake", "busy", "idle", "quit"
+WAKE, QUIT = "wake", "quit"
 
 
 @dataclass(frozen=True)
@@ -218,9 +216,6 @@ class WorkerProcess:
     def wake(self) -> None:
         self._tell(WAKE)
 
-    def requests_waiting(self, waiting: bool) -> None:
-        self._tell(BUSY if waiting else IDLE)
-
     def stop(self, timeout: float = STOP_WITHIN) -> None:
         """Let the child finish the entry in hand and stop; kill it after `timeout`."""
         self._tell(QUIT)
@@ -249,13 +244,11 @@ class ParentLink:
         report_fd: int,
         *,
         on_wake: Callable[[], None],
-        on_busy: Callable[[bool], None],
         on_quit: Callable[[], None],
     ) -> None:
         self._out = os.fdopen(report_fd, "wb", buffering=0)
         self._out_lock = threading.Lock()
         self.on_wake = on_wake
-        self.on_busy = on_busy
         self.on_quit = on_quit
         self.quitting = threading.Event()
 
@@ -279,8 +272,6 @@ class ParentLink:
             word = raw.decode("ascii", "replace").strip()
             if word == WAKE:
                 self.on_wake()
-            elif word in (BUSY, IDLE):
-                self.on_busy(word == BUSY)
             elif word == QUIT:
                 self.quitting.set()
                 self.on_quit()

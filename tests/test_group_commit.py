@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from feedbot.core import inbox as core_inbox
 from feedbot.core.group_commit import GroupCommit
+from feedbot.db import arrivals_engine
 from feedbot.models import InboxEntry
 from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
@@ -161,18 +162,34 @@ def test_a_batch_holds_at_least_one() -> None:
         GroupCommit(HeldWrites(), max_batch=0)
 
 
-def test_store_many_keeps_each_key_once(engine: Engine) -> None:
+def moved_in(inbox: Inbox) -> list[InboxEntry]:
+    """What the inbox holds once a worker has moved what arrived (SQLite) into it."""
+    inbox.move_arrivals()
+    with Session(inbox.engine) as session:
+        return list(session.exec(select(InboxEntry)).all())
+
+
+@pytest.mark.parametrize("in_arrivals_file", [False, True])
+def test_store_many_keeps_each_key_once(engine: Engine, in_arrivals_file: bool) -> None:
+    """Into the inbox, or on SQLite into the arrivals file first and then moved."""
+    arrivals = arrivals_engine(engine)
+    if in_arrivals_file and arrivals is None:
+        pytest.skip("PostgreSQL stores requests in the inbox directly")
+    stores_into = arrivals if in_arrivals_file and arrivals is not None else engine
+
     def arrival(key: str, body: str = "") -> core_inbox.Arrival:
         return core_inbox.Arrival("command", key, body or f"body of {key}", NOW)
 
-    with engine.begin() as connection:
-        first = core_inbox.store_many(
-            connection, [arrival("a", "first a"), arrival("b"), arrival("a", "second a")]
-        )
-    with engine.begin() as connection:
-        again = core_inbox.store_many(connection, [arrival("c"), arrival("b", "retry of b")])
+    def store(batch: list[core_inbox.Arrival]) -> list[bool]:
+        with stores_into.begin() as connection:
+            return core_inbox.store_many(connection, batch, in_arrivals_file=in_arrivals_file)
+
+    first = store([arrival("a", "first a"), arrival("b"), arrival("a", "second a")])
+    again = store([arrival("c"), arrival("b", "retry of b")])
     assert first == [True, True, False], "a retry inside one batch is recognised"
     assert again == [True, False], "and one of an earlier batch"
+    if arrivals is not None and in_arrivals_file:
+        assert core_inbox.move_arrivals(arrivals, engine) == 3
     with Session(engine) as session:
         stored = session.exec(select(InboxEntry).order_by(InboxEntry.id)).all()  # type: ignore[arg-type]
     assert [(entry.dedupe_key, entry.body) for entry in stored] == [
@@ -189,7 +206,7 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
     commits: list[int] = []
-    event.listen(bot.engine, "commit", lambda connection: commits.append(1))
+    event.listen(inbox.arrivals or bot.engine, "commit", lambda connection: commits.append(1))
     statuses: list[int] = []
     start = threading.Barrier(20)
 
@@ -203,8 +220,7 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
         thread.start()
     for thread in threads:
         thread.join(10)
-    with Session(bot.engine) as session:
-        stored = session.exec(select(InboxEntry)).all()
+    stored = moved_in(inbox)
     assert statuses == [200] * 20
     assert len(stored) == 20 and len({entry.dedupe_key for entry in stored}) == 20
     assert len(commits) < 20, f"{len(commits)} transactions for 20 requests"
@@ -223,14 +239,14 @@ def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> Non
     def refuse(*_: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
+    stores_into = inbox.arrivals or bot.engine
     if fails:
-        event.listen(bot.engine, "before_cursor_execute", refuse)
+        event.listen(stores_into, "before_cursor_execute", refuse)
     command = bot.command(ALICE, "Kasse in Suhl friert ein")
     posted, _ = bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01")
     if fails:
-        event.remove(bot.engine, "before_cursor_execute", refuse)
-    with Session(bot.engine) as session:
-        stored = session.exec(select(InboxEntry)).all()
+        event.remove(stores_into, "before_cursor_execute", refuse)
+    stored = moved_in(inbox)
     answer = json.loads(command.body)["text"]
     assert command.status == 200
     if fails:

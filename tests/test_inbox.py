@@ -17,7 +17,7 @@ from sqlmodel import Session, func, select
 from feedbot.core import inbox as core_inbox
 from feedbot.core import outbox as core_outbox
 from feedbot.core.liveness import Liveness
-from feedbot.db import session_scope
+from feedbot.db import arrivals_engine, session_scope
 from feedbot.metrics import InboxDepth
 from feedbot.models import InboxEntry, InboxStatus, OutboxMessage, OutboxStatus, Report
 from feedbot.slack import inbox as slack_inbox
@@ -39,6 +39,10 @@ def inbox(bot: Bot) -> Iterator[Inbox]:
 
 
 def entries(bot: Bot) -> list[InboxEntry]:
+    """The inbox, once what arrived is moved into it (on SQLite the worker does that first)."""
+    arrivals = arrivals_engine(bot.engine)
+    if arrivals is not None:
+        core_inbox.move_arrivals(arrivals, bot.engine)
     with Session(bot.engine) as session:
         return list(session.exec(select(InboxEntry).order_by(InboxEntry.id)))  # type: ignore[arg-type]
 
@@ -192,9 +196,6 @@ def test_a_late_request_is_logged_while_the_workers_are_busy_elsewhere(
 
         def wake(self) -> None:
             self.woken += 1
-
-        def requests_waiting(self, waiting: bool) -> None:
-            pass
 
     elsewhere = Elsewhere()
     answering = Inbox(bot.deps, elsewhere=elsewhere, depth_every=0.05)

@@ -24,12 +24,14 @@ from feedbot.models.core import (
     utcnow,
 )
 from feedbot.models.digest import DigestRun, DigestSubscription
-from feedbot.models.inbox import InboxEntry, InboxStatus
+from feedbot.models.inbox import ARRIVAL, ARRIVALS_METADATA, InboxEntry, InboxStatus
 from feedbot.models.incidents import IncidentGroup, IncidentReminder
 from feedbot.models.reminders import Reminder, ReminderMessage
 from feedbot.models.webhooks import Webhook, WebhookNonce
 
 __all__ = [
+    "ARRIVAL",
+    "ARRIVALS_METADATA",
     "REFERENCE_OFFSET",
     "Attachment",
     "AttachmentState",

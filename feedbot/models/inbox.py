@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text
+from sqlmodel import Field, SQLModel, UTCDateTime
 
 from feedbot.models.core import _stored_as_value, utcnow
 
@@ -38,3 +38,21 @@ class InboxEntry(SQLModel, table=True):
     handled_at: datetime | None = Field(default=None, index=True)
     attempts: int = 0
     last_error: str | None = None
+
+
+ARRIVALS_METADATA = MetaData()
+"""The arrivals file's one table, apart from the main database's metadata: Alembic migrates
+the main database only, and `feedbot.db.arrivals_engine` creates this table where it is
+missing."""
+
+ARRIVAL = Table(
+    "arrival",
+    ARRIVALS_METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("dedupe_key", String(128), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+)
+"""On SQLite, a request stored but not yet moved into `inbox_entry`, in a database file of
+its own (`feedbot.core.inbox.move_arrivals` says why)."""

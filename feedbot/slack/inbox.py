@@ -2,7 +2,8 @@
 
 `Inbox.middleware` runs first among Bolt's global middleware, so after Bolt has verified the
 signature (HTTP) or the request arrived over the socket. A request that changes something is
-written to the inbox (`feedbot.core.inbox`) in one short transaction and answered at once:
+written to the inbox (`feedbot.core.inbox`; on SQLite to its arrivals file, which a worker
+moves into the inbox) in one short transaction and answered at once:
 an event with 200, a button with its ack, a slash command with a short receipt. A form
 submission is first checked by its listener inside the request, since Slack shows errors in
 the form only from the answer (`response_action: errors`); one that passes is handed here
@@ -45,7 +46,7 @@ from feedbot.core import inbox as core
 from feedbot.core import outbox
 from feedbot.core.group_commit import GroupCommit
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
-from feedbot.db import TRANSIENT_ERRORS, session_scope
+from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, session_scope
 from feedbot.logs import log_context
 from feedbot.models import InboxEntry, InboxStatus
 from feedbot.slack import delivery
@@ -161,8 +162,6 @@ class WorkersElsewhere(Protocol):
 
     def wake(self) -> None: ...
 
-    def requests_waiting(self, waiting: bool) -> None: ...
-
 
 class Inbox:
     """The intake middleware and the workers of one process. `threads` workers drain the
@@ -187,6 +186,9 @@ class Inbox:
         answers them does, also while its workers' process is down."""
         self.deps = deps
         self.engine = deps.engine
+        self.arrivals = arrivals_engine(self.engine)
+        """On SQLite, where requests are stored before a worker moves them into the inbox
+        (`core.move_arrivals`); None on PostgreSQL."""
         self.liveness = liveness
         self.elsewhere = elsewhere
         self.threads = threads if threads is not None else (0 if elsewhere else 1)
@@ -196,14 +198,14 @@ class Inbox:
         self.app: App | None = None
         self._modal_actions = _modal_actions()
         self._wake = threading.Event()
+        self._arrived = threading.Event()
+        """Requests were stored in the arrivals file since the last move."""
+        self._moved_at = 0.0
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._answering = 0
         """Requests being answered right now: the workers let them go first."""
         self._answering_lock = threading.Lock()
-        self._storing_elsewhere = False
-        """Requests are being stored by the process that answers them for these workers."""
-        self._stores = 0
         self._arrivals: GroupCommit[core.Arrival, bool] = GroupCommit(
             self._write, alone=lambda error: not isinstance(error, TRANSIENT_ERRORS)
         )
@@ -226,31 +228,6 @@ class Inbox:
         finally:
             with self._answering_lock:
                 self._answering -= 1
-
-    def storing_elsewhere(self, storing: bool) -> None:
-        """The process that stores these workers' entries is storing requests (or no longer
-        is): the workers let those writes go first, as they do this process's requests."""
-        self._storing_elsewhere = storing
-
-    @contextlib.contextmanager
-    def _storing(self) -> Iterator[None]:
-        """On SQLite, tell the workers elsewhere while requests wait to be stored: the
-        database has one writer, and a worker that writes all the time would keep the
-        requests waiting in SQLite's busy handler. (On PostgreSQL they do not meet.)"""
-        if self.elsewhere is None or self.engine.dialect.name != "sqlite":
-            yield
-            return
-        with self._answering_lock:
-            self._stores += 1
-            if self._stores == 1:
-                self.elsewhere.requests_waiting(True)
-        try:
-            yield
-        finally:
-            with self._answering_lock:
-                self._stores -= 1
-                if self._stores == 0:
-                    self.elsewhere.requests_waiting(False)
 
     def middleware(
         self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
@@ -276,19 +253,21 @@ class Inbox:
     def _store(self, kind: str, key: str, body: dict[str, Any]) -> None:
         sealed = self.deps.identities.seal(json.dumps(body))
         arrival = core.Arrival(kind, key, sealed, self.deps.clock())
-        with self._storing():
-            stored = self._arrivals.submit(arrival)
-        if stored:
-            self._wake.set()
+        if self._arrivals.submit(arrival):
+            self.wake()
             if self.elsewhere is not None:
                 self.elsewhere.wake()
         else:
             log.info("%s already received (%s); not storing it again", kind, key)
 
     def _write(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
-        """One transaction for the requests waiting together (`GroupCommit`). On PostgreSQL
-        it may take `STORE_TIMEOUT_MS` at most: every ack of this process waits for it."""
-        with sqlite_writer.urgent(), self.engine.begin() as connection:
+        """One transaction for the requests waiting together (`GroupCommit`), into the
+        arrivals file on SQLite. On PostgreSQL it may take `STORE_TIMEOUT_MS` at most: every
+        ack of this process waits for it."""
+        if self.arrivals is not None:
+            with sqlite_writer.urgent(), self.arrivals.begin() as connection:
+                return core.store_many(connection, arrivals, in_arrivals_file=True)
+        with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {STORE_TIMEOUT_MS}")
             return core.store_many(connection, arrivals)
@@ -306,6 +285,8 @@ class Inbox:
     # ------------------------------------------------------------------------- the workers
 
     def wake(self) -> None:
+        """Requests were stored (in this process or the one that answers for it)."""
+        self._arrived.set()
         self._wake.set()
 
     def start(self) -> None:
@@ -406,17 +387,14 @@ class Inbox:
     def _let_requests_go_first(self) -> None:
         """Wait (up to `YIELD_LIMIT`) while requests are being answered: acks come first."""
         deadline = time.monotonic() + YIELD_LIMIT
-        while (
-            (self._answering or self._storing_elsewhere)
-            and time.monotonic() < deadline
-            and not self._stop.is_set()
-        ):
+        while self._answering and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.001)
 
     def handle_one(self) -> bool:
         """Take one due entry and handle it; False when none is due."""
         assert self.app is not None, "attach the inbox to an app first"
         self._let_requests_go_first()
+        self.move_arrivals()
         with Session(self.engine, expire_on_commit=False) as session:
             entry = core.take_next(session, now=self.deps.clock())
             if entry is None:
@@ -426,6 +404,23 @@ class Inbox:
                 self._handle(session, entry)
         self.deps.on_commit()
         return True
+
+    def move_arrivals(self) -> None:
+        """On SQLite, move what has arrived into the inbox: when woken for it, or after
+        `poll_interval` (a wake-up may have been dropped)."""
+        if self.arrivals is None:
+            return
+        now = time.monotonic()
+        if not self._arrived.is_set() and now - self._moved_at < self.poll_interval:
+            return
+        self._arrived.clear()
+        self._moved_at = now
+        try:
+            while core.move_arrivals(self.arrivals, self.engine) == core.MOVE_AT_MOST:
+                pass
+        except Exception:
+            self._arrived.set()  # the next try moves them
+            raise
 
     def _handle(self, session: Session, entry: InboxEntry) -> None:
         assert entry.id is not None and self.app is not None

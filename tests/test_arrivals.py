@@ -1,0 +1,138 @@
+"""On SQLite, requests are stored in an arrivals file of their own and moved into the inbox
+by its worker: an ack never waits for the worker's write lock on the main file, and a move
+interrupted at any point keeps every request once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlmodel import Session
+
+from feedbot.core import inbox as core_inbox
+from feedbot.db import arrivals_engine
+from feedbot.models import ARRIVAL, InboxEntry
+from feedbot.slack.app import build_app
+from feedbot.slack.inbox import Inbox
+from tests.harness import ALICE, BOB, INTAKE, Bot
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only: PostgreSQL locks rows, not files, and stores requests in the inbox."""
+    path = tmp_path / "feedbot.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def inbox(bot: Bot) -> Iterator[Inbox]:
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    yield inbox
+
+
+def arrived(arrivals: Engine) -> int:
+    with arrivals.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(ARRIVAL)).scalar_one())
+
+
+def in_inbox(bot: Bot) -> list[InboxEntry]:
+    with Session(bot.engine) as session:
+        return list(session.exec(select(InboxEntry).order_by(InboxEntry.id)).scalars())  # type: ignore[call-overload]
+
+
+def test_a_request_is_acked_while_the_worker_holds_the_main_files_write_lock(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """The worker holds the main file's write lock for a whole entry's work; another
+    process's (here a plain `sqlite3` connection, which takes no turns) shows the same."""
+    assert inbox.arrivals is not None
+    database = bot.engine.url.database
+    assert database is not None
+    worker = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        worker.execute("BEGIN IMMEDIATE")  # the write lock, held
+        started = time.monotonic()
+        command = bot.command(ALICE, "Kasse 3 in Jena druckt keine Belege")
+        posted, _ = bot.message(
+            BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0ARR001"
+        )
+        waited = time.monotonic() - started
+        assert arrived(inbox.arrivals) == 2, "stored before they were answered"
+    finally:
+        worker.rollback()
+        worker.close()
+    assert "being filed" in json.loads(command.body)["text"] and posted.status == 200
+    assert waited < 1.0, f"the acks waited {waited:.2f} s for the main file"
+    assert inbox.drain() == 2
+    assert arrived(inbox.arrivals) == 0
+    assert len(bot.reports()) == 2
+
+
+def test_a_move_cut_short_between_its_two_commits_keeps_each_request_once(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """SQLite does not commit the two files together: the arrivals are in the inbox, but
+    still in their file too, as after a process killed between the two commits."""
+    arrivals = inbox.arrivals
+    assert arrivals is not None
+    bot.command(ALICE, "Kasse 3 in Jena druckt keine Belege")
+    bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0ARR002")
+
+    def killed(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            raise RuntimeError("killed between the two commits")
+
+    event.listen(arrivals, "before_cursor_execute", killed)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            core_inbox.move_arrivals(arrivals, bot.engine)
+    finally:
+        event.remove(arrivals, "before_cursor_execute", killed)
+    assert arrived(arrivals) == 2 and len(in_inbox(bot)) == 2
+    assert core_inbox.move_arrivals(arrivals, bot.engine) == 2, "moved again"
+    assert arrived(arrivals) == 0
+    assert [entry.kind for entry in in_inbox(bot)] == ["command", "event:message"]
+    assert inbox.drain() == 2
+    assert len(bot.reports()) == 2, "each filed once"
+
+
+def test_a_retry_of_a_request_moved_already_is_filed_once(bot: Bot, inbox: Inbox) -> None:
+    first, ts = bot.message(ALICE, "Drucker in Halle streikt", channel=INTAKE, event_id="Ev0ARR003")
+    assert first.status == 200
+    assert inbox.drain() == 1
+    retry = bot.event(
+        {
+            "type": "message",
+            "user": ALICE,
+            "text": "Drucker in Halle streikt",
+            "channel": INTAKE,
+            "channel_type": "channel",
+            "ts": ts,
+            "event_ts": ts,
+        },
+        event_id="Ev0ARR003",
+        retry_num=1,
+    )
+    assert retry.status == 200
+    assert inbox.drain() == 0, "the retry found its key in the inbox when moved"
+    assert arrived(inbox.arrivals or bot.engine) == 0
+    assert len(bot.reports()) == 1
+
+
+def test_the_arrivals_file_sits_beside_the_database_and_is_made_where_missing(
+    bot: Bot, inbox: Inbox
+) -> None:
+    assert inbox.arrivals is not None and arrivals_engine(bot.engine) is inbox.arrivals
+    assert inbox.arrivals.url.database == f"{bot.engine.url.database}-arrivals"
+    with inbox.arrivals.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+    assert mode == "wal"
