@@ -96,21 +96,84 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.turn_timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
+STORE_TIMEOUT_MS = 2000
+"""Longest a write of waiting requests may take on PostgreSQL (waiting for another
+replica's lock on the same key, or a slow server) before it fails and its requests are
+answered as failed (Slack retries an event; a command is told to try again), instead of
+keeping every request of the process past Slack's 3 seconds."""
+
+INTAKE_APPLICATION = "feedbot-intake"
+"""How the acks' connections show in PostgreSQL's `pg_stat_activity`."""
+
+_INTAKE: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_INTAKE_LOCK = threading.Lock()
+
+
+def intake_engine(engine: Engine) -> Engine:
+    """The engine acks store requests with (`feedbot.slack.inbox.Inbox`): made once per
+    engine, disposed with it. Storing is the whole of an ack's own work, one insert, and a
+    transaction through `engine` cost several times that.
+
+    On SQLite, the arrivals file beside the database (`arrivals_engine`). On PostgreSQL, the
+    same database through a small pool of its own: autocommit (the insert is one statement,
+    so no BEGIN and COMMIT round trips), each statement bounded by `STORE_TIMEOUT_MS`, and no
+    ping before each use (`feedbot.slack.inbox.Inbox` writes again, once, on a new connection
+    when the server had closed the one it took)."""
+    arrivals = arrivals_engine(engine)
+    if arrivals is not None:
+        return arrivals
+    if engine.dialect.name != "postgresql":
+        return engine
+    with _INTAKE_LOCK:
+        found = _INTAKE.get(engine)
+        if found is None:
+            found = create_engine(
+                engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=False,
+                pool_size=4,
+                max_overflow=12,
+                connect_args={"connect_timeout": 5, "application_name": INTAKE_APPLICATION},
+            )
+            event.listen(found, "connect", _bound_statements)
+            _dispose_with(engine, found, _INTAKE)
+            _INTAKE[engine] = found
+        return found
+
+
+def _bound_statements(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = {int(STORE_TIMEOUT_MS)}")
+
+
+def _dispose_with(
+    engine: Engine, companion: Engine, cache: weakref.WeakKeyDictionary[Engine, Engine]
+) -> None:
+    """Close `companion`'s connections when `engine` is disposed (a test, a CLI command)."""
+
+    def disposed(_engine: Engine) -> None:
+        with _INTAKE_LOCK:
+            if cache.get(engine) is companion:
+                del cache[engine]
+        companion.dispose()
+
+    event.listen(engine, "engine_disposed", disposed)
+
+
 _ARRIVALS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
-_ARRIVALS_LOCK = threading.Lock()
 
 
 def arrivals_engine(engine: Engine) -> Engine | None:
-    """The engine of the arrivals file beside `engine`'s SQLite file, made once per engine and
-    gone with it (its table created where missing); None on PostgreSQL and in memory, where
-    requests go into the inbox directly."""
+    """The engine of the arrivals file beside `engine`'s SQLite file (see
+    `feedbot.core.inbox.move_arrivals`), made once per engine and disposed with it, its
+    table created where missing; None on PostgreSQL, where requests go into the inbox."""
     url = engine.url
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
     if database.startswith("file:") or url.query.get("mode") == "memory":
         return None
-    with _ARRIVALS_LOCK:
+    with _INTAKE_LOCK:
         found = _ARRIVALS.get(engine)
         if found is None:
             arrivals = url.set(database=database + ARRIVALS_SUFFIX)
@@ -119,6 +182,7 @@ def arrivals_engine(engine: Engine) -> Engine | None:
                 connection.execute(CreateTable(ARRIVAL, if_not_exists=True))
                 for index in ARRIVAL.indexes:
                     connection.execute(CreateIndex(index, if_not_exists=True))
+            _dispose_with(engine, found, _ARRIVALS)
             _ARRIVALS[engine] = found
         return found
 

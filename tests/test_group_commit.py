@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
+from feedbot import db
 from feedbot.core import inbox as core_inbox
 from feedbot.core.group_commit import GroupCommit
-from feedbot.db import arrivals_engine
+from feedbot.db import arrivals_engine, make_engine
 from feedbot.models import InboxEntry
-from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
@@ -206,7 +206,7 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
     commits: list[int] = []
-    event.listen(inbox.arrivals or bot.engine, "commit", lambda connection: commits.append(1))
+    event.listen(inbox.intake, "commit", lambda connection: commits.append(1))
     statuses: list[int] = []
     start = threading.Barrier(20)
 
@@ -239,7 +239,7 @@ def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> Non
     def refuse(*_: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    stores_into = inbox.arrivals or bot.engine
+    stores_into = inbox.intake
     if fails:
         event.listen(stores_into, "before_cursor_execute", refuse)
     command = bot.command(ALICE, "Kasse in Suhl friert ein")
@@ -264,7 +264,7 @@ def test_a_write_held_up_on_postgresql_fails_before_slack_gives_up(
     request is answered as failed, instead of keeping them all past Slack's 3 seconds."""
     if bot.engine.dialect.name != "postgresql":
         pytest.skip("SQLite's writers wait for their turn (feedbot.sqlite_writer)")
-    monkeypatch.setattr(slack_inbox, "STORE_TIMEOUT_MS", 300)
+    monkeypatch.setattr(db, "STORE_TIMEOUT_MS", 300)
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
@@ -289,3 +289,63 @@ def test_a_write_held_up_on_postgresql_fails_before_slack_gives_up(
     assert 0.3 <= waited < 2.0
     response = bot.dispatch(urlencode(form), "application/x-www-form-urlencoded")
     assert "being filed" in json.loads(response.body)["text"], "stored once the row is free"
+
+
+def intake_connections(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = :name AND datname = current_database()"
+                ),
+                {"name": db.INTAKE_APPLICATION},
+            ).scalar_one()
+        )
+
+
+def test_on_postgresql_a_request_is_stored_again_on_a_new_connection_after_a_restart(
+    bot: Bot,
+) -> None:
+    """The acks' pool pings no connection before use (a round trip per ack): one the server
+    closed (a restart, an idle timeout) fails its write, which is made again on a new one."""
+    if bot.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's arrivals file has no server to close connections")
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    assert "being filed" in json.loads(bot.command(ALICE, "Kasse 1 in Suhl").body)["text"]
+    assert intake_connections(bot.engine) == 1
+    with bot.engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": db.INTAKE_APPLICATION},
+        )
+    until(lambda: intake_connections(bot.engine) == 0)
+    answer = bot.command(ALICE, "Kasse 2 in Suhl")
+    assert "being filed" in json.loads(answer.body)["text"]
+    assert inbox.drain() == 2
+    assert {report.text for report in bot.reports()} == {"Kasse 1 in Suhl", "Kasse 2 in Suhl"}
+
+
+def test_on_postgresql_the_acks_pool_is_closed_with_its_engine(database_url: str) -> None:
+    engine = make_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("the arrivals file is SQLite's")
+    observer = make_engine(database_url)
+    try:
+        intake = db.intake_engine(engine)
+        assert db.intake_engine(engine) is intake, "one per engine"
+        with intake.begin() as connection:
+            core_inbox.store(connection, kind="command", dedupe_key="k1", body="", now=NOW)
+        assert intake_connections(observer) == 1
+        engine.dispose()
+        assert intake_connections(observer) == 0
+        assert db.intake_engine(engine) is not intake, "made afresh for an engine used again"
+    finally:
+        engine.dispose()
+        observer.dispose()

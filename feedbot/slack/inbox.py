@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from feedbot import sqlite_writer
@@ -46,7 +47,7 @@ from feedbot.core import inbox as core
 from feedbot.core import outbox
 from feedbot.core.group_commit import GroupCommit
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
-from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, session_scope
+from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, intake_engine, session_scope
 from feedbot.logs import log_context
 from feedbot.models import InboxEntry, InboxStatus
 from feedbot.slack import delivery
@@ -69,11 +70,6 @@ PRUNE_EVERY = 3600.0
 YIELD_LIMIT = 0.05
 """Seconds a worker waits at most for requests being answered before it takes the next
 entry: acks go first, but a steady stream of them must not stop the work altogether."""
-STORE_TIMEOUT_MS = 2000
-"""Longest a write of waiting requests may take on PostgreSQL (waiting for another
-replica's lock on the same key, or a slow server) before it fails and its requests are
-answered as failed (Slack retries an event; a command is told to try again), instead of
-keeping every request of the process past Slack's 3 seconds."""
 SWITCH_INTERVAL = 0.001
 """Seconds a thread runs before the interpreter offers another thread its turn."""
 
@@ -189,6 +185,8 @@ class Inbox:
         self.arrivals = arrivals_engine(self.engine)
         """On SQLite, where requests are stored before a worker moves them into the inbox
         (`core.move_arrivals`); None on PostgreSQL."""
+        self.intake = intake_engine(self.engine)
+        """What requests are stored with (`feedbot.db.intake_engine`)."""
         self.liveness = liveness
         self.elsewhere = elsewhere
         self.threads = threads if threads is not None else (0 if elsewhere else 1)
@@ -261,16 +259,22 @@ class Inbox:
             log.info("%s already received (%s); not storing it again", kind, key)
 
     def _write(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
-        """One transaction for the requests waiting together (`GroupCommit`), into the
-        arrivals file on SQLite. On PostgreSQL it may take `STORE_TIMEOUT_MS` at most: every
-        ack of this process waits for it."""
-        if self.arrivals is not None:
-            with sqlite_writer.urgent(), self.arrivals.begin() as connection:
-                return core.store_many(connection, arrivals, in_arrivals_file=True)
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {STORE_TIMEOUT_MS}")
-            return core.store_many(connection, arrivals)
+        """One statement for the requests waiting together (`GroupCommit`), into the
+        arrivals file on SQLite; on PostgreSQL it may take `feedbot.db.STORE_TIMEOUT_MS` at
+        most, since every ack of this process waits for it. A connection the server had
+        closed (a restart) is not pinged before use: the write is made again on a new one."""
+        try:
+            return self._write_once(arrivals)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.info("the database had closed a connection; storing on a new one")
+            return self._write_once(arrivals)
+
+    def _write_once(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
+        in_arrivals_file = self.arrivals is not None
+        with sqlite_writer.urgent(), self.intake.begin() as connection:
+            return core.store_many(connection, arrivals, in_arrivals_file=in_arrivals_file)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
