@@ -25,6 +25,14 @@ connection per request as Slack opens them:
 
 Between steps the server is given time (up to 30 s) to work off any backlog.
 
+Then, per backend, the end-to-end step, on a server and database of its own: the steps
+before leave thousands of requests in the inbox, behind which its receipts would only
+measure that backlog. The database holds 5,000 earlier reports (what a similar-report
+lookup reads, as in `benchmarks.filing`); after the warm-up, 100 `/feedback` requests a
+second for 60 s, each receipt timed from when its request was due until it reaches the
+fake Slack's `response_url`, and 30 s more for the last ones. The workers' CPU time per
+report, and their profile, come from this step.
+
 One JSON line per step and app, then one summary per database backend:
 
     {"benchmark": "intake", "app": "feedbot", "backend": "sqlite", "mode": "open",
@@ -62,8 +70,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlmodel import Session
-
 from benchmarks import (
     BACKENDS,
     emit,
@@ -94,6 +100,8 @@ PROFILED_FROM, PROFILED_TO = 200, 700
 """Inbox entries handled under cProfile (after the warm-up's first hundred)."""
 SUSTAIN_RATE, SUSTAIN_SECONDS = 200, 30.0
 END_TO_END_RATE, END_TO_END_SECONDS, DRAIN_LIMIT = 100, 60.0, 30.0
+EARLIER_REPORTS = 5000
+"""Reports already in the end-to-end step's database (as in `benchmarks.filing`)."""
 
 
 # --------------------------------------------------------------------------- the servers
@@ -543,8 +551,7 @@ def run_app(
     step_seconds: float,
     saturation_seconds: float,
     sustain_seconds: float = SUSTAIN_SECONDS,
-    end_to_end_seconds: float = END_TO_END_SECONDS,
-) -> tuple[list[dict[str, Any]], int, dict[str, float]]:
+) -> tuple[list[dict[str, Any]], int]:
     """Warm up, then the closed loop, then the open-loop rates from the lowest up; returns
     the records and how many requests were answered 200.
 
@@ -610,39 +617,33 @@ def run_app(
         outcome.errors.values()
     )
     settled()
-    sent: dict[str, float] = {}
-    if app == "feedbot" and end_to_end_seconds > 0:
-        waited = wait_for_inbox(server.database_url)
-        log.info("intake/%s/%s: inbox worked off in %.0f s", app, backend, waited)
-        if requests.count + END_TO_END_RATE * end_to_end_seconds > len(server.urls):
-            raise RuntimeError("not enough response URLs for the end-to-end step")
-        before = requests.count
-        outcome, start, sent = asyncio.run(
-            end_to_end(requests, END_TO_END_RATE, end_to_end_seconds)
-        )
-        record("end_to_end", outcome, start, requests.count - before, rate=END_TO_END_RATE)
-        time.sleep(DRAIN_LIMIT + 2)  # what is not delivered by then missed the target
-    return records, answered, sent
+    return records, answered
 
 
-def wait_for_inbox(url: str, limit: float = 300.0) -> float:
-    """Wait until the earlier steps' backlog is handled, so the end-to-end step starts from
-    an empty inbox. Returns the seconds waited."""
-    from feedbot.core.inbox import depth
-    from feedbot.db import make_engine
-    from feedbot.models import utcnow
-
-    engine = make_engine(url)
-    started = time.monotonic()
-    try:
-        while time.monotonic() - started < limit:
-            with Session(engine) as session:
-                if depth(session, now=utcnow()).pending == 0:
-                    break
-            time.sleep(1.0)
-    finally:
-        engine.dispose()
-    return time.monotonic() - started
+def run_end_to_end(
+    backend: str, server: Server, seconds: float
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The end-to-end step on a server of its own: its database holds `EARLIER_REPORTS`
+    reports (what a lookup reads), its inbox is empty, and `END_TO_END_RATE` `/feedback`
+    requests a second for `seconds` go out after the warm-up. Returns the step's record and
+    when each request was due, by its response URL."""
+    requests = Requests(server.port, urls=server.urls)
+    asyncio.run(_warm_up(requests))
+    if requests.count + END_TO_END_RATE * seconds > len(server.urls):
+        raise RuntimeError("not enough response URLs for the end-to-end step")
+    before = requests.count
+    outcome, start, sent = asyncio.run(end_to_end(requests, END_TO_END_RATE, seconds))
+    entry = {
+        "benchmark": "intake",
+        "app": "feedbot",
+        "backend": backend,
+        "mode": "end_to_end",
+        "rate": END_TO_END_RATE,
+    }
+    entry.update(summarise(outcome, start, requests.count - before), load_average=load_average())
+    emit(entry)
+    time.sleep(DRAIN_LIMIT + 2)  # what is not delivered by then missed the target
+    return entry, sent
 
 
 async def end_to_end(
@@ -703,11 +704,13 @@ def measure(
     inbox_workers: str = "process",
 ) -> None:
     """The bare app once, then feedbot on each backend, each followed by its summary."""
+    from benchmarks.similar import fill
+
     results: dict[str, list[dict[str, Any]]] = {}
     with fresh_database("sqlite") as scratch:  # the bare app touches no database
         server = Server.start("bare", scratch)
         try:
-            results["bare"], _, _ = run_app(
+            results["bare"], _ = run_app(
                 "bare", "none", server, step_seconds, saturation_seconds, sustain_seconds
             )
         finally:
@@ -719,19 +722,28 @@ def measure(
                 "feedbot" if inbox_workers == "process" else "feedbot-thread", url
             )
             try:
-                records, answered, sent = run_app(
-                    "feedbot",
-                    backend,
-                    server,
-                    step_seconds,
-                    saturation_seconds,
-                    sustain_seconds,
-                    end_to_end_seconds,
+                records, answered = run_app(
+                    "feedbot", backend, server, step_seconds, saturation_seconds, sustain_seconds
                 )
             finally:
                 reports, queued = server.stop()
+        sent: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        if end_to_end_seconds > 0:
+            with fresh_database(backend) as url:
+                fill(backend, url, EARLIER_REPORTS)
+                configure(url)
+                server = Server.start(
+                    "feedbot" if inbox_workers == "process" else "feedbot-thread", url
+                )
+                try:
+                    entry, sent = run_end_to_end(backend, server, end_to_end_seconds)
+                    records.append(entry)
+                finally:
+                    server.stop()
+                details = server.details
         summary = _summary(backend, records, results["bare"], answered, reports, queued)
-        summary.update(_end_to_end(sent, server.details, records))
+        summary.update(_end_to_end(sent, details, records))
         summary["inbox_workers"] = inbox_workers
         summary["meets_targets"] = all(summary["targets"].values()) and all(
             summary["targets_end_to_end"].values()
