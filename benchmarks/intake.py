@@ -154,8 +154,8 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
     from sqlalchemy import func, select
     from waitress.server import create_server
 
-    from feedbot.db import make_engine
-    from feedbot.models import OutboxMessage, Report
+    from feedbot.db import arrivals_engine, make_engine
+    from feedbot.models import ARRIVAL, InboxEntry, OutboxMessage
     from feedbot.slack.app import build_app
     from feedbot.slack.client import make_interactive_client
     from feedbot.slack.deps import Deps
@@ -211,9 +211,13 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
     if workers is not None:
         workers.stop()
     with engine.connect() as connection:
-        reports = connection.execute(select(func.count()).select_from(Report)).scalar_one()
+        stored = connection.execute(select(func.count()).select_from(InboxEntry)).scalar_one()
         queued = connection.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
-    print(f"{reports} {queued}", flush=True)
+    arrivals = arrivals_engine(engine)
+    if arrivals is not None:  # SQLite: stored, not yet moved into the inbox
+        with arrivals.connect() as connection:
+            stored += connection.execute(select(func.count()).select_from(ARRIVAL)).scalar_one()
+    print(f"{stored} {queued}", flush=True)
     work: dict[str, Any] = {"costs": costs, "profile": _top(profile, costs)}
     if workers is not None:
         with contextlib.suppress(OSError, ValueError):
@@ -360,7 +364,7 @@ class Server:
         return cls(process, int(port), slack, urls, database_url)
 
     def stop(self) -> tuple[int, int]:
-        """Stop it; returns (reports, outbox entries) in its database."""
+        """Stop it; returns (requests stored, outbox entries) in its database."""
         lines = _finish(self.process)
         counts = lines[0].split() if lines else []
         if len(lines) > 1:
@@ -726,7 +730,7 @@ def measure(
                     "feedbot", backend, server, step_seconds, saturation_seconds, sustain_seconds
                 )
             finally:
-                reports, queued = server.stop()
+                stored, queued = server.stop()
         sent: dict[str, float] = {}
         details: dict[str, Any] = {}
         if end_to_end_seconds > 0:
@@ -742,7 +746,7 @@ def measure(
                 finally:
                     server.stop()
                 details = server.details
-        summary = _summary(backend, records, results["bare"], answered, reports, queued)
+        summary = _summary(backend, records, results["bare"], answered, stored, queued)
         summary.update(_end_to_end(sent, details, records))
         summary["inbox_workers"] = inbox_workers
         summary["meets_targets"] = all(summary["targets"].values()) and all(
@@ -793,7 +797,7 @@ def _summary(
     feedbot: list[dict[str, Any]],
     bare: list[dict[str, Any]],
     answered: int,
-    reports: int,
+    stored: int,
     queued: int,
 ) -> dict[str, Any]:
     def find(records: list[dict[str, Any]], match: Callable[[dict[str, Any]], bool]) -> Any:
@@ -833,8 +837,8 @@ def _summary(
             "p99_ms"
         ),
         "answered": answered,
-        "reports_stored": reports,
-        "stored_but_not_answered": reports - answered,
+        "requests_stored": stored,
+        "stored_but_not_answered": stored - answered,
         "outbox_entries": queued,
         "targets": targets,
         "meets_targets": all(targets.values()),
