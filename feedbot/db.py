@@ -106,7 +106,9 @@ INTAKE_APPLICATION = "feedbot-intake"
 """How the acks' connections show in PostgreSQL's `pg_stat_activity`."""
 
 _INTAKE: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+"""The acks' pool of each PostgreSQL engine (`intake_engine`)."""
 _INTAKE_LOCK = threading.Lock()
+"""Guards `_INTAKE` and `_ARRIVALS` (never held while connecting)."""
 
 
 def intake_engine(engine: Engine) -> Engine:
@@ -131,8 +133,8 @@ def intake_engine(engine: Engine) -> Engine:
                 engine.url,
                 isolation_level="AUTOCOMMIT",
                 pool_pre_ping=False,
-                pool_size=4,
-                max_overflow=12,
+                pool_size=2,  # a process writes one batch at a time (`GroupCommit`)
+                max_overflow=4,
                 connect_args={"connect_timeout": 5, "application_name": INTAKE_APPLICATION},
             )
             event.listen(found, "connect", _bound_statements)
@@ -161,30 +163,53 @@ def _dispose_with(
 
 
 _ARRIVALS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+"""The arrivals file's engine of each SQLite engine (`arrivals_engine`)."""
 
 
 def arrivals_engine(engine: Engine) -> Engine | None:
     """The engine of the arrivals file beside `engine`'s SQLite file (see
     `feedbot.core.inbox.move_arrivals`), made once per engine and disposed with it, its
     table created where missing; None on PostgreSQL, where requests go into the inbox."""
+    path = _arrivals_path(engine)
+    if path is None:
+        return None
+    with _INTAKE_LOCK:
+        found = _ARRIVALS.get(engine)
+    if found is not None:
+        return found
+    made = make_engine(engine.url.set(database=path).render_as_string(hide_password=False))
+    try:
+        with made.begin() as connection:  # two processes may create it at once
+            connection.execute(CreateTable(ARRIVAL, if_not_exists=True))
+            for index in ARRIVAL.indexes:
+                connection.execute(CreateIndex(index, if_not_exists=True))
+    except BaseException:
+        made.dispose()
+        raise
+    with _INTAKE_LOCK:
+        found = _ARRIVALS.get(engine)
+        if found is None:  # else another thread made one meanwhile
+            _dispose_with(engine, made, _ARRIVALS)
+            _ARRIVALS[engine] = made
+            return made
+    made.dispose()
+    return found
+
+
+def arrivals_exist(engine: Engine) -> bool:
+    """Whether the arrivals file beside `engine`'s SQLite file is there yet."""
+    path = _arrivals_path(engine)
+    return path is not None and Path(path).exists()
+
+
+def _arrivals_path(engine: Engine) -> str | None:
     url = engine.url
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
     if database.startswith("file:") or url.query.get("mode") == "memory":
         return None
-    with _INTAKE_LOCK:
-        found = _ARRIVALS.get(engine)
-        if found is None:
-            arrivals = url.set(database=database + ARRIVALS_SUFFIX)
-            found = make_engine(arrivals.render_as_string(hide_password=False))
-            with found.begin() as connection:  # two processes may create it at once
-                connection.execute(CreateTable(ARRIVAL, if_not_exists=True))
-                for index in ARRIVAL.indexes:
-                    connection.execute(CreateIndex(index, if_not_exists=True))
-            _dispose_with(engine, found, _ARRIVALS)
-            _ARRIVALS[engine] = found
-        return found
+    return database + ARRIVALS_SUFFIX
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
 from feedbot.core import inbox as core_inbox
-from feedbot.db import arrivals_engine
+from feedbot.db import arrivals_engine, make_engine
 from feedbot.models import ARRIVAL, InboxEntry
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
@@ -136,3 +137,71 @@ def test_the_arrivals_file_sits_beside_the_database_and_is_made_where_missing(
     with inbox.arrivals.connect() as connection:
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
     assert mode == "wal"
+
+
+def test_a_request_stored_while_two_moves_meet_is_not_deleted_by_the_later_one(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """Two moves read the same arrivals; the first to finish deletes them, and a request
+    stored next is given the freed id (SQLite reuses the highest ids). The later move's
+    delete must not take that one."""
+    arrivals = inbox.arrivals
+    assert arrivals is not None
+    bot.command(ALICE, "Kasse 3 in Jena druckt keine Belege")
+    met = False
+
+    def another_move_first(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        nonlocal met
+        if met or not statement.lstrip().upper().startswith("DELETE"):
+            return
+        met = True
+        assert core_inbox.move_arrivals(arrivals, bot.engine) == 1
+        bot.command(BOB, "Scanner in Gera defekt")  # stored with the id just freed
+
+    event.listen(arrivals, "before_cursor_execute", another_move_first)
+    try:
+        assert core_inbox.move_arrivals(arrivals, bot.engine) == 1
+    finally:
+        event.remove(arrivals, "before_cursor_execute", another_move_first)
+    assert met and arrived(arrivals) == 1, "the request stored meanwhile is still there"
+    assert inbox.drain() == 2
+    assert sorted(report.text for report in bot.reports()) == [
+        "Kasse 3 in Jena druckt keine Belege",
+        "Scanner in Gera defekt",
+    ]
+
+
+def test_arrivals_are_moved_when_the_worker_is_woken_and_else_after_the_poll_interval(
+    bot: Bot, inbox: Inbox
+) -> None:
+    """A request stored by the process that answers wakes the worker, which moves it before
+    its next entry; one whose wake-up was lost waits at most `poll_interval`."""
+    arrivals = inbox.arrivals
+    assert arrivals is not None
+    slow = Inbox(bot.deps, poll_interval=60.0)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=slow)
+    bot.command(ALICE, "Kasse 3 in Jena druckt keine Belege")  # stored and woken
+    assert slow.drain() == 1
+    with arrivals.begin() as connection:  # stored elsewhere, its wake-up lost
+        core_inbox.store_many(
+            connection,
+            [core_inbox.Arrival("command", "lost-wake", "{}", bot.clock())],
+            in_arrivals_file=True,
+        )
+    assert slow.drain() == 0 and arrived(arrivals) == 1, "not looked for before its time"
+    slow.wake()
+    slow.move_arrivals()
+    assert arrived(arrivals) == 0 and len(in_inbox(bot)) == 2
+
+
+def test_looking_at_the_depth_before_the_bot_ran_creates_no_arrivals_file(
+    database_url: str,
+) -> None:
+    """`feedbot inbox` run by another user first must not leave a file the bot cannot write."""
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            assert core_inbox.depth(session, now=datetime.now(UTC)).pending == 0
+        assert not Path(f"{engine.url.database}-arrivals").exists()
+    finally:
+        engine.dispose()

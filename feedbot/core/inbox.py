@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from feedbot.db import arrivals_engine
+from feedbot.db import arrivals_engine, arrivals_exist
 from feedbot.models import ARRIVAL, InboxEntry, InboxStatus
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,9 @@ def move_arrivals(arrivals: Engine, inbox: Engine, *, at_most: int = MOVE_AT_MOS
     SQLite in WAL mode does not commit two files together, so the arrivals are inserted into
     the inbox in one transaction and deleted from their file in the next. A process killed
     between the two leaves them to be moved again, and the inbox's unique key keeps each
-    once, as it keeps a Slack retry of a request moved already."""
+    once, as it keeps a Slack retry of a request moved already. A worker moves before it
+    takes an entry, and a move that failed stops it there: no entry is handled while its
+    request may still wait here."""
     with arrivals.connect() as connection:
         rows = connection.execute(_ARRIVED, {"at_most": at_most}).all()
     if not rows:
@@ -143,7 +145,9 @@ def move_arrivals(arrivals: Engine, inbox: Engine, *, at_most: int = MOVE_AT_MOS
             connection, [Arrival(r.kind, r.dedupe_key, r.body, r.received_at) for r in rows]
         )
     with arrivals.begin() as connection:
-        connection.execute(_MOVED, {"ids": [row.id for row in rows]})
+        # By key, not id: SQLite gives a deleted row's id to the next one, and a request
+        # stored since must stay even if two movers were to meet.
+        connection.execute(_MOVED, {"keys": [row.dedupe_key for row in rows]})
     for row, new in zip(rows, landed, strict=True):
         if not new:
             log.info("%s already received (%s); not storing it again", row.kind, row.dedupe_key)
@@ -151,7 +155,7 @@ def move_arrivals(arrivals: Engine, inbox: Engine, *, at_most: int = MOVE_AT_MOS
 
 
 _ARRIVED = sa_select(ARRIVAL).order_by(ARRIVAL.c.id).limit(bindparam("at_most"))
-_MOVED = delete(ARRIVAL).where(ARRIVAL.c.id.in_(bindparam("ids", expanding=True)))
+_MOVED = delete(ARRIVAL).where(ARRIVAL.c.dedupe_key.in_(bindparam("keys", expanding=True)))
 
 
 def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
@@ -238,7 +242,9 @@ def depth(session: Session, *, now: datetime) -> Depth:
         )
     ).one()
     bind = session.get_bind()
-    arrivals = arrivals_engine(bind if isinstance(bind, Engine) else bind.engine)
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    # A look made before the bot ever ran must not create the file (as another user).
+    arrivals = arrivals_engine(engine) if arrivals_exist(engine) else None
     if arrivals is not None:
         with arrivals.connect() as connection:
             arrived, first = connection.execute(_WAITING).one()

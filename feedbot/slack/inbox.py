@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -182,11 +183,6 @@ class Inbox:
         answers them does, also while its workers' process is down."""
         self.deps = deps
         self.engine = deps.engine
-        self.arrivals = arrivals_engine(self.engine)
-        """On SQLite, where requests are stored before a worker moves them into the inbox
-        (`core.move_arrivals`); None on PostgreSQL."""
-        self.intake = intake_engine(self.engine)
-        """What requests are stored with (`feedbot.db.intake_engine`)."""
         self.liveness = liveness
         self.elsewhere = elsewhere
         self.threads = threads if threads is not None else (0 if elsewhere else 1)
@@ -199,6 +195,9 @@ class Inbox:
         self._arrived = threading.Event()
         """Requests were stored in the arrivals file since the last move."""
         self._moved_at = 0.0
+        """When (`time.monotonic`) the arrivals were last moved."""
+        self._moving = threading.Lock()
+        """One move at a time (`drain` may run beside the workers)."""
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._answering = 0
@@ -207,6 +206,18 @@ class Inbox:
         self._arrivals: GroupCommit[core.Arrival, bool] = GroupCommit(
             self._write, alone=lambda error: not isinstance(error, TRANSIENT_ERRORS)
         )
+
+    @property
+    def arrivals(self) -> Engine | None:
+        """On SQLite, where requests are stored before a worker moves them into the inbox
+        (`core.move_arrivals`); None on PostgreSQL."""
+        return arrivals_engine(self.engine)
+
+    @property
+    def intake(self) -> Engine:
+        """What requests are stored with (`feedbot.db.intake_engine`), looked up each time:
+        it is closed with the engine, and made again if that is used again."""
+        return intake_engine(self.engine)
 
     # ------------------------------------------------------------------------ the request
 
@@ -272,8 +283,9 @@ class Inbox:
             return self._write_once(arrivals)
 
     def _write_once(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
-        in_arrivals_file = self.arrivals is not None
-        with sqlite_writer.urgent(), self.intake.begin() as connection:
+        intake = self.intake
+        in_arrivals_file = intake is not self.engine and intake.dialect.name == "sqlite"
+        with sqlite_writer.urgent(), intake.begin() as connection:
             return core.store_many(connection, arrivals, in_arrivals_file=in_arrivals_file)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
@@ -412,19 +424,21 @@ class Inbox:
     def move_arrivals(self) -> None:
         """On SQLite, move what has arrived into the inbox: when woken for it, or after
         `poll_interval` (a wake-up may have been dropped)."""
-        if self.arrivals is None:
+        arrivals = self.arrivals
+        if arrivals is None:
             return
-        now = time.monotonic()
-        if not self._arrived.is_set() and now - self._moved_at < self.poll_interval:
-            return
-        self._arrived.clear()
-        self._moved_at = now
-        try:
-            while core.move_arrivals(self.arrivals, self.engine) == core.MOVE_AT_MOST:
-                pass
-        except Exception:
-            self._arrived.set()  # the next try moves them
-            raise
+        with self._moving:
+            now = time.monotonic()
+            if not self._arrived.is_set() and now - self._moved_at < self.poll_interval:
+                return
+            self._arrived.clear()
+            self._moved_at = now
+            try:
+                while core.move_arrivals(arrivals, self.engine) == core.MOVE_AT_MOST:
+                    pass
+            except Exception:
+                self._arrived.set()  # the next try moves them
+                raise
 
     def _handle(self, session: Session, entry: InboxEntry) -> None:
         assert entry.id is not None and self.app is not None

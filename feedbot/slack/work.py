@@ -19,7 +19,8 @@ from feedbot.slack.webhook_sender import WebhookSender
 THREADS_ON_POSTGRESQL = 4
 """Inbox workers of a process that only works (`feedbot inbox-worker`) on PostgreSQL. A
 worker there spends most of its time waiting for the server's answers, and no requests
-wait for the interpreter in that process. (SQLite has one writer: one worker.)"""
+wait for the interpreter in that process. (SQLite has one writer: one worker, which is also
+the one that moves requests from the arrivals file into the inbox.)"""
 
 
 @dataclass
