@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 ARRIVALS_SUFFIX = "-arrivals"
-"""On SQLite, requests are first stored in the database file's name with this added
-(`feedbot.core.inbox.move_arrivals`), beside the `-wal` and `-shm` files SQLite keeps."""
+"""On SQLite, requests are first stored in a file named as the database with this added
+(`feedbot.db-arrivals`; `feedbot.core.inbox.move_arrivals` says why), beside the `-wal` and
+`-shm` files SQLite keeps."""
 
 
 def normalise_url(url: str) -> str:

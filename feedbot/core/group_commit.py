@@ -2,8 +2,8 @@
 
 Storing a request in the inbox is one small insert, but its transaction costs more than the
 insert: a connection from the pool, `BEGIN`, `COMMIT`, on SQLite a turn at the file's write
-lock (even with the arrivals file, `feedbot.db.arrivals_engine`, among the requests
-themselves), on PostgreSQL a round trip at least. When requests come in faster than that, they queue here in
+lock (in the arrivals file, `feedbot.db.arrivals_engine`, among the requests themselves), on
+PostgreSQL a round trip at least. When requests come in faster than that, they queue here in
 memory, and whoever writes next takes everything that waits, up to `max_batch`, into one
 transaction. A lone request is written at once by its own thread, as before: nothing waits
 for a batch to fill, and no thread is added.

@@ -282,11 +282,11 @@ class Inbox:
             log.info("the database had closed a connection; storing on a new one")
             return self._write_once(arrivals)
 
-    def _write_once(self, arrivals: Sequence[core.Arrival]) -> list[bool]:
-        intake = self.intake
-        in_arrivals_file = intake is not self.engine and intake.dialect.name == "sqlite"
+    def _write_once(self, batch: Sequence[core.Arrival]) -> list[bool]:
+        arrivals = self.arrivals
+        intake = arrivals if arrivals is not None else self.intake
         with sqlite_writer.urgent(), intake.begin() as connection:
-            return core.store_many(connection, arrivals, in_arrivals_file=in_arrivals_file)
+            return core.store_many(connection, batch, in_arrivals_file=arrivals is not None)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
