@@ -710,6 +710,7 @@ def measure(
     """The bare app once, then feedbot on each backend, each followed by its summary."""
     from benchmarks.similar import fill
 
+    kind = "feedbot" if inbox_workers == "process" else "feedbot-thread"
     results: dict[str, list[dict[str, Any]]] = {}
     with fresh_database("sqlite") as scratch:  # the bare app touches no database
         server = Server.start("bare", scratch)
@@ -722,9 +723,7 @@ def measure(
     for backend in backends:
         with fresh_database(backend) as url:
             configure(url)
-            server = Server.start(
-                "feedbot" if inbox_workers == "process" else "feedbot-thread", url
-            )
+            server = Server.start(kind, url)
             try:
                 records, answered = run_app(
                     "feedbot", backend, server, step_seconds, saturation_seconds, sustain_seconds
@@ -737,9 +736,7 @@ def measure(
             with fresh_database(backend) as url:
                 fill(backend, url, EARLIER_REPORTS)
                 configure(url)
-                server = Server.start(
-                    "feedbot" if inbox_workers == "process" else "feedbot-thread", url
-                )
+                server = Server.start(kind, url)
                 try:
                     entry, sent = run_end_to_end(backend, server, end_to_end_seconds)
                     records.append(entry)

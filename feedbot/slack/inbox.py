@@ -194,8 +194,9 @@ class Inbox:
         self._wake = threading.Event()
         self._arrived = threading.Event()
         """Requests were stored in the arrivals file since the last move."""
-        self._moved_at = 0.0
-        """When (`time.monotonic`) the arrivals were last moved."""
+        self._moved_at = float("-inf")
+        """When (`time.monotonic`) the arrivals were last moved: never, so the first look
+        moves what a stopped bot left."""
         self._moving = threading.Lock()
         """One move at a time (`drain` may run beside the workers)."""
         self._stop = threading.Event()
