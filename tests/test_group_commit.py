@@ -9,18 +9,19 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
 from feedbot import db
 from feedbot.core import inbox as core_inbox
 from feedbot.core.group_commit import GroupCommit
 from feedbot.db import arrivals_engine, make_engine
-from feedbot.models import InboxEntry
+from feedbot.models import InboxEntry, InboxStatus
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
@@ -170,17 +171,26 @@ def moved_in(inbox: Inbox) -> list[InboxEntry]:
 
 
 @pytest.mark.parametrize("in_arrivals_file", [False, True])
-def test_store_many_keeps_each_key_once(engine: Engine, in_arrivals_file: bool) -> None:
-    """Into the inbox, or on SQLite into the arrivals file first and then moved."""
+@pytest.mark.parametrize("through", ["sqlalchemy", "dbapi"])
+def test_store_many_keeps_each_key_once(
+    engine: Engine, in_arrivals_file: bool, through: str
+) -> None:
+    """Into the inbox, or on SQLite into the arrivals file first and then moved; through a
+    SQLAlchemy connection (`store_many`, as moves do) or the DBAPI's (`store_now`, as acks
+    do): the rows read back the same either way."""
     arrivals = arrivals_engine(engine)
     if in_arrivals_file and arrivals is None:
         pytest.skip("PostgreSQL stores requests in the inbox directly")
     stores_into = arrivals if in_arrivals_file and arrivals is not None else engine
 
+    at = NOW.replace(microsecond=250_001)
+
     def arrival(key: str, body: str = "") -> core_inbox.Arrival:
-        return core_inbox.Arrival("command", key, body or f"body of {key}", NOW)
+        return core_inbox.Arrival("command", key, body or f"body of {key}", at)
 
     def store(batch: list[core_inbox.Arrival]) -> list[bool]:
+        if through == "dbapi":
+            return core_inbox.store_now(stores_into, batch, in_arrivals_file=in_arrivals_file)
         with stores_into.begin() as connection:
             return core_inbox.store_many(connection, batch, in_arrivals_file=in_arrivals_file)
 
@@ -197,6 +207,35 @@ def test_store_many_keeps_each_key_once(engine: Engine, in_arrivals_file: bool) 
         ("b", "body of b"),
         ("c", "body of c"),
     ], "in the order they arrived, the first of each key"
+    assert {(entry.kind, entry.status, entry.attempts) for entry in stored} == {
+        ("command", InboxStatus.PENDING, 0)
+    }
+    assert {(entry.received_at, entry.next_attempt_at) for entry in stored} == {(at, at)}
+    with Session(engine) as session:
+        assert core_inbox.take_next(session, now=at) is not None, "due at once"
+
+
+def test_a_failed_store_raises_sqlalchemys_error_without_the_bodies(engine: Engine) -> None:
+    """`store_now` writes on the DBAPI connection, but fails as SQLAlchemy would: its own
+    error class (what the group commit tells one bad request from a database that is away
+    by), no request body in the message (bodies are sealed reports), nothing of the batch
+    stored, and the connection back in the pool, usable."""
+    arrivals = arrivals_engine(engine)
+    intake = arrivals if arrivals is not None else db.intake_engine(engine)
+    in_arrivals_file = arrivals is not None
+    good = core_inbox.Arrival("command", "good", "sealed-body-of-a-report", NOW)
+    bad = core_inbox.Arrival("command", "bad", None, NOW)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError) as raised:
+        core_inbox.store_now(intake, [good, bad], in_arrivals_file=in_arrivals_file)
+    assert "sealed-body-of-a-report" not in str(raised.value)
+    assert not raised.value.connection_invalidated
+    pool: Any = intake.pool
+    assert pool.checkedout() == 0
+    assert core_inbox.store_now(intake, [good], in_arrivals_file=in_arrivals_file) == [True]
+    if arrivals is not None:
+        assert core_inbox.move_arrivals(arrivals, engine) == 1
+    with Session(engine) as session:
+        assert [entry.dedupe_key for entry in session.exec(select(InboxEntry)).all()] == ["good"]
 
 
 def test_requests_answered_together_share_transactions(bot: Bot) -> None:
@@ -205,8 +244,8 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
-    commits: list[int] = []
-    event.listen(inbox.intake, "commit", lambda connection: commits.append(1))
+    commits: list[int] = []  # each write takes a connection of the acks' pool once
+    event.listen(inbox.intake, "checkout", lambda *_: commits.append(1))
     statuses: list[int] = []
     start = threading.Barrier(20)
 
@@ -228,24 +267,25 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
 
 
 @pytest.mark.parametrize("fails", [True, False])
-def test_a_request_is_answered_only_once_committed(bot: Bot, fails: bool) -> None:
+def test_a_request_is_answered_only_once_committed(
+    bot: Bot, fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A request whose batch failed is not acked: a command is told to try again (Slack does
     not retry commands), an event gets 500 (Slack retries it). One whose batch committed is
     in the inbox when its answer comes."""
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
+    store_now = core_inbox.store_now
 
-    def refuse(*_: object) -> None:
+    def refuse(*_: object, **__: object) -> list[bool]:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    stores_into = inbox.intake
     if fails:
-        event.listen(stores_into, "before_cursor_execute", refuse)
+        monkeypatch.setattr(core_inbox, "store_now", refuse)
     command = bot.command(ALICE, "Kasse in Suhl friert ein")
     posted, _ = bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01")
-    if fails:
-        event.remove(stores_into, "before_cursor_execute", refuse)
+    monkeypatch.setattr(core_inbox, "store_now", store_now)
     stored = moved_in(inbox)
     answer = json.loads(command.body)["text"]
     assert command.status == 200

@@ -286,8 +286,8 @@ class Inbox:
     def _write_once(self, batch: Sequence[core.Arrival]) -> list[bool]:
         arrivals = self.arrivals
         intake = arrivals if arrivals is not None else self.intake
-        with sqlite_writer.urgent(), intake.begin() as connection:
-            return core.store_many(connection, batch, in_arrivals_file=arrivals is not None)
+        with sqlite_writer.urgent():
+            return core.store_now(intake, batch, in_arrivals_file=arrivals is not None)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
