@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_MAPPED_BYTES = 256 * 1024 * 1024
+"""Read the database file through memory mapping up to this size (shared by every
+connection through the operating system's cache) instead of a `read` call per page: a
+report's similar-report lookup reads thousands of index entries. With the pool handing out
+the connection given back last (`make_engine`), a report's filing took 6% less CPU time
+(`benchmarks.filing`, 10.1 → 9.5 ms)."""
 ARRIVALS_SUFFIX = "-arrivals"
 """On SQLite, requests are first stored in a file named as the database with this added
 (`feedbot.db-arrivals`; `feedbot.core.inbox.move_arrivals` says why), beside the `-wal` and
@@ -76,6 +82,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # the write lock must never wait for a connection held by threads waiting for it.
         kwargs.setdefault("pool_size", 40)
         kwargs.setdefault("max_overflow", 10)
+        # The connection given back last is taken next: its page cache is the one still
+        # valid (SQLite drops a connection's cache when another one has written since).
+        kwargs.setdefault("pool_use_lifo", True)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _configure_sqlite)
         return engine
@@ -92,6 +101,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MAPPED_BYTES}")
     cursor.close()
     if isinstance(dbapi_connection, TurnTakingConnection):
         dbapi_connection.turn_timeout = SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from feedbot import models
 from feedbot.db import (
     SQLITE_BUSY_TIMEOUT_MS,
+    SQLITE_MAPPED_BYTES,
     alembic_config,
     downgrade,
     make_engine,
@@ -226,7 +227,9 @@ def test_a_table_rebuild_on_sqlite_keeps_the_rows_that_reference_it(tmp_path: Pa
     engine.dispose()
 
 
-def test_sqlite_connections_get_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+def test_sqlite_connections_get_wal_foreign_keys_a_busy_timeout_and_mapped_reads(
+    tmp_path: Path,
+) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
     upgrade(engine)
     seen: list[tuple[object, ...]] = []
@@ -236,7 +239,13 @@ def test_sqlite_connections_get_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
             seen.append(
                 tuple(
                     connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-                    for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+                    for name in (
+                        "journal_mode",
+                        "foreign_keys",
+                        "busy_timeout",
+                        "synchronous",
+                        "mmap_size",
+                    )
                 )
             )
 
@@ -246,7 +255,13 @@ def test_sqlite_connections_get_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
         thread.start()
         thread.join()
         inspect_connection()
-    assert seen == [("wal", 1, SQLITE_BUSY_TIMEOUT_MS, 1)] * 2
+    assert seen == [("wal", 1, SQLITE_BUSY_TIMEOUT_MS, 1, SQLITE_MAPPED_BYTES)] * 2
+
+    # The connection given back last is the next one taken: its page cache is still warm.
+    with engine.connect() as connection:
+        last = connection.connection.dbapi_connection
+    with engine.connect() as connection:
+        assert connection.connection.dbapi_connection is last
 
     with Session(engine) as session:  # enforced, not merely switched on
         session.add(MeToo(report_id=999_999, user_sealed="sealed", user_key="key"))
