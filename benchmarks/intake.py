@@ -177,7 +177,7 @@ def serve(kind: str, database_url: str, api_url: str) -> None:
         deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
         command = [sys.executable, "-m", "benchmarks.intake", "--work", database_url]
         workers = WorkerProcess([*command, api_url, results_file])
-        deps.on_commit = workers.wake
+        deps.on_commit = workers.wake_senders
         app = build_app(settings, engine, deps=deps, inbox=Inbox(deps, elsewhere=workers))
         workers.start()
     elif kind == "feedbot-thread":  # `INBOX_WORKERS=thread`
@@ -286,7 +286,9 @@ def work(database_url: str, api_url: str, results_file: str, *, report_fd: int) 
     profile = cProfile.Profile()
     _measure_worker(work.inbox, costs, profile)
     stopped = threading.Event()
-    link = ParentLink(report_fd, on_wake=work.wake, on_quit=stopped.set)
+    link = ParentLink(
+        report_fd, on_wake=work.inbox.wake, on_send=work.wake_senders, on_quit=stopped.set
+    )
     work.start()
     link.start()
     stopped.wait()

@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # new `feedbot run` starts only once the old one's work has stopped.
         keep = (single_process.fileno(),) if single_process is not None else ()
         workers = WorkerProcess(_inbox_worker_command(workspace_url), pass_fds=keep)
-        deps.on_commit = workers.wake
+        deps.on_commit = workers.wake_senders
         inbox = Inbox(deps, elsewhere=workers)
     else:
         work = Work.assemble(deps)
@@ -258,7 +258,8 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     link = ParentLink(
         args.report_fd,
-        on_wake=work.wake,
+        on_wake=work.inbox.wake,
+        on_send=work.wake_senders,
         on_quit=stopped.set,
     )
     FORWARDERS.append(link.counted)

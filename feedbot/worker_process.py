@@ -12,8 +12,9 @@ can lose. On SQLite the child is the one process that claims outbox messages, wh
 
 The two talk over pipes, one line per message:
 
-- parent to child (the child's stdin): `wake` (a request was stored, or something was
-  queued in the outbox), `quit` (finish the entry in hand, then stop);
+- parent to child (the child's stdin): `wake` (a request was stored: for the inbox workers),
+  `send` (something was queued in the outbox: for the senders), `quit` (finish the entry in
+  hand, then stop);
 - child to parent (a pipe of its own): `report <source>` (a report was filed) and
   `delivery <outcome>` (an outbox delivery attempt ended): counted in the parent's
   `/metrics`.
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -58,7 +59,7 @@ DOWN_TOLERATED = 30.0
 exit until a child has run this long again (one that keeps exiting, or cannot be started,
 never does)."""
 
-WAKE, QUIT = "wake", "quit"
+WAKE, SEND, QUIT = "wake", "send", "quit"
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,14 @@ class WorkerProcess:
         )
 
     def wake(self) -> None:
+        """Requests were stored. Only the inbox workers hear it: under load this comes
+        with every request, and senders woken by it each looked for due messages, for over
+        half of the child's CPU time while it had nothing to send (`docs/performance.md`)."""
         self._tell(WAKE)
+
+    def wake_senders(self) -> None:
+        """Messages were queued in the outbox."""
+        self._tell(SEND)
 
     def stop(self, timeout: float = STOP_WITHIN) -> None:
         """Let the child finish the entry in hand and stop; kill it after `timeout`."""
@@ -236,6 +244,16 @@ class WorkerProcess:
             self._watcher.join(5)
 
 
+def _heard(source: IO[bytes], size: int = 65536) -> Iterator[set[str]]:
+    """The words of the lines that have arrived, a batch at a time, until `source` ends."""
+    read = getattr(source, "read1", source.read)  # what is there, without waiting for more
+    pending = b""
+    while chunk := read(size):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()  # a line not complete yet
+        yield {line.decode("ascii", "replace").strip() for line in lines}
+
+
 class ParentLink:
     """The child's end: hears the parent on stdin, reports on the fd it was given."""
 
@@ -244,11 +262,13 @@ class ParentLink:
         report_fd: int,
         *,
         on_wake: Callable[[], None],
+        on_send: Callable[[], None],
         on_quit: Callable[[], None],
     ) -> None:
         self._out = os.fdopen(report_fd, "wb", buffering=0)
         self._out_lock = threading.Lock()
         self.on_wake = on_wake
+        self.on_send = on_send
         self.on_quit = on_quit
         self.quitting = threading.Event()
 
@@ -268,11 +288,15 @@ class ParentLink:
         threading.Thread(target=self._listen, args=(source,), name="parent", daemon=True).start()
 
     def _listen(self, source: IO[bytes]) -> None:
-        for raw in source:
-            word = raw.decode("ascii", "replace").strip()
-            if word == WAKE:
+        for words in _heard(source):
+            # Under load the parent says `wake` with every request it stores: what arrived
+            # together is acted on once (a line at a time took an eighth of this process's
+            # CPU time at a thousand requests a second).
+            if WAKE in words:
                 self.on_wake()
-            elif word == QUIT:
+            if SEND in words:
+                self.on_send()
+            if QUIT in words:
                 self.quitting.set()
                 self.on_quit()
                 return

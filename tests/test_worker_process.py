@@ -4,13 +4,14 @@ small stand-in children: what it tells never blocks, a child that exits is start
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
 import time
 
 from feedbot.metrics import REGISTRY
-from feedbot.worker_process import WorkerProcess
+from feedbot.worker_process import ParentLink, WorkerProcess, _heard
 from tests.harness import process_gone
 
 
@@ -136,3 +137,33 @@ def test_a_child_that_lasts_after_a_failure_is_well_again() -> None:
         assert lasting.health().detail == f"running in process {lasting.pid}"
     finally:
         lasting.stop(timeout=1)
+
+
+def test_the_child_hears_stored_requests_and_queued_messages_apart() -> None:
+    """`wake` (requests stored) is for the inbox workers, `send` (messages queued) for the
+    senders: under load every request says `wake`, and senders woken by it looked for due
+    messages a thousand times a second. What arrives together is acted on once."""
+    heard: list[str] = []
+    read_end, write_end = os.pipe()
+    link = ParentLink(
+        write_end,
+        on_wake=lambda: heard.append("wake"),
+        on_send=lambda: heard.append("send"),
+        on_quit=lambda: heard.append("quit"),
+    )
+    told = b"wake\n" * 500 + b"send\n" + b"wake\n" * 500 + b"quit\n"
+    link.start(io.BufferedReader(io.BytesIO(told), buffer_size=64))
+    deadline = time.monotonic() + 5
+    while not link.quitting.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.close(read_end)
+    assert link.quitting.is_set() and heard[-1] == "quit"
+    assert heard.count("send") == 1
+    assert 1 <= heard.count("wake") < 100, heard.count("wake")
+
+
+def test_words_split_across_reads_are_heard_whole() -> None:
+    source = io.BufferedReader(io.BytesIO(b"wake\nsend\nwake\nquit\n"), buffer_size=3)
+    heard = [word for words in _heard(source, size=3) for word in words if word]
+    assert heard and set(heard) == {"wake", "send", "quit"}
+    assert all(word in ("wake", "send", "quit") for word in heard)

@@ -55,10 +55,6 @@ class Work:
         self.sender.wake()
         self.hooks.wake()
 
-    def wake(self) -> None:
-        self.inbox.wake()
-        self.wake_senders()
-
     def start(self) -> None:
         """The inbox first: it takes over what a dead process left."""
         self.inbox.start()
