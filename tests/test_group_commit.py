@@ -176,7 +176,7 @@ def test_store_many_keeps_each_key_once(
     engine: Engine, in_arrivals_file: bool, through: str
 ) -> None:
     """Into the inbox, or on SQLite into the arrivals file first and then moved; through a
-    SQLAlchemy connection (`store_many`, as moves do) or the DBAPI's (`store_now`, as acks
+    SQLAlchemy connection (`store_many`, as moves do) or the DBAPI's (`store_committed`, as acks
     do): the rows read back the same either way."""
     arrivals = arrivals_engine(engine)
     if in_arrivals_file and arrivals is None:
@@ -190,7 +190,7 @@ def test_store_many_keeps_each_key_once(
 
     def store(batch: list[core_inbox.Arrival]) -> list[bool]:
         if through == "dbapi":
-            return core_inbox.store_now(stores_into, batch, in_arrivals_file=in_arrivals_file)
+            return core_inbox.store_committed(stores_into, batch, in_arrivals_file=in_arrivals_file)
         with stores_into.begin() as connection:
             return core_inbox.store_many(connection, batch, in_arrivals_file=in_arrivals_file)
 
@@ -216,7 +216,7 @@ def test_store_many_keeps_each_key_once(
 
 
 def test_a_failed_store_raises_sqlalchemys_error_without_the_bodies(engine: Engine) -> None:
-    """`store_now` writes on the DBAPI connection, but fails as SQLAlchemy would: its own
+    """`store_committed` writes on the DBAPI connection, but fails as SQLAlchemy would: its own
     error class (what the group commit tells one bad request from a database that is away
     by), no request body in the message (bodies are sealed reports), nothing of the batch
     stored, and the connection back in the pool, usable."""
@@ -226,16 +226,44 @@ def test_a_failed_store_raises_sqlalchemys_error_without_the_bodies(engine: Engi
     good = core_inbox.Arrival("command", "good", "sealed-body-of-a-report", NOW)
     bad = core_inbox.Arrival("command", "bad", None, NOW)  # type: ignore[arg-type]
     with pytest.raises(IntegrityError) as raised:
-        core_inbox.store_now(intake, [good, bad], in_arrivals_file=in_arrivals_file)
+        core_inbox.store_committed(intake, [good, bad], in_arrivals_file=in_arrivals_file)
     assert "sealed-body-of-a-report" not in str(raised.value)
     assert not raised.value.connection_invalidated
     pool: Any = intake.pool
     assert pool.checkedout() == 0
-    assert core_inbox.store_now(intake, [good], in_arrivals_file=in_arrivals_file) == [True]
+    assert core_inbox.store_committed(intake, [good], in_arrivals_file=in_arrivals_file) == [True]
     if arrivals is not None:
         assert core_inbox.move_arrivals(arrivals, engine) == 1
     with Session(engine) as session:
         assert [entry.dedupe_key for entry in session.exec(select(InboxEntry)).all()] == ["good"]
+
+
+def test_a_request_is_not_acked_when_no_connection_can_be_made(bot: Bot) -> None:
+    """The database cannot be reached (a restart, a network cut) when the acks' pool needs a
+    new connection: the driver's error on connecting comes out as SQLAlchemy's, one worth a
+    retry, so the command is told to try again and the event gets 500 (Slack retries it),
+    instead of being answered as if stored."""
+    inbox = Inbox(bot.deps)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    bot.setup_team()
+    intake = inbox.intake
+    intake.dispose()  # the next write connects
+    driver: Any = intake.dialect.loaded_dbapi
+
+    def refuse(*_: object) -> None:
+        raise driver.OperationalError("connection refused")
+
+    event.listen(intake, "do_connect", refuse)
+    try:
+        command = bot.command(ALICE, "Kasse in Suhl friert ein")
+        posted, _ = bot.message(
+            BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0NOCONNECT"
+        )
+    finally:
+        event.remove(intake, "do_connect", refuse)
+    assert "try again" in json.loads(command.body)["text"]
+    assert posted.status == 500
+    assert not moved_in(inbox)
 
 
 def test_requests_answered_together_share_transactions(bot: Bot) -> None:
@@ -244,8 +272,8 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
-    commits: list[int] = []  # each write takes a connection of the acks' pool once
-    event.listen(inbox.intake, "checkout", lambda *_: commits.append(1))
+    writes: list[int] = []  # each write takes a connection of the acks' pool once
+    event.listen(inbox.intake, "checkout", lambda *_: writes.append(1))
     statuses: list[int] = []
     start = threading.Barrier(20)
 
@@ -259,10 +287,11 @@ def test_requests_answered_together_share_transactions(bot: Bot) -> None:
         thread.start()
     for thread in threads:
         thread.join(10)
+    acked_in = len(writes)
     stored = moved_in(inbox)
     assert statuses == [200] * 20
     assert len(stored) == 20 and len({entry.dedupe_key for entry in stored}) == 20
-    assert 0 < len(commits) < 20, f"{len(commits)} transactions for 20 requests"
+    assert 0 < acked_in < 20, f"{acked_in} transactions for 20 requests"
     assert inbox.drain() == 20
 
 
@@ -276,16 +305,16 @@ def test_a_request_is_answered_only_once_committed(
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
-    store_now = core_inbox.store_now
+    store_committed = core_inbox.store_committed
 
     def refuse(*_: object, **__: object) -> list[bool]:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
     if fails:
-        monkeypatch.setattr(core_inbox, "store_now", refuse)
+        monkeypatch.setattr(core_inbox, "store_committed", refuse)
     command = bot.command(ALICE, "Kasse in Suhl friert ein")
     posted, _ = bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01")
-    monkeypatch.setattr(core_inbox, "store_now", store_now)
+    monkeypatch.setattr(core_inbox, "store_committed", store_committed)
     stored = moved_in(inbox)
     answer = json.loads(command.body)["text"]
     assert command.status == 200

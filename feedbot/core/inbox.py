@@ -87,7 +87,9 @@ def store_many(
     return _answers(rows, set(connection.execute(statement, rows).scalars()))
 
 
-def store_now(intake: Engine, arrivals: Sequence[Arrival], *, in_arrivals_file: bool) -> list[bool]:
+def store_committed(
+    intake: Engine, arrivals: Sequence[Arrival], *, in_arrivals_file: bool
+) -> list[bool]:
     """`store_many` in a transaction of its own, straight on a DBAPI connection of `intake`.
 
     This is what an ack waits for, many hundred times a second under load: through
@@ -95,11 +97,14 @@ def store_now(intake: Engine, arrivals: Sequence[Arrival], *, in_arrivals_file: 
     0.42 (SQLite), on the DBAPI connection about 0.05 (`docs/performance.md`). The rows are one
     statement (atomic also where `intake` autocommits), its SQL made once per batch size, each
     value converted by its column's own type, so they read back as if SQLAlchemy had written
-    them. Errors are raised as SQLAlchemy's own (`DBAPIError.instance`, parameters hidden),
-    with a connection the server had closed invalidated, as `Connection.execute` would."""
+    them. Every failure of the driver, connecting included, is raised as SQLAlchemy's own
+    error (`DBAPIError.instance`, without the parameters: they are sealed reports), with a
+    connection the server had closed invalidated, as `Connection.execute` would: the group
+    commit tells a database that is away from one bad request by that class."""
     if not arrivals:
         return []
-    insert = _raw_insert(intake.dialect, in_arrivals_file=in_arrivals_file)
+    dialect = intake.dialect
+    insert = _raw_insert(dialect, in_arrivals_file=in_arrivals_file)
     rows = _rows(arrivals, in_arrivals_file=in_arrivals_file)
     sql = insert.sql(len(rows))
     parameters = [
@@ -109,33 +114,46 @@ def store_now(intake: Engine, arrivals: Sequence[Arrival], *, in_arrivals_file: 
             (row[name] for name in insert.columns), insert.converters, strict=True
         )
     ]
-    dbapi_error: Any = intake.dialect.loaded_dbapi.Error
-    connection = intake.raw_connection()
+    driver_error: Any = dialect.loaded_dbapi.Error  # the DBAPI module's base class
     try:
-        cursor = connection.cursor()
+        connection = intake.raw_connection()
+    except driver_error as error:  # the pool lets the driver's own error through
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            driver_error,
+            hide_parameters=True,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
+    try:
+        cursor = None
         try:
+            cursor = connection.cursor()
             cursor.execute(sql, parameters)
             stored = {str(found[0]) for found in cursor.fetchall()}
             connection.commit()
-        except dbapi_error as error:
-            closed = intake.dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+        except driver_error as error:
+            closed = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
             if closed:
                 connection.invalidate(error)
             else:
-                with contextlib.suppress(dbapi_error):
+                with contextlib.suppress(driver_error):
                     connection.rollback()
             raise DBAPIError.instance(
                 sql,
-                parameters,
+                None,
                 error,
-                dbapi_error,
+                driver_error,
                 hide_parameters=True,
                 connection_invalidated=closed,
-                dialect=intake.dialect,
+                dialect=dialect,
             ) from error
         finally:
-            with contextlib.suppress(dbapi_error):
-                cursor.close()
+            if cursor is not None:
+                with contextlib.suppress(driver_error):
+                    cursor.close()
     finally:
         connection.close()
     return _answers(rows, stored)
@@ -186,14 +204,16 @@ class _RawInsert:
 
     @functools.lru_cache(maxsize=GROUP_COMMIT_BATCH)  # noqa: B019 (a few kept for good)
     def sql(self, count: int) -> str:
+        """The statement for `count` rows (a batch of the group commit has at most 64)."""
         return f"{self.head} {', '.join([self.row] * count)} {self.tail}"
 
 
-_RAW_INSERTS: dict[tuple[type[Dialect], bool], _RawInsert] = {}
+_RAW_INSERTS: dict[tuple[str, str, str, bool], _RawInsert] = {}
 
 
 def _raw_insert(dialect: Dialect, *, in_arrivals_file: bool) -> _RawInsert:
-    known = _RAW_INSERTS.get((type(dialect), in_arrivals_file))
+    kind = (dialect.name, dialect.driver, dialect.paramstyle, in_arrivals_file)
+    known = _RAW_INSERTS.get(kind)
     if known is not None:
         return known
     table: Any = ARRIVAL if in_arrivals_file else InboxEntry.__table__  # type: ignore[attr-defined]
@@ -216,7 +236,7 @@ def _raw_insert(dialect: Dialect, *, in_arrivals_file: bool) -> _RawInsert:
             for name in names
         ),
     )
-    _RAW_INSERTS[(type(dialect), in_arrivals_file)] = made
+    _RAW_INSERTS[kind] = made
     return made
 
 

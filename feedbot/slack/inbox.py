@@ -287,7 +287,7 @@ class Inbox:
         arrivals = self.arrivals
         intake = arrivals if arrivals is not None else self.intake
         with sqlite_writer.urgent():
-            return core.store_now(intake, batch, in_arrivals_file=arrivals is not None)
+            return core.store_committed(intake, batch, in_arrivals_file=arrivals is not None)
 
     def _command_receipt(self, body: dict[str, Any]) -> BoltResponse:
         word = str(body.get("text") or "").strip().split(" ", 1)[0].lower()
