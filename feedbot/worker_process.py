@@ -252,6 +252,8 @@ def _heard(source: IO[bytes], size: int = 65536) -> Iterator[set[str]]:
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()  # a line not complete yet
         yield {line.decode("ascii", "replace").strip() for line in lines}
+    if pending:  # the last line, without its end
+        yield {pending.decode("ascii", "replace").strip()}
 
 
 class ParentLink:

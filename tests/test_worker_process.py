@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from feedbot.metrics import REGISTRY
 from feedbot.worker_process import ParentLink, WorkerProcess, _heard
 from tests.harness import process_gone
@@ -139,10 +141,14 @@ def test_a_child_that_lasts_after_a_failure_is_well_again() -> None:
         lasting.stop(timeout=1)
 
 
-def test_the_child_hears_stored_requests_and_queued_messages_apart() -> None:
+def test_the_child_hears_stored_requests_and_queued_messages_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`wake` (requests stored) is for the inbox workers, `send` (messages queued) for the
     senders: under load every request says `wake`, and senders woken by it looked for due
     messages a thousand times a second. What arrives together is acted on once."""
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)  # a missed `quit` must not end pytest
     heard: list[str] = []
     read_end, write_end = os.pipe()
     link = ParentLink(
@@ -152,18 +158,23 @@ def test_the_child_hears_stored_requests_and_queued_messages_apart() -> None:
         on_quit=lambda: heard.append("quit"),
     )
     told = b"wake\n" * 500 + b"send\n" + b"wake\n" * 500 + b"quit\n"
-    link.start(io.BufferedReader(io.BytesIO(told), buffer_size=64))
+    link.start(io.BufferedReader(io.BytesIO(told)))
     deadline = time.monotonic() + 5
     while not link.quitting.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
     os.close(read_end)
-    assert link.quitting.is_set() and heard[-1] == "quit"
+    os.close(write_end)
+    assert link.quitting.is_set() and heard[-1] == "quit" and not exits
     assert heard.count("send") == 1
     assert 1 <= heard.count("wake") < 100, heard.count("wake")
 
 
 def test_words_split_across_reads_are_heard_whole() -> None:
-    source = io.BufferedReader(io.BytesIO(b"wake\nsend\nwake\nquit\n"), buffer_size=3)
+    source = io.BufferedReader(io.BytesIO(b"wake\nsend\nwake\nquit"), buffer_size=3)
     heard = [word for words in _heard(source, size=3) for word in words if word]
-    assert heard and set(heard) == {"wake", "send", "quit"}
-    assert all(word in ("wake", "send", "quit") for word in heard)
+    assert set(heard) == {"wake", "send", "quit"}, "the last line counts without its end"
+    told = b"wake\n" * 1000 + b"quit\n"
+    batches = list(_heard(io.BufferedReader(io.BytesIO(told)), size=64))
+    assert len(batches) > 50, "read a little at a time"
+    assert all(words <= {"wake", "quit"} for words in batches)
+    assert [index for index, words in enumerate(batches) if "quit" in words] == [len(batches) - 1]
