@@ -58,6 +58,8 @@ def purge_expired(deps: Deps) -> None:
     with session_scope(deps.engine) as session:
         purged = purge_expired_reports(session, now=deps.clock(), retention_days=retention_days)
         queue_deletions(session, purged.files_to_delete, now=deps.clock())
+    if purged.files_to_delete:
+        deps.on_commit()  # the senders (in the workers' process, say) have deletions to send
     if purged.reports:
         log.info("purged %s reports resolved more than %s days ago", purged.reports, retention_days)
 

@@ -363,7 +363,10 @@ def test_purge_deletes_feedbots_copies_in_slack(bot: Bot) -> None:
     bot.drain()
     copy_id = thread_files(bot, report)[0]["id"]
     bot.clock.advance(days=31)
+    woken: list[int] = []
+    bot.deps.on_commit = lambda: woken.append(1)  # the senders hear of the deletions
     jobs.purge_expired(bot.deps)
+    assert woken
     bot.drain()
     assert bot.reports() == []
     assert bot.slack.file(copy_id)["deleted"]
