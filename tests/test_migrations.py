@@ -255,7 +255,9 @@ def test_sqlite_connections_get_wal_foreign_keys_a_busy_timeout_and_mapped_reads
         thread.start()
         thread.join()
         inspect_connection()
-    assert seen == [("wal", 1, SQLITE_BUSY_TIMEOUT_MS, 1, SQLITE_MAPPED_BYTES)] * 2
+    assert [settings[:4] for settings in seen] == [("wal", 1, SQLITE_BUSY_TIMEOUT_MS, 1)] * 2
+    # (A build of SQLite may cap the size lower: mapped all the same.)
+    assert all(0 < int(str(settings[4])) <= SQLITE_MAPPED_BYTES for settings in seen)
 
     # The connection given back last is the next one taken: its page cache is still warm.
     with engine.connect() as connection:
