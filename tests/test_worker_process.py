@@ -162,8 +162,7 @@ def test_the_child_hears_stored_requests_and_queued_messages_apart(
     deadline = time.monotonic() + 5
     while not link.quitting.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.close(read_end)
-    os.close(write_end)
+    os.close(read_end)  # (the link's own file closes the write end)
     assert link.quitting.is_set() and heard[-1] == "quit" and not exits
     assert heard.count("send") == 1
     assert 1 <= heard.count("wake") < 100, heard.count("wake")
