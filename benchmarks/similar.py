@@ -21,7 +21,17 @@ One JSON line per backend:
 `peak_heap_kb` is the most Python memory one lookup allocated (tracemalloc, in a separate
 untimed pass so tracing does not slow the timed one).
 
+`recall` says how much of what an exhaustive search finds the lookup finds: for each timed
+text, every open report is scored (the Jaccard index of the terms, in Python, after the
+timing) and ranked as `similar_reports` ranks (same category first, then score); `recall`
+is the share of that top 3's places the lookup filled with reports as good (a report that
+ties with the third counts: many reports share a score), over the texts that have any
+report above the threshold, and `recall_any` the share of those texts for which the lookup
+found at least one. The lookup reads the index rows of a text's rarest terms only, up to
+`PROBE_ROWS`; `--probe-rows N` measures what another budget would cost and find.
+
 Usage: python -m benchmarks.similar [--backend sqlite|postgresql|both] [--reports 20000]
+       [--probe-rows N]
 """
 
 from __future__ import annotations
@@ -139,13 +149,17 @@ def fill(backend: str, url: str, count: int) -> int:
         engine.dispose()
 
 
-def measure(url: str, lookups: int) -> dict[str, Any]:
-    """In a fresh process: time `lookups` similar-report lookups, then their memory."""
+def measure(url: str, lookups: int, probe_rows: int | None = None) -> dict[str, Any]:
+    """In a fresh process: time `lookups` similar-report lookups, then their memory and
+    their recall."""
     from sqlmodel import Session
 
+    from feedbot.core import similar_reports as lookup
     from feedbot.core.similar_reports import similar_reports
     from feedbot.db import make_engine
 
+    if probe_rows is not None:
+        lookup.PROBE_ROWS = probe_rows  # read when each lookup picks its terms
     engine = make_engine(url)
     rss_before = peak_rss_mb()
     queries = report_texts(random.Random(2026), lookups + 20)
@@ -154,12 +168,14 @@ def measure(url: str, lookups: int) -> dict[str, Any]:
             similar_reports(session, text=text, category=category)
     timings: list[float] = []
     found = 0
+    returned: list[list[int]] = []
     for text, category in queries[20:]:
         started = time.perf_counter()
         with Session(engine) as session:
             matches = similar_reports(session, text=text, category=category)
         timings.append(time.perf_counter() - started)
         found += len(matches)
+        returned.append([match.report.id or 0 for match in matches])
     heap_peaks: list[int] = []
     tracemalloc.start()
     for text, category in queries[20 : 20 + min(lookups, 50)]:
@@ -169,6 +185,7 @@ def measure(url: str, lookups: int) -> dict[str, Any]:
             similar_reports(session, text=text, category=category)
         heap_peaks.append(tracemalloc.get_traced_memory()[1] - baseline)
     tracemalloc.stop()
+    recall, recall_any = _recall(engine, queries[20:], returned)
     engine.dispose()
     ms = [seconds * 1000 for seconds in timings]
     return {
@@ -182,10 +199,71 @@ def measure(url: str, lookups: int) -> dict[str, Any]:
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
         "peak_heap_kb": round(max(heap_peaks) / 1024, 1),
+        "probe_rows": lookup.PROBE_ROWS,
+        "recall": recall,
+        "recall_any": recall_any,
     }
 
 
-def run(backend: str, url: str, reports: int, lookups: int) -> dict[str, Any]:
+def _recall(
+    engine: Any, queries: list[tuple[str, str]], returned: list[list[int]]
+) -> tuple[float, float]:
+    """How much of an exhaustive search's top 3 the lookups returned (see the module)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from feedbot.core import similarity
+    from feedbot.core.reports import OPEN_STATUSES
+    from feedbot.models import Report, ReportTerm
+
+    terms: dict[int, set[str]] = {}
+    categories: dict[int, str] = {}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(col(ReportTerm.report_id), col(ReportTerm.term), col(Report.category))
+            .join(Report, col(Report.id) == col(ReportTerm.report_id))
+            .where(col(Report.status).in_(OPEN_STATUSES))
+        )
+        for report_id, term, category in rows:
+            terms.setdefault(report_id, set()).add(term)
+            categories[report_id] = category
+    kept = shares = answered = texts = 0
+    for (text, category), got in zip(queries, returned, strict=True):
+        wanted = set(similarity.terms(text))
+        if not wanted:
+            continue
+        scored = [
+            (report_id, len(wanted & have) / len(wanted | have))
+            for report_id, have in terms.items()
+        ]
+        best = sorted(
+            (
+                (categories[report_id] != category, -score, -report_id, report_id)
+                for report_id, score in scored
+                if score >= similarity.SUGGEST_THRESHOLD
+            )
+        )[:3]
+        if not best:
+            continue
+        texts += 1
+        worst = best[-1][:2]  # (another category, -score) of the exhaustive third
+        score = dict(scored)
+        good = [
+            report_id
+            for report_id in got
+            if (categories[report_id] != category, -score[report_id]) <= worst
+        ]
+        kept += min(len(good), len(best))
+        shares += len(best)
+        answered += bool(got)
+    if not texts:
+        return float("nan"), float("nan")
+    return round(kept / shares, 3), round(answered / texts, 3)
+
+
+def run(
+    backend: str, url: str, reports: int, lookups: int, probe_rows: int | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
     terms = fill(backend, url, reports)
     log.info(
@@ -196,8 +274,18 @@ def run(backend: str, url: str, reports: int, lookups: int) -> dict[str, Any]:
         time.perf_counter() - started,
     )
     load = load_average()
+    budget = [] if probe_rows is None else ["--probe-rows", str(probe_rows)]
     child = subprocess.run(
-        [sys.executable, "-m", "benchmarks.similar", "--measure", url, "--lookups", str(lookups)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.similar",
+            "--measure",
+            url,
+            "--lookups",
+            str(lookups),
+            *budget,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -219,15 +307,20 @@ def main() -> None:
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
     parser.add_argument("--reports", type=int, default=20_000)
     parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument(
+        "--probe-rows",
+        type=int,
+        help="the lookup's budget of index rows (what-if; default: PROBE_ROWS)",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.lookups)))
+        print(json.dumps(measure(args.measure, args.lookups, args.probe_rows)))
         return
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     for backend in backends:
         with fresh_database(backend) as url:
-            emit(run(backend, url, args.reports, args.lookups))
+            emit(run(backend, url, args.reports, args.lookups, args.probe_rows))
 
 
 if __name__ == "__main__":
