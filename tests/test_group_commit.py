@@ -4,6 +4,7 @@ its batch and no other (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -301,20 +302,31 @@ def test_a_request_is_answered_only_once_committed(
 ) -> None:
     """A request whose batch failed is not acked: a command is told to try again (Slack does
     not retry commands), an event gets 500 (Slack retries it). One whose batch committed is
-    in the inbox when its answer comes."""
+    in the inbox when its answer comes. The database fails for real: on SQLite the arrivals
+    table is renamed away meanwhile, on PostgreSQL another session holds the inbox's table
+    locked past the acks' time limit."""
+    monkeypatch.setattr(db, "STORE_TIMEOUT_MS", 300)  # read when the acks' pool connects
     inbox = Inbox(bot.deps)
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
     bot.setup_team()
-    store_committed = core_inbox.store_committed
+    intake = inbox.intake
 
-    def refuse(*_: object, **__: object) -> list[bool]:
-        raise OperationalError("INSERT", {}, Exception("database is locked"))
+    def rename(old: str, new: str) -> None:
+        with intake.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
 
-    if fails:
-        monkeypatch.setattr(core_inbox, "store_committed", refuse)
-    command = bot.command(ALICE, "Kasse in Suhl friert ein")
-    posted, _ = bot.message(BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01")
-    monkeypatch.setattr(core_inbox, "store_committed", store_committed)
+    with contextlib.ExitStack() as failing:
+        if fails and inbox.arrivals is not None:
+            rename("arrival", "arrival_away")
+            failing.callback(rename, "arrival_away", "arrival")
+        elif fails:
+            holder = failing.enter_context(bot.engine.connect())
+            holder.exec_driver_sql("LOCK TABLE inbox_entry IN ACCESS EXCLUSIVE MODE")
+            failing.callback(holder.rollback)
+        command = bot.command(ALICE, "Kasse in Suhl friert ein")
+        posted, _ = bot.message(
+            BOB, "Kasse in Gera friert ein", channel=INTAKE, event_id="Ev0GROUP01"
+        )
     stored = moved_in(inbox)
     answer = json.loads(command.body)["text"]
     assert command.status == 200
