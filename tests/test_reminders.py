@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,20 +47,26 @@ def berlin(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
 # --------------------------------------------------------------------------- helpers
 
 
-_deps: dict[int, Deps] = {}
+_deps: dict[int, tuple[weakref.ref[Bot], Deps]] = {}
 
 
 def deps_of(bot: Bot) -> Deps:
-    """What the scheduler hands its jobs, for this bot (same database, fake Slack, clock)."""
-    if id(bot) not in _deps:
-        _deps[id(bot)] = Deps(
-            settings=bot.settings,
-            engine=bot.engine,
-            client=WebClient(token=TOKEN, base_url=bot.slack.base_url),
-            clock=bot.clock,
-            config_ttl=0,
-        )
-    return _deps[id(bot)]
+    """What the scheduler hands its jobs, for this bot (same database, fake Slack, clock).
+
+    Kept by the bot's id together with a weak reference to it: a later test's bot may get a
+    finished one's id, and must not be handed that one's database and clock."""
+    kept = _deps.get(id(bot))
+    if kept is not None and kept[0]() is bot:
+        return kept[1]
+    deps = Deps(
+        settings=bot.settings,
+        engine=bot.engine,
+        client=WebClient(token=TOKEN, base_url=bot.slack.base_url),
+        clock=bot.clock,
+        config_ttl=0,
+    )
+    _deps[id(bot)] = (weakref.ref(bot), deps)
+    return deps
 
 
 def scan(bot: Bot, at: datetime | None = None) -> list[tuple[str, Kind, int]]:
