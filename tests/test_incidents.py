@@ -6,6 +6,7 @@ import json
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -25,16 +26,22 @@ def top_level(bot: Bot, channel: str = LEADERSHIP) -> list[dict[str, object]]:
     return [m for m in bot.slack.messages(channel) if not m.get("thread_ts")]
 
 
-REPORTED_BY_DM: dict[int, set[str]] = {}
+# Keyed by id with a weak reference to check it: a finished test's bot may have had the
+# same id, and its reporters must not count as this bot's.
+REPORTED_BY_DM: dict[int, tuple[weakref.ref[Bot], set[str]]] = {}
 
 
 def file_dm(bot: Bot, user: str, text: str) -> None:
     """A report by direct message; a second one soon after would ask whether it is about the
     first, so a person's further reports come with `/feedback` instead."""
-    if user in REPORTED_BY_DM.setdefault(id(bot), set()):
+    kept = REPORTED_BY_DM.get(id(bot))
+    if kept is None or kept[0]() is not bot:
+        kept = REPORTED_BY_DM[id(bot)] = (weakref.ref(bot), set())
+    reported = kept[1]
+    if user in reported:
         response = bot.command(user, text)
     else:
-        REPORTED_BY_DM[id(bot)].add(user)
+        reported.add(user)
         response, _ = bot.message(user, text, channel=bot.slack.dm_channel(user), channel_type="im")
     assert response.status == 200
 
