@@ -206,7 +206,10 @@ def test_the_real_command_end_to_end(database_url: str, engine: Engine, tmp_path
         database_url=database_url,
         cwd=tmp_path,
     )
-    assert (accepted.returncode, accepted.stdout) == (0, "leaders = ULEADER01,ULEADER02\n")
+    assert (accepted.returncode, accepted.stdout) == (
+        0,
+        "leaders = ULEADER01,ULEADER02\n",
+    ), accepted.stderr
     assert refused.returncode == EXIT_USAGE, refused.stderr
     assert refused.stderr.startswith("feedbot: timezone: 'Mars/Olympus' is not an IANA timezone")
     assert "Traceback" not in refused.stderr
