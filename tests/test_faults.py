@@ -243,7 +243,7 @@ def test_a_bot_killed_while_sending_the_digest_sends_it_once_after_restart(
     with FakeSlack() as slack:
         slack.add_channel(LEADERSHIP, name="leadership")
         # Slack answers posts slowly: the bot is killed while Slack is still taking the digest.
-        slack.fail("chat.postMessage", times=1, status=200, error="", delay=2.0)
+        slack.fail("chat.postMessage", times=1, status=200, error="", delay=4.0)
         first = start(postgres_url, slack, tmp_path, "first")
         try:
             wait_for(

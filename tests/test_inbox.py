@@ -3,8 +3,6 @@ once, whatever fails in between (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import logging
 import time
@@ -18,15 +16,12 @@ from sqlmodel import Session, func, select
 
 from feedbot.core import inbox as core_inbox
 from feedbot.core import outbox as core_outbox
-from feedbot.core import webhooks
 from feedbot.core.liveness import Liveness
 from feedbot.db import arrivals_engine, session_scope
 from feedbot.metrics import InboxDepth
 from feedbot.models import InboxEntry, InboxStatus, OutboxMessage, OutboxStatus, Report
-from feedbot.slack import files, web_api
 from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
-from feedbot.slack.client import make_sender_client
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
 from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, Bot
@@ -272,64 +267,6 @@ def test_a_dead_process_outbox_claims_are_taken_over_once_its_call_cannot_land(b
         assert sending == 3
     finally:
         mine.stop()
-
-
-def test_a_dead_process_post_is_taken_over_within_seconds_and_a_file_once_it_cannot_land(
-    bot: Bot,
-) -> None:
-    """A post's call is over after Slack's short time limit, a file's transfer or a webhook
-    event's POST after the long one: each claim ends when its own call can no longer land."""
-    now = bot.clock()
-    methods = ("chat.postMessage", files.COPY_FILE, web_api.FILE_UPLOAD, webhooks.METHOD)
-    with session_scope(bot.engine) as session:
-        for number, method in enumerate(methods):
-            core_outbox.enqueue(
-                session, conversation=f"C{number}", method=method, payload={}, now=now
-            )
-    mine = Liveness(bot.engine, call_timeout=web_api.call_timeout)
-    mine.start()
-    try:
-        with Session(bot.engine) as session:
-            claimed = core_outbox.claim_due(session, now=now, owner="12345")  # a dead process
-        assert sorted(claim.entry.method for claim in claimed) == sorted(methods)
-        with session_scope(bot.engine) as session:
-            assert mine.take_over(session, now=now) == 4
-
-        def due(after: timedelta) -> list[str]:
-            with Session(bot.engine) as session:
-                taken = core_outbox.claim_due(session, now=now + after, owner=mine.owner)
-            assert all(claim.recheck for claim in taken)
-            return [claim.entry.method for claim in taken]
-
-        short, long = core_outbox.SLACK_CALL_TIMEOUT, core_outbox.CALL_TIMEOUT
-        assert short <= timedelta(seconds=3) < long
-        assert due(short - timedelta(seconds=1)) == [], "the post may still land"
-        assert due(short + timedelta(seconds=1)) == ["chat.postMessage"]
-        assert due(long - timedelta(seconds=1)) == [], "a file or an event may still land"
-        assert sorted(due(long + timedelta(seconds=1))) == sorted(methods[1:])
-    finally:
-        mine.stop()
-
-
-def test_the_senders_time_limit_is_a_posts_and_a_file_gets_a_patient_copy(bot: Bot) -> None:
-    """The client waits no longer for a post than a dead sender's claim on one is held;
-    a file's upload, slower than that, still arrives."""
-    client = make_sender_client(bot.settings)
-    assert client.timeout == core_outbox.SLACK_CALL_TIMEOUT.total_seconds()
-    client.timeout = 1  # the same, faster
-    bot.slack.add_channel("CFILES01", name="files")
-    bot.slack.fail("files.getUploadURLExternal", times=1, status=200, error="", delay=1.5)
-    payload = {
-        "channel": "CFILES01",
-        "filename": "week.csv",
-        "content_gzip_base64": base64.b64encode(gzip.compress(b"a,b\n1,2\n")).decode(),
-    }
-    web_api.call_api(client, web_api.FILE_UPLOAD, payload)
-    assert [f["filename"] for f in bot.slack.files] == ["week.csv"]
-    assert client.timeout == 1, "only the upload's own copy waited longer"
-    bot.slack.fail("chat.postMessage", times=1, status=200, error="", delay=1.5)
-    with pytest.raises((TimeoutError, OSError)):
-        web_api.call_api(client, "chat.postMessage", {"channel": "CFILES01", "text": "late"})
 
 
 def test_another_live_process_keeps_its_claims(bot: Bot) -> None:

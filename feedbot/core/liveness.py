@@ -12,11 +12,9 @@ when nobody can tell whether the sender is alive. Here each process can:
   `feedbot run` itself when it works its inbox in threads. Every claim not made by this
   process is a dead one's.
 
-A dead process's claim ends when the call it began can no longer land: sent again before
-that, a message Slack was still taking would go out twice. How long a call may take is the
-sender's own time limit for its method (`call_timeout`: `SLACK_CALL_TIMEOUT` for a post,
-`CALL_TIMEOUT` for a file or a webhook). Claims made without an owner (the CLI's serial
-`drain`) are left to their lease.
+A dead process's claim ends when the call it began can no longer land (`CALL_TIMEOUT`):
+sent again before that, a message Slack was still taking would go out twice. Claims made
+without an owner (the CLI's serial `drain`) are left to their lease.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.pool import NullPool
@@ -44,16 +41,8 @@ TAKEOVER_EVERY = 2.0
 class Liveness:
     """This process's identity (`owner`, stored with each claim) and the live processes."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        call_timeout: Callable[[str], timedelta] = lambda method: CALL_TIMEOUT,
-    ) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.call_timeout = call_timeout
-        """How long the call of an outbox entry with this method may take, at most (the
-        senders' time limit for it): the longest unless told."""
         self.postgresql = engine.dialect.name == "postgresql"
         self.number = random.randint(1, 2**31 - 1)
         self.owner = f"{self.number}"
@@ -128,10 +117,9 @@ class Liveness:
         first, as any taken-over claim is) without waiting out their lease. Returns how many.
 
         Not at once, though: a call the dead process began may still land, and the recheck
-        must come after it (else the message goes out twice). A claim ends its method's
-        `call_timeout` after its call began, which is when its lease was last renewed,
-        `LEASE` before it runs out: for a post, 3 seconds, about when a restarted process
-        gets here."""
+        must come after it (else the message goes out twice). A claim ends `CALL_TIMEOUT`
+        after its call began, which is when its lease was last renewed, `LEASE` before it
+        runs out: usually before a restarted process gets here."""
         alive = self.alive(session)
         claims = session.execute(
             select(
@@ -139,7 +127,6 @@ class Liveness:
                 col(OutboxMessage.lease_until),
                 col(OutboxMessage.claimed_by),
                 col(OutboxMessage.attempts),
-                col(OutboxMessage.method),
             ).where(
                 col(OutboxMessage.status) == OutboxStatus.SENDING,
                 col(OutboxMessage.claimed_by).is_not(None),
@@ -148,7 +135,7 @@ class Liveness:
             )
         ).all()
         taken = 0
-        for entry_id, lease_until, owner, attempts, method in claims:
+        for entry_id, lease_until, owner, attempts in claims:
             # Only the dead process's claim: another replica may have taken it meanwhile.
             result = session.execute(
                 update(OutboxMessage)
@@ -158,9 +145,7 @@ class Liveness:
                     col(OutboxMessage.claimed_by) == owner,
                     col(OutboxMessage.attempts) == attempts,
                 )
-                .values(
-                    lease_until=lease_until - LEASE + self.call_timeout(method), claimed_by=None
-                )
+                .values(lease_until=lease_until - LEASE + CALL_TIMEOUT, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
             taken += int(result.rowcount)  # type: ignore[attr-defined]

@@ -23,13 +23,8 @@ from feedbot.models import OutboxMessage, OutboxStatus
 LEASE = timedelta(seconds=60)
 """How long a claimed entry belongs to one sender before another may take it over."""
 CALL_TIMEOUT = timedelta(seconds=10)
-"""How long a sender waits for the answer to a slow call (a file's transfer to Slack, a
-webhook receiver's answer): such a call of a sender that died lands within this after it
-began, or never."""
-SLACK_CALL_TIMEOUT = timedelta(seconds=3)
-"""How long a sender waits for Slack to answer any other call (a post, an update, a
-view): Slack answers these within a second, and a dead sender's claim on one is taken
-over this long after its call began, so a restarted process sends it within seconds."""
+"""How long a sender waits for the answer to one call (Slack's, or a webhook receiver's):
+a call of a sender that died lands within this after it began, or never."""
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 

@@ -130,9 +130,8 @@ class OutboxMessage(SQLModel, table=True):
     lease_until: datetime | None = None
     claimed_by: str | None = Field(default=None, max_length=32)
     """The process that holds the claim (`feedbot.core.liveness`): once it is known to be
-    dead, its claim is taken over once its call can no longer land (its method's time
-    limit after it began, `feedbot.slack.web_api.call_timeout`) instead of when the lease
-    runs out."""
+    dead, its claim is taken over once its call can no longer land (`CALL_TIMEOUT` after
+    it began) instead of when the lease runs out."""
     sent_at: datetime | None = None
     last_error: str | None = None
     result_channel: str | None = Field(default=None, max_length=64)

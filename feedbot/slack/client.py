@@ -19,7 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from feedbot.core.outbox import SLACK_CALL_TIMEOUT
+from feedbot.core.outbox import CALL_TIMEOUT
 from feedbot.settings import Settings
 
 
@@ -50,6 +50,4 @@ def make_web_client(settings: Settings) -> WebClient:
 
 
 def make_sender_client(settings: Settings) -> WebClient:
-    """Its time limit is a post's (`feedbot.slack.web_api.call_timeout`); a file's transfer
-    gets a patient copy for its call."""
-    return _client(settings, timeout=int(SLACK_CALL_TIMEOUT.total_seconds()))
+    return _client(settings, timeout=int(CALL_TIMEOUT.total_seconds()))

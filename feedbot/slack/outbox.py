@@ -302,8 +302,8 @@ class OutboxSender:
                     waited = recheck and entry.method == "chat.postMessage"
                     if paced and entry.method == "chat.postMessage":
                         waited = self._keep_pace(entry.conversation) or waited
-                    # A claim taken over ends its call's time limit after its last renewal:
-                    # renewed again after a search or a pause, it covers the call itself.
+                    # A claim taken over ends `CALL_TIMEOUT` after its last renewal: renewed
+                    # again after a search or a pause, it still covers the call itself.
                     if waited and not outbox.renew_lease(session, entry, now=self.clock()):
                         log.info("%s: another sender took it meanwhile; not sending", context)
                         return

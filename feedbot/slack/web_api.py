@@ -9,7 +9,6 @@ here, next to the calls, from Slack's documentation of each method.
 from __future__ import annotations
 
 import base64
-import copy
 import gzip
 import logging
 from datetime import timedelta
@@ -18,8 +17,6 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from feedbot.core import webhooks
-from feedbot.core.outbox import CALL_TIMEOUT, SLACK_CALL_TIMEOUT
 from feedbot.models import OutboxMessage
 from feedbot.slack import files
 
@@ -126,20 +123,6 @@ FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
 
 
-TRANSFERS = frozenset({FILE_UPLOAD, files.COPY_FILE})
-"""Outbox methods that move a file's bytes, which may take longer than a post."""
-
-
-def call_timeout(method: str) -> timedelta:
-    """The time limit of one call for an outbox entry with `method`: the sender's client
-    waits this long for the answer (`make_sender_client`; a transfer gets a patient copy
-    of it in `call_api`), and a dead sender's claim is taken over once it is past
-    (`feedbot.core.liveness`), so the two must agree."""
-    if method in TRANSFERS or method == webhooks.METHOD:
-        return CALL_TIMEOUT
-    return SLACK_CALL_TIMEOUT
-
-
 def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     """One Web API call for an outbox entry. A file upload is slack_sdk's `files_upload_v2`
     (three calls: get an upload URL, upload, complete), with the content stored gzipped and
@@ -153,8 +136,6 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     `files.after_copy`; `files.DELETE_FILE` deletes one of feedbot's copies."""
     if method == RESPONSE_URL:
         return _respond(client, payload)
-    if method in TRANSFERS:
-        client = _patient(client, call_timeout(method))
     if method == files.COPY_FILE:
         return files.copy_file(client, payload)
     if method == files.DELETE_FILE:
@@ -164,14 +145,6 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     arguments = dict(payload)
     content = gzip.decompress(base64.b64decode(arguments.pop("content_gzip_base64")))
     return client.files_upload_v2(file=content, **arguments)
-
-
-def _patient(client: WebClient, timeout: timedelta) -> WebClient:
-    """`client` with a longer time limit, for one call: a copy made now carries the token
-    as it is now (a reinstall replaces it on the sender's own client)."""
-    patient = copy.copy(client)
-    patient.timeout = max(client.timeout, int(timeout.total_seconds()))
-    return patient
 
 
 def _respond(client: WebClient, payload: dict[str, Any]) -> Any:

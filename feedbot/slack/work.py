@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from feedbot.core.liveness import Liveness
-from feedbot.slack import web_api
 from feedbot.slack.client import make_sender_client
 from feedbot.slack.deps import Deps
 from feedbot.slack.inbox import Inbox
@@ -35,7 +34,7 @@ class Work:
     def assemble(cls, deps: Deps, *, only_work: bool = False) -> Work:
         """The parts, wired so that whatever `deps` commits wakes the senders. `only_work`:
         this process answers no requests, so on PostgreSQL several workers run."""
-        liveness = Liveness(deps.engine, call_timeout=web_api.call_timeout)
+        liveness = Liveness(deps.engine)
         liveness.start()
         sender = OutboxSender(
             deps.engine,
