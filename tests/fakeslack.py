@@ -931,6 +931,14 @@ class FakeSlack:
         with self._lock:
             self.token = token
 
+    def faults_left(self, method: str) -> int:
+        """How many calls of `method` its queued faults still await (a fault whose call
+        has arrived is taken, though the call may still be under way: see `delay`)."""
+        with self._lock:
+            return sum(
+                1 if f.times is None else f.times for f in self._faults if f.method == method
+            )
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()

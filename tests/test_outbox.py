@@ -313,6 +313,38 @@ def test_a_post_that_never_reached_slack_before_a_crash_is_sent_once(
     assert entry(engine, card).status == OutboxStatus.SENT
 
 
+def test_a_slow_preparation_renews_the_lease_before_the_call(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    """Opening the DM takes Slack a second: the lease is renewed after it, as the post
+    begins, since a dead sender's claim is taken over `CALL_TIMEOUT` after its last
+    renewal, which must not be long before its call."""
+    dm = queue(engine, clock, ALICE, "hello")  # to a person: the DM is opened first
+    slack.fail("conversations.open", times=1, status=200, error="", delay=1.0)
+    slack.fail("chat.postMessage", times=1, status=200, error="", delay=1.0)
+    began, base = time.monotonic(), clock()
+    sender = OutboxSender(
+        engine,
+        WebClient(token=TOKEN, base_url=slack.base_url, timeout=5),
+        clock=lambda: base + timedelta(seconds=time.monotonic() - began),
+    )
+    delivering = threading.Thread(target=sender.drain)
+    delivering.start()
+    try:
+        deadline = time.monotonic() + 10
+        while slack.faults_left("chat.postMessage"):  # until the post has reached Slack
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        lease = entry(engine, dm).lease_until
+    finally:
+        delivering.join(10)
+    assert lease is not None
+    assert lease.replace(tzinfo=lease.tzinfo or base.tzinfo) - LEASE >= base + timedelta(
+        seconds=1
+    ), "renewed after the DM was opened"
+    assert entry(engine, dm).status == OutboxStatus.SENT
+
+
 # -- (e) timeouts -------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,10 @@ from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=5)
+RENEWED_FOR_CALL = 0.5
+"""Seconds after which a lease renewed as delivery began is renewed again before the call:
+a dead sender's claim is taken over `CALL_TIMEOUT` after its last renewal, which must be
+when its call began, give or take this."""
 
 MAX_ATTEMPTS = 5
 """Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
@@ -285,6 +289,7 @@ class OutboxSender:
             if not outbox.renew_lease(session, entry, now=self.clock()):
                 log.info("%s: its lease ran out and another sender took it; not sending", context)
                 return
+            renewed = time.monotonic()
             try:
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
@@ -303,7 +308,9 @@ class OutboxSender:
                     if paced and entry.method == "chat.postMessage":
                         waited = self._keep_pace(entry.conversation) or waited
                     # A claim taken over ends `CALL_TIMEOUT` after its last renewal: renewed
-                    # again after a search or a pause, it still covers the call itself.
+                    # again after a search, a pause or a slow preparation (opening a DM), it
+                    # still covers the call itself.
+                    waited = waited or time.monotonic() - renewed > RENEWED_FOR_CALL
                     if waited and not outbox.renew_lease(session, entry, now=self.clock()):
                         log.info("%s: another sender took it meanwhile; not sending", context)
                         return
