@@ -17,15 +17,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, func, select
 
+from feedbot.core import outbox as core_outbox
 from feedbot.core.config import set_value
 from feedbot.db import make_engine, session_scope
-from feedbot.models import OutboxMessage, Report, utcnow
+from feedbot.models import OutboxMessage, OutboxStatus, Report, utcnow
 from tests.conftest import _truncate_all
 from tests.fakeslack import FakeSlack
 from tests.harness import (
@@ -403,6 +404,93 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
         if bot.process.poll() is None:
             bot.process.send_signal(signal.SIGTERM)
             bot.process.wait(20)
+        engine.dispose()
+
+
+@pytest.mark.parametrize("dead_call", ["fails", "lands"])
+def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
+    database_url: str, slack: FakeSlack, tmp_path: Path, dead_call: str
+) -> None:
+    """A bot killed with its workers while Slack is still taking a report's card (slowly:
+    the call ends 2 s later, failed, or lands after 4 s), and started again at once. The
+    restarted process takes the card over once the dead call can no longer land
+    (`CALL_TIMEOUT` after it began), not at once and not after the claim's minute: the
+    card then goes out once, posted again if the dead call failed, only recorded if it
+    landed."""
+    from urllib.parse import urlencode
+
+    from tests import slack_payloads as payloads
+
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
+        set_value(session, key="leaders", raw=LEADER, actor="test")
+
+    def card() -> OutboxMessage | None:
+        with Session(engine) as session:
+            return session.exec(
+                select(OutboxMessage).where(OutboxMessage.purpose == "card")
+            ).first()
+
+    def cards() -> list[dict[str, object]]:
+        return [m for m in slack.messages(LEADERSHIP) if not m.get("thread_ts")]
+
+    first = start(database_url, slack, tmp_path, "first")
+    second: Replica | None = None
+    try:
+        wait_for(lambda: first.health() is not None, 60, "the bot")
+        wait_for(lambda: first.worker_pid() is not None, 30, "its inbox workers")
+        worker = first.worker_pid()
+        assert worker is not None
+        if dead_call == "fails":
+            slack.fail("chat.postMessage", times=1, status=500, delay=2.0)
+        else:
+            slack.fail("chat.postMessage", times=1, status=200, error="", delay=4.0)
+        form = payloads.slash_command(
+            user=ALICE,
+            text="Die Waage in Filiale 9 wiegt falsch",
+            channel="CGENERAL1",
+            channel_name="general",
+            response_url=slack.new_response_url(),
+        )
+        assert first.post(urlencode(form), "application/x-www-form-urlencoded") == 200
+        wait_for(lambda: slack.faults_left("chat.postMessage") == 0, 30, "the card's call")
+        in_flight = card()
+        assert in_flight is not None and in_flight.status == OutboxStatus.SENDING
+        assert in_flight.lease_until is not None
+        renewed = in_flight.lease_until.replace(tzinfo=in_flight.lease_until.tzinfo or UTC)
+        call_began = renewed - core_outbox.LEASE  # the lease is renewed as the call begins
+        os.kill(worker, signal.SIGKILL)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+        wait_for(lambda: process_gone(worker), 10, "its workers to be gone")
+
+        restarted = time.monotonic()
+        second = start(database_url, slack, tmp_path, "second")
+        wait_for(
+            lambda: (entry := card()) is not None and entry.status == OutboxStatus.SENT,
+            30,
+            "the card taken over",
+        )
+        took = time.monotonic() - restarted
+        wait_for(lambda: cards(), 10, "the card in Slack")
+        (posted,) = cards()
+        log = second.log.read_text()
+        assert "took over 1 outbox messages" in log
+        if dead_call == "fails":
+            not_before = call_began + core_outbox.CALL_TIMEOUT
+            assert float(str(posted["ts"])) >= not_before.timestamp(), "not while it may land"
+        else:
+            assert "already posted before a restart, not sending again" in log
+        time.sleep(2)
+        assert len(cards()) == 1, "posted once"
+        print(json.dumps({"dead_call": dead_call, "card_sent_after_restart_s": round(took, 1)}))
+        assert took < 20, "taken over long before the claim's minute"
+    finally:
+        for replica in (first, second):
+            if replica is not None and replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+                replica.process.wait(20)
         engine.dispose()
 
 
