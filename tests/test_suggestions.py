@@ -574,3 +574,93 @@ def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
             assert len(counted) == 2, "a new transaction counts again"
     finally:
         event.remove(engine, "before_cursor_execute", count_queries)
+
+
+def test_a_lookup_in_the_last_minutes_reads_the_same_however_long_the_history(
+    engine: Engine,
+) -> None:
+    """Grouping looks among the reports of the last minutes: what it reads must not grow
+    with the reports filed before them (the window's first report id was once found by
+    walking the table from its oldest report on, every lookup)."""
+    from sqlalchemy import delete, insert, text
+
+    from feedbot.models import Report, ReportTerm
+
+    now = utcnow()
+    sqlite = engine.dialect.name == "sqlite"
+    wording = "Kassenwaage in Filiale Suhl wiegt falsch"
+
+    def history(older: int) -> None:
+        """`older` reports of last year, then five of the last minutes (ids in that order)."""
+        with Session(engine) as session:
+            session.execute(delete(ReportTerm))
+            session.execute(delete(Report))
+            rows = [
+                {
+                    "created_at": now - timedelta(days=365 - n % 300),
+                    "updated_at": now,
+                    "source": ReportSource.MODAL,
+                    "reporter_id": ALICE,
+                    "anonymous": False,
+                    "text": f"Drucker {n} im Lager offline",
+                    "category": "IT systems",
+                    "location": "Lager",
+                    "urgency": "normal",
+                    "callback_requested": False,
+                    "status": ReportStatus.OPEN,
+                    "me_too_count": 0,
+                }
+                for n in range(older)
+            ]
+            if rows:
+                session.execute(insert(Report), rows)
+            for minutes in range(5):
+                add_report(session, f"{wording} ({minutes})", at=now - timedelta(minutes=minutes))
+            session.commit()
+            if not sqlite:
+                session.execute(text("ANALYZE report"))
+                session.commit()
+
+    def read() -> int:
+        """What one lookup of the last 30 minutes reads: SQLite's virtual machine steps,
+        PostgreSQL's report rows fetched."""
+        with Session(engine) as session:
+            steps = [0]
+            if sqlite:
+                raw = session.connection().connection.driver_connection
+                assert raw is not None
+
+                def count() -> int:
+                    steps[0] += 1
+                    return 0
+
+                raw.set_progress_handler(count, 1)
+            else:
+                fetched = (
+                    "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)"
+                    " FROM pg_stat_xact_user_tables WHERE relname = 'report'"
+                )
+                before = int(session.execute(text(fetched)).scalar_one())
+            found = similar_reports.alike_reports(
+                session,
+                text=wording,
+                category=None,
+                limit=50,
+                threshold=0.3,
+                candidates=100,
+                created_since=now - timedelta(minutes=30),
+            )
+            if sqlite:
+                raw.set_progress_handler(None, 1)
+                work = steps[0]
+            else:
+                work = int(session.execute(text(fetched)).scalar_one()) - before
+        assert len(found) == 5
+        return work
+
+    history(0)
+    alone = read()
+    history(3000)
+    after = read()
+    print(json.dumps({"read_alone": alone, "read_after_3000_older_reports": after}))
+    assert after < alone * 1.5 + 50

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, case, func, union_all
+from sqlalchemy import Engine, bindparam, case, func, literal_column, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -305,8 +305,12 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool) -> Any:
         statuses: Any = bindparam(f"statuses{index}", expanding=True)
         if windowed:
             since: Any = bindparam(f"since{index}")
+            # `id + 0`, not `id`: for a bare `min(id)` SQLite and PostgreSQL both walk the
+            # primary key from the oldest report until one is recent, reading every older
+            # report in each lookup (4 ms at 20,000 on PostgreSQL); the sum makes them read
+            # the window's entries of the creation time index instead (0.2 ms).
             first_id = (
-                sa_select(func.min(col(Report.id)))
+                sa_select(func.min(col(Report.id) + literal_column("0")))
                 .where(col(Report.created_at) >= since)
                 .scalar_subquery()
             )
