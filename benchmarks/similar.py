@@ -125,7 +125,9 @@ def fill(backend: str, url: str, count: int) -> int:
                 connection.execute(
                     insert(term), [{"report_id": rid, "term": text} for rid, text in terms]
                 )
-                connection.exec_driver_sql("ANALYZE")
+            # No ANALYZE: feedbot never runs it on SQLite, and statistics taken now (no
+            # report in an incident yet) would steer later queries away from the indexes a
+            # running bot's queries use (`incident_id = ?` would look unselective).
             return len(terms)
         raw = engine.raw_connection()
         try:
