@@ -286,10 +286,12 @@ class OutboxSender:
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
         outcome: str | None = None
         with Session(self.engine, expire_on_commit=False) as session:
+            # Timed from before the write: the lease holds the time asked for, and waiting
+            # for SQLite's write turn comes after it.
+            renewed = time.monotonic()
             if not outbox.renew_lease(session, entry, now=self.clock()):
                 log.info("%s: its lease ran out and another sender took it; not sending", context)
                 return
-            renewed = time.monotonic()
             try:
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
