@@ -412,7 +412,7 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
     database_url: str, slack: FakeSlack, tmp_path: Path, dead_call: str
 ) -> None:
     """A bot killed with its workers while Slack is still taking a report's card (slowly:
-    the call ends 2 s later, failed, or lands after 4 s), and started again at once. The
+    the call ends 5 s later, failed, or lands after 4 s), and started again at once. The
     restarted process takes the card over once the dead call can no longer land
     (`CALL_TIMEOUT` after it began), not at once and not after the claim's minute: the
     card then goes out once, posted again if the dead call failed, only recorded if it
@@ -443,7 +443,7 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         worker = first.worker_pid()
         assert worker is not None
         if dead_call == "fails":
-            slack.fail("chat.postMessage", times=1, status=500, delay=2.0)
+            slack.fail("chat.postMessage", times=1, status=500, delay=5.0)
         else:
             slack.fail("chat.postMessage", times=1, status=200, error="", delay=4.0)
         form = payloads.slash_command(
@@ -476,7 +476,7 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         wait_for(lambda: cards(), 10, "the card in Slack")
         (posted,) = cards()
         log = second.log.read_text()
-        assert "took over 1 outbox messages" in log
+        assert re.search(r"took over \d+ outbox messages", log)
         if dead_call == "fails":
             not_before = call_began + core_outbox.CALL_TIMEOUT
             assert float(str(posted["ts"])) >= not_before.timestamp(), "not while it may land"
@@ -485,7 +485,10 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         time.sleep(2)
         assert len(cards()) == 1, "posted once"
         print(json.dumps({"dead_call": dead_call, "card_sent_after_restart_s": round(took, 1)}))
-        assert took < 20, "taken over long before the claim's minute"
+        sent = card()
+        assert sent is not None and sent.sent_at is not None
+        sent_at = sent.sent_at.replace(tzinfo=sent.sent_at.tzinfo or UTC)
+        assert sent_at - call_began < core_outbox.LEASE / 2, "long before the claim's minute"
     finally:
         for replica in (first, second):
             if replica is not None and replica.process.poll() is None:
