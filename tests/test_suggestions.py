@@ -241,6 +241,43 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
     assert sum(len(found) for found in alone.values()) > 0
 
 
+def test_reports_left_out_by_status_do_not_crowd_out_the_candidates_behind_them(
+    engine: Engine,
+) -> None:
+    """A pool of any age reads the status of only the first-ranked reports: as many as its
+    candidates, plus every report in a status it leaves out. Forty duplicates that share
+    more words than any open report rank first; the suggestions still find the open ones."""
+    now = utcnow()
+    text = "Etikettendrucker Zebra Filiale Jena druckt leer"
+    stored: list[Stored] = []
+    with Session(engine) as session:
+        wordings = [(text, ReportStatus.DUPLICATE)] * 40 + [
+            ("Etikettendrucker Zebra druckt leer", ReportStatus.OPEN),
+            ("Zebra Etikettendrucker Jena defekt", ReportStatus.RESOLVED),
+            ("Etikettendrucker druckt leer seit Montag", ReportStatus.ACKNOWLEDGED),
+            ("Drucker Jena leer", ReportStatus.OPEN),
+        ]
+        for number, (wording, status) in enumerate(wordings):
+            at = now - timedelta(minutes=number)
+            report_id = add_report(session, wording, at=at, status=status)
+            stored.append(Stored(report_id, frozenset(similarity.terms(wording)), status, at))
+        session.commit()
+    pool = similar_reports.Pool(statuses=similar_reports.SUGGESTIONS.statuses, candidates=3)
+    with Session(engine) as session:
+        found = similar_reports.alike_reports(
+            session,
+            text=text,
+            category=None,
+            statuses=pool.statuses,
+            candidates=pool.candidates,
+            limit=50,
+            threshold=0.0,
+        )
+    expected = worked_out(stored, text, pool)
+    assert [(a.report_id, a.score) for a in found] == expected
+    assert len(expected) == 3 and all(a.status != ReportStatus.DUPLICATE for a in found)
+
+
 def test_the_rarest_words_look_for_candidates_within_a_budget_of_rows() -> None:
     budget = similar_reports.PROBE_ROWS
     counts = {"shop": budget, "kunde": budget - 10, "drucke": 3, "leipzi": 40, "papier": 12}

@@ -274,6 +274,7 @@ def _scored(
         }
         for index, pool in enumerate(pools):
             parameters[f"statuses{index}"] = list(pool.statuses)
+            parameters[f"excluded{index}"] = [s for s in ReportStatus if s not in pool.statuses]
             parameters[f"candidates{index}"] = pool.candidates
             parameters[f"since{index}"] = pool.created_since
         statement = _lookup_statement(
@@ -301,6 +302,12 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: boo
     nothing); the least id of the window's reports is exact however ids and creation times
     interleave. Each candidate's terms are counted before its report row is joined: one
     join per candidate, not per term.
+
+    A pool of any age ranks the reports that share its rare terms before it reads their
+    status, and reads it for only as many as can hold its candidates: its `candidates`
+    plus every report in a status it leaves out (a handful: duplicates, mostly), of which
+    no more than all can be among them. Without that bound SQLite read the status of each
+    of the up to two thousand reports found, to keep thirty.
 
     On SQLite the window's report filters are kept off the report indexes: otherwise SQLite
     starts from every open report of the window and probes each for every term, which in a
@@ -342,11 +349,18 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: boo
             ).where(col(ReportTerm.term).in_(probe))
             if excluding:
                 sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
+            left_out = (
+                sa_select(func.count())
+                .select_from(Report)
+                .where(col(Report.status).in_(bindparam(f"excluded{index}", expanding=True)))
+                .scalar_subquery()
+            )
             # Ordered here as well as below: PostgreSQL then joins the ranked reports one by
             # one and stops when the pool is full, instead of hashing the report table.
             sharing = (
                 sharing.group_by(col(ReportTerm.report_id))
                 .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
+                .limit(bindparam(f"candidates{index}") + left_out)
                 .subquery()
             )
             candidates = (
