@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
 from feedbot.models import Attachment, AttachmentState, Report
@@ -180,10 +180,22 @@ def attachments_of(
     *,
     states: Sequence[AttachmentState] | None = COPIED_STATES,
 ) -> list[Attachment]:
-    query = select(Attachment).where(col(Attachment.report_id) == report_id)
-    if states is not None:
-        query = query.where(col(Attachment.state).in_(states))
-    return list(session.exec(query.order_by(col(Attachment.id))))
+    if states is None:
+        return list(session.exec(_ATTACHMENTS_OF, params={"report_id": report_id}))
+    return list(
+        session.exec(_ATTACHMENTS_IN, params={"report_id": report_id, "states": list(states)})
+    )
+
+
+_ATTACHMENTS_OF = (
+    select(Attachment)
+    .where(col(Attachment.report_id) == bindparam("report_id"))
+    .order_by(col(Attachment.id))
+)
+_ATTACHMENTS_IN = _ATTACHMENTS_OF.where(
+    col(Attachment.state).in_(bindparam("states", expanding=True))
+)
+"""Built once: every card asks, and building a statement costs more than running it."""
 
 
 @dataclass(frozen=True)

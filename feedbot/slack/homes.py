@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from feedbot.core import own_reports, privacy
@@ -55,6 +56,10 @@ def publish_home(session: Session, deps: Deps, user_id: str) -> None:
     )
 
 
+_OPENED_SINCE = select(SlackUser.user_id).where(col(SlackUser.home_opened_at) >= bindparam("since"))
+"""Built once: every report asks, and building a statement costs more than running it."""
+
+
 def refresh_homes(
     session: Session, deps: Deps, *, report: Report | None = None, admins: bool = False
 ) -> None:
@@ -62,9 +67,7 @@ def refresh_homes(
     the queue) or, with `admins`, the admins' settings. Only Homes opened recently."""
     config = deps.config()
     since = deps.clock() - RECENTLY_OPENED
-    recent = set(
-        session.exec(select(SlackUser.user_id).where(col(SlackUser.home_opened_at) >= since)).all()
-    )
+    recent = set(session.exec(_OPENED_SINCE, params={"since": since}).all())
     people: set[str] = set()
     if report is not None:
         people |= {p for p in (report.reporter_id, report.owner_id) if p}
