@@ -615,10 +615,18 @@ def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
         event.remove(engine, "before_cursor_execute", count_queries)
 
 
-def _window_reads(engine: Engine, wording: str, since: datetime, *, expected: int) -> int:
-    """What one grouping lookup of `wording` among the reports since `since` reads: SQLite's
-    virtual machine steps, PostgreSQL's rows fetched from the report and term tables. It
-    must find `expected` reports."""
+def _window_reads(
+    engine: Engine,
+    wording: str,
+    since: datetime,
+    *,
+    expected: int,
+    alongside: tuple[similar_reports.Pool, ...] = (),
+) -> int:
+    """What one grouping lookup of `wording` among the reports since `since` (and the
+    lookups `alongside`, in the same statement) reads: SQLite's virtual machine steps,
+    PostgreSQL's rows fetched from the report and term tables. It must find `expected`
+    reports."""
     from sqlalchemy import text
 
     sqlite = engine.dialect.name == "sqlite"
@@ -648,6 +656,7 @@ def _window_reads(engine: Engine, wording: str, since: datetime, *, expected: in
             threshold=0.3,
             candidates=100,
             created_since=since,
+            alongside=alongside,
         )
         if sqlite:
             raw.set_progress_handler(None, 1)
@@ -679,13 +688,32 @@ def _other_reports(count: int, *, at: Callable[[int], datetime]) -> list[dict[st
     ]
 
 
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Store reports in bulk, with their search terms."""
+    from sqlalchemy import insert
+
+    from feedbot.models import Report, ReportTerm
+
+    if not rows:
+        return
+    report_ids = session.execute(insert(Report).returning(Report.id), rows)
+    terms = [
+        {"report_id": report_id, "term": term}
+        for report_id, row in zip(report_ids.scalars(), rows, strict=True)
+        for term in similarity.terms(row["text"])
+    ]
+    session.execute(insert(ReportTerm), terms)
+
+
 def test_a_lookup_in_the_last_minutes_reads_the_same_however_long_the_history(
     engine: Engine,
 ) -> None:
     """Grouping looks among the reports of the last minutes: what it reads must not grow
     with the reports filed before them (the window's first report id was once found by
-    walking the table from its oldest report on, every lookup)."""
-    from sqlalchemy import delete, insert, text
+    walking the table from its oldest report on, every lookup). Nor when the receipt's
+    suggestions are looked up in the same statement (PostgreSQL once hashed the whole
+    report table to join the candidates' rows)."""
+    from sqlalchemy import delete, text
 
     from feedbot.models import Report, ReportTerm
 
@@ -697,23 +725,75 @@ def test_a_lookup_in_the_last_minutes_reads_the_same_however_long_the_history(
         with Session(engine) as session:
             session.execute(delete(ReportTerm))
             session.execute(delete(Report))
-            rows = _other_reports(older, at=lambda n: now - timedelta(days=365 - n % 300))
-            if rows:
-                session.execute(insert(Report), rows)
+            _insert(
+                session, _other_reports(older, at=lambda n: now - timedelta(days=365 - n % 300))
+            )
             for minutes in range(5):
                 add_report(session, f"{wording} ({minutes})", at=now - timedelta(minutes=minutes))
             session.commit()
             if engine.dialect.name != "sqlite":
-                session.execute(text("ANALYZE report"))
+                session.execute(text("ANALYZE report, report_term"))
                 session.commit()
 
     since = now - timedelta(minutes=30)
+    both = (similar_reports.SUGGESTIONS,)
     history(0)
     alone = _window_reads(engine, wording, since, expected=5)
+    alone_both = _window_reads(engine, wording, since, expected=5, alongside=both)
     history(3000)
     after = _window_reads(engine, wording, since, expected=5)
-    print(json.dumps({"read_alone": alone, "read_after_3000_older_reports": after}))
+    after_both = _window_reads(engine, wording, since, expected=5, alongside=both)
+    print(json.dumps({"alone": [alone, alone_both], "after_3000_older": [after, after_both]}))
     assert after < alone * 1.5 + 50
+    assert after_both < alone_both * 1.5 + 50
+
+
+def test_the_receipts_lookup_reads_the_reports_it_found_not_the_whole_table(
+    engine: Engine,
+) -> None:
+    """The receipt's suggestions look among reports of any age, in the same statement as
+    grouping. What each candidate's report row adds must be read for the candidates only:
+    PostgreSQL once hashed the whole report table for it, in every lookup."""
+    from sqlalchemy import delete, text
+
+    from feedbot.models import Report, ReportTerm
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite reads each candidate's report row by its rowid")
+    now = utcnow()
+    wording = "Kassenwaage in Filiale Suhl wiegt falsch"
+    fetched = (
+        "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)"
+        " FROM pg_stat_xact_user_tables WHERE relname = 'report'"
+    )
+    with Session(engine) as session:
+        session.execute(delete(ReportTerm))
+        session.execute(delete(Report))
+        older = _other_reports(3000, at=lambda n: now - timedelta(days=365 - n % 300))
+        for n, row in enumerate(older):
+            row["text"] = f"Kassenwaage Filiale {n % 40} wiegt falsch, Eichung {n}"
+        _insert(session, older)
+        for minutes in range(5):
+            add_report(session, f"{wording} ({minutes})", at=now - timedelta(minutes=minutes))
+        session.commit()
+        session.execute(text("ANALYZE report, report_term"))
+        session.commit()
+    with Session(engine) as session:
+        before = int(session.execute(text(fetched)).scalar_one())
+        found = similar_reports.alike_reports(
+            session,
+            text=wording,
+            category=None,
+            limit=50,
+            threshold=0.3,
+            candidates=100,
+            created_since=now - timedelta(minutes=30),
+            alongside=(similar_reports.SUGGESTIONS,),
+        )
+        read = int(session.execute(text(fetched)).scalar_one()) - before
+    print(json.dumps({"report_rows_read": read}))
+    assert len(found) == 5
+    assert read < 1000, "the lookup read the report table, not its candidates' rows"
 
 
 def test_a_lookup_in_a_busy_window_reads_what_its_words_match_not_every_report(
@@ -724,7 +804,7 @@ def test_a_lookup_in_a_busy_window_reads_what_its_words_match_not_every_report(
     each word (which SQLite's planner chose, starting from the open reports' index: four
     times the work at 500 reports in the window). The window's first report id is still
     looked up among the window's entries of the creation time index: a few steps each."""
-    from sqlalchemy import delete, insert
+    from sqlalchemy import delete
 
     from feedbot.models import Report, ReportTerm
 
@@ -743,15 +823,7 @@ def test_a_lookup_in_a_busy_window_reads_what_its_words_match_not_every_report(
             session.execute(delete(Report))
             for minutes in range(5):
                 add_report(session, f"{wording} ({minutes})", at=now - timedelta(minutes=minutes))
-            rows = _other_reports(others, at=lambda n: now - timedelta(seconds=n % 600))
-            if rows:
-                report_ids = session.execute(insert(Report).returning(Report.id), rows)
-                terms = [
-                    {"report_id": report_id, "term": term}
-                    for report_id, row in zip(report_ids.scalars(), rows, strict=True)
-                    for term in similarity.terms(row["text"])
-                ]
-                session.execute(insert(ReportTerm), terms)
+            _insert(session, _other_reports(others, at=lambda n: now - timedelta(seconds=n % 600)))
             session.commit()
 
     since = now - timedelta(minutes=30)
