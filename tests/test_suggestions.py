@@ -278,6 +278,50 @@ def test_reports_left_out_by_status_do_not_crowd_out_the_candidates_behind_them(
     assert len(expected) == 3 and all(a.status != ReportStatus.DUPLICATE for a in found)
 
 
+def test_a_lookup_reads_the_same_however_many_resolved_reports_its_pool_leaves_out(
+    engine: Engine,
+) -> None:
+    """A pool of any age that leaves out only rare statuses (the receipt's suggestions:
+    duplicates) counts the reports in them, to read the status of fewer ranked reports. A
+    pool that leaves out resolved reports, most of an old table, must not count those in
+    every lookup: three thousand resolved reports about something else cost it nothing."""
+    from sqlalchemy import delete, text
+
+    from feedbot.models import Report, ReportTerm
+
+    now = utcnow()
+    wording = "Etikettendrucker Zebra Filiale Jena druckt leer"
+
+    def history(resolved: int) -> None:
+        with Session(engine) as session:
+            session.execute(delete(ReportTerm))
+            session.execute(delete(Report))
+            rows = _other_reports(resolved, at=lambda n: now - timedelta(days=1 + n % 300))
+            for row in rows:
+                row["status"] = ReportStatus.RESOLVED
+            _insert(session, rows)
+            for hours in range(5):
+                add_report(session, f"{wording} ({hours})", at=now - timedelta(hours=hours))
+            session.commit()
+            if engine.dialect.name != "sqlite":
+                session.execute(text("ANALYZE report, report_term"))
+                session.commit()
+
+    def open_ones(session: Session) -> list[Any]:
+        return similar_reports.alike_reports(
+            session, text=wording, category=None, limit=50, threshold=0.0
+        )
+
+    history(0)
+    alone, found = _reads(engine, open_ones)
+    assert len(found) == 5
+    history(3000)
+    after, found = _reads(engine, open_ones)
+    assert len(found) == 5
+    print(json.dumps({"read_alone": alone, "read_after_3000_resolved": after}))
+    assert after < alone * 1.5 + 50
+
+
 def test_the_rarest_words_look_for_candidates_within_a_budget_of_rows() -> None:
     budget = similar_reports.PROBE_ROWS
     counts = {"shop": budget, "kunde": budget - 10, "drucke": 3, "leipzi": 40, "papier": 12}
@@ -615,18 +659,9 @@ def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
         event.remove(engine, "before_cursor_execute", count_queries)
 
 
-def _window_reads(
-    engine: Engine,
-    wording: str,
-    since: datetime,
-    *,
-    expected: int,
-    alongside: tuple[similar_reports.Pool, ...] = (),
-) -> int:
-    """What one grouping lookup of `wording` among the reports since `since` (and the
-    lookups `alongside`, in the same statement) reads: SQLite's virtual machine steps,
-    PostgreSQL's rows fetched from the report and term tables. It must find `expected`
-    reports."""
+def _reads(engine: Engine, lookup: Callable[[Session], list[Any]]) -> tuple[int, list[Any]]:
+    """What `lookup` reads, and what it found: SQLite's virtual machine steps, PostgreSQL's
+    rows fetched from the report and term tables."""
     from sqlalchemy import text
 
     sqlite = engine.dialect.name == "sqlite"
@@ -648,7 +683,27 @@ def _window_reads(
             raw.set_progress_handler(count, 1)
         else:
             before = int(session.execute(text(fetched)).scalar_one())
-        found = similar_reports.alike_reports(
+        found = lookup(session)
+        if sqlite:
+            raw.set_progress_handler(None, 1)
+            return steps[0], found
+        return int(session.execute(text(fetched)).scalar_one()) - before, found
+
+
+def _window_reads(
+    engine: Engine,
+    wording: str,
+    since: datetime,
+    *,
+    expected: int,
+    alongside: tuple[similar_reports.Pool, ...] = (),
+) -> int:
+    """What one grouping lookup of `wording` among the reports since `since` (and the
+    lookups `alongside`, in the same statement) reads (see `_reads`). It must find
+    `expected` reports."""
+    work, found = _reads(
+        engine,
+        lambda session: similar_reports.alike_reports(
             session,
             text=wording,
             category=None,
@@ -657,12 +712,8 @@ def _window_reads(
             candidates=100,
             created_since=since,
             alongside=alongside,
-        )
-        if sqlite:
-            raw.set_progress_handler(None, 1)
-            work = steps[0]
-        else:
-            work = int(session.execute(text(fetched)).scalar_one()) - before
+        ),
+    )
     assert len(found) == expected
     return work
 

@@ -274,11 +274,11 @@ def _scored(
         }
         for index, pool in enumerate(pools):
             parameters[f"statuses{index}"] = list(pool.statuses)
-            parameters[f"excluded{index}"] = [s for s in ReportStatus if s not in pool.statuses]
+            parameters[f"left_out{index}"] = sorted(set(ReportStatus) - set(pool.statuses))
             parameters[f"candidates{index}"] = pool.candidates
             parameters[f"since{index}"] = pool.created_since
         statement = _lookup_statement(
-            tuple(pool.created_since is not None for pool in pools),
+            tuple(_shape(pool) for pool in pools),
             excluding=exclude_id is not None,
             sqlite=session.get_bind().dialect.name == "sqlite",
         )
@@ -293,9 +293,26 @@ def _scored(
     return list(found)
 
 
+_WINDOW = "window"
+_RARE_LEFT_OUT = "rare statuses left out"
+_COMMON_LEFT_OUT = "common statuses left out"
+RARE_STATUSES = frozenset({ReportStatus.DUPLICATE})
+"""Statuses few reports have: a pool of any age that leaves out no others reads the status
+of fewer of the reports it ranks (see `_lookup_statement`)."""
+
+
+def _shape(pool: Pool) -> str:
+    """How the lookup statement reads `pool`'s candidates."""
+    if pool.created_since is not None:
+        return _WINDOW
+    if set(ReportStatus) - set(pool.statuses) <= RARE_STATUSES:
+        return _RARE_LEFT_OUT
+    return _COMMON_LEFT_OUT
+
+
 @functools.cache
-def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: bool) -> Any:
-    """The lookup over one pool per entry of `windows` (True: it has a `created_since`).
+def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool) -> Any:
+    """The lookup over one pool per entry of `shapes` (see `_shape`).
 
     A windowed pool reads only the index rows of reports from the first one created since
     then on (`report_id` bounds the `(term, report_id)` index, so an old common term costs
@@ -306,11 +323,15 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: boo
     20,000 reports), on SQLite read once more by rowid, which costs SQLite less than
     taking the columns along.
 
-    A pool of any age ranks the reports that share its rare terms before it reads their
-    status, and reads it for only as many as can hold its candidates: its `candidates`
-    plus every report in a status it leaves out (a handful: duplicates, mostly), of which
-    no more than all can be among them. Without that bound SQLite read the status of each
-    of the up to two thousand reports found, to keep thirty.
+    A pool of any age ranks the reports that share its rare terms, then reads their status
+    until it has its candidates. If the statuses it leaves out are few (`RARE_STATUSES`: the
+    receipt's suggestions leave out only duplicates), it reads the status of only the first
+    `candidates` plus as many as there are reports in those statuses: at most that many of
+    the first ones can fail the status filter, so the candidates are all among them. That
+    saved SQLite reading the status of every one of up to two thousand reports ranked, to
+    keep thirty; counting the left-out reports costs a range of the status index, and the
+    bound stops saving once they outnumber the reports ranked. A pool that leaves out the
+    resolved reports, most of an old table, reads every status as before.
 
     On SQLite the window's report filters are kept off the report indexes: otherwise SQLite
     starts from every open report of the window and probes each for every term, which in a
@@ -319,9 +340,9 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: boo
     probe: Any = bindparam("probe", expanding=True)
     exclude_id: Any = bindparam("exclude_id")
     per_pool = []
-    for index, windowed in enumerate(windows):
+    for index, shape in enumerate(shapes):
         statuses: Any = bindparam(f"statuses{index}", expanding=True)
-        if windowed:
+        if shape == _WINDOW:
             since: Any = bindparam(f"since{index}")
             # `id + 0`, not `id`: for a bare `min(id)` SQLite and PostgreSQL both walk the
             # primary key from the oldest report until one is recent, reading every older
@@ -353,20 +374,20 @@ def _lookup_statement(windows: tuple[bool, ...], *, excluding: bool, sqlite: boo
             ).where(col(ReportTerm.term).in_(probe))
             if excluding:
                 sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
-            left_out = (
-                sa_select(func.count())
-                .select_from(Report)
-                .where(col(Report.status).in_(bindparam(f"excluded{index}", expanding=True)))
-                .scalar_subquery()
-            )
             # Ordered here as well as below: PostgreSQL then joins the ranked reports one by
             # one and stops when the pool is full, instead of hashing the report table.
-            sharing = (
-                sharing.group_by(col(ReportTerm.report_id))
-                .order_by(func.count().desc(), col(ReportTerm.report_id).desc())
-                .limit(bindparam(f"candidates{index}") + left_out)
-                .subquery()
+            sharing = sharing.group_by(col(ReportTerm.report_id)).order_by(
+                func.count().desc(), col(ReportTerm.report_id).desc()
             )
+            if shape == _RARE_LEFT_OUT:
+                left_out = (
+                    sa_select(func.count())
+                    .select_from(Report)
+                    .where(col(Report.status).in_(bindparam(f"left_out{index}", expanding=True)))
+                    .scalar_subquery()
+                )
+                sharing = sharing.limit(bindparam(f"candidates{index}") + left_out)
+            sharing = sharing.subquery()
             candidates = (
                 sa_select(*_described(sharing.c.id, sqlite))
                 .join(Report, col(Report.id) == sharing.c.id)
