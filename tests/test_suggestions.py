@@ -278,6 +278,49 @@ def test_reports_left_out_by_status_do_not_crowd_out_the_candidates_behind_them(
     assert len(expected) == 3 and all(a.status != ReportStatus.DUPLICATE for a in found)
 
 
+def test_the_receipts_pool_reads_the_status_of_only_as_many_reports_as_it_keeps(
+    engine: Engine,
+) -> None:
+    """The receipt's suggestions leave out only duplicates, so they read the status of the
+    first thirty ranked reports (plus one per duplicate), not of all fifteen hundred that
+    share the text's rare words: SQLite grouped them all and then read each one's row."""
+    from sqlalchemy import delete
+
+    from feedbot.models import Report, ReportTerm
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip(
+            "PostgreSQL joins the ranked reports one by one and stops when the pool is "
+            "full, bound or not"
+        )
+    now = utcnow()
+    wording = "Etikettendrucker Zebra Filiale Jena druckt leer"
+    with Session(engine) as session:
+        session.execute(delete(ReportTerm))
+        session.execute(delete(Report))
+        rows = _other_reports(1500, at=lambda n: now - timedelta(days=1 + n % 300))
+        for n, row in enumerate(rows):
+            row["text"] = f"Etikettendrucker Zebra {n % 60} druckt leer, Rolle {n}"
+        _insert(session, rows)
+        session.commit()
+
+    def look(statuses: tuple[ReportStatus, ...]) -> int:
+        work, found = _reads(
+            engine,
+            lambda session: similar_reports.alike_reports(
+                session, text=wording, category=None, statuses=statuses, threshold=0.0
+            ),
+        )
+        assert len(found) == 3
+        return work
+
+    look(similar_reports.SUGGESTIONS.statuses)  # the words' large counts are kept from now on
+    bounded = look(similar_reports.SUGGESTIONS.statuses)
+    every_status = look(similar_reports.OPEN_STATUSES)  # leaves out resolved ones: no bound
+    print(json.dumps({"suggestions": bounded, "open_only": every_status}))
+    assert bounded < every_status - 1500 * 5, "the pool read the status of every ranked report"
+
+
 def test_a_lookup_reads_the_same_however_many_resolved_reports_its_pool_leaves_out(
     engine: Engine,
 ) -> None:
@@ -659,16 +702,20 @@ def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
         event.remove(engine, "before_cursor_execute", count_queries)
 
 
-def _reads(engine: Engine, lookup: Callable[[Session], list[Any]]) -> tuple[int, list[Any]]:
+def _reads(
+    engine: Engine,
+    lookup: Callable[[Session], list[Any]],
+    tables: tuple[str, ...] = ("report", "report_term"),
+) -> tuple[int, list[Any]]:
     """What `lookup` reads, and what it found: SQLite's virtual machine steps, PostgreSQL's
-    rows fetched from the report and term tables."""
-    from sqlalchemy import text
+    rows fetched from `tables`."""
+    from sqlalchemy import bindparam, text
 
     sqlite = engine.dialect.name == "sqlite"
-    fetched = (
+    fetched = text(
         "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)"
-        " FROM pg_stat_xact_user_tables WHERE relname IN ('report', 'report_term')"
-    )
+        " FROM pg_stat_xact_user_tables WHERE relname IN :tables"
+    ).bindparams(bindparam("tables", value=list(tables), expanding=True))
     with Session(engine) as session:
         steps = [0]
         before = 0
@@ -682,12 +729,12 @@ def _reads(engine: Engine, lookup: Callable[[Session], list[Any]]) -> tuple[int,
 
             raw.set_progress_handler(count, 1)
         else:
-            before = int(session.execute(text(fetched)).scalar_one())
+            before = int(session.execute(fetched).scalar_one())
         found = lookup(session)
         if sqlite:
             raw.set_progress_handler(None, 1)
             return steps[0], found
-        return int(session.execute(text(fetched)).scalar_one()) - before, found
+        return int(session.execute(fetched).scalar_one()) - before, found
 
 
 def _window_reads(
@@ -747,7 +794,9 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
-    report_ids = session.execute(insert(Report).returning(Report.id), rows)
+    report_ids = session.execute(
+        insert(Report).returning(Report.id, sort_by_parameter_order=True), rows
+    )
     terms = [
         {"report_id": report_id, "term": term}
         for report_id, row in zip(report_ids.scalars(), rows, strict=True)
@@ -813,10 +862,6 @@ def test_the_receipts_lookup_reads_the_reports_it_found_not_the_whole_table(
         pytest.skip("SQLite reads each candidate's report row by its rowid")
     now = utcnow()
     wording = "Kassenwaage in Filiale Suhl wiegt falsch"
-    fetched = (
-        "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)"
-        " FROM pg_stat_xact_user_tables WHERE relname = 'report'"
-    )
     with Session(engine) as session:
         session.execute(delete(ReportTerm))
         session.execute(delete(Report))
@@ -829,9 +874,9 @@ def test_the_receipts_lookup_reads_the_reports_it_found_not_the_whole_table(
         session.commit()
         session.execute(text("ANALYZE report, report_term"))
         session.commit()
-    with Session(engine) as session:
-        before = int(session.execute(text(fetched)).scalar_one())
-        found = similar_reports.alike_reports(
+    read, found = _reads(
+        engine,
+        lambda session: similar_reports.alike_reports(
             session,
             text=wording,
             category=None,
@@ -840,8 +885,9 @@ def test_the_receipts_lookup_reads_the_reports_it_found_not_the_whole_table(
             candidates=100,
             created_since=now - timedelta(minutes=30),
             alongside=(similar_reports.SUGGESTIONS,),
-        )
-        read = int(session.execute(text(fetched)).scalar_one()) - before
+        ),
+        tables=("report",),
+    )
     print(json.dumps({"report_rows_read": read}))
     assert len(found) == 5
     assert read < 1000, "the lookup read the report table, not its candidates' rows"
@@ -862,7 +908,7 @@ def test_a_lookup_in_a_busy_window_reads_what_its_words_match_not_every_report(
     if engine.dialect.name != "sqlite":
         pytest.skip(
             "PostgreSQL chooses by its statistics: at this size it rightly reads the whole "
-            "table, and its lookups at 20,000 reports are in benchmarks.similar"
+            "table; its grouping lookups with a busy window are in benchmarks.filing"
         )
     now = utcnow()
     wording = "Kassenwaage in Filiale Suhl wiegt falsch"

@@ -375,7 +375,8 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
             if excluding:
                 sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
             # Ordered here as well as below: PostgreSQL then joins the ranked reports one by
-            # one and stops when the pool is full, instead of hashing the report table.
+            # one and stops when the pool is full, instead of hashing the report table; and
+            # the bound below keeps the first ones in this order, which must be the pool's.
             sharing = sharing.group_by(col(ReportTerm.report_id)).order_by(
                 func.count().desc(), col(ReportTerm.report_id).desc()
             )
@@ -421,7 +422,7 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
             counted.c.shared,
             *(getattr(Report, name) for name in _DESCRIBED),
         ).join(Report, col(Report.id) == counted.c.id)
-    # A report two pools found is there twice, alike.
+    # A report two pools found is there twice, with the same columns: DISTINCT keeps one.
     return (
         sa_select(
             counted.c.id,
