@@ -40,7 +40,7 @@ from feedbot.core.digest import (
 )
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import InvalidValue
-from feedbot.models import Report, ReportSource, ReportStatus, ReportTerm, Urgency
+from feedbot.models import OutboxMessage, Report, ReportSource, ReportStatus, ReportTerm, Urgency
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.digest import send_due
 from feedbot.slack.views import MAX_MESSAGE_BLOCKS
@@ -329,9 +329,11 @@ def test_reports_link_to_their_cards(engine: Engine, week: dict[str, int]) -> No
     from feedbot.core import outbox
 
     with Session(engine) as session:
-        card = outbox.enqueue(
+        queued = outbox.enqueue(
             session, conversation="CLEAD0001", method="chat.postMessage", payload={}, now=NOW
         )
+        card = session.get(OutboxMessage, queued.id)
+        assert card is not None
         card.result_channel, card.result_ts = "CLEAD0001", "1763456789.000200"
         report = session.get(Report, week["r3"])
         assert report is not None

@@ -31,13 +31,13 @@ def post(
     message: Message,
     now: datetime,
     purpose: str,
-    thread_of: OutboxMessage | None = None,
+    thread_of: outbox.Entry | None = None,
     extra: dict[str, Any] | None = None,
     on_failure: Message | None = None,
-    on_failure_thread_of: OutboxMessage | None = None,
+    on_failure_thread_of: outbox.Entry | None = None,
     lane: str | None = None,
     turn: datetime | None = None,
-) -> OutboxMessage:
+) -> outbox.Queued:
     """Queue a message; `on_failure` is posted under `on_failure_thread_of` (or in the same
     conversation) if Slack refuses it for good, `{error}` in it replaced by Slack's answer."""
     payload = message.to_payload() | (extra or {}) | {"unfurl_links": False}
@@ -68,7 +68,7 @@ def report_lane(report: Report) -> str:
 
 def post_thread_reply(
     session: Session, *, channel: str, thread_ts: str, message: Message, now: datetime, purpose: str
-) -> OutboxMessage:
+) -> outbox.Queued:
     """A reply under a message that is not ours (an intake post): its `ts` is known already."""
     return post(
         session,
@@ -90,7 +90,7 @@ def dm(
     sealed_by: Identities | None = None,
     about: object = None,
     latest_only: bool = False,
-) -> OutboxMessage:
+) -> outbox.Queued:
     """A direct message to `user`. With `sealed_by`, for someone acting anonymously: stored
     under a conversation and a seal that name nobody (`about` keeps its messages apart from
     their others, e.g. a report's id); the sender opens the seal to deliver it.
@@ -117,7 +117,7 @@ def ephemeral(
     now: datetime,
     sealed_by: Identities | None = None,
     about: object = None,
-) -> OutboxMessage:
+) -> outbox.Queued:
     """A message only `user` sees. Without a channel (a button on the Home tab) it becomes a
     direct message, the one place that person is sure to see it. `sealed_by`: the message
     says what they did anonymously (a *me too*), so it names them only through a seal; and
@@ -454,7 +454,7 @@ def edit_sent(
 
 def ephemeral_message(
     session: Session, *, channel: str, user: str, message: Message, now: datetime, purpose: str
-) -> OutboxMessage:
+) -> outbox.Queued:
     """A message with blocks only `user` sees in `channel` (a date picker, say)."""
     return outbox.enqueue(
         session,

@@ -231,7 +231,7 @@ def queue_copies(
     *,
     report: Report,
     rows: list[Attachment],
-    thread: OutboxMessage,
+    thread: outbox.Entry,
     locale: str,
     now: datetime,
 ) -> None:
@@ -263,7 +263,7 @@ def queue_copies(
 
 
 def queue_forwarded_copies(
-    session: Session, *, report: Report, forwarded: OutboxMessage, now: datetime
+    session: Session, *, report: Report, forwarded: outbox.Entry, now: datetime
 ) -> None:
     """The report's copied files, copied again under its forwarded message (from feedbot's
     own copies: the reporter's original is never touched)."""

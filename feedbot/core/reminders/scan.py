@@ -14,12 +14,11 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from feedbot.core import reports
+from feedbot.core import outbox, reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders.steps import SEND_ORDER, Due, Kind, Rules, Sent, ZoneFor, due_steps
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.models import (
-    OutboxMessage,
     Reminder,
     ReminderMessage,
     Report,
@@ -261,7 +260,7 @@ def attach_messages(
     session: Session,
     *,
     reminder: Reminder,
-    messages: Sequence[OutboxMessage],
+    messages: Sequence[outbox.Entry],
     recipient: str | None,
 ) -> None:
     """Remember what a claimed step queued, so it can be withdrawn or edited later."""

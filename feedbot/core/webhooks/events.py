@@ -21,7 +21,6 @@ from feedbot.core.webhooks.receivers import (
     subscribed,
 )
 from feedbot.models import (
-    OutboxMessage,
     Report,
 )
 
@@ -85,7 +84,7 @@ def emit(
     now: datetime,
     comment: str | None = None,
     exclude: int | None = None,
-) -> list[OutboxMessage]:
+) -> list[outbox.Queued]:
     """Queue `event` about `report` for every webhook that chose it, in the caller's
     transaction. `comment` is an answer to the reporter (for `report.replied`); `exclude`
     the webhook that caused the change (it knows already)."""
@@ -117,7 +116,7 @@ def emit_outcome(
     config: RuntimeConfig,
     now: datetime,
     exclude: int | None = None,
-) -> list[OutboxMessage]:
+) -> list[outbox.Queued]:
     """The event of a triage action, if it has one (an answer to the reporter carries its
     text as `comment`)."""
     event = event_for(outcome.action)

@@ -39,7 +39,7 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.digest import DigestChannel, DigestKind, Schedule
 from feedbot.db import session_scope
 from feedbot.errors import Conflict, FeedbotError, NotFound
-from feedbot.models import DigestRun, OutboxMessage
+from feedbot.models import DigestRun
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.common import explain, subcommand
@@ -189,9 +189,9 @@ def enqueue_upload(
     upload: Upload,
     now: datetime,
     purpose: str,
-    thread_of: OutboxMessage | None = None,
-    notice_under: OutboxMessage | None = None,
-) -> OutboxMessage:
+    thread_of: outbox.Entry | None = None,
+    notice_under: outbox.Entry | None = None,
+) -> outbox.Queued:
     """Queue a file like any message; the sender uploads it with `files_upload_v2`. If Slack
     refuses it for good, its `failure_note` is posted under `notice_under`."""
     payload: dict[str, Any] = {

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from feedbot.core import incidents, reminders
+from feedbot.core import incidents, outbox, reminders
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import GroupDue, Kind
-from feedbot.models import IncidentGroup, OutboxMessage
+from feedbot.models import IncidentGroup
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.views import Message
@@ -68,7 +68,7 @@ def _send(
         return False
     group, reminder = claimed.group, claimed.reminder
     summary = incidents.summarise(session, group, examples=0)
-    messages: list[OutboxMessage] = []
+    messages: list[outbox.Queued] = []
     if due.kind == Kind.ACK:
         card = delivery.group_card_entry(session, group)
         if card is not None:
@@ -122,7 +122,7 @@ def _escalate(
     *,
     config: RuntimeConfig,
     now: datetime,
-) -> list[OutboxMessage]:
+) -> list[outbox.Queued]:
     """To the escalation channel, or else to each admin by direct message (as a report); a
     routed group also to its route's own leaders by direct message."""
     to_route = [

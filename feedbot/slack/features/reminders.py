@@ -19,7 +19,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from feedbot.core import reminders, reports, triage
+from feedbot.core import outbox, reminders, reports, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Due, GroupDue, Kind, SnoozeChoice
 from feedbot.core.working_time import WorkingHours
@@ -126,7 +126,7 @@ def _send(session: Session, deps: Deps, due: Due, *, config: RuntimeConfig, now:
         return False
     report, reminder = claimed.report, claimed.reminder
     assert reminder.id is not None
-    messages: list[OutboxMessage] = []
+    messages: list[outbox.Queued] = []
     recipient: str | None = None
     if due.kind == Kind.ACK:
         card = session.get(OutboxMessage, report.card_message_id)
@@ -169,8 +169,8 @@ def _post(
     now: datetime,
     due: Due,
     *,
-    thread_of: OutboxMessage | None = None,
-) -> OutboxMessage:
+    thread_of: outbox.Entry | None = None,
+) -> outbox.Queued:
     return delivery.post(
         session,
         conversation=conversation,
@@ -190,7 +190,7 @@ def _escalate(
     *,
     config: RuntimeConfig,
     now: datetime,
-) -> tuple[str | None, list[OutboxMessage]]:
+) -> tuple[str | None, list[outbox.Queued]]:
     """To the escalation channel, or else to each admin by direct message; a routed report
     also to its route's own leaders by direct message (they answer for it)."""
     history = reminders.history(session, report=report)
