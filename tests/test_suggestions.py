@@ -136,7 +136,9 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
         finally:
             event.remove(engine, "before_cursor_execute", listen)
     assert together == burst_alone and len(burst_alone) == 31  # minutes 0 to 30, not older
-    assert all(found.created_at >= since for found in together)
+    with Session(engine) as session:
+        found_reports = reports.get_reports(session, [found.report_id for found in together])
+    assert all(report.created_at >= since for report in found_reports.values())
     assert after == receipt_alone and len(receipt_alone) == 12
     assert any(found.status == RESOLVED for found in receipt_alone)
     lookups = [sql for sql in statements if "sum(CASE" in sql]

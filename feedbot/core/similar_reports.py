@@ -171,7 +171,6 @@ class Alike:
     incident_id: int | None
     leadership_channel: str | None
     status: ReportStatus
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -182,11 +181,6 @@ class Pool:
     statuses: tuple[ReportStatus, ...] = OPEN_STATUSES
     candidates: int = 30
     created_since: datetime | None = None
-
-    def holds(self, found: Alike) -> bool:
-        return found.status in self.statuses and (
-            self.created_since is None or found.created_at >= self.created_since
-        )
 
 
 SUGGESTIONS = Pool(statuses=(*OPEN_STATUSES, ReportStatus.RESOLVED))
@@ -220,12 +214,13 @@ def alike_reports(
     if not wanted:
         return []
     pool = Pool(statuses, candidates, created_since)
-    scored = _scored(session, wanted, exclude_id, [pool, *alongside], frequencies)
+    pools, scored = _scored(session, wanted, exclude_id, [pool, *alongside], frequencies)
     # The pool's own candidates, as it would have found them alone: the others' only add.
+    bit = 1 << pools.index(pool)
     own = sorted(
-        (row for row in scored if pool.holds(row[0])), key=lambda row: (-row[1], -row[0].report_id)
+        (row for row in scored if row[2] & bit), key=lambda row: (-row[1], -row[0].report_id)
     )[: pool.candidates]
-    found = [alike for alike, _ in own if alike.score >= threshold]
+    found = [alike for alike, _, _ in own if alike.score >= threshold]
     found.sort(key=lambda a: (a.category != category, -a.score, -a.report_id))
     return found[:limit]
 
@@ -249,11 +244,13 @@ def _scored(
     exclude_id: int | None,
     pools: list[Pool],
     frequencies: TermFrequencies,
-) -> list[tuple[Alike, int]]:
+) -> tuple[tuple[Pool, ...], list[tuple[Alike, int, int]]]:
     """Every candidate of `pools`, scored, with how many of the rarest terms it shares (what
-    ranks candidates); or what an earlier lookup of this transaction found when it looked in
-    the first of them already. A pool's candidates are the first of its reports by shared
-    rarest terms, then newest: `alike_reports` picks them out again from all pools' ones."""
+    ranks candidates) and the pools whose statuses and window it is in (bit `i` for the
+    `i`th of the pools returned); or what an earlier lookup of this transaction found when
+    it looked in the first of them already. A pool's candidates are the first of its
+    reports by shared rarest terms, then newest: `alike_reports` picks them out again from
+    all pools' ones."""
     transaction = _innermost(session)
     last = session.info.get(_LAST_LOOKUP)
     if (
@@ -262,10 +259,10 @@ def _scored(
         and last[:3] == (transaction, wanted, exclude_id)
         and pools[0] in last[3]
     ):
-        return list(last[4])
+        return last[3], list(last[4])
     pools = list(dict.fromkeys(pools))
     probe = probe_terms(frequencies.counts(session, wanted, exclude_id=exclude_id))
-    found: list[tuple[Alike, int]] = []
+    found: list[tuple[Alike, int, int]] = []
     if probe:
         parameters: dict[str, Any] = {
             "probe": probe,
@@ -283,14 +280,14 @@ def _scored(
             sqlite=session.get_bind().dialect.name == "sqlite",
         )
         for row in session.execute(statement, parameters).all():
-            report_id, size, common, shared, kind, incident, channel, status, created = row
+            report_id, size, common, shared, kind, incident, channel, status, in_pools = row
             score = common / (len(wanted) + size - common)
-            alike = Alike(report_id, score, kind, incident, channel, status, created)
-            found.append((alike, int(shared)))
+            alike = Alike(report_id, score, kind, incident, channel, status)
+            found.append((alike, int(shared), int(in_pools)))
     # Taken again: a session's first statement begins its transaction.
     transaction = _innermost(session)
     session.info[_LAST_LOOKUP] = (transaction, wanted, exclude_id, tuple(pools), found)
-    return list(found)
+    return tuple(pools), list(found)
 
 
 _WINDOW = "window"
@@ -420,7 +417,8 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
             counted.c.size,
             counted.c.common,
             counted.c.shared,
-            *(getattr(Report, name) for name in _DESCRIBED),
+            *(getattr(Report, name) for name in _RETURNED),
+            _in_pools(shapes, col(Report.status), col(Report.created_at)),
         ).join(Report, col(Report.id) == counted.c.id)
     # A report two pools found is there twice, with the same columns: DISTINCT keeps one.
     return (
@@ -429,15 +427,30 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
             counted.c.size,
             counted.c.common,
             counted.c.shared,
-            *(found.c[name] for name in _DESCRIBED),
+            *(found.c[name] for name in _RETURNED),
+            _in_pools(shapes, found.c.status, found.c.created_at),
         )
         .join(found, found.c.id == counted.c.id)
         .distinct()
     )
 
 
-_DESCRIBED = ("category", "incident_id", "leadership_channel", "status", "created_at")
+def _in_pools(shapes: tuple[str, ...], status: Any, created_at: Any) -> Any:
+    """Which pools a candidate is in, as bits (`1 << i` for the `i`th pool), worked out in
+    SQL: read into Python, a timestamp per row cost more than the rest of the row."""
+    bits: Any = literal_column("0")
+    for index, shape in enumerate(shapes):
+        condition: Any = status.in_(bindparam(f"statuses{index}", expanding=True))
+        if shape == _WINDOW:
+            condition = condition & (created_at >= bindparam(f"since{index}"))
+        bits = bits + case((condition, 1 << index), else_=0)
+    return bits
+
+
+_RETURNED = ("category", "incident_id", "leadership_channel", "status")
 """The report columns a lookup returns with each candidate (see `Alike`)."""
+_DESCRIBED = (*_RETURNED, "created_at")
+"""The report columns each pool carries on PostgreSQL (see `_lookup_statement`)."""
 
 
 def _described(report_id: Any, sqlite: bool) -> list[Any]:
