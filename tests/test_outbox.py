@@ -24,7 +24,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from feedbot.core import outbox
@@ -343,6 +344,43 @@ def test_a_slow_preparation_renews_the_lease_before_the_call(
         seconds=1
     ), "renewed after the DM was opened"
     assert entry(engine, dm).status == OutboxStatus.SENT
+
+
+def test_a_lease_the_database_failed_to_renew_is_put_back_not_left_for_its_minute(
+    engine: Engine, slack: FakeSlack, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database refuses the sender's renewal of its claim (a lock, a dropped connection):
+    the entry is put back and sent after the usual pause, checked for first, not left
+    claimed until its lease runs out a minute later."""
+    card = queue(engine, clock, LEADERSHIP, "card")
+    refused: list[str] = []
+
+    def refuse_one_renewal(*args: Any) -> None:
+        statement = args[2]
+        if not refused and statement.startswith("UPDATE outbox_message SET lease_until"):
+            refused.append(statement)
+            raise OperationalError(statement, None, Exception("database is locked"))
+
+    event.listen(engine, "before_cursor_execute", refuse_one_renewal)
+    sender = make_sender(engine, slack, clock)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 5
+        while entry(engine, card).status != OutboxStatus.PENDING or not refused:
+            assert time.monotonic() < deadline, "still claimed after the failed renewal"
+            time.sleep(0.02)
+        assert texts(slack, LEADERSHIP) == []
+        clock.advance(seconds=1.5)  # past the first pause, far short of the lease
+        sender.wake()
+        while entry(engine, card).status != OutboxStatus.SENT:
+            assert time.monotonic() < deadline + 5, "not sent after the pause"
+            time.sleep(0.02)
+    finally:
+        sender.stop()
+        event.remove(engine, "before_cursor_execute", refuse_one_renewal)
+    assert texts(slack, LEADERSHIP) == ["card"]
+    assert len(slack.calls_to("conversations.history")) == 1, "checked for before posting"
+    assert "putting it back" in caplog.text
 
 
 # -- (e) timeouts -------------------------------------------------------------------------------------

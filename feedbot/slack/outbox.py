@@ -233,7 +233,8 @@ class OutboxSender:
                 else:
                     self._deliver(claim.entry, recheck=claim.recheck, paced=True)
             except Exception:
-                log.exception("outbox #%s: delivery failed; retrying", claim.entry.id)
+                log.exception("outbox #%s: delivery failed; putting it back", claim.entry.id)
+                self._put_back(claim)
             finally:
                 with self._held_lock:
                     self._held -= 1
@@ -253,6 +254,26 @@ class OutboxSender:
                     error="not sent: the sender stopped",
                     at=self.clock(),
                     uncertain=claim.entry.uncertain,
+                    attempt=claim.entry.attempts,
+                )
+                session.commit()
+        except Exception:  # its lease runs out and another sender takes it, with a recheck
+            log.warning("outbox #%s: could not put it back", claim.entry.id, exc_info=True)
+
+    def _put_back(self, claim: Claim) -> None:
+        """Put back a claim whose delivery failed outside its own handling (the database
+        refused the lease's renewal, or the outcome's write): retried after the usual pause
+        instead of when its lease runs out, a minute later. Slack may have taken the call,
+        so it is checked for first, as after a crash."""
+        assert claim.entry.id is not None
+        try:
+            with Session(self.engine) as session:
+                outbox.mark_retry(
+                    session,
+                    claim.entry.id,
+                    error="the database failed around the delivery",
+                    at=self.clock() + self._backoff(claim.entry.attempts),
+                    uncertain=True,
                     attempt=claim.entry.attempts,
                 )
                 session.commit()
