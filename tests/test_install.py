@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,36 @@ def test_uninstalled_it_keeps_everything_says_why_and_resumes_once_reinstalled(
     assert len(texts) == 2 and "Second terminal" in texts[1], "what waited, in order"
     assert health(bot)[0].startswith("200")
     assert "nothing is sent" not in feedbot_outbox(bot, tmp_path, NEW_TOKEN)
+
+
+def test_a_token_accepted_again_sends_what_waited_at_once(bot: Bot) -> None:
+    """The senders are woken as sending resumes, not left until their next look."""
+    bot.setup_team()
+    sender = OutboxSender(
+        bot.engine,
+        WebClient(token=TOKEN, base_url=bot.slack.base_url),
+        clock=bot.clock,
+        access=bot.deps.access,
+        poll_interval=60,
+    )
+    bot.slack.uninstall()
+    bot.event(payloads.bare_event("app_uninstalled"))
+    bot.command(ALICE, "Roaming option billed twice")
+    assert len(waiting(bot)) >= 1
+    bot.deps.on_commit = sender.wake
+    sender.start()
+    try:
+        time.sleep(0.3)  # it has looked, found sending paused, and waits for its next look
+        bot.slack.reinstall(NEW_TOKEN)
+        bot.deps.access.load_token = lambda: NEW_TOKEN
+        assert bot.deps.access.check() is True
+        deadline = time.monotonic() + 5
+        while waiting(bot):
+            assert time.monotonic() < deadline, "still waiting for the sender's next look"
+            time.sleep(0.02)
+    finally:
+        sender.stop()
+    assert [m["text"][:6] for m in bot.slack.messages(LEADERSHIP)] == ["FB-100"]
 
 
 def test_a_token_slack_stops_accepting_mid_send_pauses_without_losing_the_message(

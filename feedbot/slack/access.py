@@ -56,8 +56,11 @@ class SlackAccess:
         *,
         clock: Callable[[], datetime],
         load_token: Callable[[], str] | None = None,
+        on_restored: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
+        self.on_restored = on_restored
+        """Called once sending may resume: the senders go at once, not at their next look."""
         self.clients = list(clients)
         self.clock = clock
         self.load_token = load_token or (lambda: self.token)
@@ -128,6 +131,7 @@ class SlackAccess:
             "Slack accepts the bot token%s again: sending what waited",
             "" if token == old else " (a new one)",
         )
+        self.on_restored()
         return True
 
     def watch(self) -> None:

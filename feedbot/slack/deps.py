@@ -102,7 +102,9 @@ class Deps:
         self.people = PeopleDirectory(self.client, self.engine, self.clock)
         self.groups = GroupDirectory(self.client)
         self.channels = ChannelDirectory(self.client)
-        self.access = SlackAccess(self.engine, [self.client], clock=self.clock)
+        self.access = SlackAccess(
+            self.engine, [self.client], clock=self.clock, on_restored=lambda: self.on_commit()
+        )
         self.workspace = Workspace(self.client)
 
     @property
