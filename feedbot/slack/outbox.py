@@ -233,8 +233,16 @@ class OutboxSender:
                 else:
                     self._deliver(claim.entry, recheck=claim.recheck, paced=True)
             except Exception:
+                # Outside the delivery's own handling: the database refused the lease's
+                # renewal or the outcome's write. Retried after the usual pause rather than
+                # when the lease runs out, a minute later; Slack may have taken the call.
                 log.exception("outbox #%s: delivery failed; putting it back", claim.entry.id)
-                self._put_back(claim)
+                self._release(
+                    claim,
+                    why="the database failed around the delivery",
+                    after=self._backoff(claim.entry.attempts),
+                    uncertain=True,
+                )
             finally:
                 with self._held_lock:
                     self._held -= 1
@@ -243,37 +251,25 @@ class OutboxSender:
                         del self._held_in[claim.entry.conversation]
                 self._wake.set()  # its conversation's next entry may be due now
 
-    def _release(self, claim: Claim) -> None:
-        """Put back a claim that was never attempted (the sender is stopping)."""
+    def _release(
+        self,
+        claim: Claim,
+        *,
+        why: str = "not sent: the sender stopped",
+        after: timedelta = timedelta(0),
+        uncertain: bool | None = None,
+    ) -> None:
+        """Put back a claim: by default one never attempted (the sender is stopping). A
+        claim that may have reached Slack is put back `uncertain`, to be looked for first."""
         assert claim.entry.id is not None
         try:
             with Session(self.engine) as session:
                 outbox.mark_retry(
                     session,
                     claim.entry.id,
-                    error="not sent: the sender stopped",
-                    at=self.clock(),
-                    uncertain=claim.entry.uncertain,
-                    attempt=claim.entry.attempts,
-                )
-                session.commit()
-        except Exception:  # its lease runs out and another sender takes it, with a recheck
-            log.warning("outbox #%s: could not put it back", claim.entry.id, exc_info=True)
-
-    def _put_back(self, claim: Claim) -> None:
-        """Put back a claim whose delivery failed outside its own handling (the database
-        refused the lease's renewal, or the outcome's write): retried after the usual pause
-        instead of when its lease runs out, a minute later. Slack may have taken the call,
-        so it is checked for first, as after a crash."""
-        assert claim.entry.id is not None
-        try:
-            with Session(self.engine) as session:
-                outbox.mark_retry(
-                    session,
-                    claim.entry.id,
-                    error="the database failed around the delivery",
-                    at=self.clock() + self._backoff(claim.entry.attempts),
-                    uncertain=True,
+                    error=why,
+                    at=self.clock() + after,
+                    uncertain=claim.entry.uncertain if uncertain is None else uncertain,
                     attempt=claim.entry.attempts,
                 )
                 session.commit()
