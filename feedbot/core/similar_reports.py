@@ -113,7 +113,8 @@ class TermFrequencies:
         missing = [term for term in terms if term not in found]
         if not missing:
             return found
-        rows = session.execute(
+        rows = _core_rows(
+            session,
             _counts_statement(excluding=exclude_id is not None),
             {"terms": missing, "exclude_id": exclude_id},
         )
@@ -232,6 +233,14 @@ def forget_lookups(session: Session) -> None:
     session.info.pop(_LAST_COUNTS, None)
 
 
+def _core_rows(session: Session, statement: Any, parameters: dict[str, Any]) -> Sequence[Any]:
+    """The statement's rows as plain rows: through the session, a statement of mapped columns
+    is read row by row as ORM results, which cost a lookup as much as SQLite's own work on a
+    hundred rows. What the session holds unwritten is written first, as it would be then."""
+    session.flush()
+    return session.connection().execute(statement, parameters).all()
+
+
 def _innermost(session: Session) -> Any:
     """The transaction a remembered answer belongs to: the innermost, so that one rolled
     back to its savepoint (its reports gone, their ids free again) is not answered from."""
@@ -279,7 +288,7 @@ def _scored(
             excluding=exclude_id is not None,
             sqlite=session.get_bind().dialect.name == "sqlite",
         )
-        for row in session.execute(statement, parameters).all():
+        for row in _core_rows(session, statement, parameters):
             report_id, size, common, shared, kind, incident, channel, status, in_pools = row
             score = common / (len(wanted) + size - common)
             alike = Alike(report_id, score, kind, incident, channel, status)
