@@ -40,6 +40,7 @@ from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Clock
 
 GONE = "CGONE0001"
+PUT_BACK = "the database failed around the delivery"
 LATER = MAX_BACKOFF * 1.3  # past any backoff, jitter included
 
 
@@ -366,9 +367,10 @@ def test_a_lease_the_database_failed_to_renew_is_put_back_not_left_for_its_minut
     sender.start()
     try:
         deadline = time.monotonic() + 5
-        while entry(engine, card).status != OutboxStatus.PENDING or not refused:
+        while not refused or entry(engine, card).last_error != PUT_BACK:
             assert time.monotonic() < deadline, "still claimed after the failed renewal"
             time.sleep(0.02)
+        assert entry(engine, card).status == OutboxStatus.PENDING
         assert texts(slack, LEADERSHIP) == []
         clock.advance(seconds=1.5)  # past the first pause, far short of the lease
         sender.wake()
@@ -381,6 +383,39 @@ def test_a_lease_the_database_failed_to_renew_is_put_back_not_left_for_its_minut
     assert texts(slack, LEADERSHIP) == ["card"]
     assert len(slack.calls_to("conversations.history")) == 1, "checked for before posting"
     assert "putting it back" in caplog.text
+
+
+def test_a_failure_after_the_outcome_was_recorded_does_not_send_it_again(
+    engine: Engine, slack: FakeSlack, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit went out and was recorded as sent; then something else failed (here the
+    delivery's metric; a connection lost as the commit landed looks the same). The claim is
+    not put back: an edit, which is never looked for first, would go again."""
+    card = queue(engine, clock, LEADERSHIP, "card")
+    make_sender(engine, slack, clock).drain()
+    edit = queue(engine, clock, LEADERSHIP, "card, edited", method="chat.update", update_of=card)
+    failed: list[str] = []
+
+    def fail_once(outcome: str) -> None:
+        if not failed:
+            failed.append(outcome)
+            raise RuntimeError("the metric failed")
+
+    monkeypatch.setattr("feedbot.slack.outbox.count_delivery", fail_once)
+    sender = make_sender(engine, slack, clock)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not failed:
+            assert time.monotonic() < deadline, "the edit was not delivered"
+            time.sleep(0.02)
+        clock.advance(seconds=LATER.total_seconds())  # past any pause a put-back would have
+        sender.wake()
+        time.sleep(1.5)  # a second look at what is due
+    finally:
+        sender.stop()
+    assert entry(engine, edit).status == OutboxStatus.SENT
+    assert len(slack.calls_to("chat.update")) == 1
 
 
 # -- (e) timeouts -------------------------------------------------------------------------------------

@@ -366,11 +366,17 @@ def mark_retry(
     at: datetime,
     uncertain: bool,
     attempt: int | None = None,
+    still_claimed: bool = False,
 ) -> None:
-    """Put an entry back in line; its conversation waits for it (order is kept)."""
+    """Put an entry back in line; its conversation waits for it (order is kept).
+    `still_claimed`: only if it is still being sent, not once its outcome was recorded (a
+    failure after that must not send it again)."""
+    conditions = _owned(entry_id, attempt)
+    if still_claimed:
+        conditions.append(col(OutboxMessage.status) == OutboxStatus.SENDING)
     session.execute(
         update(OutboxMessage)
-        .where(*_owned(entry_id, attempt))
+        .where(*conditions)
         .values(
             status=OutboxStatus.PENDING,
             next_attempt_at=at,

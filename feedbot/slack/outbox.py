@@ -260,7 +260,8 @@ class OutboxSender:
         uncertain: bool | None = None,
     ) -> None:
         """Put back a claim: by default one never attempted (the sender is stopping). A
-        claim that may have reached Slack is put back `uncertain`, to be looked for first."""
+        claim that may have reached Slack is put back `uncertain`, to be looked for first.
+        One whose outcome was recorded meanwhile (sent, given up) stays as it is."""
         assert claim.entry.id is not None
         try:
             with Session(self.engine) as session:
@@ -271,6 +272,7 @@ class OutboxSender:
                     at=self.clock() + after,
                     uncertain=claim.entry.uncertain if uncertain is None else uncertain,
                     attempt=claim.entry.attempts,
+                    still_claimed=True,
                 )
                 session.commit()
         except Exception:  # its lease runs out and another sender takes it, with a recheck
