@@ -145,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep = (single_process.fileno(),) if single_process is not None else ()
         workers = WorkerProcess(_inbox_worker_command(workspace_url), pass_fds=keep)
         deps.on_commit = workers.wake_senders
+        deps.access.on_restored = workers.access_restored  # the child's senders send
         inbox = Inbox(deps, elsewhere=workers)
     else:
         work = Work.assemble(deps)
@@ -261,6 +262,7 @@ def cmd_inbox_worker(args: argparse.Namespace) -> int:
         on_wake=work.inbox.wake,
         on_send=work.wake_senders,
         on_quit=stopped.set,
+        on_restored=deps.access.recheck_soon,
     )
     FORWARDERS.append(link.counted)
     # Its bot says when to stop: a SIGTERM or Ctrl-C sent to the whole process group (as

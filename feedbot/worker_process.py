@@ -59,7 +59,7 @@ DOWN_TOLERATED = 30.0
 exit until a child has run this long again (one that keeps exiting, or cannot be started,
 never does)."""
 
-WAKE, SEND, QUIT = "wake", "send", "quit"
+WAKE, SEND, RESTORED, QUIT = "wake", "send", "restored", "quit"
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,11 @@ class WorkerProcess:
         """Messages were queued in the outbox."""
         self._tell(SEND)
 
+    def access_restored(self) -> None:
+        """Slack accepts the bot token again: the child looks at once (`SlackAccess.recheck`),
+        not when its own look comes, and sends what waited."""
+        self._tell(RESTORED)
+
     def stop(self, timeout: float = STOP_WITHIN) -> None:
         """Let the child finish the entry in hand and stop; kill it after `timeout`."""
         self._tell(QUIT)
@@ -266,8 +271,10 @@ class ParentLink:
         on_wake: Callable[[], None],
         on_send: Callable[[], None],
         on_quit: Callable[[], None],
+        on_restored: Callable[[], None] = lambda: None,
     ) -> None:
         self._out = os.fdopen(report_fd, "wb", buffering=0)
+        self.on_restored = on_restored
         self._out_lock = threading.Lock()
         self.on_wake = on_wake
         self.on_send = on_send
@@ -298,6 +305,8 @@ class ParentLink:
                 self.on_wake()
             if SEND in words:
                 self.on_send()
+            if RESTORED in words:
+                self.on_restored()
             if QUIT in words:
                 self.quitting.set()
                 self.on_quit()

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,9 +125,19 @@ def test_a_token_accepted_again_sends_what_waited_at_once(bot: Bot) -> None:
     bot.command(ALICE, "Roaming option billed twice")
     assert len(waiting(bot)) >= 1
     bot.deps.on_commit = sender.wake
+    seen_paused = threading.Event()
+    paused = bot.deps.access.paused
+
+    def watched_paused() -> bool:
+        found = paused()
+        if found:
+            seen_paused.set()
+        return found
+
+    bot.deps.access.paused = watched_paused  # type: ignore[method-assign]
     sender.start()
     try:
-        time.sleep(0.3)  # it has looked, found sending paused, and waits for its next look
+        assert seen_paused.wait(5), "the sender never looked"  # and now waits for its next look
         bot.slack.reinstall(NEW_TOKEN)
         bot.deps.access.load_token = lambda: NEW_TOKEN
         assert bot.deps.access.check() is True
@@ -137,6 +148,30 @@ def test_a_token_accepted_again_sends_what_waited_at_once(bot: Bot) -> None:
     finally:
         sender.stop()
     assert [m["text"][:6] for m in bot.slack.messages(LEADERSHIP)] == ["FB-100"]
+
+
+def test_a_process_told_the_token_works_again_takes_it_up_at_once(bot: Bot) -> None:
+    """With the work in a process of its own, that process sends: told by the bot that Slack
+    accepts the token again, it looks at once (its own look may be 30 s away), takes up the
+    new token and wakes its senders."""
+    bot.setup_team()
+    woken: list[bool] = []
+    child = SlackAccess(
+        bot.engine,
+        [WebClient(token=TOKEN, base_url=bot.slack.base_url)],
+        clock=bot.clock,
+        load_token=lambda: NEW_TOKEN,
+        on_restored=lambda: woken.append(True),
+    )
+    bot.slack.uninstall()
+    bot.event(payloads.bare_event("app_uninstalled"))
+    assert child.paused() and bot.deps.access.paused()
+    bot.slack.reinstall(NEW_TOKEN)
+    bot.deps.access.load_token = lambda: NEW_TOKEN
+    assert bot.deps.access.check() is True
+    assert child.paused() and not woken, "it still holds the refused token"
+    assert child.recheck() is True
+    assert child.token == NEW_TOKEN and not child.paused() and woken == [True]
 
 
 def test_a_token_slack_stops_accepting_mid_send_pauses_without_losing_the_message(

@@ -168,6 +168,28 @@ def test_the_child_hears_stored_requests_and_queued_messages_apart(
     assert 1 <= heard.count("wake") < 100, heard.count("wake")
 
 
+def test_the_child_hears_that_slack_accepts_the_token_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bot found the token accepted again: its child, which sends, looks at once."""
+    monkeypatch.setattr(os, "_exit", lambda code: None)
+    heard: list[str] = []
+    read_end, write_end = os.pipe()
+    link = ParentLink(
+        write_end,
+        on_wake=lambda: heard.append("wake"),
+        on_send=lambda: heard.append("send"),
+        on_quit=lambda: heard.append("quit"),
+        on_restored=lambda: heard.append("restored"),
+    )
+    link.start(io.BufferedReader(io.BytesIO(b"send\nrestored\nquit\n")))
+    deadline = time.monotonic() + 5
+    while not link.quitting.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.close(read_end)
+    assert heard == ["send", "restored", "quit"]
+
+
 def test_words_split_across_reads_are_heard_whole() -> None:
     source = io.BufferedReader(io.BytesIO(b"wake\nsend\nwake\nquit"), buffer_size=3)
     heard = [word for words in _heard(source, size=3) for word in words if word]

@@ -134,6 +134,29 @@ class SlackAccess:
         self.on_restored()
         return True
 
+    def recheck(self) -> bool:
+        """Another process found the token accepted again: look now, not once this process's
+        copy of the shared record runs out, and let the senders go at once. True when this
+        process may send."""
+        with self._lock:
+            self._cached = None
+        if self.paused():
+            return self.check()  # a token of its own, refused still, or replaced by a new one
+        self.on_restored()
+        return True
+
+    def recheck_soon(self) -> None:
+        """`recheck` on a thread of its own: it may wait for Slack up to its timeout, and the
+        caller (the thread that hears the parent process) must not."""
+
+        def run() -> None:
+            try:
+                self.recheck()
+            except Exception:
+                log.exception("checking the bot token failed")
+
+        threading.Thread(target=run, name="slack-access-recheck", daemon=True).start()
+
     def watch(self) -> None:
         """Check every `RETRY_EVERY` seconds while paused, on a daemon thread."""
 
