@@ -138,6 +138,7 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
     assert together == burst_alone and len(burst_alone) == 31  # minutes 0 to 30, not older
     with Session(engine) as session:
         found_reports = reports.get_reports(session, [found.report_id for found in together])
+    assert len(found_reports) == 31
     assert all(report.created_at >= since for report in found_reports.values())
     assert after == receipt_alone and len(receipt_alone) == 12
     assert any(found.status == RESOLVED for found in receipt_alone)
