@@ -34,12 +34,11 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, case, func, literal_column, union_all
 from sqlalchemy import select as sa_select
-from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session, col
 
 from feedbot.core import similarity
 from feedbot.core.reports import OPEN_STATUSES, get_reports
+from feedbot.db import unindexed
 from feedbot.models import Report, ReportStatus, ReportTerm
 
 MIN_PROBE_TERMS = 3
@@ -471,11 +470,8 @@ def _described(report_id: Any, sqlite: bool) -> list[Any]:
 
 
 def _unindexed(column: Any, sqlite: bool) -> Any:
-    """`column`, which SQLite's planner may not look up in an index (a unary `+`, its
-    documented way); unchanged elsewhere."""
-    if not sqlite:
-        return column
-    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+    """`column`, which SQLite's planner may not look up in an index; unchanged elsewhere."""
+    return unindexed(column) if sqlite else column
 
 
 def similar_reports(

@@ -19,11 +19,19 @@ from sqlmodel import Session, col, select
 
 from feedbot.core.digest.periods import OPEN
 from feedbot.core.digest.results import ReportLine, ReportList
+from feedbot.db import unindexed
 from feedbot.models import IncidentGroup, IncidentReminder, OutboxMessage, Report, ReportStatus
 
 UNMERGED = col(IncidentGroup.merged_into_id).is_(None)
-UNGROUPED = col(Report.incident_id).is_(None)
-"""Reports in an incident group count through their group (`digest.incidents`)."""
+UNGROUPED = unindexed(col(Report.incident_id)).is_(None)
+"""Reports in an incident group count through their group (`digest.incidents`).
+
+Written `+incident_id IS NULL`, which no index answers: almost every report is in no group,
+yet SQLite, without statistics (feedbot never runs ANALYZE), takes a condition on an index
+for a selective one and read every ungrouped report through `ix_report_incident_id` (0.3 s
+each at 1,000,000 reports) instead of the status, time or urgency index of the query.
+PostgreSQL, which knows from its statistics how few reports are grouped, did not read that
+index for it either."""
 
 
 def open_groups_at(session: Session, moment: datetime, scope: Sequence[Any] = ()) -> int:
