@@ -62,10 +62,13 @@ REPORT_DIGEST_INDEXES = (
         _report.c.urgency,
         _report.c.created_at,
     ),
+    # With the incident group: reports in a group are counted through it, so the counts of
+    # reports open at a moment also read `incident_id` (migration 0017).
     Index(
-        "ix_report_status_created_category",
+        "ix_report_status_created_category_incident",
         _report.c.status,
         _report.c.created_at,
         _report.c.category,
+        _report.c.incident_id,
     ),
 )
