@@ -86,8 +86,9 @@ def enqueue(
     look, not only in a log.
 
     Written as one plain insert, not an ORM object: nothing in the transaction reads the
-    entry back as an object, and object and flush cost four times the statement (filing
-    queues two or three). Pending ORM changes are not flushed first; none refers to it.
+    entry back as an object, and object and flush cost three to six times the statement
+    (filing queues one to three per report). Pending ORM changes are not flushed first;
+    none refers to it.
     """
     if lane is None:  # an edit or a reply keeps to the lane of what it belongs to
         parent = update_of or thread_of
