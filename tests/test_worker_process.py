@@ -141,12 +141,13 @@ def test_a_child_that_lasts_after_a_failure_is_well_again() -> None:
         lasting.stop(timeout=1)
 
 
-def test_the_child_hears_stored_requests_and_queued_messages_apart(
+def test_the_child_hears_stored_requests_queued_messages_and_a_token_accepted_apart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`wake` (requests stored) is for the inbox workers, `send` (messages queued) for the
     senders: under load every request says `wake`, and senders woken by it looked for due
-    messages a thousand times a second. What arrives together is acted on once."""
+    messages a thousand times a second. `restored` (Slack accepts the token again) makes the
+    child, which sends, look at once. What arrives together is acted on once."""
     exits: list[int] = []
     monkeypatch.setattr(os, "_exit", exits.append)  # a missed `quit` must not end pytest
     heard: list[str] = []
@@ -156,38 +157,17 @@ def test_the_child_hears_stored_requests_and_queued_messages_apart(
         on_wake=lambda: heard.append("wake"),
         on_send=lambda: heard.append("send"),
         on_quit=lambda: heard.append("quit"),
+        on_restored=lambda: heard.append("restored"),
     )
-    told = b"wake\n" * 500 + b"send\n" + b"wake\n" * 500 + b"quit\n"
+    told = b"wake\n" * 500 + b"send\nrestored\n" + b"wake\n" * 500 + b"quit\n"
     link.start(io.BufferedReader(io.BytesIO(told)))
     deadline = time.monotonic() + 5
     while not link.quitting.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
     os.close(read_end)  # (the link's own file closes the write end)
     assert link.quitting.is_set() and heard[-1] == "quit" and not exits
-    assert heard.count("send") == 1
+    assert heard.count("send") == 1 and heard.count("restored") == 1
     assert 1 <= heard.count("wake") < 100, heard.count("wake")
-
-
-def test_the_child_hears_that_slack_accepts_the_token_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The bot found the token accepted again: its child, which sends, looks at once."""
-    monkeypatch.setattr(os, "_exit", lambda code: None)
-    heard: list[str] = []
-    read_end, write_end = os.pipe()
-    link = ParentLink(
-        write_end,
-        on_wake=lambda: heard.append("wake"),
-        on_send=lambda: heard.append("send"),
-        on_quit=lambda: heard.append("quit"),
-        on_restored=lambda: heard.append("restored"),
-    )
-    link.start(io.BufferedReader(io.BytesIO(b"send\nrestored\nquit\n")))
-    deadline = time.monotonic() + 5
-    while not link.quitting.is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.close(read_end)
-    assert heard == ["send", "restored", "quit"]
 
 
 def test_words_split_across_reads_are_heard_whole() -> None:
