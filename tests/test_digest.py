@@ -41,7 +41,16 @@ from feedbot.core.digest import (
 )
 from feedbot.core.reports import ReportDraft
 from feedbot.errors import InvalidValue
-from feedbot.models import OutboxMessage, Report, ReportSource, ReportStatus, ReportTerm, Urgency
+from feedbot.models import (
+    Attachment,
+    AttachmentState,
+    OutboxMessage,
+    Report,
+    ReportSource,
+    ReportStatus,
+    ReportTerm,
+    Urgency,
+)
 from feedbot.slack.deps import Deps
 from feedbot.slack.features.digest import send_due
 from feedbot.slack.views import MAX_MESSAGE_BLOCKS
@@ -432,6 +441,66 @@ def test_themes_group_near_duplicates_across_categories_and_nothing_else(
     assert (first.reports, second.reports) == (4, 2)
     assert first.locations == ["Leipzig", "Dresden", "Halle"]
     assert first.example.id in ids[:4] and second.example.id in ids[4:6]
+
+
+def test_a_themes_photo_is_one_of_its_own_reports_shown_with_a_photo(engine: Engine) -> None:
+    """The example if its card shows a photo, else the first member whose card does; never a
+    report outside the theme, one of another week, or one whose photo was not copied."""
+
+    def photo(session: Session, report: Report, *, copied: bool = True) -> None:
+        session.add(
+            Attachment(
+                report_id=report.id or 0,
+                file_id=f"F{report.id}",
+                name="photo.jpg",
+                mimetype="image/jpeg",
+                size=100,
+                state=AttachmentState.COPIED if copied else AttachmentState.UNFETCHABLE,
+                copy_file_id=f"FCOPY{report.id}" if copied else None,
+            )
+        )
+
+    def theme_photos() -> list[int | None]:
+        with Session(engine) as session:
+            digest = build_digest(session, period=PERIOD, zone=BERLIN, now=NOW)
+        return [theme.photo.id if theme.photo else None for theme in digest.themes]
+
+    with Session(engine) as session:
+        printer = [
+            add(session, text, category="Shop & tools", location=None, created=utc(11, 17, 9 + i))
+            for i, text in enumerate(
+                [
+                    "Drucker im Shop druckt keine Verträge mehr",
+                    "Drucker druckt keine Verträge mehr",
+                    "Drucker im Shop druckt keine Verträge",
+                ]
+            )
+        ]
+        roaming = [
+            add(session, text, category="Billing & tariffs", location=None, created=utc(11, 18, 9))
+            for text in ["Roaming option charged twice", "Roaming option charged twice again"]
+        ]
+        earlier = add(
+            session,
+            "Drucker im Shop druckt keine Verträge mehr",
+            category="Shop & tools",
+            location=None,
+            created=utc(11, 10, 9),
+        )
+        photo(session, earlier)
+        photo(session, roaming[0], copied=False)
+        session.commit()
+        assert theme_photos() == [None, None]
+        with Session(engine) as reading:
+            example = build_digest(reading, period=PERIOD, zone=BERLIN, now=NOW).themes[0].example
+        others = [report for report in printer if report.id != example.id]
+        for other in others:
+            photo(session, other)
+        session.commit()
+        assert theme_photos() == [min(other.id or 0 for other in others), None]
+        photo(session, session.get_one(Report, example.id))
+        session.commit()
+        assert theme_photos() == [example.id, None]
 
 
 def test_a_week_without_reports_gets_a_short_digest_that_says_so(engine: Engine) -> None:

@@ -145,4 +145,4 @@ def group_seconds(
     where = [UNMERGED, col(moment) >= start, col(moment) < end, *scope]
     if resolved_only:
         where.append(col(IncidentGroup.status) == ReportStatus.RESOLVED)
-    return [float(v) for v in session.exec(select(elapsed).where(*where)).all()]
+    return [float(v) for v in session.connection().execute(select(elapsed).where(*where)).scalars()]

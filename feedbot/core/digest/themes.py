@@ -79,8 +79,9 @@ def recurring_themes(
     if not found:
         return [], 0
     details = {rid: (me_too, location) for rid, _, me_too, location in rows}
+    with_photo = _with_photo(session, start, end, scope)
     themes = [
-        _theme(session, [int(i) for i in ids[members]], details, masks[members])
+        _theme(session, [int(i) for i in ids[members]], details, masks[members], with_photo)
         for members in found[:THEME_LIMIT]
     ]
     return themes, len(found)
@@ -173,6 +174,7 @@ def _theme(
     member_ids: list[int],
     details: dict[int, tuple[int, str | None]],
     member_masks: np.ndarray[Any, Any],
+    with_photo: frozenset[int],
 ) -> Theme:
     """Sizes, me-too total and places of one theme; its example is the report whose terms are
     the theme's most common term set (the most-supported one if several)."""
@@ -193,26 +195,40 @@ def _theme(
         locations=ranked[:3],
         more_locations=max(len(ranked) - 3, 0),
         example=example,
-        photo=_photo_example(session, member_ids, example),
+        photo=_photo_example(session, member_ids, example, with_photo),
     )
+
+
+def _with_photo(
+    session: Session, start: datetime, end: datetime, scope: Sequence[Any]
+) -> frozenset[int]:
+    """The week's reports whose card shows a photo (its copy is in the card's thread).
+
+    Asked once for all themes: asked per theme, for its members by id, a big week's themes
+    sent tens of thousands of ids to the database, which cost more than the rest of the
+    themes together."""
+    found = session.connection().execute(
+        select(Attachment.report_id)
+        .where(
+            col(Attachment.report_id).in_(
+                select(Report.id).where(*_week_reports(start, end, scope))
+            ),
+            col(Attachment.mimetype).startswith("image/"),
+            col(Attachment.copy_file_id).is_not(None),
+        )
+        .distinct()
+    )
+    return frozenset(int(report_id) for (report_id,) in found)
 
 
 def _photo_example(
-    session: Session, member_ids: list[int], example: ReportLine
+    session: Session, member_ids: list[int], example: ReportLine, with_photo: frozenset[int]
 ) -> ReportLine | None:
     """A report of the theme whose card shows a photo: the example if it has one, else the
     first such report; None when no report of the theme came with a photo."""
-    with_photo = set(
-        session.exec(
-            select(Attachment.report_id).where(
-                col(Attachment.report_id).in_(member_ids),
-                col(Attachment.mimetype).startswith("image/"),
-                col(Attachment.copy_file_id).is_not(None),
-            )
-        ).all()
-    )
-    if not with_photo:
-        return None
     if example.id in with_photo:
         return example
-    return lines(session, line_query(col(Report.id) == min(with_photo)))[0]
+    shown = with_photo.intersection(member_ids)
+    if not shown:
+        return None
+    return lines(session, line_query(col(Report.id) == min(shown)))[0]
