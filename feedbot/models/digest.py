@@ -50,20 +50,22 @@ REPORT_DIGEST_INDEXES = (
         _report.c.status,
         _report.c.created_at,
     ),
+    # With the incident group: reports in a group are counted through it, so the counts of
+    # reports outside groups also read `incident_id` (migrations 0017 and 0018).
     Index(
-        "ix_report_status_resolved",
+        "ix_report_status_resolved_incident",
         _report.c.status,
         _report.c.resolved_at,
         _report.c.created_at,
+        _report.c.incident_id,
     ),
     Index(
-        "ix_report_status_urgency_created",
+        "ix_report_status_urgency_created_incident",
         _report.c.status,
         _report.c.urgency,
         _report.c.created_at,
+        _report.c.incident_id,
     ),
-    # With the incident group: reports in a group are counted through it, so the counts of
-    # reports open at a moment also read `incident_id` (migration 0017).
     Index(
         "ix_report_status_created_category_incident",
         _report.c.status,

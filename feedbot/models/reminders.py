@@ -62,13 +62,16 @@ Index(
     col(Report.escalated_at),
     col(Report.created_at),
 )
+# The follow-up scan's index also holds the incident group, last: the digest counts the
+# overdue follow-ups of reports outside groups from it alone (migration 0018).
 Index(
-    "ix_report_follow_up_scan",
+    "ix_report_follow_up_scan_incident",
     col(Report.status),
     col(Report.follow_up_at),
     col(Report.escalated_at),
     col(Report.snoozed_until),
     col(Report.owner_id),
+    col(Report.incident_id),
 )
 Index(
     "ix_report_callback_scan",
