@@ -290,12 +290,7 @@ def measure(url: str) -> dict[str, Any]:
         connection.execute(text("SELECT 1"))
     steps = time_steps(
         feature,
-        {
-            "trend": "core.week_trend",
-            "query": "core.build_digest",
-            "chart": "chart_view.render_chart",
-            "csv": "_week_csv",
-        },
+        {"query": "core.build_digest", "chart": "chart_view.render_chart", "csv": "_week_csv"},
     )
     started = time.perf_counter()
     feature.send_digest(

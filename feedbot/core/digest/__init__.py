@@ -11,7 +11,7 @@
 """
 
 from feedbot.core.digest.elapsed import percentile, seconds_between
-from feedbot.core.digest.figures import LIST_LIMIT, TREND_WEEKS, build_digest, week_trend
+from feedbot.core.digest.figures import LIST_LIMIT, TREND_WEEKS, build_digest
 from feedbot.core.digest.periods import (
     COUNTED,
     OPEN,
@@ -83,5 +83,4 @@ __all__ = [
     "shift",
     "week_bounds",
     "week_csv",
-    "week_trend",
 ]

@@ -79,23 +79,22 @@ def build_digest(
     list_limit: int = LIST_LIMIT,
     channel: str | None = None,
     routes: Sequence[str] = (),
-    trend: Trend | None = None,
 ) -> Digest:
     """Everything a leadership digest says about `period`, computed in a handful of queries.
 
     With `channel`, only the reports (and incident groups) routed to that leadership channel
     count (a route's own digest); without, the whole company's, plus one line per channel in
-    `routes`. `trend` is `week_trend`'s, when the caller has it already.
+    `routes`.
 
     On PostgreSQL, JIT compilation is turned off for the rest of the caller's transaction:
     these queries take well under a second, and compiling them cost more than it saved."""
-    _without_jit(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
     scope = in_channel(channel)
     group_scope = groups_in_channel(channel)
     start, end = week_bounds(period, zone)
     previous_start = week_bounds(shift(period, -1), zone)[0]
-    if trend is None:
-        trend = _trend(session, period, zone, scope)
+    trend = _trend(session, period, zone, scope)
     categories = _counts_from_trend(trend)
     new = Count(None, sum(c.count for c in categories), sum(c.previous for c in categories))
     resolved = _resolved_counts(session, start, end, previous_start, scope)
@@ -183,20 +182,6 @@ def build_digest(
         with_photos=_with_photos(session, start, end, scope),
         routes=route_lines(session, routes, start=start, end=end, now=now),
     )
-
-
-def week_trend(
-    session: Session, *, period: str, zone: ZoneInfo, channel: str | None = None
-) -> Trend:
-    """Reports per category in `period` and the weeks before it (`TREND_WEEKS` in all): the
-    digest's chart, which can be drawn from this while the rest is counted."""
-    _without_jit(session)
-    return _trend(session, period, zone, in_channel(channel))
-
-
-def _without_jit(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL jit = off"))
 
 
 def _with_photos(session: Session, start: datetime, end: datetime, scope: Sequence[Any]) -> int:

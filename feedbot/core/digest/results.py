@@ -90,11 +90,6 @@ class Trend:
     periods: list[str]
     series: dict[str, list[int]]
 
-    @property
-    def week_is_empty(self) -> bool:
-        """Whether no report was filed in the last week (the digest's own)."""
-        return not any(weeks[-1] for weeks in self.series.values())
-
 
 @dataclass(frozen=True)
 class RouteLine:

@@ -119,25 +119,18 @@ def compose(
             session, period=period, zone=zone, now=now, channel=covers, routes=routes
         )
         return Composed(_leaders_message(digest, locale, link_base, late_due, preview))
-    # The week's CSV is read on a connection of its own, and the chart drawn from the trend
-    # (the first thing counted), while the rest of the digest is computed: the databases do
-    # most of their work outside Python's GIL (SQLite's driver releases it while stepping,
-    # PostgreSQL works in another process), so the three largely overlap.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="digest-files") as pool:
+    # The week's CSV is read on a connection of its own while the digest is computed: the
+    # databases do most of the work outside Python's GIL (SQLite's driver releases it while
+    # stepping, PostgreSQL works in another process), so the two largely overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-csv") as pool:
         reading = pool.submit(_week_csv, session.get_bind(), period, zone, link_base, covers)
-        trend = core.week_trend(session, period=period, zone=zone, channel=covers)
-        drawing = (
-            None
-            if trend.week_is_empty
-            else pool.submit(chart_view.render_chart, trend, locale=locale)
-        )
         digest = core.build_digest(
-            session, period=period, zone=zone, now=now, channel=covers, routes=routes, trend=trend
+            session, period=period, zone=zone, now=now, channel=covers, routes=routes
         )
         message = _leaders_message(digest, locale, link_base, late_due, preview)
-        if drawing is None:
+        if digest.empty:
             return Composed(message)
-        chart = drawing.result()
+        chart = chart_view.render_chart(digest.trend, locale=locale)
         table = reading.result()
     week = views.week_number(period)
     return Composed(
