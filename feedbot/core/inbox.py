@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, Engine, bindparam, delete, func, update
 from sqlalchemy import select as sa_select
@@ -291,20 +291,29 @@ _ARRIVED = sa_select(ARRIVAL).order_by(ARRIVAL.c.id).limit(bindparam("at_most"))
 _MOVED = delete(ARRIVAL).where(ARRIVAL.c.dedupe_key.in_(bindparam("keys", expanding=True)))
 
 
-def take_next(session: Session, *, now: datetime) -> InboxEntry | None:
+class Taken(NamedTuple):
+    """An entry taken to be handled: what its handling needs of it. (A model object of the
+    whole row cost as much as the statement that took it.)"""
+
+    id: int
+    kind: str
+    body: str
+
+
+def take_next(session: Session, *, now: datetime) -> Taken | None:
     """The oldest due entry, locked for this transaction (other workers skip it), or None.
 
     One statement picks the entry and counts its attempt: on SQLite the write makes the
     transaction the writer from the start, so the work that follows never finds the database
-    taken; on PostgreSQL the row stays locked until the transaction ends. The entry returned
-    is not attached to the session (its work changes it only through `finish`)."""
+    taken; on PostgreSQL the row stays locked until the transaction ends. Its work changes
+    the entry only through `finish`."""
     row = session.execute(
         _take_statement(session.get_bind().dialect.name),
         {"pending": InboxStatus.PENDING, "now": now},
     ).first()
     if row is None:
         return None
-    return InboxEntry.model_validate(row._mapping)
+    return Taken(*row)
 
 
 @functools.cache
@@ -322,11 +331,11 @@ def _take_statement(dialect: str) -> Any:
         update(table)
         .where(table.c.id == due.scalar_subquery())
         .values(attempts=table.c.attempts + 1)
-        .returning(*table.c)
+        .returning(table.c.id, table.c.kind, table.c.body)
     )
 
 
-def finish(session: Session, entry: InboxEntry, *, now: datetime) -> None:
+def finish(session: Session, entry: Taken, *, now: datetime) -> None:
     """Mark the entry handled, in the transaction that did its work."""
     session.execute(_FINISH, {"entry_id": entry.id, "done": InboxStatus.DONE, "finished_at": now})
 

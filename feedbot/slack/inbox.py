@@ -50,7 +50,7 @@ from feedbot.core.group_commit import GroupCommit
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
 from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, intake_engine, session_scope
 from feedbot.logs import log_context
-from feedbot.models import InboxEntry, InboxStatus
+from feedbot.models import InboxStatus
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.ids import DEFER_SUBMISSION, REPLAYED, Action
@@ -441,8 +441,8 @@ class Inbox:
                 self._arrived.set()  # the next try moves them
                 raise
 
-    def _handle(self, session: Session, entry: InboxEntry) -> None:
-        assert entry.id is not None and self.app is not None
+    def _handle(self, session: Session, entry: core.Taken) -> None:
+        assert self.app is not None
         # Bodies are sealed: a pending request may be an anonymous report. (Entries stored
         # before they were are plain JSON; a seal never starts with a brace.)
         plain = entry.body.startswith("{")
