@@ -83,6 +83,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "DATABASE_URL is not a database URL; expected e.g. sqlite:///feedbot.db "
             "or postgresql+psycopg://user@host/dbname"
         ) from exc
+    # A failed statement's error leaves out its values: they are report texts, customers'
+    # contacts, reporters' ids, and the error is logged (and kept as an inbox entry's
+    # `last_error`). The statement itself stays, which is what an operator needs.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         kwargs.setdefault(
             "connect_args",

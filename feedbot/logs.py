@@ -1,4 +1,5 @@
-"""Logging set-up, with a last line of defence against secrets in log output."""
+"""Logging set-up, with a last line of defence against secrets and report contents in log
+output."""
 
 from __future__ import annotations
 
@@ -12,10 +13,25 @@ from contextlib import contextmanager
 
 _SECRET = re.compile(r"\b(xox[abposre](?:\.xox[abposr])?-|xapp-)[A-Za-z0-9-]+")
 _MASK = "***"
+_ROW_VALUES = re.compile(
+    r"(Failing row contains )\(.*?(?=\n\[SQL: |\n\nThe above exception|\n\nDuring handling|\Z)",
+    re.DOTALL,
+)
+"""PostgreSQL's DETAIL of a failed insert or update (a NOT NULL or CHECK violation) lists the
+whole row: a report's text, a customer's contact, who filed it. Masked up to where the
+error's message ends (SQLAlchemy's `[SQL: …]`, or the traceback's next paragraph)."""
+
+
+def without_row_values(text: str) -> str:
+    """`text` (a database error, or a traceback holding one) without the row values
+    PostgreSQL quotes in it. (Statement parameters never get there: `feedbot.db` hides
+    them.)"""
+    return _ROW_VALUES.sub(rf"\1({_MASK})", text)
 
 
 class RedactSecrets(logging.Filter):
-    """Masks Slack tokens wherever they would appear in a record: message, arguments, traceback.
+    """Masks Slack tokens, and the row values of database errors (`without_row_values`),
+    wherever they would appear in a record: message, arguments, traceback.
 
     Tokens are recognised by their prefix; `secrets` adds literal values (the signing secret
     is 32 hex digits, which no pattern can tell from an ordinary hash). Installed on the
@@ -29,7 +45,7 @@ class RedactSecrets(logging.Filter):
 
     def redact(self, text: str) -> str:
         # The pattern first, so a token keeps its kind (`xoxb-***`) for whoever reads the log.
-        text = _SECRET.sub(rf"\1{_MASK}", text)
+        text = without_row_values(_SECRET.sub(rf"\1{_MASK}", text))
         for literal in self._literals:
             text = text.replace(literal, _MASK)
         return text

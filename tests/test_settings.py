@@ -17,12 +17,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import IntegrityError
 
 from feedbot.cli import main
-from feedbot.logs import configure_logging
+from feedbot.logs import configure_logging, without_row_values
+from feedbot.models import Report
 from feedbot.settings import SECRET_SOURCES, Settings, get_settings, is_placeholder
 from tests.fakeslack import FakeSlack
 from tests.harness import TOKEN
@@ -484,3 +488,33 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(
     assert "100% sure: xoxb-***" in output
     assert "50% done" in output  # messages without secrets are left alone
     assert "Traceback" in output and "RuntimeError: Slack said no to xoxb-***" in output
+
+
+def test_a_database_error_in_the_log_shows_no_report_contents(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], engine: Engine
+) -> None:
+    """A failed statement is logged with its SQL, never with the values it wrote: neither
+    SQLAlchemy's parameters nor the row PostgreSQL quotes in its DETAIL (a report's text, a
+    customer's contact). The same holds for the error an inbox entry keeps."""
+    configure_logging("INFO")
+    log = logging.getLogger("redaction-test")
+    log.setLevel(logging.NOTSET)
+    contact = "Frau Beispiel (0151 2345678).\n\nCall back"
+    report: Any = Report.__table__  # type: ignore[attr-defined]
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(report).values(text=contact, customer_contact=contact, reporter_id="U1")
+            )
+    except IntegrityError as failure:
+        log.exception("filing failed")
+        kept = without_row_values(f"{type(failure).__name__}: {failure}")
+    else:
+        pytest.fail("a report without its required columns was stored")
+    output = capsys.readouterr().err
+    assert "INSERT INTO report" in output and "filing failed" in output
+    assert "SQL parameters hidden" in output
+    for shown in (output, kept):
+        assert "0151" not in shown and "Beispiel" not in shown and "Call back" not in shown
+    if engine.dialect.name == "postgresql":
+        assert "Failing row contains (***)" in output and "Failing row contains (***)" in kept
