@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from feedbot.commands import command_engine
 from feedbot.core import config as runtime_config
 from feedbot.core import outbox
 from feedbot.db import make_engine, normalise_url, session_scope, upgrade
@@ -349,18 +350,13 @@ class ScheduledJobs:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
+    engine = command_engine(_settings())
     print(f"database is up to date ({engine.url.render_as_string(hide_password=True)})")
     return 0
 
 
 def _engine() -> Any:
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
-    return engine
+    return command_engine(_settings())
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
@@ -73,8 +74,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, with the per-connection settings feedbot relies on."""
+def make_engine(url: str, *, pooled: bool = True, **kwargs: Any) -> Engine:
+    """An engine for `url`, with the per-connection settings feedbot relies on. Not `pooled`,
+    each connection is closed when it is given back (a one-shot command's)."""
     url = normalise_url(url)
     try:
         parsed = make_url(url)
@@ -87,24 +89,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # contacts, reporters' ids, and the error is logged (and kept as an inbox entry's
     # `last_error`). The statement itself stays, which is what an operator needs.
     kwargs.setdefault("hide_parameters", True)
+    if not pooled:
+        kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
         kwargs.setdefault(
             "connect_args",
             {"check_same_thread": False, "timeout": 30, "factory": TurnTakingConnection},
         )
-        # More connections than threads (server, outbox senders, jobs): a thread that holds
-        # the write lock must never wait for a connection held by threads waiting for it.
-        kwargs.setdefault("pool_size", 40)
-        kwargs.setdefault("max_overflow", 10)
-        # The connection given back last is taken next: its page cache is the one still
-        # valid (SQLite drops a connection's cache when another one has written since).
-        kwargs.setdefault("pool_use_lifo", True)
+        if pooled:
+            # More connections than threads (server, outbox senders, jobs): a thread that
+            # holds the write lock must never wait for a connection held by threads waiting
+            # for it.
+            kwargs.setdefault("pool_size", 40)
+            kwargs.setdefault("max_overflow", 10)
+            # The connection given back last is taken next: its page cache is the one still
+            # valid (SQLite drops a connection's cache when another one has written since).
+            kwargs.setdefault("pool_use_lifo", True)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    if pooled:
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **kwargs)
 

@@ -161,6 +161,36 @@ def cli(
     root.setLevel(level)
 
 
+def test_commands_leave_no_database_connection_open(
+    cli: Callable[..., Outcome], database_url: str, engine: Engine
+) -> None:
+    """A one-shot command closes its connections as it ends: run one after another in one
+    process, pooled ones stayed open until collected, and PostgreSQL refused more clients
+    (a command then failed with exit 69)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to count connections on")
+
+    def others() -> int:
+        with engine.connect() as connection:
+            return int(
+                connection.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalar_one()
+            )
+
+    before = others()
+    for command in (
+        ("config", "get", "language"),
+        ("config", "show"),
+        ("audit",),
+        ("db", "upgrade"),
+    ):
+        result = cli(*command, database_url=database_url)
+        assert result.returncode == 0, (command, result.stderr)
+    assert others() == before
+
+
 def test_set_accepts_a_valid_value_for_every_key(
     cli: Callable[..., Outcome], database_url: str, engine: Engine
 ) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from feedbot.commands import command_engine
 from feedbot.core import privacy
 from feedbot.core.config import load_config
 from feedbot.core.config_values import USER_ID
 from feedbot.core.forget import forget_user
-from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.db import session_scope
 from feedbot.errors import InvalidValue
 from feedbot.models import Report
 from feedbot.settings import get_settings
@@ -38,10 +39,7 @@ def register(commands: Any) -> None:
 
 
 def _engine() -> Any:
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
-    return engine
+    return command_engine(get_settings())
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

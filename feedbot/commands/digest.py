@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot import simulated_weeks as demo
+from feedbot.commands import command_engine
 from feedbot.core import config as runtime_config
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.digest import DigestChannel, DigestKind, Schedule, parse_period
@@ -65,8 +66,7 @@ def register(commands: Any) -> None:
 
 def _setup() -> tuple[Settings, Engine, RuntimeConfig]:
     settings = get_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
+    engine = command_engine(settings)
     with Session(engine) as session:
         config = runtime_config.load_config(
             session,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from feedbot.commands import command_engine
 from feedbot.core.reminders import Due, GroupDue, Kind
-from feedbot.db import make_engine, upgrade
 from feedbot.errors import ConfigurationError
 from feedbot.settings import SECRET_SOURCES, get_settings
 
@@ -62,8 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"SLACK_BOT_TOKEN is not set.\n  SLACK_BOT_TOKEN: {SECRET_SOURCES['SLACK_BOT_TOKEN']}"
         )
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
+    engine = command_engine(settings)
     deps = Deps(settings=settings, engine=engine, client=make_web_client(settings))
     due = send_due(deps, dry_run=args.dry_run)
     for item in due:

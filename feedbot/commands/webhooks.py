@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from feedbot.commands import command_engine
 from feedbot.core import webhooks
-from feedbot.db import make_engine, session_scope, upgrade
+from feedbot.db import session_scope
 from feedbot.models import utcnow
 from feedbot.settings import get_settings
 
@@ -40,10 +41,7 @@ def register(commands: Any) -> None:
 
 
 def _engine() -> Any:
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine, secret_key=settings.secret_key)
-    return engine
+    return command_engine(get_settings())
 
 
 def cmd_add(args: argparse.Namespace) -> int:
