@@ -14,23 +14,43 @@ from contextlib import contextmanager
 _SECRET = re.compile(r"\b(xox[abposre](?:\.xox[abposr])?-|xapp-)[A-Za-z0-9-]+")
 _MASK = "***"
 _ROW_VALUES = re.compile(
-    r"(Failing row contains )\(.*?(?=\n\[SQL: |\n\nThe above exception|\n\nDuring handling|\Z)",
+    r"(Failing row contains |Key \(.*?\)=)\(.*?(?=\n\[SQL: |\n\nThe above exception|\n\nDuring handling|\Z)",
     re.DOTALL,
 )
-"""PostgreSQL's DETAIL of a failed insert or update (a NOT NULL or CHECK violation) lists the
-whole row: a report's text, a customer's contact, who filed it. Masked up to where the
-error's message ends (SQLAlchemy's `[SQL: …]`, or the traceback's next paragraph)."""
+"""PostgreSQL's English DETAIL of a failing row or a duplicate key, for text that reaches a
+log without its exception (then `database_details` cannot find it): masked up to where
+the error's message ends."""
 
 
-def without_row_values(text: str) -> str:
-    """`text` (a database error, or a traceback holding one) without the row values
-    PostgreSQL quotes in it. (Statement parameters never get there: `feedbot.db` hides
-    them.)"""
+def database_details(error: BaseException | None) -> list[str]:
+    """The DETAIL PostgreSQL gave with each database error in `error`'s chain: the whole
+    failing row of a NOT NULL or CHECK violation, a duplicate key's values. They hold report
+    texts, customers' contacts, reporters, in the server's language, and nothing an
+    operator needs that the error's first line and its SQL do not say."""
+    details: list[str] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for candidate in (error, getattr(error, "orig", None)):
+            detail = getattr(getattr(candidate, "diag", None), "message_detail", None)
+            if detail:
+                details.append(str(detail))
+        error = error.__cause__ or error.__context__
+    return details
+
+
+def without_database_details(text: str, *errors: BaseException | None) -> str:
+    """`text` (a database error, or a traceback or log line holding one) with the DETAIL of
+    each of `errors` masked wherever it appears, and the rows PostgreSQL quotes in English
+    masked too. (Statement parameters never get there: `feedbot.db` hides them.)"""
+    details = sorted({d for error in errors for d in database_details(error)}, key=len)
+    for detail in reversed(details):  # longest first: one may contain another
+        text = text.replace(detail, _MASK)
     return _ROW_VALUES.sub(rf"\1({_MASK})", text)
 
 
 class RedactSecrets(logging.Filter):
-    """Masks Slack tokens, and the row values of database errors (`without_row_values`),
+    """Masks Slack tokens, and the details of database errors (`without_database_details`),
     wherever they would appear in a record: message, arguments, traceback.
 
     Tokens are recognised by their prefix; `secrets` adds literal values (the signing secret
@@ -43,16 +63,21 @@ class RedactSecrets(logging.Filter):
         # Longest first, so a secret that contains another is masked whole.
         self._literals = sorted({s for s in secrets if s}, key=len, reverse=True)
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, *errors: BaseException | None) -> str:
         # The pattern first, so a token keeps its kind (`xoxb-***`) for whoever reads the log.
-        text = without_row_values(_SECRET.sub(rf"\1{_MASK}", text))
+        text = without_database_details(_SECRET.sub(rf"\1{_MASK}", text), *errors)
         for literal in self._literals:
             text = text.replace(literal, _MASK)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The exceptions a record carries, logged or among its arguments, say what their
+        # database details are, wherever those were written into the record.
+        errors = [record.exc_info[1]] if record.exc_info else []
+        if isinstance(record.args, tuple):
+            errors += [arg for arg in record.args if isinstance(arg, BaseException)]
         message = record.getMessage()
-        redacted = self.redact(message)
+        redacted = self.redact(message, *errors)
         if redacted != message:
             record.msg = redacted
             record.args = None
@@ -60,7 +85,7 @@ class RedactSecrets(logging.Filter):
             # Formatter.format() uses exc_text when set: format the traceback once, redacted.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = self.redact(record.exc_text, *errors)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True

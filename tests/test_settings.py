@@ -23,10 +23,11 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from feedbot.cli import main
-from feedbot.logs import configure_logging, without_row_values
-from feedbot.models import Report
+from feedbot.logs import configure_logging, without_database_details
+from feedbot.models import InboxEntry, Report
 from feedbot.settings import SECRET_SOURCES, Settings, get_settings, is_placeholder
 from tests.fakeslack import FakeSlack
 from tests.harness import TOKEN
@@ -494,27 +495,42 @@ def test_a_database_error_in_the_log_shows_no_report_contents(
     restore_logging: None, capsys: pytest.CaptureFixture[str], engine: Engine
 ) -> None:
     """A failed statement is logged with its SQL, never with the values it wrote: neither
-    SQLAlchemy's parameters nor the row PostgreSQL quotes in its DETAIL (a report's text, a
-    customer's contact). The same holds for the error an inbox entry keeps."""
+    SQLAlchemy's parameters nor what PostgreSQL quotes in its DETAIL (the failing row with a
+    report's text and a customer's contact, a duplicate key's value), however the text is
+    written. The same holds for the error an inbox entry keeps."""
     configure_logging("INFO")
     log = logging.getLogger("redaction-test")
     log.setLevel(logging.NOTSET)
-    contact = "Frau Beispiel (0151 2345678).\n\nCall back"
+    # Written to end the DETAIL early for anything that looks for where it ends.
+    contact = "Rückruf).\n[SQL: x\n\nThe above exception was: Frau Beispiel, 0151 2345678"
     report: Any = Report.__table__  # type: ignore[attr-defined]
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                insert(report).values(text=contact, customer_contact=contact, reporter_id="U1")
-            )
-    except IntegrityError as failure:
-        log.exception("filing failed")
-        kept = without_row_values(f"{type(failure).__name__}: {failure}")
-    else:
-        pytest.fail("a report without its required columns was stored")
+    kept: list[str] = []
+    failures: list[IntegrityError] = []
+    statements = [
+        [insert(report).values(text="Drucker", customer_contact=contact, reporter_id="U1")],
+        [InboxEntry(kind="command", dedupe_key=f"Kundin {contact}", body="{}")] * 2,
+    ]
+    for steps in statements:
+        try:
+            with Session(engine) as session:
+                for step in steps:
+                    if isinstance(step, InboxEntry):
+                        session.add(InboxEntry.model_validate(step))
+                        session.flush()
+                    else:
+                        session.execute(step)
+                session.commit()
+        except IntegrityError as failure:
+            failures.append(failure)
+            log.exception("storing failed")
+            log.warning("storing failed: %s", failure)
+            kept.append(without_database_details(f"{type(failure).__name__}: {failure}", failure))
+    assert len(failures) == 2, "both statements must fail"
     output = capsys.readouterr().err
-    assert "INSERT INTO report" in output and "filing failed" in output
-    assert "SQL parameters hidden" in output
-    for shown in (output, kept):
-        assert "0151" not in shown and "Beispiel" not in shown and "Call back" not in shown
+    assert "INSERT INTO report" in output and "INSERT INTO inbox_entry" in output
+    assert output.count("SQL parameters hidden") == 4
+    for shown in (output, *kept):
+        for secret in ("0151", "Beispiel", "Kundin"):
+            assert secret not in shown, (secret, shown)
     if engine.dialect.name == "postgresql":
-        assert "Failing row contains (***)" in output and "Failing row contains (***)" in kept
+        assert "DETAIL:  ***" in output and all("DETAIL:  ***" in text for text in kept)

@@ -49,7 +49,7 @@ from feedbot.core import outbox
 from feedbot.core.group_commit import GroupCommit
 from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
 from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, intake_engine, session_scope
-from feedbot.logs import log_context, without_row_values
+from feedbot.logs import log_context, without_database_details
 from feedbot.models import InboxStatus
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
@@ -473,7 +473,7 @@ class Inbox:
             status = core.failed(
                 retry,
                 entry.id,
-                error=without_row_values(f"{type(error).__name__}: {error}"),
+                error=without_database_details(f"{type(error).__name__}: {error}", error),
                 now=self.deps.clock(),
                 permanent=permanent,
             )

@@ -40,7 +40,7 @@ from sqlmodel import Session
 from feedbot.core import outbox, webhooks
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim
-from feedbot.logs import without_row_values
+from feedbot.logs import without_database_details
 from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
 from feedbot.slack import delivery, files, web_api
@@ -384,7 +384,7 @@ class OutboxSender:
                     session,
                     entry.id,
                     attempt=entry.attempts,
-                    error=without_row_values(f"{type(exc).__name__}: {exc}"),
+                    error=without_database_details(f"{type(exc).__name__}: {exc}", exc),
                     at=self.clock() + delay,
                     uncertain=entry.method == "chat.postMessage",
                 )
