@@ -14,7 +14,7 @@ from contextlib import contextmanager
 _SECRET = re.compile(r"\b(xox[abposre](?:\.xox[abposr])?-|xapp-)[A-Za-z0-9-]+")
 _MASK = "***"
 _ROW_VALUES = re.compile(
-    r"(Failing row contains |Key \(.*?\)=)\(.*?(?=\n\[SQL: |\n\nThe above exception|\n\nDuring handling|\Z)",
+    r"(Failing row contains |Key \([^)\n]*\)=)\(.*?(?=\n\[SQL: |\n\nThe above exception|\n\nDuring handling|\Z)",
     re.DOTALL,
 )
 """PostgreSQL's English DETAIL of a failing row or a duplicate key, for text that reaches a
