@@ -7,6 +7,7 @@ its half of every database test is skipped with a visible reason.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -28,6 +29,20 @@ for variable in ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):  # would switch Bolt
 
 PG_URL = os.environ.get("FEEDBOT_TEST_DATABASE_URL")
 """CI sets FEEDBOT_REQUIRE_POSTGRES too, so a missing server fails the run instead of skipping."""
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Each test leaves logging as it found it. A test that runs a command in-process
+    (`feedbot.cli.main` sets logging up) otherwise left a handler writing to that test's
+    captured output, which is closed once the test ends: whatever a thread logged later, in
+    any test, ended in logging's own "--- Logging error ---" report."""
+    names = ("", "slack_bolt", "slack_sdk", "alembic", "apscheduler")
+    saved = [(logger, logger.handlers[:], logger.level) for logger in map(logging.getLogger, names)]
+    yield
+    for logger, handlers, level in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
