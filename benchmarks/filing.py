@@ -148,8 +148,9 @@ def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled:
 
 
 class SqliteClock:
-    """The CPU time this thread spends inside SQLite's own calls (statements, fetches and
-    commits of `feedbot.sqlite_writer`'s connections), while `running`. SQLite works in the
+    """The CPU time this thread spends inside SQLite's own calls (statements, fetches,
+    commits and rollbacks of `feedbot.sqlite_writer`'s connections, with the few lines of
+    its write turns around them), while `running`. SQLite works in the
     calling thread, so `time.thread_time` counts its work with Python's; this tells them
     apart. (PostgreSQL works in its own process: its work is not in the thread's time.)"""
 
@@ -163,7 +164,7 @@ class SqliteClock:
         methods = [
             (TurnTakingCursor, name)
             for name in ("execute", "executemany", "fetchone", "fetchmany", "fetchall")
-        ] + [(TurnTakingConnection, "commit")]
+        ] + [(TurnTakingConnection, "commit"), (TurnTakingConnection, "rollback")]
         originals = [(owner, name, owner.__dict__.get(name)) for owner, name in methods]
         for owner, name in methods:
             setattr(owner, name, self._timed(getattr(owner, name)))
