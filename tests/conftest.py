@@ -33,10 +33,10 @@ PG_URL = os.environ.get("FEEDBOT_TEST_DATABASE_URL")
 
 @pytest.fixture(autouse=True)
 def logging_as_it_was() -> Iterator[None]:
-    """Each test leaves logging as it found it. A test that runs a command in-process
-    (`feedbot.cli.main` sets logging up) otherwise left a handler writing to that test's
-    captured output, which is closed once the test ends: whatever a thread logged later, in
-    any test, ended in logging's own "--- Logging error ---" report."""
+    """Each test leaves logging as it found it; no test restores it on its own. A test that
+    runs a command in-process (`feedbot.cli.main` sets logging up) otherwise left a handler
+    writing to that test's captured output, which is closed once the test ends: whatever a
+    thread logged later, in any test, ended in logging's own "--- Logging error ---" report."""
     names = ("", "slack_bolt", "slack_sdk", "alembic", "apscheduler")
     saved = [(logger, logger.handlers[:], logger.level) for logger in map(logging.getLogger, names)]
     yield

@@ -8,7 +8,6 @@ suite fast.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -145,8 +144,6 @@ def cli(
     point: the same parsing, handlers, messages and exit codes, without a Python start-up per
     call. `test_the_real_command_end_to_end` covers the process boundary."""
     monkeypatch.chdir(tmp_path)  # no stray .env
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
 
     def run(*args: str, database_url: str) -> Outcome:
         monkeypatch.setenv("DATABASE_URL", database_url)
@@ -157,8 +154,6 @@ def cli(
 
     yield run
     get_settings.cache_clear()
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def test_commands_leave_no_database_connection_open(

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,7 +268,6 @@ def refusals(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    restore_logging: None,
 ) -> Callable[[str], Refusal]:
     def refusal(case: str) -> Refusal:
         if case in separate_processes:
@@ -445,19 +444,9 @@ def test_admins_are_parsed_from_a_comma_separated_list() -> None:
 # -- secrets never reach the log ----------------------------------------------------------------
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in ("", "slack_bolt", "slack_sdk", "alembic")]
-    saved = [(logger, logger.handlers[:], logger.level) for logger in loggers]
-    yield
-    for logger, handlers, level in saved:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-
-
 @pytest.mark.parametrize("json_format", [False, True], ids=["text", "json"])
 def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(
-    restore_logging: None, capsys: pytest.CaptureFixture[str], json_format: bool
+    capsys: pytest.CaptureFixture[str], json_format: bool
 ) -> None:
     settings = Settings(
         slack_bot_token=BOT_TOKEN,
@@ -492,7 +481,7 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(
 
 
 def test_a_database_error_in_the_log_shows_no_report_contents(
-    restore_logging: None, capsys: pytest.CaptureFixture[str], engine: Engine
+    capsys: pytest.CaptureFixture[str], engine: Engine
 ) -> None:
     """A failed statement is logged with its SQL, never with the values it wrote: neither
     SQLAlchemy's parameters nor what PostgreSQL quotes in its DETAIL (the failing row with a
@@ -506,19 +495,21 @@ def test_a_database_error_in_the_log_shows_no_report_contents(
     report: Any = Report.__table__  # type: ignore[attr-defined]
     kept: list[str] = []
     failures: list[IntegrityError] = []
-    statements = [
-        [insert(report).values(text="Drucker", customer_contact=contact, reporter_id="U1")],
-        [InboxEntry(kind="command", dedupe_key=f"Kundin {contact}", body="{}")] * 2,
-    ]
-    for steps in statements:
+
+    def without_required_columns(session: Session) -> None:
+        session.execute(
+            insert(report).values(text="Drucker", customer_contact=contact, reporter_id="U1")
+        )
+
+    def with_a_duplicate_key(session: Session) -> None:
+        for _ in range(2):
+            session.add(InboxEntry(kind="command", dedupe_key=f"Kundin {contact}", body="{}"))
+            session.flush()
+
+    for store in (without_required_columns, with_a_duplicate_key):
         try:
             with Session(engine) as session:
-                for step in steps:
-                    if isinstance(step, InboxEntry):
-                        session.add(InboxEntry.model_validate(step))
-                        session.flush()
-                    else:
-                        session.execute(step)
+                store(session)
                 session.commit()
         except IntegrityError as failure:
             failures.append(failure)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import re
 import threading
 import time
@@ -390,8 +389,6 @@ def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> Iterator[Callable[..., tuple[int, str]]]:
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
 
     def run(*args: str, database_url: str) -> tuple[int, str]:
         monkeypatch.setenv("DATABASE_URL", database_url)
@@ -402,8 +399,6 @@ def cli(
 
     yield run
     get_settings.cache_clear()
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def test_webhooks_are_added_listed_tested_and_removed_from_the_command_line(
