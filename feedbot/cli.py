@@ -44,12 +44,16 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in error['loc']).upper()}: "
-            + error["msg"].removeprefix("Value error, ")
-            for error in exc.errors()
-        )
-        raise ConfigurationError(f"feedbot's settings are not valid:\n{problems}") from None
+        raise _invalid_settings(exc) from None
+
+
+def _invalid_settings(exc: ValidationError) -> ConfigurationError:
+    problems = "\n".join(
+        f"  {'.'.join(str(p) for p in error['loc']).upper()}: "
+        + error["msg"].removeprefix("Value error, ")
+        for error in exc.errors()
+    )
+    return ConfigurationError(f"feedbot's settings are not valid:\n{problems}")
 
 
 def _database_hint() -> str:
@@ -525,6 +529,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except FeedbotError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        # A command that read the settings itself (`get_settings()`) meets them invalid:
+        # the same message as for the commands that go through `_settings`.
+        if exc.title != Settings.__name__:
+            raise
+        print(f"feedbot: {_invalid_settings(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OperationalError as exc:
         # Unreachable server, wrong password, unwritable SQLite path: an operator's problem,

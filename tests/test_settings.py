@@ -525,3 +525,32 @@ def test_a_database_error_in_the_log_shows_no_report_contents(
             assert secret not in shown, (secret, shown)
     if engine.dialect.name == "postgresql":
         assert "DETAIL:  ***" in output and all("DETAIL:  ***" in text for text in kept)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("config", "show"), ("audit",), ("webhooks", "list"), ("inbox",)],
+    ids=lambda command: " ".join(command),
+)
+def test_every_command_names_an_invalid_setting_instead_of_a_traceback(
+    command: tuple[str, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Whether a command reads the settings through the CLI's own check or by itself, an
+    operator reads which setting is wrong and why, in one message, with the usage exit code."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'feedbot.db'}")
+    monkeypatch.setenv("FEEDBOT_TIMEZONE", "Mars/Olympus")
+    get_settings.cache_clear()
+    try:
+        code = main(list(command))
+    finally:
+        get_settings.cache_clear()
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert error == (
+        "feedbot: feedbot's settings are not valid:\n"
+        "  FEEDBOT_TIMEZONE: unknown IANA timezone 'Mars/Olympus' (try Europe/Berlin)\n"
+    )
