@@ -244,6 +244,13 @@ def _arrivals_path(engine: Engine) -> str | None:
     return database + ARRIVALS_SUFFIX
 
 
+def holds_sqlite_write_lock(session: Session) -> bool:
+    """Whether `session`'s transaction holds SQLite's one write lock (it wrote something):
+    what it reads then cannot change before it commits. False on PostgreSQL."""
+    connection = session.connection().connection.dbapi_connection
+    return isinstance(connection, TurnTakingConnection) and connection.writing
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits when the block ends, rolls back if it raises."""

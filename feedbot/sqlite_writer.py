@@ -143,6 +143,12 @@ class TurnTakingConnection(sqlite3.Connection):
             return
         self._holding = self.turns.acquire(self.turn_timeout, urgent=getattr(_urgency, "on", False))
 
+    @property
+    def writing(self) -> bool:
+        """Whether the open transaction has written, so holds the file's write lock: nobody
+        else commits anything until it ends."""
+        return self._holding and self.in_transaction
+
     def give_turn_back(self) -> None:
         if self._holding and not self.in_transaction:
             self._holding = False

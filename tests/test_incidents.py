@@ -10,11 +10,21 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, col, func, select
 
 from feedbot.core import outbox as core_outbox
-from feedbot.models import IncidentGroup, OutboxMessage, OutboxStatus, Report, utcnow
+from feedbot.core.liveness import Liveness
+from feedbot.models import (
+    IncidentGroup,
+    OutboxMessage,
+    OutboxStatus,
+    Report,
+    TimelineEntry,
+    utcnow,
+)
+from feedbot.slack.app import build_app
+from feedbot.slack.inbox import Inbox
 from feedbot.slack.outbox import OutboxSender
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot, Clock
@@ -77,6 +87,48 @@ def test_a_burst_forms_one_incident_that_later_reports_join(bot: Bot) -> None:
     )
     for user in users:
         assert any("Danke!" in dm for dm in bot.dms(user)), "every reporter still gets a receipt"
+
+
+@pytest.mark.parametrize("through_inbox", [True, False], ids=["inbox", "in-request"])
+def test_a_report_joining_a_burst_is_written_with_its_group(bot: Bot, through_inbox: bool) -> None:
+    """Its timeline says it was created, then grouped, and filing looks its text up once
+    (the receipt's suggestions reuse the grouping's lookup). Placed before it is stored
+    where that is safe (the inbox's worker holds SQLite's write lock; PostgreSQL always),
+    its row is written once, with its group."""
+    bot.setup_team()
+    for number in range(5):  # the fifth forms the group
+        user = f"UFIELD{number:03d}"
+        bot.slack.add_user(user)
+        file_dm(bot, user, f"{OUTAGE} (Shop {number})")
+    inbox = Inbox(bot.deps, liveness=Liveness(bot.engine)) if through_inbox else None
+    if inbox is not None:
+        bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(bot.engine, "before_cursor_execute", listen)
+    try:
+        assert bot.command(ALICE, f"{OUTAGE} (Shop 9)").status == 200
+        if inbox is not None:
+            assert inbox.drain() == 1
+    finally:
+        event.remove(bot.engine, "before_cursor_execute", listen)
+    joined = bot.report()
+    assert joined.incident_id is not None
+    with Session(bot.engine) as session:
+        group = session.get(IncidentGroup, joined.incident_id)
+        timeline = session.exec(
+            select(TimelineEntry.action, TimelineEntry.detail)
+            .where(TimelineEntry.report_id == joined.id)
+            .order_by(col(TimelineEntry.id))
+        ).all()
+    assert group is not None
+    assert [tuple(entry) for entry in timeline] == [("created", None), ("grouped", group.reference)]
+    lookups = [sql for sql in statements if "sum(CASE" in sql]
+    assert len(lookups) == 1, "the receipt's suggestions come from the grouping's lookup"
+    updates = [sql for sql in statements if sql.startswith("UPDATE report SET incident_id")]
+    if through_inbox or bot.engine.dialect.name == "postgresql":
+        assert updates == [], "written once, with its group"
+    assert sum(sql.startswith("INSERT INTO report ") for sql in statements) == 1
 
 
 def test_no_grouping_when_turned_off(bot: Bot) -> None:

@@ -146,6 +146,47 @@ def test_grouping_fetches_the_suggestions_in_its_own_statement_and_finds_the_sam
     assert len(lookups) == 1, statements
 
 
+def test_a_lookup_answers_for_a_report_stored_after_it_only_if_made_for_it(
+    engine: Engine,
+) -> None:
+    """Filing places a report before storing it: that lookup could not find the report, so
+    the receipt's lookup that excludes it is answered from it. A lookup made before another
+    report was stored is not: it would miss that report."""
+    now = utcnow()
+    text = "Kartenterminal in Gotha lehnt jede Girocard ab"
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    with Session(engine) as session:
+        add_report(session, text, at=now - timedelta(minutes=5))
+        session.commit()
+
+        def lookups_excluding(report_id: int) -> tuple[list[int], int]:
+            statements.clear()
+            event.listen(engine, "before_cursor_execute", listen)
+            try:
+                found = similar_reports.alike_reports(
+                    session, text=text, category=None, exclude_id=report_id, limit=12
+                )
+            finally:
+                event.remove(engine, "before_cursor_execute", listen)
+            return [alike.report_id for alike in found], sum("sum(CASE" in s for s in statements)
+
+        earlier = similar_reports.last_lookup(session)
+        first = similar_reports.alike_reports(session, text=text, category=None, limit=12)
+        placed = add_report(session, text, at=now)
+        similar_reports.stored_after_lookup(session, placed, earlier=earlier)
+        found, looked_up = lookups_excluding(placed)
+        assert (found, looked_up) == ([alike.report_id for alike in first], 0)
+
+        similar_reports.alike_reports(session, text=text, category=None, limit=12)
+        missed = add_report(session, text, at=now)  # stored after that lookup
+        earlier = similar_reports.last_lookup(session)
+        later = add_report(session, text, at=now)  # and this one placed without a lookup
+        similar_reports.stored_after_lookup(session, later, earlier=earlier)
+        found, looked_up = lookups_excluding(later)
+        assert looked_up == 1 and missed in found
+
+
 @dataclass(frozen=True)
 class Stored:
     report_id: int

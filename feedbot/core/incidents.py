@@ -22,6 +22,7 @@ from feedbot.core.identity import Identities
 from feedbot.core.reminders.groups import most_urgent
 from feedbot.core.reports import OPEN_STATUSES
 from feedbot.core.triage import Notice, NoticeKind
+from feedbot.db import holds_sqlite_write_lock
 from feedbot.errors import Conflict, InvalidValue
 from feedbot.models import IncidentGroup, Report, ReportStatus
 from feedbot.models.incidents import INCIDENT_OFFSET
@@ -42,7 +43,8 @@ class Placement:
 def place(
     session: Session, *, report: Report, config: RuntimeConfig, now: datetime
 ) -> Placement | None:
-    """Put a new report into an incident group if it is part of a burst; None otherwise.
+    """Put a new report, not stored yet (`reports.new_report`), into an incident group if
+    it is part of a burst; None otherwise. Its row is then written with its group.
 
     Two keys find the burst (`burst_keys`): reports with shared terms (one wording), and
     reports at the same place, in the same category, naming the same kind of problem (any
@@ -59,9 +61,9 @@ def place(
         # Two reports of one burst filed at the same moment must each see the other: the
         # one that goes first holds this lock until it commits, and the other one looks
         # again once the lock is its own, finding the group started or the report filed
-        # meanwhile. (On SQLite the report's INSERT already holds the write lock, which
-        # serialises all of this.) A report with nothing alike, or with a group to join,
-        # never waits for the lock.
+        # meanwhile. (On SQLite the transaction holds the write lock by now, see
+        # `store_and_place`, which serialises all of this.) A report with nothing
+        # alike, or with a group to join, never waits for the lock.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
         session.flush()
         session.expire_all()  # what the first look loaded may have changed meanwhile
@@ -75,6 +77,31 @@ def place(
     loose = sorted(placement.absorbed, key=lambda other: other.id or 0)
     _join(session, group, [*loose, report], now)
     return Placement(group, created=True, absorbed=tuple(loose))
+
+
+def store_and_place(
+    session: Session, *, report: Report, config: RuntimeConfig, now: datetime
+) -> Placement | None:
+    """Store a new report (`reports.new_report`) and put it in its incident group, if any
+    (`place`).
+
+    Placed first where that is safe, its row is written once, with its group, and its
+    timeline's first entries in one statement: filing does this for every report of a
+    burst. Two reports of one burst must not both place themselves unseen by the other: on
+    PostgreSQL `place` takes a lock for that, and on SQLite the transaction must hold the
+    one write lock already, as the inbox worker's does from taking its entry. Otherwise the
+    report is stored first: its INSERT takes the lock.
+    """
+    if session.get_bind().dialect.name != "postgresql" and not holds_sqlite_write_lock(session):
+        reports.store_report(session, report, now=now)
+        return place(session, report=report, config=config, now=now)
+    earlier = similar_reports.last_lookup(session)
+    placement = place(session, report=report, config=config, now=now)
+    grouped_in = placement.group.reference if placement is not None else None
+    reports.store_report(session, report, now=now, grouped_in=grouped_in)
+    assert report.id is not None
+    similar_reports.stored_after_lookup(session, report.id, earlier=earlier)
+    return placement
 
 
 def _joined(
@@ -150,10 +177,13 @@ def _open_group_among(session: Session, incident_ids: list[int | None]) -> Incid
 
 def _join(session: Session, group: IncidentGroup, members: list[Report], now: datetime) -> None:
     """Members join; the group's urgency (its response target) becomes its most urgent
-    report's."""
+    report's. A member not stored yet (the report being filed) is written with its group,
+    and its timeline says so then (`reports.store_report`)."""
     for member in members:
         member.incident_id = group.id
         group.urgency = most_urgent(group.urgency, member.urgency)
+        if member.id is None:
+            continue
         session.add(member)
         reports.record(
             session, member, actor=None, action="grouped", now=now, detail=group.reference

@@ -222,6 +222,30 @@ def create_report(
 ) -> Report:
     """Store a new report (validated) with its first timeline entry and its search terms.
     `InvalidValue` for bad input, and for a person over the rate limit (`check_rate`)."""
+    report = new_report(
+        session,
+        reporter_id=reporter_id,
+        draft=draft,
+        config=config,
+        now=now,
+        identities=identities,
+    )
+    store_report(session, report, now=now)
+    return report
+
+
+def new_report(
+    session: Session,
+    *,
+    reporter_id: str,
+    draft: ReportDraft,
+    config: RuntimeConfig,
+    now: datetime,
+    identities: Identities,
+) -> Report:
+    """A new report, validated and not yet stored (`store_report` does). Filing places it
+    in its incident group in between, so that its row is written once, with its group.
+    `InvalidValue` for bad input, and for a person over the rate limit (`check_rate`)."""
     draft = validate(draft, config)
     check_rate(session, user_id=reporter_id, identities=identities, config=config, now=now)
     assert draft.category is not None
@@ -243,13 +267,40 @@ def create_report(
         leadership_channel=config.route_for(category=draft.category, location=draft.location),
     )
     _set_reporter(report, reporter_id, identities)
+    return report
+
+
+def store_report(
+    session: Session, report: Report, *, now: datetime, grouped_in: str | None = None
+) -> None:
+    """Write a new report (from `new_report`), its search terms and its first timeline
+    entries: *created*, and *grouped* when it joined the incident group `grouped_in` (a
+    reference) as it was filed. The entries are one statement: filing writes them for
+    every report of a burst."""
     session.add(report)
     session.flush()
+    assert report.id is not None
     _index_terms(session, report, new=True)
-    record(
-        session, report, actor=None if draft.anonymous else reporter_id, action="created", now=now
-    )
-    return report
+    entries = [
+        {
+            "report_id": report.id,
+            "actor_id": None if report.anonymous else report.reporter_id,
+            "action": "created",
+            "at": now,
+            "detail": None,
+        }
+    ]
+    if grouped_in is not None:
+        entries.append(
+            {
+                "report_id": report.id,
+                "actor_id": None,
+                "action": "grouped",
+                "at": now,
+                "detail": grouped_in,
+            }
+        )
+    session.execute(_INSERT_TIMELINE, entries)
 
 
 def update_details(

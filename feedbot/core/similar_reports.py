@@ -233,6 +233,26 @@ def forget_lookups(session: Session) -> None:
     session.info.pop(_LAST_COUNTS, None)
 
 
+def last_lookup(session: Session) -> object:
+    """What this session remembers of its last lookup, to be told apart from a later one
+    (`stored_after_lookup`)."""
+    return session.info.get(_LAST_LOOKUP)
+
+
+def stored_after_lookup(session: Session, report_id: int, *, earlier: object) -> None:
+    """Report `report_id` was stored right after this transaction's last lookup, which so
+    could not find it nor count its terms: later lookups of the same text that exclude it
+    (the receipt's suggestions) are answered from that one. Unless it is still `earlier`'s
+    (`last_lookup` before the report was placed): made before something else was stored."""
+    last = session.info.get(_LAST_LOOKUP)
+    if last is None or last is earlier or last[2] is not None:
+        return
+    session.info[_LAST_LOOKUP] = (*last[:2], report_id, *last[3:])
+    counts = session.info.get(_LAST_COUNTS)
+    if counts is not None and counts[1][1] is None:
+        session.info[_LAST_COUNTS] = (counts[0], (counts[1][0], report_id), counts[2])
+
+
 def _core_rows(session: Session, statement: Any, parameters: dict[str, Any]) -> Sequence[Any]:
     """The statement's rows as plain rows: through the session, a statement of mapped columns
     is read row by row as ORM results, about 0.3 ms more per lookup of a hundred rows. What

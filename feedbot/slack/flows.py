@@ -80,7 +80,7 @@ def file_report(
     Raises `InvalidValue` for bad input, and `IntegrityError` when the same Slack message was
     already filed (a retry that raced the first delivery).
     """
-    report = reports.create_report(
+    report = reports.new_report(
         session,
         reporter_id=reporter_id,
         draft=draft,
@@ -88,8 +88,8 @@ def file_report(
         now=now,
         identities=deps.identities,
     )
+    placement = incidents.store_and_place(session, report=report, config=config, now=now)
     taken = attachments.add_files(session, report=report, files=files, now=now) if files else None
-    placement = incidents.place(session, report=report, config=config, now=now)
     if placement is None:
         # Without files there are none to count: the card needs no look in the database.
         known = attachments.FileSummary() if taken is None else None
