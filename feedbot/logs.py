@@ -7,9 +7,12 @@ import contextvars
 import json
 import logging
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 
 _SECRET = re.compile(r"\b(xox[abposre](?:\.xox[abposr])?-|xapp-)[A-Za-z0-9-]+")
 _MASK = "***"
@@ -158,4 +161,30 @@ def configure_logging(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(
         logging.DEBUG if level == "DEBUG" else logging.WARNING
+    )
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """An error nothing caught ends in the log, not on the terminal as Python prints it: the
+    handler's filter masks its secrets and database details (a command's duplicate key, a
+    failing row), and log shippers read it as one record."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("feedbot").critical("stopped by an error", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    """As `_log_uncaught`, for an error that ended a thread (Python ignores `SystemExit`)."""
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    logging.getLogger("feedbot").error(
+        "%s stopped by an error",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
     )

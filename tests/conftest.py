@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +41,12 @@ def logging_as_it_was() -> Iterator[None]:
     thread logged later, in any test, ended in logging's own "--- Logging error ---" report."""
     names = ("", "slack_bolt", "slack_sdk", "alembic", "apscheduler")
     saved = [(logger, logger.handlers[:], logger.level) for logger in map(logging.getLogger, names)]
+    hooks = sys.excepthook, threading.excepthook  # it routes uncaught errors to the log too
     yield
     for logger, handlers, level in saved:
         logger.handlers[:] = handlers
         logger.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,13 @@ empty working directory, the way an operator meets them for the first time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -525,6 +527,41 @@ def test_a_database_error_in_the_log_shows_no_report_contents(
             assert secret not in shown, (secret, shown)
     if engine.dialect.name == "postgresql":
         assert "DETAIL:  ***" in output and all("DETAIL:  ***" in text for text in kept)
+
+
+@pytest.mark.parametrize("json_format", [False, True], ids=["text", "json"])
+def test_an_error_nothing_caught_reaches_the_log_masked(
+    capsys: pytest.CaptureFixture[str], engine: Engine, json_format: bool
+) -> None:
+    """An error no code caught, in a command or in one of the bot's threads, is written as a
+    log record, not as Python's own traceback: its tokens and database details are masked
+    like everything logged, and a log shipper reads it as one record."""
+    configure_logging("INFO", json_format=json_format)
+
+    def fails() -> None:
+        raise RuntimeError(f"Slack said no to {BOT_TOKEN}")
+
+    thread = threading.Thread(target=fails, name="outbox-sender")
+    thread.start()
+    thread.join(5)
+    try:
+        with Session(engine) as session:
+            for _ in range(2):
+                session.add(InboxEntry(kind="command", dedupe_key="Kundin 0151 2345678", body=""))
+                session.flush()
+    except IntegrityError:
+        sys.excepthook(*sys.exc_info())  # as Python calls it when the command ends
+    else:
+        pytest.fail("the duplicate key must fail")
+    output = capsys.readouterr().err
+    assert "outbox-sender stopped by an error" in output
+    assert "Slack said no to xoxb-***" in output and BOT_TOKEN not in output
+    assert output.count("stopped by an error") == 2 and "IntegrityError" in output
+    assert "0151" not in output and "Kundin" not in output
+    if json_format:
+        records = [json.loads(line) for line in output.splitlines()]
+        assert [record["level"] for record in records] == ["ERROR", "CRITICAL"]
+        assert all("Traceback" in record["exception"] for record in records)
 
 
 @pytest.mark.parametrize(
