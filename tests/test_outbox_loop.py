@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, col, func, select
 
 from feedbot.core import outbox
@@ -71,6 +71,43 @@ def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
         ]
     assert paced_slack.rate_limited_count == 0, "paced, not pushed back"
     assert 2.0 <= elapsed < 8.0, "three posts per channel need two intervals, channels in parallel"
+
+
+def test_a_fresh_claim_goes_out_without_renewing_its_lease_first(
+    engine: Engine, paced_slack: FakeSlack
+) -> None:
+    """A claim sent at once needs no renewal: its lease was set moments before (one write
+    less per message; SQLite has one writer). One that waited for its channel's pace renews
+    before its call, so a dead sender's claim is still taken over only after its call."""
+    with session_scope(engine) as session:
+        for channel in ("CFRESH001", "CFRESH002", "CFRESH003", "CFRESH004", "CFRESH001"):
+            outbox.enqueue(
+                session,
+                conversation=channel,
+                method="chat.postMessage",
+                payload={"text": f"to {channel}"},
+                now=utcnow(),
+            )
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=0.2
+    )
+    sender.start()
+    try:
+        deadline = time.monotonic() + 20
+        while unfinished(engine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sender.stop()
+        event.remove(engine, "before_cursor_execute", listen)
+    assert unfinished(engine) == 0
+    assert len(paced_slack.messages("CFRESH001")) == 2
+    renewals = [
+        sql for sql in statements if sql.startswith("UPDATE outbox_message SET lease_until")
+    ]
+    assert 1 <= len(renewals) <= 2, "only the post that waited for its channel renews"
 
 
 def test_stopping_puts_unsent_claims_back(engine: Engine, paced_slack: FakeSlack) -> None:

@@ -50,9 +50,9 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=5)
 RENEWED_FOR_CALL = 0.5
-"""Seconds after which a lease renewed as delivery began is renewed again before the call:
-a dead sender's claim is taken over `CALL_TIMEOUT` after its last renewal, which must be
-when its call began, give or take this."""
+"""Seconds after which a lease set by the claim, or renewed as delivery began, is renewed
+again before the call: a dead sender's claim is taken over `CALL_TIMEOUT` after its last
+renewal, which must be when its call began, give or take this."""
 
 MAX_ATTEMPTS = 5
 """Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
@@ -120,7 +120,8 @@ class OutboxSender:
         self._dm_channels: dict[str, str] = {}
         self.threads = max(threads, 1)
         self.post_interval = post_interval
-        self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[tuple[Claim, float] | None] = queue.SimpleQueue()
+        """Claims to send now, each with when (monotonic) its lease was set."""
         self._workers: list[threading.Thread] = []
         self._held = 0
         self._held_in: Counter[str] = Counter()
@@ -157,7 +158,8 @@ class OutboxSender:
 
     def _run(self) -> None:
         """Claim due entries and pass each to the sending threads once its channel is free."""
-        waiting: list[tuple[float, int, Claim]] = []  # (when it may go, tie-break, claim)
+        # (when it may go, tie-break, claim, when its lease was set)
+        waiting: list[tuple[float, int, Claim, float]] = []
         order = itertools.count()
         while not self._stop.is_set():
             claims: list[Claim] = []
@@ -165,6 +167,7 @@ class OutboxSender:
             if room > 0 and not self._paused():
                 with self._held_lock:
                     busy = {c for c, n in self._held_in.items() if n >= AHEAD_PER_CONVERSATION}
+                asked = time.monotonic()  # the leases run from about now
                 try:
                     with Session(self.engine, expire_on_commit=False) as session:
                         claims = outbox.claim_due(
@@ -183,10 +186,11 @@ class OutboxSender:
                 for claim in claims:
                     self._held_in[claim.entry.conversation] += 1
             for claim in claims:
-                heapq.heappush(waiting, (self._may_go_at(claim.entry), next(order), claim))
+                heapq.heappush(waiting, (self._may_go_at(claim.entry), next(order), claim, asked))
             now = time.monotonic()
             while waiting and waiting[0][0] <= now:
-                self._ready.put(heapq.heappop(waiting)[2])
+                _, _, claim, leased = heapq.heappop(waiting)
+                self._ready.put((claim, leased))
             if claims:
                 continue  # more may be due at once
             timeout = self.poll_interval
@@ -194,7 +198,7 @@ class OutboxSender:
                 timeout = min(timeout, waiting[0][0] - now)
             self._wake.wait(timeout)
             self._wake.clear()
-        for _, _, claim in waiting:
+        for _, _, claim, _ in waiting:
             self._release(claim)
         for _ in self._workers:
             self._ready.put(None)
@@ -227,12 +231,13 @@ class OutboxSender:
 
     def _send(self) -> None:
         """A sending thread: delivers claims until `_run` hands it None."""
-        while (claim := self._ready.get()) is not None:
+        while (ready := self._ready.get()) is not None:
+            claim, leased = ready
             try:
                 if self._stop.is_set():
                     self._release(claim)
                 else:
-                    self._deliver(claim.entry, recheck=claim.recheck, paced=True)
+                    self._deliver(claim.entry, recheck=claim.recheck, paced=True, leased=leased)
             except Exception:
                 # Outside the delivery's own handling: the database refused the lease's
                 # renewal or the outcome's write. Retried after the usual pause rather than
@@ -301,15 +306,26 @@ class OutboxSender:
             if not self.deliver_due():
                 return
 
-    def _deliver(self, entry: OutboxMessage, *, recheck: bool, paced: bool = False) -> None:
+    def _deliver(
+        self,
+        entry: OutboxMessage,
+        *,
+        recheck: bool,
+        paced: bool = False,
+        leased: float | None = None,
+    ) -> None:
+        """Send one claimed entry. `leased` is when (monotonic) its claim set its lease: a
+        lease that new is not renewed again as delivery begins (one write less per message,
+        and SQLite has one writer), unless the call comes later than `RENEWED_FOR_CALL`."""
         assert entry.id is not None
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
         outcome: str | None = None
         with Session(self.engine, expire_on_commit=False) as session:
+            fresh = leased is not None and time.monotonic() - leased <= RENEWED_FOR_CALL
             # Timed from before the write: the lease holds the time asked for, and waiting
             # for SQLite's write turn comes after it.
-            renewed = time.monotonic()
-            if not outbox.renew_lease(session, entry, now=self.clock()):
+            renewed = leased if fresh and leased is not None else time.monotonic()
+            if not fresh and not outbox.renew_lease(session, entry, now=self.clock()):
                 log.info("%s: its lease ran out and another sender took it; not sending", context)
                 return
             try:
