@@ -31,9 +31,11 @@ measure that backlog. The database holds 5,000 earlier reports (what a similar-r
 lookup reads, as in `benchmarks.filing`); after the warm-up, 100 `/feedback` requests a
 second for 60 s, each receipt timed from when its request was due until it reaches the
 fake Slack's `response_url`, and 30 s more for the last ones. The workers' CPU time per
-report comes from this step. Their profile comes from `PROFILED_ENTRIES` more requests sent
-after it, at `PROFILED_RATE`: under cProfile the work per report takes about twice as long,
-which inside the timed minute delayed every receipt after them.
+report comes from this step. Their profile comes from `PROFILED_ENTRIES` requests sent
+before it, at `PROFILED_RATE`, and worked off before it begins: under cProfile the work per
+report takes about twice as long, which inside the timed minute delayed every receipt
+after them. After the 30 s, the step watches `LATE_WATCH` more seconds for late receipts,
+to tell when the backlog was really gone.
 
 One JSON line per step and app, then one summary per database backend:
 
@@ -98,9 +100,12 @@ SERVER_THREADS = 16
 RESPONSE_URLS = 60_000
 """Response URLs the fake Slack knows; requests use them in turn (the end-to-end step's
 each once)."""
-PROFILED_ENTRIES, PROFILED_RATE, PROFILED_SETTLE = 500, 50, 10.0
-"""Requests filed under cProfile after the end-to-end step (and not timed), for the profile;
-seconds given to the last of them."""
+PROFILED_ENTRIES, PROFILED_RATE, PROFILED_SETTLE = 500, 50, 15.0
+"""Requests filed under cProfile before the end-to-end step (and not timed), for the profile;
+seconds given to the last of them before the step begins."""
+LATE_WATCH = 30.0
+"""Seconds the end-to-end step's server runs on after its drain window: receipts that come
+then are counted as late, and say when the backlog was gone."""
 SUSTAIN_RATE, SUSTAIN_SECONDS = 200, 30.0
 END_TO_END_RATE, END_TO_END_SECONDS, DRAIN_LIMIT = 100, 60.0, 30.0
 EARLIER_REPORTS = 5000
@@ -650,6 +655,9 @@ def run_end_to_end(
     asyncio.run(_warm_up(requests))
     if requests.count + END_TO_END_RATE * seconds + PROFILED_ENTRIES > len(server.urls):
         raise RuntimeError("not enough response URLs for the end-to-end step")
+    # The profile's entries, before the timed ones and worked off first (`PROFILED_ENTRIES`).
+    asyncio.run(open_loop(requests, PROFILED_RATE, PROFILED_ENTRIES / PROFILED_RATE))
+    time.sleep(PROFILED_SETTLE)
     before = requests.count
     outcome, start, sent = asyncio.run(end_to_end(requests, END_TO_END_RATE, seconds))
     entry = {
@@ -662,10 +670,7 @@ def run_end_to_end(
     entry.update(summarise(outcome, start, requests.count - before), load_average=load_average())
     emit(entry)
     time.sleep(DRAIN_LIMIT + 2)  # what is not delivered by then missed the target
-    # The profile's entries, after the timed ones (`PROFILED_ENTRIES`); the server (Slack's
-    # fake with it) runs until they are filed, so late receipts of the step are seen too.
-    asyncio.run(open_loop(requests, PROFILED_RATE, PROFILED_ENTRIES / PROFILED_RATE))
-    time.sleep(PROFILED_SETTLE)
+    time.sleep(LATE_WATCH)  # late receipts, counted apart
     return entry, sent
 
 
@@ -755,8 +760,7 @@ def measure(
             with fresh_database(backend) as url:
                 fill(backend, url, EARLIER_REPORTS)
                 configure(url)
-                timed = len(USERS) + round(END_TO_END_RATE * end_to_end_seconds)
-                server = Server.start(kind, url, profiled_from=timed)
+                server = Server.start(kind, url, profiled_from=len(USERS))
                 try:
                     entry, sent = run_end_to_end(backend, server, end_to_end_seconds)
                     records.append(entry)
@@ -781,7 +785,7 @@ def _end_to_end(
     arrivals: dict[str, float] = details.get("arrivals", {})
     last_request = max(sent.values(), default=0.0)
     # Receipts that came later than the step allows are not counted (the server runs on for
-    # the profile's requests), but say when the backlog was gone.
+    # `LATE_WATCH`), but say when the backlog was gone.
     cutoff = last_request + DRAIN_LIMIT + 2
     delays = [
         arrivals[url] - due for url, due in sent.items() if arrivals.get(url, cutoff + 1) <= cutoff
