@@ -36,6 +36,20 @@ def unfinished(engine: Engine) -> int:
         )
 
 
+def send_until_done(engine: Engine, slack: FakeSlack) -> None:
+    """Run a sender's background loop until nothing is left to send (at most 20 s)."""
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=slack.base_url), poll_interval=0.2
+    )
+    sender.start()
+    try:
+        deadline = time.monotonic() + 20
+        while unfinished(engine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sender.stop()
+
+
 def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
     engine: Engine, paced_slack: FakeSlack
 ) -> None:
@@ -50,17 +64,8 @@ def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
                     payload={"text": f"message {number}"},
                     now=utcnow(),
                 )
-    sender = OutboxSender(
-        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=0.2
-    )
     started = time.monotonic()
-    sender.start()
-    try:
-        deadline = started + 20
-        while unfinished(engine) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        sender.stop()
+    send_until_done(engine, paced_slack)
     elapsed = time.monotonic() - started
     assert unfinished(engine) == 0
     for channel in channels:
@@ -91,16 +96,9 @@ def test_a_fresh_claim_goes_out_without_renewing_its_lease_first(
     statements: list[str] = []
     listen = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(engine, "before_cursor_execute", listen)
-    sender = OutboxSender(
-        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=0.2
-    )
-    sender.start()
     try:
-        deadline = time.monotonic() + 20
-        while unfinished(engine) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        send_until_done(engine, paced_slack)
     finally:
-        sender.stop()
         event.remove(engine, "before_cursor_execute", listen)
     assert unfinished(engine) == 0
     assert len(paced_slack.messages("CFRESH001")) == 2
