@@ -100,9 +100,9 @@ SERVER_THREADS = 16
 RESPONSE_URLS = 60_000
 """Response URLs the fake Slack knows; requests use them in turn (the end-to-end step's
 each once)."""
-PROFILED_ENTRIES, PROFILED_RATE, PROFILED_SETTLE = 500, 50, 15.0
+PROFILED_ENTRIES, PROFILED_RATE, PROFILED_SETTLE = 500, 50, 60.0
 """Requests filed under cProfile before the end-to-end step (and not timed), for the profile;
-seconds given to the last of them before the step begins."""
+the most seconds the step waits for them to be filed."""
 LATE_WATCH = 30.0
 """Seconds the end-to-end step's server runs on after its drain window: receipts that come
 then are counted as late, and say when the backlog was gone."""
@@ -179,7 +179,7 @@ def serve(kind: str, database_url: str, api_url: str, profiled_from: str = "-1")
     engine = make_engine(database_url)
     settings = _settings(database_url, api_url)
     costs: list[float] = []
-    profile = cProfile.Profile()
+    profiles: list[cProfile.Profile] = []
     workers: WorkerProcess | None = None
     results_file = str(Path(tempfile.gettempdir()) / f"feedbot-bench-work-{os.getpid()}.json")
     if kind == "feedbot":  # as `feedbot run` does: the work in a child process
@@ -193,7 +193,7 @@ def serve(kind: str, database_url: str, api_url: str, profiled_from: str = "-1")
         deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
         in_process = Work.assemble(deps)
         app = build_app(settings, engine, deps=deps, inbox=in_process.inbox)
-        _measure_worker(in_process.inbox, costs, profile, _profiled(profiled_from))
+        _measure_worker(in_process.inbox, costs, profiles, _profiled(profiled_from))
         in_process.start()
     else:
         app = App(
@@ -227,7 +227,7 @@ def serve(kind: str, database_url: str, api_url: str, profiled_from: str = "-1")
         with arrivals.connect() as connection:
             stored += connection.execute(select(func.count()).select_from(ARRIVAL)).scalar_one()
     print(f"{stored} {queued}", flush=True)
-    work: dict[str, Any] = {"costs": costs, "profile": _top(profile, costs)}
+    work: dict[str, Any] = {"costs": costs, "profile": _top(profiles)}
     if workers is not None:
         with contextlib.suppress(OSError, ValueError):
             work = json.loads(Path(results_file).read_text())
@@ -257,26 +257,31 @@ def _profiled(first: str) -> range:
 
 
 def _measure_worker(
-    inbox: Any, costs: list[float], profile: cProfile.Profile, profiled: range
+    inbox: Any, costs: list[float], profiles: list[cProfile.Profile], profiled: range
 ) -> None:
     """Record the CPU time of a worker thread per entry in `costs`; the entries in `profiled`
     (by their number) run under cProfile instead (and are left out of the times), one thread
-    at a time (the others measure meanwhile); `costs` holds -1 for each profiled entry."""
+    at a time (the others measure meanwhile), each profile kept in `profiles` (a look that
+    found nothing to handle is not); `costs` holds -1 for each profiled entry."""
     handle_one = inbox.handle_one
     profiling = threading.Lock()
 
     def measured() -> bool:
-        profiling_this = len(costs) in profiled and profiling.acquire(False)
-        if profiling_this:
+        profile = (
+            cProfile.Profile() if len(costs) in profiled and profiling.acquire(False) else None
+        )
+        if profile is not None:
             profile.enable()
         started = time.thread_time()
         handled = handle_one()
         spent = time.thread_time() - started
-        if profiling_this:
+        if profile is not None:
             profile.disable()
             profiling.release()
+            if handled:
+                profiles.append(profile)
         if handled:
-            costs.append(-1.0 if profiling_this else spent)
+            costs.append(-1.0 if profile is not None else spent)
         return bool(handled)
 
     inbox.handle_one = measured
@@ -301,8 +306,8 @@ def work(
     work = Work.assemble(deps, only_work=True)
     build_app(settings, engine, deps=deps, inbox=work.inbox)
     costs: list[float] = []
-    profile = cProfile.Profile()
-    _measure_worker(work.inbox, costs, profile, _profiled(profiled_from))
+    profiles: list[cProfile.Profile] = []
+    _measure_worker(work.inbox, costs, profiles, _profiled(profiled_from))
     stopped = threading.Event()
     link = ParentLink(
         report_fd, on_wake=work.inbox.wake, on_send=work.wake_senders, on_quit=stopped.set
@@ -311,18 +316,19 @@ def work(
     link.start()
     stopped.wait()
     work.stop()
-    Path(results_file).write_text(json.dumps({"costs": costs, "profile": _top(profile, costs)}))
+    Path(results_file).write_text(json.dumps({"costs": costs, "profile": _top(profiles)}))
 
 
-def _top(profile: cProfile.Profile, costs: list[float], count: int = 15) -> list[str]:
+def _top(profiles: list[cProfile.Profile], count: int = 15) -> list[str]:
     """The functions that took the most time of their own, per profiled entry."""
     import pstats
 
-    try:
-        stats = pstats.Stats(profile)
-    except TypeError:  # nothing was profiled
+    if not profiles:
         return []
-    entries = max(costs.count(-1.0), 1)
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    entries = len(profiles)
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     return [
         f"{tottime / entries * 1000:.3f} ms own, {cumtime / entries * 1000:.3f} ms with callees: "
@@ -652,12 +658,15 @@ def run_end_to_end(
     requests a second for `seconds` go out after the warm-up. Returns the step's record and
     when each request was due, by its response URL."""
     requests = Requests(server.port, urls=server.urls)
-    asyncio.run(_warm_up(requests))
+    warm_up, _ = asyncio.run(_warm_up(requests))
     if requests.count + END_TO_END_RATE * seconds + PROFILED_ENTRIES > len(server.urls):
         raise RuntimeError("not enough response URLs for the end-to-end step")
-    # The profile's entries, before the timed ones and worked off first (`PROFILED_ENTRIES`).
-    asyncio.run(open_loop(requests, PROFILED_RATE, PROFILED_ENTRIES / PROFILED_RATE))
-    time.sleep(PROFILED_SETTLE)
+    # The profile's entries, before the timed ones and worked off first (`PROFILED_ENTRIES`):
+    # the worker counts its entries to know which to profile, so every one must be stored.
+    profiled, _ = asyncio.run(open_loop(requests, PROFILED_RATE, PROFILED_ENTRIES / PROFILED_RATE))
+    if warm_up.errors or profiled.errors:
+        raise RuntimeError(f"requests before the end-to-end step failed: {profiled.errors}")
+    _wait_until_worked_off(server.database_url, PROFILED_SETTLE)
     before = requests.count
     outcome, start, sent = asyncio.run(end_to_end(requests, END_TO_END_RATE, seconds))
     entry = {
@@ -672,6 +681,30 @@ def run_end_to_end(
     time.sleep(DRAIN_LIMIT + 2)  # what is not delivered by then missed the target
     time.sleep(LATE_WATCH)  # late receipts, counted apart
     return entry, sent
+
+
+def _wait_until_worked_off(database_url: str, limit: float) -> None:
+    """Wait until the server's inbox (with its arrivals) is empty; fail after `limit` seconds.
+    (Not its outbox: the leadership channel's cards go at Slack's pace of one a second.)"""
+    from sqlmodel import Session
+
+    from feedbot.core import inbox
+    from feedbot.db import make_engine
+    from feedbot.models import utcnow
+
+    engine = make_engine(database_url)
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            with Session(engine) as session:
+                waiting = inbox.depth(session, now=utcnow()).pending
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{waiting} requests not filed after {limit:.0f} s")
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
 
 
 async def end_to_end(
@@ -795,7 +828,7 @@ def _end_to_end(
     costs = [cost * 1000 for cost in details.get("costs", []) if cost >= 0]
     sustained = next((r for r in records if r.get("mode") == "sustained"), {})
     p99 = percentile([d * 1000 for d in delays], 99)
-    drained = last_arrival - last_request if delays else None
+    drained = last_arrival - last_request if arrived else None
     cpu = percentile(costs, 50)
     extra = {
         "sustained_p99_ms": sustained.get("p99_ms"),
