@@ -36,6 +36,19 @@ def unfinished(engine: Engine) -> int:
         )
 
 
+def queue_posts(engine: Engine, posts: list[tuple[str, str]]) -> None:
+    """Queue a `chat.postMessage` of each (channel, text), in order."""
+    with session_scope(engine) as session:
+        for channel, text in posts:
+            outbox.enqueue(
+                session,
+                conversation=channel,
+                method="chat.postMessage",
+                payload={"text": text},
+                now=utcnow(),
+            )
+
+
 def send_until_done(engine: Engine, slack: FakeSlack) -> None:
     """Run a sender's background loop until nothing is left to send (at most 20 s)."""
     sender = OutboxSender(
@@ -54,16 +67,7 @@ def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
     engine: Engine, paced_slack: FakeSlack
 ) -> None:
     channels = [f"CLOOP{n:04d}" for n in range(6)]
-    with session_scope(engine) as session:
-        for number in range(3):
-            for channel in channels:
-                outbox.enqueue(
-                    session,
-                    conversation=channel,
-                    method="chat.postMessage",
-                    payload={"text": f"message {number}"},
-                    now=utcnow(),
-                )
+    queue_posts(engine, [(channel, f"message {n}") for n in range(3) for channel in channels])
     started = time.monotonic()
     send_until_done(engine, paced_slack)
     elapsed = time.monotonic() - started
@@ -84,15 +88,8 @@ def test_a_fresh_claim_goes_out_without_renewing_its_lease_first(
     """A claim sent at once needs no renewal: its lease was set moments before (one write
     less per message; SQLite has one writer). One that waited for its channel's pace renews
     before its call, so a dead sender's claim is still taken over only after its call."""
-    with session_scope(engine) as session:
-        for channel in ("CFRESH001", "CFRESH002", "CFRESH003", "CFRESH004", "CFRESH001"):
-            outbox.enqueue(
-                session,
-                conversation=channel,
-                method="chat.postMessage",
-                payload={"text": f"to {channel}"},
-                now=utcnow(),
-            )
+    channels = ("CFRESH001", "CFRESH002", "CFRESH003", "CFRESH004", "CFRESH001")
+    queue_posts(engine, [(channel, f"to {channel}") for channel in channels])
     statements: list[str] = []
     listen = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(engine, "before_cursor_execute", listen)
@@ -109,15 +106,7 @@ def test_a_fresh_claim_goes_out_without_renewing_its_lease_first(
 
 
 def test_stopping_puts_unsent_claims_back(engine: Engine, paced_slack: FakeSlack) -> None:
-    with session_scope(engine) as session:
-        for number in range(5):
-            outbox.enqueue(
-                session,
-                conversation="CSTOP0001",
-                method="chat.postMessage",
-                payload={"text": f"m{number}"},
-                now=utcnow(),
-            )
+    queue_posts(engine, [("CSTOP0001", f"m{n}") for n in range(5)])
     sender = OutboxSender(
         engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=0.2
     )
