@@ -670,3 +670,55 @@ def test_two_senders_draining_together_send_each_entry_once_and_in_order(
     assert sorted(outbox_ids(slack, *channels)) == ids
     for channel in channels:
         assert texts(slack, channel) == [f"{channel} {n}" for n in range(8)], channel
+
+
+# -- which entries a sender claims ------------------------------------------------------------------
+
+
+def test_a_claim_takes_lane_heads_of_the_wanted_conversations_only(
+    engine: Engine, clock: Clock
+) -> None:
+    """The filters a sender claims with (webhooks apart, conversations it holds enough of
+    skipped, only the webhooks' own conversations read) pick the same heads as before they
+    were applied ahead of the lanes' grouping: a lane's second entry waits for its first,
+    and the claimed rows are what was written."""
+
+    def queue(conversation: str, lane: str | None = None, method: str = "chat.postMessage") -> int:
+        with session_scope(engine) as session:
+            return outbox.enqueue(
+                session,
+                conversation=conversation,
+                method=method,
+                payload={"text": conversation},
+                lane=lane,
+                now=clock(),
+            ).id
+
+    first_card = queue(LEADERSHIP, lane="report:1")
+    queue(LEADERSHIP, lane="report:1")  # its edit: waits for the card
+    second_card = queue(LEADERSHIP, lane="report:2")
+    hook = queue("webhook:7", lane="report:1", method="webhook.post")
+    other_hook = queue("webhook:8", lane="report:1", method="webhook.post")
+    receipt = queue("respond:U1")
+
+    def claim(**filters: Any) -> set[int]:
+        with Session(engine, expire_on_commit=False) as session:
+            claims = outbox.claim_due(session, now=clock(), owner="me", **filters)
+        with Session(engine) as session:
+            for taken in claims:
+                stored = session.get(OutboxMessage, taken.entry.id)
+                assert stored is not None
+                assert stored.status == OutboxStatus.SENDING
+                assert (stored.attempts, stored.lease_until, stored.claimed_by) == (
+                    taken.entry.attempts,
+                    taken.entry.lease_until,
+                    "me",
+                )
+        return {taken.entry.id for taken in claims if taken.entry.id is not None}
+
+    assert claim(only=[]) == set()
+    assert claim(only=["webhook:7", "webhook:9"], method="webhook.post") == {hook}
+    assert claim(except_method="webhook.post", skip={LEADERSHIP}) == {receipt}
+    assert claim(except_method="webhook.post", per_conversation=1) == {first_card}
+    assert claim(except_method="webhook.post") == {second_card}
+    assert claim() == {other_hook}  # the card's edit waits for the card, still being sent

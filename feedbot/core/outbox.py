@@ -9,6 +9,7 @@ updates, so any number of processes can drain one queue without sending an entry
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, insert, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from feedbot.models import OutboxMessage, OutboxStatus
@@ -218,6 +220,7 @@ def claim_due(
     limit: int = 20,
     per_conversation: int | None = None,
     skip: Collection[str] = (),
+    only: Collection[str] | None = None,
     method: str | None = None,
     except_method: str | None = None,
     owner: str | None = None,
@@ -227,84 +230,140 @@ def claim_due(
     `per_conversation` caps how many heads of one conversation are taken at once, and `skip`
     names conversations to take none from now (the sender holds enough there already): an
     entry that arrives a moment later with an earlier turn then still goes before the rest.
-    `method` / `except_method` take only (or no) entries of one method: webhooks have a
-    sender of their own, so a slow receiver never holds up Slack's messages.
+    `only` names the conversations to take from, if not all. `method` / `except_method` take
+    only (or no) entries of one method: webhooks have a sender of their own, so a slow
+    receiver never holds up Slack's messages.
+
+    A sender looks for work after every commit that queued some, a hundred times a second
+    under load, while a paced channel may hold thousands of cards (each its own lane), so
+    what it reads must not grow with them: the conversations it does not want (`skip`,
+    `only`) are left out before the lanes are grouped, by the conversation index alone. The
+    statement is built once per shape.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
     over and flagged for a recheck, since Slack may have accepted it already. `owner` names
     the claiming process (see `feedbot.core.liveness`), so its claims end when it dies.
     """
-    heads = (
-        select(func.min(OutboxMessage.id).label("id"))
-        .where(col(OutboxMessage.status).in_(UNFINISHED))
-        .group_by(col(OutboxMessage.conversation), func.coalesce(col(OutboxMessage.lane), ""))
-        .subquery()
+    if only is not None and not only:
+        return []
+    statement = _claim_statement(
+        skipping=bool(skip),
+        only=only is not None,
+        method=method is not None,
+        except_method=except_method is not None,
+        ranked=per_conversation is not None,
     )
-    query = (
-        select(OutboxMessage)
-        .where(col(OutboxMessage.id).in_(select(heads.c.id)))
-        .where(
-            or_(
-                and_(
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.next_attempt_at) <= now,
-                ),
-                and_(
-                    col(OutboxMessage.status) == OutboxStatus.SENDING,
-                    col(OutboxMessage.lease_until) < now,
-                ),
-            )
-        )
-    )
+    parameters: dict[str, Any] = {
+        "unfinished": list(UNFINISHED),
+        "pending": OutboxStatus.PENDING,
+        "sending": OutboxStatus.SENDING,
+        "now": now,
+        "limit": limit,
+    }
     if skip:
-        query = query.where(col(OutboxMessage.conversation).not_in(list(skip)))
+        parameters["skip"] = list(skip)
+    if only is not None:
+        parameters["only"] = list(only)
     if method is not None:
-        query = query.where(col(OutboxMessage.method) == method)
+        parameters["method"] = method
     if except_method is not None:
-        query = query.where(col(OutboxMessage.method) != except_method)
-    turn = func.coalesce(col(OutboxMessage.turn), col(OutboxMessage.next_attempt_at))
+        parameters["except_method"] = except_method
     if per_conversation is not None:
-        ranked = query.add_columns(
-            func.row_number()
-            .over(
-                partition_by=col(OutboxMessage.conversation), order_by=(turn, col(OutboxMessage.id))
-            )
-            .label("place")
-        ).subquery()
-        query = (
-            select(OutboxMessage)
-            .join(ranked, col(OutboxMessage.id) == ranked.c.id)
-            .where(ranked.c.place <= per_conversation)
-        )
-    candidates = session.exec(query.order_by(turn, col(OutboxMessage.id)).limit(limit)).all()
+        parameters["per_conversation"] = per_conversation
+    candidates = session.exec(statement, params=parameters).all()
     claims = []
     # Rows are locked in id order whatever the due order: two senders whose candidate lists
     # were read at different moments then never wait on each other's locks (a deadlock on
     # PostgreSQL). Delivery still follows the due order below.
     for entry in sorted(candidates, key=lambda candidate: candidate.id or 0):
         took_over = entry.status == OutboxStatus.SENDING
-        result = session.execute(
-            update(OutboxMessage)
-            .where(
-                col(OutboxMessage.id) == entry.id,
-                col(OutboxMessage.status) == entry.status,
-                col(OutboxMessage.attempts) == entry.attempts,
-            )
-            .values(
-                status=OutboxStatus.SENDING,
-                lease_until=now + LEASE,
-                attempts=entry.attempts + 1,
-                uncertain=entry.uncertain or took_over,
-                claimed_by=owner,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            session.refresh(entry)
+        claimed = {
+            "status": OutboxStatus.SENDING,
+            "lease_until": now + LEASE,
+            "attempts": entry.attempts + 1,
+            "uncertain": entry.uncertain or took_over,
+            "claimed_by": owner,
+        }
+        row = session.execute(
+            _CLAIM_ONE,
+            {"entry_id": entry.id, "was": entry.status, "attempt": entry.attempts} | claimed,
+        ).first()
+        if row is not None:
+            # The row as claimed: a transaction that committed since it was read (the
+            # erasure of a person's messages, say) shows, as a refresh would show it.
+            for name, value in row._mapping.items():
+                set_committed_value(entry, name, value)
             claims.append(Claim(entry=entry, recheck=entry.uncertain))
     session.commit()
     due_order = {entry.id: position for position, entry in enumerate(candidates)}
     return sorted(claims, key=lambda claim: due_order[claim.entry.id])
+
+
+@functools.cache
+def _claim_statement(
+    *, skipping: bool, only: bool, method: bool, except_method: bool, ranked: bool
+) -> Any:
+    """`claim_due`'s query for one combination of its filters, with its values as bound
+    parameters."""
+    conversation = col(OutboxMessage.conversation)
+    wanted: list[Any] = []
+    if skipping:
+        wanted.append(conversation.not_in(bindparam("skip", expanding=True)))
+    if only:
+        wanted.append(conversation.in_(bindparam("only", expanding=True)))
+    heads = (
+        select(func.min(OutboxMessage.id).label("id"))
+        .where(col(OutboxMessage.status).in_(bindparam("unfinished", expanding=True)), *wanted)
+        .group_by(conversation, func.coalesce(col(OutboxMessage.lane), ""))
+        .subquery()
+    )
+    query = select(OutboxMessage).where(
+        col(OutboxMessage.id).in_(select(heads.c.id)),
+        *wanted,  # again: a planner without statistics may start from this side
+        *([col(OutboxMessage.method) == bindparam("method")] if method else []),
+        *([col(OutboxMessage.method) != bindparam("except_method")] if except_method else []),
+        or_(
+            and_(
+                col(OutboxMessage.status) == bindparam("pending"),
+                col(OutboxMessage.next_attempt_at) <= bindparam("now"),
+            ),
+            and_(
+                col(OutboxMessage.status) == bindparam("sending"),
+                col(OutboxMessage.lease_until) < bindparam("now"),
+            ),
+        ),
+    )
+    turn = func.coalesce(col(OutboxMessage.turn), col(OutboxMessage.next_attempt_at))
+    if ranked:
+        places = query.add_columns(
+            func.row_number()
+            .over(partition_by=conversation, order_by=(turn, col(OutboxMessage.id)))
+            .label("place")
+        ).subquery()
+        query = (
+            select(OutboxMessage)
+            .join(places, col(OutboxMessage.id) == places.c.id)
+            .where(places.c.place <= bindparam("per_conversation"))
+        )
+    return query.order_by(turn, col(OutboxMessage.id)).limit(bindparam("limit"))
+
+
+_CLAIM_ONE = (
+    update(_OUTBOX_TABLE)
+    .where(
+        _OUTBOX_TABLE.c.id == bindparam("entry_id"),
+        _OUTBOX_TABLE.c.status == bindparam("was"),
+        _OUTBOX_TABLE.c.attempts == bindparam("attempt"),
+    )
+    .values(
+        status=bindparam("status"),
+        lease_until=bindparam("lease_until"),
+        attempts=bindparam("attempts"),
+        uncertain=bindparam("uncertain"),
+        claimed_by=bindparam("claimed_by"),
+    )
+    .returning(*_OUTBOX_TABLE.c)
+)
 
 
 def renew_lease(session: Session, entry: OutboxMessage, *, now: datetime) -> bool:

@@ -85,14 +85,7 @@ class WebhookSender:
                 claims = []
                 try:
                     with Session(self.engine, expire_on_commit=False) as session:
-                        claims = outbox.claim_due(
-                            session,
-                            now=self.clock(),
-                            limit=THREADS * 4,
-                            per_conversation=1,
-                            method=webhooks.METHOD,
-                            owner=self.owner,
-                        )
+                        claims = self._claim(session, limit=THREADS * 4, per_conversation=1)
                 except Exception:
                     log.exception("webhook pass failed; retrying")
                 for future in [pool.submit(self._guarded, c.entry) for c in claims]:
@@ -100,6 +93,24 @@ class WebhookSender:
                 if not claims:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
+
+    def _claim(
+        self, session: Session, *, limit: int, per_conversation: int | None = None
+    ) -> list[outbox.Claim]:
+        """Webhook entries due now, read from the webhooks' own conversations only: this
+        sender is woken by every commit, when Slack's backlog may be thousands of entries
+        long, and with no webhook it reads nothing more. (The events of a webhook added
+        meanwhile go on the next pass.)"""
+        receivers = [webhooks.conversation_of(hook) for hook in webhooks.all_webhooks(session)]
+        return outbox.claim_due(
+            session,
+            now=self.clock(),
+            limit=limit,
+            per_conversation=per_conversation,
+            only=receivers,
+            method=webhooks.METHOD,
+            owner=self.owner,
+        )
 
     def _guarded(self, entry: OutboxMessage) -> None:
         try:
@@ -109,9 +120,7 @@ class WebhookSender:
 
     def deliver_due(self, *, limit: int = 20) -> int:
         with Session(self.engine, expire_on_commit=False) as session:
-            claims = outbox.claim_due(
-                session, now=self.clock(), limit=limit, method=webhooks.METHOD
-            )
+            claims = self._claim(session, limit=limit)
         for claim in claims:
             self.deliver(claim.entry)
         return len(claims)
