@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from slack_sdk import WebClient
@@ -13,7 +14,7 @@ from sqlmodel import Session, col, func, select
 from feedbot.core import outbox
 from feedbot.db import session_scope
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
-from feedbot.slack.outbox import OutboxSender
+from feedbot.slack.outbox import LOOK_GAP, OutboxSender
 from tests.fakeslack import FakeSlack
 from tests.harness import TOKEN
 
@@ -183,3 +184,39 @@ def test_an_unknown_error_gives_up_after_a_few_tries_instead_of_blocking_the_cha
         statuses = session.exec(select(OutboxMessage.status).order_by(col(OutboxMessage.id))).all()
     assert statuses == [OutboxStatus.FAILED, OutboxStatus.SENT]
     assert [m["text"] for m in fake_slack.messages("CBLOCK001")] == ["good"]
+
+
+def test_wake_ups_that_come_together_are_answered_by_one_look(
+    engine: Engine, paced_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load every commit wakes the loop; it looks for due entries at most once per
+    `LOOK_GAP` while it finds none, and an entry queued meanwhile still goes at once."""
+    looks: list[float] = []
+    claim_due = outbox.claim_due
+
+    def counted(*args: object, **kwargs: Any) -> list[outbox.Claim]:
+        looks.append(time.monotonic())
+        return claim_due(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "claim_due", counted)
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
+    )
+    sender.start()
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:  # a thousand commits a second
+            sender.wake()
+            time.sleep(0.001)
+        during = [look for look in looks if started <= look < started + 0.5]
+        assert 5 <= len(during) <= 0.5 / LOOK_GAP + 2
+        queue_posts(engine, [("CLOOK0001", "right away")])
+        queued = time.monotonic()
+        sender.wake()
+        while unfinished(engine) and time.monotonic() - queued < 5:
+            time.sleep(0.005)
+        assert [m["text"] for m in paced_slack.messages("CLOOK0001")] == ["right away"]
+        assert time.monotonic() - queued < 1.0  # not left for the 5 s poll
+    finally:
+        sender.stop()

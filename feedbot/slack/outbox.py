@@ -68,6 +68,12 @@ AHEAD_PER_CONVERSATION = 2
 the next): what arrives meanwhile competes for the turn after, by its turn, not by arrival."""
 MAX_HELD = 200
 """Most entries the background loop holds claimed (waiting for their channel or a thread)."""
+LOOK_GAP = 0.02
+"""Seconds at least between two looks for due entries after a look that found none. Every
+commit that queues something and every call that ends wakes the loop, hundreds of times a
+second under load, and each look reads the queue: wake-ups that come within this are
+answered by one look. An entry waits this much longer at most; a look that found entries
+is followed by the next at once."""
 
 
 class DeliveryDeferred(Exception):
@@ -196,8 +202,10 @@ class OutboxSender:
             timeout = self.poll_interval
             if waiting:
                 timeout = min(timeout, waiting[0][0] - now)
+            looked = now
             self._wake.wait(timeout)
             self._wake.clear()
+            self._stop.wait(looked + LOOK_GAP - time.monotonic())
         for _, _, claim, _ in waiting:
             self._release(claim)
         for _ in self._workers:

@@ -27,6 +27,7 @@ from feedbot.models import OutboxMessage, Webhook
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.i18n import t
+from feedbot.slack.outbox import LOOK_GAP
 from feedbot.slack.text import escape
 from feedbot.slack.views.notices import build_plain
 
@@ -91,8 +92,10 @@ class WebhookSender:
                 for future in [pool.submit(self._guarded, c.entry) for c in claims]:
                     future.result()
                 if not claims:
+                    looked = time.monotonic()
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
+                    self._stop.wait(looked + LOOK_GAP - time.monotonic())  # see `LOOK_GAP`
 
     def _claim(
         self, session: Session, *, limit: int, per_conversation: int | None = None
