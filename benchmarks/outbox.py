@@ -21,6 +21,15 @@ One JSON line per backend:
 `efficiency` is `minimum_seconds / seconds`: the share of the rate limit's maximum rate the
 sender reached. Target: at least 0.9, none lost, none twice, order kept.
 
+Then, on a database of its own, one look for due entries as the sender's loop makes it after
+every commit under a burst (`measure_looks`): 2,000 cards waiting in the leadership channel,
+each its own lane, and 20 receipts to 20 people. Timed with that channel skipped (the loop
+holds enough of it, as it does almost always in a burst) and not, and on PostgreSQL before and
+after `ANALYZE` (a burst begins with statistics that say almost nothing is unfinished):
+
+    {"benchmark": "outbox_look", "backend": "postgresql", "statistics": false,
+     "cards_waiting": 2000, "skipping_ms": 1.3, "not_skipping_ms": 5.2, "webhooks_ms": 0.1}
+
 Usage: python -m benchmarks.outbox [--backend sqlite|postgresql|both]
 """
 
@@ -221,6 +230,76 @@ def measure(backend: str, url: str) -> dict[str, Any]:
     }
 
 
+LOOK_CARDS = 2000
+LOOKS = 100
+
+
+def measure_looks(backend: str, url: str) -> list[dict[str, Any]]:
+    """Milliseconds per look for due entries (`outbox.claim_due`, as `OutboxSender` and
+    `WebhookSender` call it) with `LOOK_CARDS` cards waiting in one channel."""
+    from sqlmodel import Session
+
+    from feedbot.core import outbox, webhooks
+    from feedbot.db import make_engine, session_scope
+
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        for index in range(LOOK_CARDS):
+            outbox.enqueue(
+                session,
+                conversation="CLEADERS1",
+                method="chat.postMessage",
+                payload={"text": f"card {index}"},
+                lane=f"report:{index}",
+                now=now,
+            )
+        for index in range(20):
+            outbox.enqueue(
+                session,
+                conversation=f"respond:U{index:04d}",
+                method="response_url",
+                payload={"text": "receipt"},
+                now=now,
+            )
+
+    def per_look(**filters: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(LOOKS):
+            with Session(engine, expire_on_commit=False) as session:
+                outbox.claim_due(session, now=now, limit=50, per_conversation=2, **filters)
+        return (time.perf_counter() - started) / LOOKS * 1000
+
+    def hooks_look() -> float:
+        started = time.perf_counter()
+        for _ in range(LOOKS):
+            with Session(engine, expire_on_commit=False) as session:
+                receivers = [webhooks.conversation_of(w) for w in webhooks.all_webhooks(session)]
+                outbox.claim_due(session, now=now, only=receivers, method=webhooks.METHOD)
+        return (time.perf_counter() - started) / LOOKS * 1000
+
+    records = []
+    for statistics in (False, True) if backend == "postgresql" else (None,):
+        if statistics:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE outbox_message")
+        record: dict[str, Any] = {
+            "benchmark": "outbox_look",
+            "backend": backend,
+            "cards_waiting": LOOK_CARDS,
+            # the receipts are claimed by the first look; later ones find none due
+            "skipping_ms": rounded(per_look(skip={"CLEADERS1"}, except_method=webhooks.METHOD), 3),
+            # each takes the channel's next two cards, as after each post that went out
+            "not_skipping_ms": rounded(per_look(except_method=webhooks.METHOD), 3),
+            "webhooks_ms": rounded(hooks_look(), 3),
+        }
+        if statistics is not None:
+            record["statistics"] = statistics
+        records.append(record)
+    engine.dispose()
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
@@ -235,6 +314,9 @@ def main() -> None:
             log.info("outbox/postgresql on %s", postgres_server().rsplit("@", 1)[-1])
         with fresh_database(backend) as url:
             emit(measure(backend, url))
+        with fresh_database(backend) as url:
+            for record in measure_looks(backend, url):
+                emit(record)
 
 
 if __name__ == "__main__":

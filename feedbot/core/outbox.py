@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -304,48 +305,68 @@ def _claim_statement(
     *, skipping: bool, only: bool, method: bool, except_method: bool, ranked: bool
 ) -> Any:
     """`claim_due`'s query for one combination of its filters, with its values as bound
-    parameters."""
-    conversation = col(OutboxMessage.conversation)
-    wanted: list[Any] = []
+    parameters.
+
+    A lane's head is found by numbering the lane's unfinished entries (a window), not by
+    joining the entries to their lanes' smallest ids: with statistics that say almost nothing
+    is unfinished, as they do when a burst begins, PostgreSQL planned that join as a loop over
+    both sides, 0.3 s per look with 2,000 cards waiting."""
+    entries = _OUTBOX_TABLE.c
+    wanted: list[Any] = [entries.status.in_(bindparam("unfinished", expanding=True))]
     if skipping:
-        wanted.append(conversation.not_in(bindparam("skip", expanding=True)))
+        wanted.append(entries.conversation.not_in(bindparam("skip", expanding=True)))
     if only:
-        wanted.append(conversation.in_(bindparam("only", expanding=True)))
-    heads = (
-        select(func.min(OutboxMessage.id).label("id"))
-        .where(col(OutboxMessage.status).in_(bindparam("unfinished", expanding=True)), *wanted)
-        .group_by(conversation, func.coalesce(col(OutboxMessage.lane), ""))
+        wanted.append(entries.conversation.in_(bindparam("only", expanding=True)))
+    lanes = (
+        sa_select(
+            entries.id,
+            entries.conversation,
+            entries.status,
+            entries.method,
+            entries.next_attempt_at,
+            entries.lease_until,
+            func.coalesce(entries.turn, entries.next_attempt_at).label("turn"),
+            func.row_number()
+            .over(
+                partition_by=(entries.conversation, func.coalesce(entries.lane, "")),
+                order_by=entries.id,
+            )
+            .label("in_lane"),
+        )
+        .where(*wanted)
         .subquery()
     )
-    query = select(OutboxMessage).where(
-        col(OutboxMessage.id).in_(select(heads.c.id)),
-        *wanted,  # again: a planner without statistics may start from this side
-        *([col(OutboxMessage.method) == bindparam("method")] if method else []),
-        *([col(OutboxMessage.method) != bindparam("except_method")] if except_method else []),
+    lane = lanes.c
+    heads = sa_select(lane.id, lane.conversation, lane.turn).where(
+        lane.in_lane == 1,
         or_(
-            and_(
-                col(OutboxMessage.status) == bindparam("pending"),
-                col(OutboxMessage.next_attempt_at) <= bindparam("now"),
-            ),
-            and_(
-                col(OutboxMessage.status) == bindparam("sending"),
-                col(OutboxMessage.lease_until) < bindparam("now"),
-            ),
+            and_(lane.status == bindparam("pending"), lane.next_attempt_at <= bindparam("now")),
+            and_(lane.status == bindparam("sending"), lane.lease_until < bindparam("now")),
         ),
     )
-    turn = func.coalesce(col(OutboxMessage.turn), col(OutboxMessage.next_attempt_at))
+    if method:
+        heads = heads.where(lane.method == bindparam("method"))
+    if except_method:
+        heads = heads.where(lane.method != bindparam("except_method"))
     if ranked:
-        places = query.add_columns(
+        placed = heads.add_columns(
             func.row_number()
-            .over(partition_by=conversation, order_by=(turn, col(OutboxMessage.id)))
+            .over(partition_by=lane.conversation, order_by=(lane.turn, lane.id))
             .label("place")
         ).subquery()
-        query = (
-            select(OutboxMessage)
-            .join(places, col(OutboxMessage.id) == places.c.id)
-            .where(places.c.place <= bindparam("per_conversation"))
+        chosen = (
+            sa_select(placed.c.id, placed.c.turn)
+            .where(placed.c.place <= bindparam("per_conversation"))
+            .subquery()
         )
-    return query.order_by(turn, col(OutboxMessage.id)).limit(bindparam("limit"))
+    else:
+        chosen = heads.subquery()
+    return (
+        select(OutboxMessage)
+        .join(chosen, col(OutboxMessage.id) == chosen.c.id)
+        .order_by(chosen.c.turn, chosen.c.id)
+        .limit(bindparam("limit"))
+    )
 
 
 _CLAIM_ONE = (
