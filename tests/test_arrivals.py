@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from feedbot.core import inbox as core_inbox
 from feedbot.db import arrivals_engine, make_engine
-from feedbot.models import ARRIVAL, InboxEntry
+from feedbot.models import ARRIVAL, InboxEntry, InboxStatus
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests.harness import ALICE, BOB, INTAKE, Bot
@@ -205,3 +205,35 @@ def test_looking_at_the_depth_before_the_bot_ran_creates_no_arrivals_file(
         assert not Path(f"{engine.url.database}-arrivals").exists()
     finally:
         engine.dispose()
+
+
+def test_arrivals_gather_while_moved_entries_wait_and_go_in_at_once_when_none_is_due(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a worker moved what had arrived before every entry, one or two requests
+    each time, three transactions per move. While entries it moved still wait it now moves
+    at most once per `MOVE_GAP`; with nothing due it moves at once, so a request never
+    waits for the gap when the worker is free."""
+    arrivals = inbox.arrivals
+    assert arrivals is not None
+    moves: list[int] = []
+    move = core_inbox.move_arrivals
+
+    def counted(*args: object, **kwargs: object) -> int:
+        moved = move(*args, **kwargs)  # type: ignore[arg-type]
+        moves.append(moved)
+        return moved
+
+    monkeypatch.setattr(core_inbox, "move_arrivals", counted)
+    monkeypatch.setattr("feedbot.slack.inbox.MOVE_GAP", 60.0)
+    for n in range(3):
+        bot.command(ALICE, f"Kasse {n} in Jena druckt keine Belege")
+    assert inbox.handle_one()  # nothing due: the three go in at once, and one is filed
+    assert moves == [3] and arrived(arrivals) == 0
+    bot.command(BOB, "Drucker in Gera zieht kein Papier ein")  # arrives meanwhile
+    assert inbox.handle_one() and inbox.handle_one()  # the two moved before go first
+    assert moves == [3] and arrived(arrivals) == 1, "moved before its turn"
+    assert inbox.handle_one()  # nothing due: moved at once, not after the gap
+    assert moves == [3, 1] and arrived(arrivals) == 0
+    assert not inbox.handle_one()
+    assert [entry.status for entry in in_inbox(bot)] == [InboxStatus.DONE] * 4
