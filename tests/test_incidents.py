@@ -384,3 +384,47 @@ def test_a_card_update_whose_group_is_gone_is_not_sent(bot: Bot) -> None:
             .order_by(col(OutboxMessage.id))
         ).all()[-1]
     assert entry.status == OutboxStatus.SUPERSEDED, "nothing to send is no failure"
+
+
+def test_reports_joining_one_group_in_parallel_do_not_wait_for_each_other(bot: Bot) -> None:
+    """On PostgreSQL workers file in parallel. Two reports joining the same group while its
+    card's update waits must not queue behind each other: the group's row is written only
+    when it changes, and the update they both count on is locked shared (a sender claiming
+    it still waits for both, see the test above)."""
+    from sqlalchemy import text
+
+    from feedbot.core.config import load_config
+    from feedbot.core.reports import ReportDraft
+    from feedbot.models import ReportSource
+    from feedbot.slack.flows import file_report
+
+    if bot.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its reports are filed one after the other")
+    bot.setup_team()
+    for number in range(7):
+        bot.slack.add_user(f"UFIELD{number:03d}")
+        file_dm(bot, f"UFIELD{number:03d}", OUTAGE)
+        if number == 5:
+            bot.drain()  # the group and its card exist; the seventh report's update waits
+    with Session(bot.engine) as first, Session(bot.engine) as second:
+        filed = []
+        for session, user in ((first, "UFIELD100"), (second, "UFIELD101")):
+            bot.clock.advance(seconds=1)  # as in a burst: each report a moment later
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait fails the test
+            config = load_config(session)
+            report = file_report(
+                session,
+                bot.deps,
+                reporter_id=user,
+                draft=ReportDraft(text=OUTAGE, source=ReportSource.COMMAND),
+                config=config,
+                now=bot.clock(),
+            )
+            filed.append(report.id)
+        second.commit()  # the one that came second goes first: it never waited
+        first.commit()
+    with Session(bot.engine) as session:
+        groups = session.exec(select(IncidentGroup)).all()
+        joined = [session.get(Report, report_id) for report_id in filed]
+    assert len(groups) == 1
+    assert [report.incident_id for report in joined if report] == [groups[0].id] * 2

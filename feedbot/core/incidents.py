@@ -179,6 +179,7 @@ def _join(session: Session, group: IncidentGroup, members: list[Report], now: da
     """Members join; the group's urgency (its response target) becomes its most urgent
     report's. A member not stored yet (the report being filed) is written with its group,
     and its timeline says so then (`reports.store_report`)."""
+    urgency = group.urgency
     for member in members:
         member.incident_id = group.id
         group.urgency = most_urgent(group.urgency, member.urgency)
@@ -188,8 +189,12 @@ def _join(session: Session, group: IncidentGroup, members: list[Report], now: da
         reports.record(
             session, member, actor=None, action="grouped", now=now, detail=group.reference
         )
-    group.updated_at = now
-    session.add(group)
+    if group.urgency != urgency:
+        # Written only when it changes: every report of a burst joins the group, and on
+        # PostgreSQL a written row stays locked until its transaction ends, so reports
+        # filed in parallel queued behind each other for it.
+        group.updated_at = now
+        session.add(group)
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,9 @@ def waiting_edit(
     """An edit of entry `of_id` for `purpose` still waiting for its first try, locked until this
     transaction ends: a sender that claims it meanwhile waits, and then sees what this
     transaction wrote. For edits drawn when they are sent, this one edit then shows whatever
-    changes came since. (One waiting after a failure is not counted on: it may be given up.)"""
+    changes came since. (One waiting after a failure is not counted on: it may be given up.)
+    The lock is shared: reports of one burst, filed in parallel, each count on the same edit
+    without waiting for each other."""
     return session.exec(
         _WAITING_EDIT, params={"of_id": of_id, "method": method, "purpose": purpose}
     ).first()
@@ -177,7 +179,7 @@ _WAITING_EDIT = (
         col(OutboxMessage.attempts) == 0,
     )
     .limit(1)
-    .with_for_update()
+    .with_for_update(read=True)
 )
 """Built once: every member of a burst asks, and building a statement costs more than
 running it."""
