@@ -386,45 +386,51 @@ def test_a_card_update_whose_group_is_gone_is_not_sent(bot: Bot) -> None:
     assert entry.status == OutboxStatus.SUPERSEDED, "nothing to send is no failure"
 
 
-def test_reports_joining_one_group_in_parallel_do_not_wait_for_each_other(bot: Bot) -> None:
-    """On PostgreSQL workers file in parallel. Two reports joining the same group while its
-    card's update waits must not queue behind each other: the group's row is written only
-    when it changes, and the update they both count on is locked shared (a sender claiming
-    it still waits for both, see the test above)."""
-    from sqlalchemy import text
-
+def test_a_report_joining_a_group_writes_the_group_only_when_its_urgency_changes(
+    bot: Bot,
+) -> None:
+    """Every report of a burst joins the group; a joiner that changes nothing of it writes
+    nothing to its row (on PostgreSQL a written row stays locked until the report's
+    transaction ends, and every later joiner would wait for it). One more urgent than the
+    group raises the group's urgency, its response target."""
     from feedbot.core.config import load_config
     from feedbot.core.reports import ReportDraft
-    from feedbot.models import ReportSource
+    from feedbot.models import ReportSource, Urgency
     from feedbot.slack.flows import file_report
 
-    if bot.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer: its reports are filed one after the other")
     bot.setup_team()
-    for number in range(7):
+    for number in range(6):
         bot.slack.add_user(f"UFIELD{number:03d}")
         file_dm(bot, f"UFIELD{number:03d}", OUTAGE)
-        if number == 5:
-            bot.drain()  # the group and its card exist; the seventh report's update waits
-    with Session(bot.engine) as first, Session(bot.engine) as second:
-        filed = []
-        for session, user in ((first, "UFIELD100"), (second, "UFIELD101")):
-            bot.clock.advance(seconds=1)  # as in a burst: each report a moment later
-            session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait fails the test
-            config = load_config(session)
+    bot.drain()
+    writes: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE INCIDENT_GROUP"):
+            writes.append(statement)
+
+    def join(user: str, urgency: Urgency) -> int | None:
+        bot.clock.advance(seconds=1)  # as in a burst: each report a moment later
+        with Session(bot.engine) as session:
             report = file_report(
                 session,
                 bot.deps,
                 reporter_id=user,
-                draft=ReportDraft(text=OUTAGE, source=ReportSource.COMMAND),
-                config=config,
+                draft=ReportDraft(text=OUTAGE, source=ReportSource.COMMAND, urgency=urgency),
+                config=load_config(session),
                 now=bot.clock(),
             )
-            filed.append(report.id)
-        second.commit()  # the one that came second goes first: it never waited
-        first.commit()
+            session.commit()
+            return report.incident_id
+
+    event.listen(bot.engine, "before_cursor_execute", seen)
+    try:
+        group_id = join("UFIELD100", Urgency.NORMAL)
+        assert group_id is not None and writes == []
+        assert join("UFIELD101", Urgency.CRITICAL) == group_id
+        assert writes, "the group's urgency changed"
+    finally:
+        event.remove(bot.engine, "before_cursor_execute", seen)
     with Session(bot.engine) as session:
-        groups = session.exec(select(IncidentGroup)).all()
-        joined = [session.get(Report, report_id) for report_id in filed]
-    assert len(groups) == 1
-    assert [report.incident_id for report in joined if report] == [groups[0].id] * 2
+        group = session.get(IncidentGroup, group_id)
+        assert group is not None and group.urgency == Urgency.CRITICAL

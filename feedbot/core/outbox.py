@@ -162,8 +162,10 @@ def waiting_edit(
     transaction ends: a sender that claims it meanwhile waits, and then sees what this
     transaction wrote. For edits drawn when they are sent, this one edit then shows whatever
     changes came since. (One waiting after a failure is not counted on: it may be given up.)
-    The lock is shared: reports of one burst, filed in parallel, each count on the same edit
-    without waiting for each other."""
+    The lock is exclusive, so reports of one burst that count on the same edit queue for it:
+    a shared one let them go in parallel, but PostgreSQL does not queue a new shared lock
+    behind a sender's claim waiting for the row, and a steady stream of reports could hold
+    the claim, and with it all of that sender's work, for as long as the burst lasted."""
     return session.exec(
         _WAITING_EDIT, params={"of_id": of_id, "method": method, "purpose": purpose}
     ).first()
@@ -179,7 +181,7 @@ _WAITING_EDIT = (
         col(OutboxMessage.attempts) == 0,
     )
     .limit(1)
-    .with_for_update(read=True)
+    .with_for_update()
 )
 """Built once: every member of a burst asks, and building a statement costs more than
 running it."""
