@@ -766,3 +766,38 @@ def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
     assert webhooks.retry_after("soon") is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     assert 80 < (webhooks.retry_after(later) or 0) <= 90
+
+
+def test_an_event_queued_for_a_webhook_removed_meanwhile_is_given_up_not_left(
+    bot: Bot,
+) -> None:
+    """A report that read the webhooks just before one was removed queues an event for it
+    after the removal failed its others. The loop's looks read only existing webhooks'
+    conversations (it is woken by every commit), so once per `poll_interval` one reads
+    them all: the event is found and given up, not left unfinished for ever."""
+    sender = WebhookSender(bot.deps, timeout=5, poll_interval=0.3)
+    sender.start()
+    try:
+        time.sleep(0.1)  # its first look, which reads everything, is over
+        with session_scope(bot.engine) as session:
+            stray = core_outbox.enqueue(
+                session,
+                conversation=webhooks.conversation_of(Webhook(id=999, url="https://x")),
+                method=webhooks.METHOD,
+                payload={"body": "{}"},
+                purpose="report.filed",
+                now=bot.clock(),
+            )
+        deadline = time.monotonic() + 5
+        status = OutboxStatus.PENDING
+        while time.monotonic() < deadline and status != OutboxStatus.FAILED:
+            sender.wake()  # as every commit does
+            time.sleep(0.02)
+            with Session(bot.engine) as session:
+                entry = session.get(OutboxMessage, stray.id)
+                assert entry is not None
+                status = entry.status
+        assert status == OutboxStatus.FAILED
+        assert entry.last_error == "the webhook was removed"
+    finally:
+        sender.stop()

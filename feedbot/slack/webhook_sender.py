@@ -66,6 +66,8 @@ class WebhookSender:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._looked_everywhere = float("-inf")
+        """When (`time.monotonic`) a look last read every webhook conversation (`_claim`)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -98,13 +100,24 @@ class WebhookSender:
                     self._stop.wait(looked + LOOK_GAP - time.monotonic())  # see `LOOK_GAP`
 
     def _claim(
-        self, session: Session, *, limit: int, per_conversation: int | None = None
+        self,
+        session: Session,
+        *,
+        limit: int,
+        per_conversation: int | None = None,
+        everywhere: bool = False,
     ) -> list[outbox.Claim]:
-        """Webhook entries due now, read from the webhooks' own conversations only: this
-        sender is woken by every commit, when Slack's backlog may be thousands of entries
-        long, and with no webhook it reads nothing more. (The events of a webhook added
-        meanwhile go on the next pass.)"""
-        receivers = [webhooks.conversation_of(hook) for hook in webhooks.all_webhooks(session)]
+        """Webhook entries due now. This sender is woken by every commit, when Slack's
+        backlog may be thousands of entries long, so a look reads the webhooks' own
+        conversations only, and with no webhook nothing more. Once per `poll_interval` a
+        look reads every webhook entry: an event queued for a webhook removed meanwhile
+        (by a report that read the webhooks just before) is then found, and given up."""
+        receivers: list[str] | None = None
+        now = time.monotonic()
+        if not everywhere and now - self._looked_everywhere < self.poll_interval:
+            receivers = [webhooks.conversation_of(w) for w in webhooks.all_webhooks(session)]
+        else:
+            self._looked_everywhere = now
         return outbox.claim_due(
             session,
             now=self.clock(),
@@ -123,7 +136,7 @@ class WebhookSender:
 
     def deliver_due(self, *, limit: int = 20) -> int:
         with Session(self.engine, expire_on_commit=False) as session:
-            claims = self._claim(session, limit=limit)
+            claims = self._claim(session, limit=limit, everywhere=True)
         for claim in claims:
             self.deliver(claim.entry)
         return len(claims)
