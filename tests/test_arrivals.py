@@ -21,7 +21,7 @@ from feedbot.db import arrivals_engine, make_engine
 from feedbot.models import ARRIVAL, InboxEntry, InboxStatus
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
-from tests.harness import ALICE, BOB, INTAKE, Bot
+from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, Bot
 
 
 @pytest.fixture
@@ -228,12 +228,23 @@ def test_arrivals_gather_while_moved_entries_wait_and_go_in_at_once_when_none_is
     monkeypatch.setattr("feedbot.slack.inbox.MOVE_GAP", 60.0)
     for n in range(3):
         bot.command(ALICE, f"Kasse {n} in Jena druckt keine Belege")
-    assert inbox.handle_one()  # nothing due: the three go in at once, and one is filed
+    assert inbox.handle_one()  # nothing moved before: the three go in, and one is filed
     assert moves == [3] and arrived(arrivals) == 0
     bot.command(BOB, "Drucker in Gera zieht kein Papier ein")  # arrives meanwhile
     assert inbox.handle_one() and inbox.handle_one()  # the two moved before go first
     assert moves == [3] and arrived(arrivals) == 1, "moved before its turn"
-    assert inbox.handle_one()  # nothing due: moved at once, not after the gap
+    assert inbox.handle_one()  # those were taken: it goes in at once, not after the gap
     assert moves == [3, 1] and arrived(arrivals) == 0
+    # Another worker (a drain from the command line, say) takes an entry this one moved:
+    # this one still counts it as waiting, finds nothing due, and moves at once.
+    other = Inbox(bot.deps)
+    other.app = inbox.app
+    bot.command(CAROL, "Kassenschublade in Suhl klemmt")
+    bot.command(BOB, "Drucker in Gera zieht wieder kein Papier ein")
+    assert inbox.handle_one() and moves == [3, 1, 2]
+    assert other.drain() == 1 and arrived(arrivals) == 0
+    bot.command(LEADER, "Kasse 4 in Jena druckt keine Belege")
+    assert inbox.handle_one(), "left waiting for the gap"
+    assert moves[-1] == 1 and arrived(arrivals) == 0
     assert not inbox.handle_one()
-    assert [entry.status for entry in in_inbox(bot)] == [InboxStatus.DONE] * 4
+    assert [entry.status for entry in in_inbox(bot)] == [InboxStatus.DONE] * 7
