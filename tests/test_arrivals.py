@@ -248,3 +248,30 @@ def test_arrivals_gather_while_moved_entries_wait_and_go_in_at_once_when_none_is
     assert moves[-1] == 1 and arrived(arrivals) == 0
     assert not inbox.handle_one()
     assert [entry.status for entry in in_inbox(bot)] == [InboxStatus.DONE] * 7
+
+
+def test_after_a_failed_move_the_worker_moves_again_before_it_takes_an_entry(
+    bot: Bot, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A move that failed stops the worker there: no entry is taken while requests may
+    still wait in the arrivals file, gathering or not."""
+    arrivals = inbox.arrivals
+    assert arrivals is not None
+    monkeypatch.setattr("feedbot.slack.inbox.MOVE_GAP", 60.0)
+    for n in range(2):
+        bot.command(ALICE, f"Kasse {n} in Jena druckt keine Belege")
+    assert inbox.handle_one()  # both moved, one filed: the other still waits
+    bot.command(BOB, "Drucker in Gera zieht kein Papier ein")
+    move = core_inbox.move_arrivals
+
+    def failing(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(core_inbox, "move_arrivals", failing)
+    with pytest.raises(RuntimeError, match="disk"):
+        inbox.move_arrivals()
+    with pytest.raises(RuntimeError, match="disk"):
+        inbox.handle_one()  # tries to move again first, instead of gathering
+    monkeypatch.setattr(core_inbox, "move_arrivals", move)
+    assert inbox.handle_one() and arrived(arrivals) == 0
+    assert inbox.drain() == 1

@@ -208,6 +208,8 @@ class Inbox:
         self._moved_waiting = 0
         """Entries moved into the inbox that this process has not taken yet, about: it only
         decides whether the next move can wait (`MOVE_GAP`)."""
+        self._move_failed = False
+        """The last move failed: the next one does not wait."""
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._answering = 0
@@ -448,7 +450,8 @@ class Inbox:
             return 0
         with self._moving:
             now = time.monotonic()
-            if gather and self._moved_waiting and now - self._moved_at < MOVE_GAP:
+            gathering = gather and self._moved_waiting and not self._move_failed
+            if gathering and now - self._moved_at < MOVE_GAP:
                 return 0
             if not self._arrived.is_set() and now - self._moved_at < self.poll_interval:
                 return 0
@@ -463,9 +466,11 @@ class Inbox:
                         break
             except Exception:
                 self._arrived.set()  # the next try moves them
+                self._move_failed = True  # and no entry is taken before it
                 raise
             finally:
                 self._moved_waiting += moved
+            self._move_failed = False
             return moved
 
     def _handle(self, session: Session, entry: core.Taken) -> None:
