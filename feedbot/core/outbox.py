@@ -242,8 +242,8 @@ def claim_due(
     A sender looks for work after every commit that queued some, a hundred times a second
     under load, while a paced channel may hold thousands of cards (each its own lane), so
     what it reads must not grow with them: the conversations it does not want (`skip`,
-    `only`) are left out before the lanes are grouped, by the conversation index alone. The
-    statement is built once per shape.
+    `only`) are left out before the lanes are numbered. The statement is built once per
+    shape.
 
     A head that is `sending` with an expired lease belonged to a sender that died; it is taken
     over and flagged for a recheck, since Slack may have accepted it already. `owner` names
