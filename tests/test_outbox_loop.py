@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, bindparam, event, text
 from sqlmodel import Session, col, func, select
 
 from feedbot.core import outbox
@@ -220,3 +220,56 @@ def test_wake_ups_that_come_together_are_answered_by_one_look(
         assert time.monotonic() - queued < 3.0  # not left for the 5 s poll
     finally:
         sender.stop()
+
+
+def test_calls_that_end_while_the_database_is_busy_are_recorded_together(
+    engine: Engine, paced_slack: FakeSlack
+) -> None:
+    """Each sending thread records its call as sent. Calls that end while another
+    transaction holds what that write needs (on SQLite the one writer, which the inbox's
+    worker holds for a whole report) are recorded in one transaction once it is free, not
+    each in a transaction of its own."""
+    channels = [f"CTOGETHER{n}" for n in range(6)]
+    queue_posts(engine, [(channel, f"to {channel}") for channel in channels])
+    paced_slack.fail("chat.postMessage", times=len(channels), status=200, error="", delay=0.5)
+    marks: list[int] = []
+
+    def listen(*args: Any) -> None:
+        statement, parameters, executemany = args[2], args[3], args[5]
+        setting = statement.partition(" WHERE ")[0]
+        if setting.startswith("UPDATE outbox_message SET status") and "result_ts" in setting:
+            marks.append(len(parameters) if executemany else 1)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=0.2
+    )
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while paced_slack.faults_left("chat.postMessage") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert paced_slack.faults_left("chat.postMessage") == 0, "every call under way"
+        with engine.connect() as busy:  # every row the marks write, and SQLite's writer
+            busy.execute(
+                text(
+                    "UPDATE outbox_message SET last_error = last_error WHERE conversation IN :c"
+                ).bindparams(bindparam("c", expanding=True)),
+                {"c": channels},
+            )
+            while (
+                len(paced_slack.calls_to("chat.postMessage")) < len(channels)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            time.sleep(0.3)  # the calls have ended; their threads wait to record them
+            busy.commit()
+        while unfinished(engine) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        sender.stop()
+        event.remove(engine, "before_cursor_execute", listen)
+    assert unfinished(engine) == 0
+    assert [len(paced_slack.messages(channel)) for channel in channels] == [1] * len(channels)
+    assert sum(marks) == len(channels)
+    assert len(marks) <= 2, f"one statement per waiting batch, not per call: {marks}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -426,21 +426,62 @@ def mark_sent(
     channel: str | None,
     ts: str | None,
     now: datetime,
-    attempt: int | None = None,
+    attempt: int,
 ) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(*_owned(entry_id, attempt))
-        .values(
-            status=OutboxStatus.SENT,
-            sent_at=now,
-            result_channel=channel,
-            result_ts=ts,
-            lease_until=None,
-            last_error=None,
-            uncertain=False,
-        )
+    """Record that Slack (or a webhook's receiver) took the entry, unless the claim `attempt`
+    no longer owns it."""
+    mark_sent_together(session, [SentMark(entry_id, attempt, channel, ts, now)])
+
+
+@dataclass(frozen=True)
+class SentMark:
+    """An entry Slack took, as its claim records it: where it landed, and when."""
+
+    entry_id: int
+    attempt: int
+    """The claim's attempt number: only the claim that still owns the entry records it."""
+    channel: str | None
+    ts: str | None
+    sent_at: datetime
+
+
+def mark_sent_together(session: Session, marks: Sequence[SentMark]) -> None:
+    """`mark_sent` for several entries, in one statement executed with many rows: the
+    sending threads' outcomes that wait together for SQLite's one writer are written in
+    one transaction (`feedbot.slack.outbox`)."""
+    if not marks:
+        return
+    session.connection().execute(
+        _MARK_SENT,
+        [
+            {
+                "entry_id": mark.entry_id,
+                "attempt": mark.attempt,
+                "result_channel_of": mark.channel,
+                "result_ts_of": mark.ts,
+                "sent_at_of": mark.sent_at,
+            }
+            for mark in marks
+        ],
     )
+
+
+_MARK_SENT = (
+    update(_OUTBOX_TABLE)
+    .where(
+        _OUTBOX_TABLE.c.id == bindparam("entry_id"),
+        _OUTBOX_TABLE.c.attempts == bindparam("attempt"),
+    )
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("sent_at_of"),
+        result_channel=bindparam("result_channel_of"),
+        result_ts=bindparam("result_ts_of"),
+        lease_until=None,
+        last_error=None,
+        uncertain=False,
+    )
+)
 
 
 def mark_retry(

@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -38,8 +38,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot.core import outbox, webhooks
+from feedbot.core.group_commit import GroupCommit
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
-from feedbot.core.outbox import Claim
+from feedbot.core.outbox import Claim, SentMark
 from feedbot.logs import without_database_details
 from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
@@ -137,6 +138,8 @@ class OutboxSender:
         self._next_slot: dict[str, float] = {}
         """Conversation -> the earliest moment a post held now may take there."""
         """Conversation -> `time.monotonic()` of this process's last accepted post there."""
+        self._sent: GroupCommit[SentMark, None] = GroupCommit(self._record_sent)
+        """Sending threads whose calls ended meanwhile record them in one transaction."""
 
     def wake(self) -> None:
         """Deliver soon: called after a transaction queued something."""
@@ -292,6 +295,15 @@ class OutboxSender:
         except Exception:  # its lease runs out and another sender takes it, with a recheck
             log.warning("outbox #%s: could not put it back", claim.entry.id, exc_info=True)
 
+    def _record_sent(self, marks: Sequence[SentMark]) -> list[None]:
+        """Mark entries sent, those of every sending thread that waits, in one transaction:
+        on SQLite each transaction waits for the one writer, which the inbox's worker holds
+        for a whole report, so the calls that end meanwhile are recorded together."""
+        with Session(self.engine) as session:
+            outbox.mark_sent_together(session, marks)
+            session.commit()
+        return [None] * len(marks)
+
     def _paused(self) -> bool:
         """Slack refuses this process's token: claim nothing, keep everything queued."""
         return self.access is not None and self.access.paused()
@@ -328,6 +340,8 @@ class OutboxSender:
         assert entry.id is not None
         context = f"outbox #{entry.id} {entry.method} to {entry.conversation} ({entry.purpose})"
         outcome: str | None = None
+        # A call Slack took: recorded once this session ends, with other threads' calls.
+        sent: SentMark | None = None
         with Session(self.engine, expire_on_commit=False) as session:
             fresh = leased is not None and time.monotonic() - leased <= RENEWED_FOR_CALL
             # Timed from before the write: the lease holds the time asked for, and waiting
@@ -368,17 +382,14 @@ class OutboxSender:
                     ts = response.get("ts") or response.get("message_ts")
                 if entry.conversation.startswith(SEALED):
                     channel = None  # a DM's channel names its person
-                outbox.mark_sent(
-                    session,
-                    entry.id,
-                    channel=channel,
-                    ts=ts,
-                    now=self.clock(),
-                    attempt=entry.attempts,
-                )
-                outcome = SENT
+                mark = SentMark(entry.id, entry.attempts, channel, ts, self.clock())
                 if entry.method == files.COPY_FILE and found is None:
+                    # The copy's own records commit with its mark.
+                    outbox.mark_sent_together(session, [mark])
                     files.after_copy(session, entry, response, now=self.clock())
+                else:
+                    sent = mark
+                outcome = SENT
             except DeliveryDeferred as exc:
                 outbox.mark_retry(
                     session,
@@ -414,6 +425,9 @@ class OutboxSender:
                 )
                 outcome = RETRY
             session.commit()
+        if sent is not None:
+            # Raised, the database failed: `_send` puts the entry back, uncertain.
+            self._sent.submit(sent)
         if outcome is not None:
             count_delivery(outcome)
 
