@@ -39,6 +39,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -68,14 +69,17 @@ def channel_ids(count: int = CHANNELS) -> list[str]:
     return [f"CBENCH{index:04d}" for index in range(count)]
 
 
-def serve_fake_slack() -> None:
-    """Child process: the rate-limited fake Slack until stdin closes, then what it holds."""
+def serve_fake_slack(response_urls: int = 0) -> None:
+    """Child process: the rate-limited fake Slack until stdin closes, then what it holds.
+    After its address it prints `response_urls` response URLs (a JSON list) on one line."""
     from tests.fakeslack import FakeSlack
 
     fake = FakeSlack(token=TOKEN, channel_rate_limit=RATE_LIMIT).start()
     for channel in channel_ids():
         fake.add_channel(channel, name=channel.lower())
     print(fake.base_url, flush=True)
+    if response_urls:
+        print(json.dumps([fake.new_response_url() for _ in range(response_urls)]), flush=True)
     sys.stdin.read()
     posted: dict[str, list[int]] = {}
     for channel in channel_ids():
@@ -89,6 +93,7 @@ def serve_fake_slack() -> None:
         "posted": posted,
         "rate_limited": fake.rate_limited_count,
         "calls": dict(methods),
+        "responses": len(fake.responses),
         "violations": fake.violations[:5],
     }
     fake.stop()
@@ -230,6 +235,124 @@ def measure(backend: str, url: str) -> dict[str, Any]:
     }
 
 
+RECEIPTS = 2000
+WRITER_HOLDS = 0.008
+"""Seconds the writer beside the sender holds each write transaction (`measure_receipts`):
+about what the inbox's worker takes for one report."""
+
+
+def measure_receipts(backend: str, url: str) -> dict[str, Any]:
+    """`RECEIPTS` receipts (answers to `response_url`s, none paced) through one
+    `OutboxSender`, while another thread writes all the time as the inbox's worker does
+    (transactions of `WRITER_HOLDS`, a millisecond apart): the sender's process CPU time per
+    receipt, the wall time, and how many statements recorded the receipts as sent."""
+    from slack_sdk import WebClient
+    from sqlalchemy import event, func, insert, select, text
+    from sqlmodel import col
+
+    from feedbot.db import make_engine
+    from feedbot.models import OutboxMessage, OutboxStatus
+    from feedbot.slack.outbox import OutboxSender
+    from feedbot.slack.web_api import RESPONSE_URL
+
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.outbox",
+            "--fake-slack",
+            "--response-urls",
+            str(RECEIPTS),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert fake.stdin is not None and fake.stdout is not None
+    engine = make_engine(url)
+    table: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+    try:
+        base_url = fake.stdout.readline().strip()
+        urls = json.loads(fake.stdout.readline())
+        now = datetime.now(UTC) - timedelta(seconds=1)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE bench_writes (note VARCHAR(20))")
+            connection.execute(
+                insert(table),
+                [
+                    {
+                        "conversation": f"respond:{index}",
+                        "method": RESPONSE_URL,
+                        "payload": json.dumps({"response_url": response_url, "text": "FB-1"}),
+                        "purpose": "receipt",
+                        "status": "pending",
+                        "attempts": 0,
+                        "uncertain": False,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                    }
+                    for index, response_url in enumerate(urls)
+                ],
+            )
+        marks: list[int] = []
+
+        def count_marks(*args: Any) -> None:
+            setting = str(args[2]).partition(" WHERE ")[0]
+            if setting.startswith("UPDATE outbox_message SET status") and "result_ts" in setting:
+                marks.append(1)
+
+        event.listen(engine, "before_cursor_execute", count_marks)
+        writing = threading.Event()
+        writing.set()
+
+        def write_all_the_time() -> None:
+            while writing.is_set():
+                with engine.begin() as connection:
+                    connection.execute(text("INSERT INTO bench_writes VALUES ('busy')"))
+                    time.sleep(WRITER_HOLDS)
+                time.sleep(0.001)
+
+        writer = threading.Thread(target=write_all_the_time, daemon=True)
+        writer.start()
+        client = WebClient(token=TOKEN, base_url=base_url, timeout=10)
+        client.retry_handlers = []
+        sender = OutboxSender(engine, client)
+        load = load_average()
+        cpu, started = time.process_time(), time.monotonic()
+        sender.start()
+        sender.wake()
+        remaining = RECEIPTS
+        while remaining and time.monotonic() - started < TIME_LIMIT:
+            time.sleep(0.05)
+            with engine.connect() as connection:
+                remaining = connection.execute(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+                ).scalar_one()
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+        sender.stop()
+        writing.clear()
+        writer.join()
+    finally:
+        engine.dispose()
+        fake.stdin.close()
+        held = json.loads(fake.stdout.read() or "{}")
+        fake.wait(10)
+    return {
+        "benchmark": "outbox_receipts",
+        "backend": backend,
+        "receipts": RECEIPTS,
+        "sent": RECEIPTS - remaining,
+        "answers_at_slack": held.get("responses"),
+        "seconds": round(seconds, 2),
+        "cpu_ms_per_receipt": rounded(cpu / RECEIPTS * 1000, 3),
+        "statements_marking_sent": len(marks),
+        "writer_holds_ms": WRITER_HOLDS * 1000,
+        "load_average": load,
+    }
+
+
 LOOK_CARDS = 2000
 LOOKS = 100
 
@@ -304,9 +427,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
     parser.add_argument("--fake-slack", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--response-urls", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fake_slack:
-        serve_fake_slack()
+        serve_fake_slack(args.response_urls)
         return
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     for backend in backends:
@@ -317,6 +441,8 @@ def main() -> None:
         with fresh_database(backend) as url:
             for record in measure_looks(backend, url):
                 emit(record)
+        with fresh_database(backend) as url:
+            emit(measure_receipts(backend, url))
 
 
 if __name__ == "__main__":
