@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -273,3 +274,39 @@ def test_calls_that_end_while_the_database_is_busy_are_recorded_together(
     assert [len(paced_slack.messages(channel)) for channel in channels] == [1] * len(channels)
     assert sum(marks) == len(channels)
     assert len(marks) <= 2, f"one statement per waiting batch, not per call: {marks}"
+
+
+def test_a_look_that_took_less_than_it_could_is_not_followed_by_an_empty_one_at_once(
+    engine: Engine, paced_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look takes every due entry it may, up to `LOOK_LIMIT`: one that took fewer leaves
+    nothing due for a look right after it, which would only read the queue again. Looks
+    then come at least `LOOK_GAP` apart, however many entries each took."""
+    looks: list[tuple[float, int]] = []
+    claim_due = outbox.claim_due
+
+    def counted(*args: object, **kwargs: Any) -> list[outbox.Claim]:
+        started = time.monotonic()
+        claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        looks.append((started, len(claims)))
+        return claims
+
+    monkeypatch.setattr(outbox, "claim_due", counted)
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
+    )
+    sender.start()
+    try:
+        for round_ in range(3):
+            queue_posts(engine, [(f"CTOOK{n:04d}", f"round {round_}") for n in range(3)])
+            sender.wake()
+            deadline = time.monotonic() + 10
+            while unfinished(engine) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert unfinished(engine) == 0
+            time.sleep(1.1)  # each channel's pace
+    finally:
+        sender.stop()
+    assert sum(took for _, took in looks) == 9
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(looks)]
+    assert min(gaps) >= LOOK_GAP * 0.9, f"a look right after one that took {looks}"

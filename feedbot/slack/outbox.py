@@ -69,12 +69,15 @@ AHEAD_PER_CONVERSATION = 2
 the next): what arrives meanwhile competes for the turn after, by its turn, not by arrival."""
 MAX_HELD = 200
 """Most entries the background loop holds claimed (waiting for their channel or a thread)."""
+LOOK_LIMIT = 50
+"""Most entries one look claims."""
 LOOK_GAP = 0.02
-"""Seconds at least between two looks for due entries after a look that found none. Every
-commit that queues something and every call that ends wakes the loop, hundreds of times a
-second under load, and each look reads the queue: wake-ups that come within this are
-answered by one look. An entry waits this much longer at most; a look that found entries
-is followed by the next at once."""
+"""Seconds at least between two looks for due entries, unless a look took all it could
+(`LOOK_LIMIT`, or as many as the loop has room for): then more may be due, and the next
+follows at once. Every commit that queues something and every call that ends wakes the
+loop, hundreds of times a second under load, and each look reads the queue: wake-ups that
+come within this are answered by one look, and a look that took fewer than it could is not
+followed by one that finds nothing. An entry waits this much longer at most."""
 
 
 class DeliveryDeferred(Exception):
@@ -173,6 +176,7 @@ class OutboxSender:
         while not self._stop.is_set():
             claims: list[Claim] = []
             room = MAX_HELD - self._held
+            wanted = min(room, LOOK_LIMIT)
             if room > 0 and not self._paused():
                 with self._held_lock:
                     busy = {c for c, n in self._held_in.items() if n >= AHEAD_PER_CONVERSATION}
@@ -182,7 +186,7 @@ class OutboxSender:
                         claims = outbox.claim_due(
                             session,
                             now=self.clock(),
-                            limit=min(room, 50),
+                            limit=wanted,
                             per_conversation=AHEAD_PER_CONVERSATION,
                             skip=busy,
                             except_method=webhooks.METHOD,
@@ -200,7 +204,7 @@ class OutboxSender:
             while waiting and waiting[0][0] <= now:
                 _, _, claim, leased = heapq.heappop(waiting)
                 self._ready.put((claim, leased))
-            if claims:
+            if claims and len(claims) == wanted:
                 continue  # more may be due at once
             timeout = self.poll_interval
             if waiting:
