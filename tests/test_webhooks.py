@@ -34,7 +34,7 @@ from feedbot.settings import get_settings
 from feedbot.slack.ids import Action
 from feedbot.slack.inbound_hooks import InboundHooks
 from feedbot.slack.server import Listener
-from feedbot.slack.webhook_sender import ALERT_AFTER, WebhookSender
+from feedbot.slack.webhook_sender import ALERT_AFTER, HOOK_LOOK_GAP, WebhookSender
 from tests.harness import (
     ADMIN,
     ALICE,
@@ -799,5 +799,33 @@ def test_an_event_queued_for_a_webhook_removed_meanwhile_is_given_up_not_left(
                 status = entry.status
         assert status == OutboxStatus.FAILED
         assert entry.last_error == "the webhook was removed"
+    finally:
+        sender.stop()
+
+
+def test_the_webhook_loop_looks_at_most_once_per_its_gap_however_often_it_is_woken(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit wakes the webhook loop, a hundred times a second and more under load,
+    though few queue a webhook event: it looks at most once per `HOOK_LOOK_GAP` (about
+    fifty times a second without it, the outbox loop's gap)."""
+    looks: list[float] = []
+    claim_due = core_outbox.claim_due
+
+    def counted(*args: Any, **kwargs: Any) -> list[core_outbox.Claim]:
+        looks.append(time.monotonic())
+        return claim_due(*args, **kwargs)
+
+    monkeypatch.setattr(core_outbox, "claim_due", counted)
+    sender = WebhookSender(bot.deps, timeout=5, poll_interval=5.0)
+    sender.start()
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:  # a thousand commits a second
+            sender.wake()
+            time.sleep(0.001)
+        during = [look for look in looks if started <= look < started + 1.0]
+        assert 3 <= len(during) <= 1.0 / HOOK_LOOK_GAP + 2
     finally:
         sender.stop()

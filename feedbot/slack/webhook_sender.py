@@ -27,7 +27,6 @@ from feedbot.models import OutboxMessage, Webhook
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.i18n import t
-from feedbot.slack.outbox import LOOK_GAP
 from feedbot.slack.text import escape
 from feedbot.slack.views.notices import build_plain
 
@@ -42,6 +41,10 @@ GIVE_UP_AFTER = timedelta(days=1)
 ALERT_AFTER = 5
 """Failed attempts in a row of one event before the admins are told its receiver fails."""
 THREADS = 4
+HOOK_LOOK_GAP = 0.1
+"""Seconds at least between two looks after a look that found nothing. Every commit wakes
+this loop, though few queue a webhook event: a ticket system does not notice a tenth of a
+second, and the working process looked fifty times a second for nothing under load."""
 
 
 class WebhookSender:
@@ -97,7 +100,7 @@ class WebhookSender:
                     looked = time.monotonic()
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
-                    self._stop.wait(looked + LOOK_GAP - time.monotonic())  # see `LOOK_GAP`
+                    self._stop.wait(looked + HOOK_LOOK_GAP - time.monotonic())
 
     def _claim(
         self,
