@@ -15,6 +15,7 @@ from sqlmodel import Session, col, func, select
 from feedbot.core import outbox
 from feedbot.db import session_scope
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
+from feedbot.slack import outbox as outbox_sending
 from feedbot.slack.outbox import LOOK_GAP, OutboxSender
 from tests.fakeslack import FakeSlack
 from tests.harness import TOKEN
@@ -195,7 +196,7 @@ def test_wake_ups_that_come_together_are_answered_by_one_look(
     looks: list[float] = []
     claim_due = outbox.claim_due
 
-    def counted(*args: object, **kwargs: Any) -> list[outbox.Claim]:
+    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
         looks.append(time.monotonic())
         return claim_due(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -232,7 +233,7 @@ def test_calls_that_end_while_the_database_is_busy_are_recorded_together(
     each in a transaction of its own."""
     channels = [f"CTOGETHER{n}" for n in range(6)]
     queue_posts(engine, [(channel, f"to {channel}") for channel in channels])
-    paced_slack.fail("chat.postMessage", times=len(channels), status=200, error="", delay=0.5)
+    paced_slack.fail("chat.postMessage", times=len(channels), status=200, error="", delay=2.0)
     marks: list[int] = []
 
     def listen(*args: Any) -> None:
@@ -258,12 +259,14 @@ def test_calls_that_end_while_the_database_is_busy_are_recorded_together(
                 ).bindparams(bindparam("c", expanding=True)),
                 {"c": channels},
             )
+            # The calls end; the first thread to record its call waits for `busy`, the
+            # others queue behind it.
             while (
-                len(paced_slack.calls_to("chat.postMessage")) < len(channels)
+                not (sender._sent.writing and sender._sent.waiting == len(channels) - 1)
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.01)
-            time.sleep(0.3)  # the calls have ended; their threads wait to record them
+            assert sender._sent.waiting == len(channels) - 1
             busy.commit()
         while unfinished(engine) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -285,7 +288,7 @@ def test_a_look_that_took_less_than_it_could_is_not_followed_by_an_empty_one_at_
     looks: list[tuple[float, int]] = []
     claim_due = outbox.claim_due
 
-    def counted(*args: object, **kwargs: Any) -> list[outbox.Claim]:
+    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
         started = time.monotonic()
         claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
         looks.append((started, len(claims)))
@@ -310,3 +313,36 @@ def test_a_look_that_took_less_than_it_could_is_not_followed_by_an_empty_one_at_
     assert sum(took for _, took in looks) == 9
     gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(looks)]
     assert min(gaps) >= LOOK_GAP * 0.9, f"a look right after one that took {looks}"
+
+
+def test_a_look_that_took_all_it_could_is_followed_by_the_next_at_once(
+    engine: Engine, paced_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look that read as many due entries as it may take leaves more due: the next look
+    follows at once, not after `LOOK_GAP`."""
+    looks: list[tuple[float, int]] = []
+    claim_due = outbox.claim_due
+
+    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
+        started = time.monotonic()
+        claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        looks.append((started, len(claims)))
+        return claims
+
+    monkeypatch.setattr(outbox, "claim_due", counted)
+    monkeypatch.setattr(outbox_sending, "LOOK_LIMIT", 2)
+    monkeypatch.setattr(outbox_sending, "LOOK_GAP", 0.5)
+    queue_posts(engine, [(f"CFULL{n:04d}", "due now") for n in range(5)])
+    sender = OutboxSender(
+        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
+    )
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while unfinished(engine) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        sender.stop()
+    assert unfinished(engine) == 0
+    assert [took for _, took in looks[:3]] == [2, 2, 1]
+    assert looks[2][0] - looks[0][0] < 0.5, "the looks after full ones came at once"

@@ -812,7 +812,7 @@ def test_the_webhook_loop_looks_at_most_once_per_its_gap_however_often_it_is_wok
     looks: list[float] = []
     claim_due = core_outbox.claim_due
 
-    def counted(*args: Any, **kwargs: Any) -> list[core_outbox.Claim]:
+    def counted(*args: Any, **kwargs: Any) -> core_outbox.Claims:
         looks.append(time.monotonic())
         return claim_due(*args, **kwargs)
 

@@ -218,6 +218,14 @@ class Claim:
     recheck: bool
 
 
+class Claims(list[Claim]):
+    """The claims of one look, in due order; `read` is how many due entries the look read
+    (some may have been claimed by another sender first): a look that read its limit may
+    have left more due."""
+
+    read: int = 0
+
+
 def claim_due(
     session: Session,
     *,
@@ -229,7 +237,7 @@ def claim_due(
     method: str | None = None,
     except_method: str | None = None,
     owner: str | None = None,
-) -> list[Claim]:
+) -> Claims:
     """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
 
     `per_conversation` caps how many heads of one conversation are taken at once, and `skip`
@@ -250,7 +258,7 @@ def claim_due(
     the claiming process (see `feedbot.core.liveness`), so its claims end when it dies.
     """
     if only is not None and not only:
-        return []
+        return Claims()
     statement = _claim_statement(
         skipping=bool(skip),
         only=only is not None,
@@ -301,7 +309,9 @@ def claim_due(
             claims.append(Claim(entry=entry, recheck=entry.uncertain))
     session.commit()
     due_order = {entry.id: position for position, entry in enumerate(candidates)}
-    return sorted(claims, key=lambda claim: due_order[claim.entry.id])
+    taken = Claims(sorted(claims, key=lambda claim: due_order[claim.entry.id]))
+    taken.read = len(candidates)
+    return taken
 
 
 @functools.cache
@@ -429,7 +439,7 @@ def mark_sent(
     attempt: int,
 ) -> None:
     """Record that Slack (or a webhook's receiver) took the entry, unless the claim `attempt`
-    no longer owns it."""
+    no longer owns it. Written past the session's objects (`mark_sent_together`)."""
     mark_sent_together(session, [SentMark(entry_id, attempt, channel, ts, now)])
 
 
@@ -448,7 +458,10 @@ class SentMark:
 def mark_sent_together(session: Session, marks: Sequence[SentMark]) -> None:
     """`mark_sent` for several entries, in one statement executed with many rows: the
     sending threads' outcomes that wait together for SQLite's one writer are written in
-    one transaction (`feedbot.slack.outbox`)."""
+    one transaction (`feedbot.slack.outbox`). In id order, as `claim_due` locks rows.
+
+    The statement goes to the session's connection, past its objects: nothing pending is
+    flushed first, and an `OutboxMessage` loaded in the session keeps what it showed."""
     if not marks:
         return
     session.connection().execute(
@@ -461,7 +474,7 @@ def mark_sent_together(session: Session, marks: Sequence[SentMark]) -> None:
                 "result_ts_of": mark.ts,
                 "sent_at_of": mark.sent_at,
             }
-            for mark in marks
+            for mark in sorted(marks, key=lambda mark: mark.entry_id)
         ],
     )
 

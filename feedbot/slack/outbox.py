@@ -72,7 +72,7 @@ MAX_HELD = 200
 LOOK_LIMIT = 50
 """Most entries one look claims."""
 LOOK_GAP = 0.02
-"""Seconds at least between two looks for due entries, unless a look took all it could
+"""Seconds at least between two looks for due entries, unless a look read all it could take
 (`LOOK_LIMIT`, or as many as the loop has room for): then more may be due, and the next
 follows at once. Every commit that queues something and every call that ends wakes the
 loop, hundreds of times a second under load, and each look reads the queue: wake-ups that
@@ -175,6 +175,7 @@ class OutboxSender:
         order = itertools.count()
         while not self._stop.is_set():
             claims: list[Claim] = []
+            full = False  # the look read all it could take: more may be due
             room = MAX_HELD - self._held
             wanted = min(room, LOOK_LIMIT)
             if room > 0 and not self._paused():
@@ -183,7 +184,7 @@ class OutboxSender:
                 asked = time.monotonic()  # the leases run from about now
                 try:
                     with Session(self.engine, expire_on_commit=False) as session:
-                        claims = outbox.claim_due(
+                        found = outbox.claim_due(
                             session,
                             now=self.clock(),
                             limit=wanted,
@@ -192,6 +193,7 @@ class OutboxSender:
                             except_method=webhooks.METHOD,
                             owner=self.owner,
                         )
+                    claims, full = found, found.read >= wanted
                 except Exception:
                     log.exception("outbox pass failed; retrying")
             with self._held_lock:
@@ -204,7 +206,7 @@ class OutboxSender:
             while waiting and waiting[0][0] <= now:
                 _, _, claim, leased = heapq.heappop(waiting)
                 self._ready.put((claim, leased))
-            if claims and len(claims) == wanted:
+            if full:
                 continue  # more may be due at once
             timeout = self.poll_interval
             if waiting:
