@@ -66,6 +66,21 @@ def send_until_done(engine: Engine, slack: FakeSlack) -> None:
         sender.stop()
 
 
+def watch_looks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, int]]:
+    """Every look for due entries from now on: when it began, and how many it claimed."""
+    looks: list[tuple[float, int]] = []
+    claim_due = outbox.claim_due
+
+    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
+        started = time.monotonic()
+        claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        looks.append((started, len(claims)))
+        return claims
+
+    monkeypatch.setattr(outbox, "claim_due", counted)
+    return looks
+
+
 def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
     engine: Engine, paced_slack: FakeSlack
 ) -> None:
@@ -193,14 +208,7 @@ def test_wake_ups_that_come_together_are_answered_by_one_look(
 ) -> None:
     """Under load every commit wakes the loop; it looks for due entries at most once per
     `LOOK_GAP` while it finds none, and an entry queued meanwhile still goes at once."""
-    looks: list[float] = []
-    claim_due = outbox.claim_due
-
-    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
-        looks.append(time.monotonic())
-        return claim_due(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(outbox, "claim_due", counted)
+    looks = watch_looks(monkeypatch)
     sender = OutboxSender(
         engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
     )
@@ -211,7 +219,7 @@ def test_wake_ups_that_come_together_are_answered_by_one_look(
         while time.monotonic() - started < 0.5:  # a thousand commits a second
             sender.wake()
             time.sleep(0.001)
-        during = [look for look in looks if started <= look < started + 0.5]
+        during = [look for look, _ in looks if started <= look < started + 0.5]
         assert 3 <= len(during) <= 0.5 / LOOK_GAP + 2
         queue_posts(engine, [("CLOOK0001", "right away")])
         queued = time.monotonic()
@@ -291,16 +299,7 @@ def test_a_look_that_took_less_than_it_could_is_not_followed_by_an_empty_one_at_
     """A look takes every due entry it may, up to `LOOK_LIMIT`: one that took fewer leaves
     nothing due for a look right after it, which would only read the queue again. Looks
     then come at least `LOOK_GAP` apart, however many entries each took."""
-    looks: list[tuple[float, int]] = []
-    claim_due = outbox.claim_due
-
-    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
-        started = time.monotonic()
-        claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
-        looks.append((started, len(claims)))
-        return claims
-
-    monkeypatch.setattr(outbox, "claim_due", counted)
+    looks = watch_looks(monkeypatch)
     sender = OutboxSender(
         engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
     )
@@ -326,16 +325,7 @@ def test_a_look_that_took_all_it_could_is_followed_by_the_next_at_once(
 ) -> None:
     """A look that read as many due entries as it may take leaves more due: the next look
     follows at once, not after `LOOK_GAP`."""
-    looks: list[tuple[float, int]] = []
-    claim_due = outbox.claim_due
-
-    def counted(*args: object, **kwargs: Any) -> outbox.Claims:
-        started = time.monotonic()
-        claims = claim_due(*args, **kwargs)  # type: ignore[arg-type]
-        looks.append((started, len(claims)))
-        return claims
-
-    monkeypatch.setattr(outbox, "claim_due", counted)
+    looks = watch_looks(monkeypatch)
     monkeypatch.setattr(outbox_sending, "LOOK_LIMIT", 2)
     monkeypatch.setattr(outbox_sending, "LOOK_GAP", 0.5)
     queue_posts(engine, [(f"CFULL{n:04d}", "due now") for n in range(5)])
