@@ -270,3 +270,32 @@ def test_sqlite_connections_get_wal_foreign_keys_a_busy_timeout_and_mapped_reads
         with pytest.raises(IntegrityError):
             session.commit()
     engine.dispose()
+
+
+def test_postgresql_statements_run_often_stay_prepared_on_the_connection_used_last(
+    postgres_url: str,
+) -> None:
+    """psycopg prepares a statement on a connection once it has run there five times, and
+    the server then skips parsing and planning it. The pool must hand out the connection
+    given back last: taken in turn, each of a busy process's connections saw too few runs
+    of any statement to prepare it, and the server planned each of them every time."""
+    engine = make_engine(postgres_url)
+    statement = select(Report.id).where(col(Report.id) == 0)
+    try:
+        # Three connections in the pool, as a process with several threads keeps.
+        with engine.connect(), engine.connect(), engine.connect():
+            pass
+        for _ in range(8):
+            with Session(engine) as session:
+                session.exec(statement).all()
+                session.commit()
+        with Session(engine) as session:
+            prepared = session.execute(
+                text(
+                    "SELECT count(*) FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'SELECT report.id%'"
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert prepared == 1
