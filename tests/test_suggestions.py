@@ -1014,3 +1014,94 @@ def test_a_lookup_in_a_busy_window_reads_what_its_words_match_not_every_report(
     assert busy - quiet < (10 * 500 if sqlite else 50), (
         "every report of the window was tried for every word"
     )
+
+
+def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: Engine) -> None:
+    """In an outage every report of the last minutes is alike, so grouping's window and the
+    receipt's suggestions rank the same reports by the same rare words. One statement looks
+    both up; it must read those words' index rows once, not once per pool. (SQLite's work is
+    counted in its virtual machine's steps; PostgreSQL's in the `report_term` index rows
+    its plan reads, from `EXPLAIN ANALYZE`.)"""
+    from sqlalchemy import delete
+
+    from feedbot.models import Report, ReportTerm
+
+    now = utcnow()
+    wording = "Kassenwaage in Filiale Suhl wiegt falsch"
+    with Session(engine) as session:
+        session.execute(delete(ReportTerm))
+        session.execute(delete(Report))
+        burst = _other_reports(400, at=lambda n: now - timedelta(seconds=n % 600))
+        for n, row in enumerate(burst):
+            row["text"] = f"Kassenwaage Filiale Suhl {n % 7} wiegt falsch"
+        _insert(session, burst)
+        session.commit()
+    since = now - timedelta(minutes=15)
+
+    def suggestions(session: Session) -> list[Any]:
+        return similar_reports.alike_reports(
+            session, text=wording, category=None, statuses=similar_reports.SUGGESTIONS.statuses
+        )
+
+    def grouping(session: Session) -> list[Any]:
+        return similar_reports.alike_reports(
+            session,
+            text=wording,
+            category=None,
+            limit=50,
+            threshold=0.3,
+            candidates=100,
+            created_since=since,
+            alongside=(similar_reports.SUGGESTIONS,),
+        )
+
+    def window(session: Session) -> list[Any]:
+        return similar_reports.alike_reports(
+            session,
+            text=wording,
+            category=None,
+            limit=50,
+            threshold=0.3,
+            candidates=100,
+            created_since=since,
+        )
+
+    measure = _reads if engine.dialect.name == "sqlite" else _term_index_rows
+    measure(engine, suggestions)  # the common words' counts, kept from now on
+    suggestions_alone, _ = measure(engine, suggestions)
+    window_alone, _ = measure(engine, window)
+    both, found = measure(engine, grouping)
+    print(json.dumps({"apart": [window_alone, suggestions_alone], "together": both}))
+    assert len(found) == 50
+    assert both < window_alone + suggestions_alone * 0.5, (
+        "the words' index rows were read once per pool"
+    )
+
+
+def _term_index_rows(
+    engine: Engine, lookup: Callable[[Session], list[Any]]
+) -> tuple[int, list[Any]]:
+    """The rows PostgreSQL's plans read from `report_term`'s indexes for `lookup`'s
+    statements (each run once more under `EXPLAIN ANALYZE`), and what it found."""
+    read = [0]
+
+    def rows_of(plan: dict[str, Any]) -> int:
+        own = 0
+        if plan.get("Relation Name") == "report_term" or str(plan.get("Index Name", "")).startswith(
+            ("ix_report_term", "pk_report_term")
+        ):
+            own = int(plan["Actual Rows"]) * int(plan["Actual Loops"])
+        return own + sum(rows_of(child) for child in plan.get("Plans", []))
+
+    def explained(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            read[0] += rows_of(cursor.fetchone()[0][0]["Plan"])
+
+    event.listen(engine, "before_cursor_execute", explained)
+    try:
+        with Session(engine) as session:
+            found = lookup(session)
+    finally:
+        event.remove(engine, "before_cursor_execute", explained)
+    return read[0], found

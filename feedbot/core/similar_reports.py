@@ -352,6 +352,12 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
     PostgreSQL hash the whole table in every lookup: 6 of 12 ms at 20,000 reports), on
     SQLite read once more by rowid, which costs SQLite less than taking the columns along.
 
+    With a pool of any age alongside (filing's grouping lookup, with the receipt's
+    suggestions), the window's reports are picked out of that pool's count of every
+    report's shared terms instead (`every_share`, read once): in an outage the window holds
+    most of the reports the rare terms are in, and the two pools read the same index rows
+    twice, over a quarter of the lookup's work.
+
     A pool of any age ranks the reports that share its rare terms, then reads their status
     until it has its candidates. If the statuses it leaves out are few (`RARE_STATUSES`: the
     receipt's suggestions leave out only duplicates), it reads the status of only the first
@@ -368,6 +374,9 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
     index rows, and is no cheaper when the window is quiet."""
     probe: Any = bindparam("probe", expanding=True)
     exclude_id: Any = bindparam("exclude_id")
+    every_share: Any = None
+    if _WINDOW in shapes and any(shape != _WINDOW for shape in shapes):
+        every_share = _sharing(probe, exclude_id if excluding else None).cte("every_share")
     per_pool = []
     for index, shape in enumerate(shapes):
         statuses: Any = bindparam(f"statuses{index}", expanding=True)
@@ -382,12 +391,18 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
                 .where(col(Report.created_at) >= since)
                 .scalar_subquery()
             )
-            recent: Any = sa_select(
-                col(ReportTerm.report_id).label("id"), func.count().label("shared")
-            ).where(col(ReportTerm.term).in_(probe), col(ReportTerm.report_id) >= first_id)
-            if excluding:
-                recent = recent.where(col(ReportTerm.report_id) != exclude_id)
-            recent = recent.group_by(col(ReportTerm.report_id)).subquery()
+            if every_share is None:
+                recent: Any = _sharing(
+                    probe,
+                    exclude_id if excluding else None,
+                    col(ReportTerm.report_id) >= first_id,
+                ).subquery()
+            else:
+                recent = (
+                    sa_select(every_share.c.id, every_share.c.shared)
+                    .where(every_share.c.id >= first_id)
+                    .subquery()
+                )
             candidates: Any = (
                 sa_select(*_described(recent.c.id, sqlite))
                 .join(Report, col(Report.id) == recent.c.id)
@@ -398,17 +413,16 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
                 .order_by(recent.c.shared.desc(), recent.c.id.desc())
             )
         else:
-            sharing: Any = sa_select(
-                col(ReportTerm.report_id).label("id"), func.count().label("shared")
-            ).where(col(ReportTerm.term).in_(probe))
-            if excluding:
-                sharing = sharing.where(col(ReportTerm.report_id) != exclude_id)
             # Ordered here as well as below: PostgreSQL then joins the ranked reports one by
             # one and stops when the pool is full, instead of hashing the report table; and
             # the bound below keeps the first ones in this order, which must be the pool's.
-            sharing = sharing.group_by(col(ReportTerm.report_id)).order_by(
-                func.count().desc(), col(ReportTerm.report_id).desc()
-            )
+            if every_share is None:
+                sharing: Any = _sharing(probe, exclude_id if excluding else None)
+                sharing = sharing.order_by(func.count().desc(), col(ReportTerm.report_id).desc())
+            else:
+                sharing = sa_select(every_share.c.id, every_share.c.shared).order_by(
+                    every_share.c.shared.desc(), every_share.c.id.desc()
+                )
             if shape == _RARE_LEFT_OUT:
                 left_out = (
                     sa_select(func.count())
@@ -465,6 +479,17 @@ def _lookup_statement(shapes: tuple[str, ...], *, excluding: bool, sqlite: bool)
         .join(found, found.c.id == counted.c.id)
         .distinct()
     )
+
+
+def _sharing(probe: Any, exclude_id: Any, *where: Any) -> Any:
+    """How many of the `probe` terms each report shares, read from their index rows alone
+    (`where` narrows the rows read), leaving out `exclude_id` if given."""
+    query: Any = sa_select(
+        col(ReportTerm.report_id).label("id"), func.count().label("shared")
+    ).where(col(ReportTerm.term).in_(probe), *where)
+    if exclude_id is not None:
+        query = query.where(col(ReportTerm.report_id) != exclude_id)
+    return query.group_by(col(ReportTerm.report_id))
 
 
 def _in_pools(shapes: tuple[str, ...], status: Any, created_at: Any) -> Any:
