@@ -8,9 +8,11 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, func, select
 
@@ -19,7 +21,14 @@ from feedbot.core import outbox as core_outbox
 from feedbot.core.liveness import Liveness
 from feedbot.db import arrivals_engine, session_scope
 from feedbot.metrics import InboxDepth
-from feedbot.models import InboxEntry, InboxStatus, OutboxMessage, OutboxStatus, Report
+from feedbot.models import (
+    InboxEntry,
+    InboxStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Report,
+    utcnow,
+)
 from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
@@ -491,3 +500,77 @@ def test_a_leader_form_says_what_to_change_before_it_closes(bot: Bot, inbox: Inb
     assert len(entries(bot)) == stored + 1
     inbox.drain()
     assert bot.report(duplicate.id).status == "duplicate"
+
+
+def test_taking_the_next_entry_reads_the_waiting_ones_not_the_handled_ones_kept(
+    engine: Engine,
+) -> None:
+    """Handled entries are kept two days (`KEEP_FOR`), a hundred thousand after a busy one.
+    Taking the next entry must not read them, nor every entry waiting behind it: PostgreSQL
+    once walked the primary key from the oldest entry kept and read every handled one before
+    the first waiting one, and SQLite sorted all the waiting ones (a backlog in an outage).
+    (SQLite's work is counted in its virtual machine's steps, PostgreSQL's in the table rows
+    its index scans fetch.)"""
+    from sqlalchemy import delete, insert, text
+
+    now = utcnow()
+    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+
+    def inbox_with(handled: int) -> None:
+        """`handled` entries handled earlier, then a hundred waiting (ids in that order)."""
+        rows = [
+            {
+                "kind": "command",
+                "dedupe_key": f"key-{n}",
+                "body": "" if n < handled else "{}",
+                "status": InboxStatus.DONE if n < handled else InboxStatus.PENDING,
+                "received_at": now - timedelta(hours=1),
+                "next_attempt_at": now - timedelta(hours=1),
+                "handled_at": now - timedelta(hours=1) if n < handled else None,
+                "attempts": 1,
+            }
+            for n in range(handled + 100)
+        ]
+        with Session(engine) as session:
+            session.execute(delete(table))
+            session.execute(insert(table), rows)
+            session.commit()
+            if engine.dialect.name != "sqlite":
+                session.execute(text("ANALYZE inbox_entry"))
+                session.commit()
+
+    def take_reads() -> int:
+        with Session(engine) as session:
+            if engine.dialect.name == "sqlite":
+                raw = session.connection().connection.driver_connection
+                assert raw is not None
+                steps = [0]
+
+                def count() -> int:
+                    steps[0] += 1
+                    return 0
+
+                raw.set_progress_handler(count, 1)
+                taken = core_inbox.take_next(session, now=now)
+                raw.set_progress_handler(None, 1)
+                read = steps[0]
+            else:
+                fetched = text(
+                    "SELECT coalesce(sum(idx_tup_fetch), 0) + coalesce(sum(seq_tup_read), 0)"
+                    " FROM pg_stat_xact_user_tables WHERE relname = 'inbox_entry'"
+                )
+                before = int(session.execute(fetched).scalar_one())
+                taken = core_inbox.take_next(session, now=now)
+                read = int(session.execute(fetched).scalar_one()) - before
+            assert taken is not None and taken.body == "{}", "a waiting entry was taken"
+            session.rollback()
+        return read
+
+    inbox_with(0)
+    alone = take_reads()
+    inbox_with(5000)
+    behind_handled = take_reads()
+    print(json.dumps({"waiting_alone": alone, "behind_5000_handled": behind_handled}))
+    # Reading the handled entries costs 5,000 rows on PostgreSQL; sorting the hundred
+    # waiting ones, about 800 steps on SQLite. The first row of the due index costs a few.
+    assert behind_handled < 300, "the handled entries, or every waiting one, were read"

@@ -301,7 +301,8 @@ class Taken(NamedTuple):
 
 
 def take_next(session: Session, *, now: datetime) -> Taken | None:
-    """The oldest due entry, locked for this transaction (other workers skip it), or None.
+    """The entry due the longest (the first to arrive, unless a retry put it back later),
+    locked for this transaction (other workers skip it), or None.
 
     One statement picks the entry and counts its attempt: on SQLite the write makes the
     transaction the writer from the start, so the work that follows never finds the database
@@ -319,10 +320,14 @@ def take_next(session: Session, *, now: datetime) -> Taken | None:
 @functools.cache
 def _take_statement(dialect: str) -> Any:
     table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+    # Read in the due index's own order, the first due entry is its first row. In id order,
+    # PostgreSQL walked the primary key from the oldest entry kept and read every handled
+    # one first (they are kept two days: 1.6 ms per take at 20,000), and SQLite sorted
+    # every waiting one (40,000 steps with 6,000 waiting).
     due = (
         select(table.c.id)
         .where(table.c.status == bindparam("pending"), table.c.next_attempt_at <= bindparam("now"))
-        .order_by(table.c.id)
+        .order_by(table.c.next_attempt_at, table.c.id)
         .limit(1)
     )
     if dialect == "postgresql":
