@@ -44,10 +44,20 @@ from tests.harness import (
 pytestmark = pytest.mark.slow
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on, and none handed out before in this test run: the system
+    may give a port just released again, and two replicas started on one port answer as two
+    healthy ones while the second has exited ("Address already in use")."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
@@ -156,7 +166,11 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 def replicas(pg_url: str, slack: FakeSlack, tmp_path: Path) -> Iterator[list[Replica]]:
     group = [start(pg_url, slack, tmp_path, f"replica{n}") for n in range(3)]
     try:
-        wait_for(lambda: all(r.health() for r in group), 60, "three healthy replicas")
+        wait_for(
+            lambda: all(r.process.poll() is None and r.health() for r in group),
+            60,
+            "three healthy replicas",
+        )
         yield group
     finally:
         for replica in group:
