@@ -574,3 +574,36 @@ def test_taking_the_next_entry_reads_the_waiting_ones_not_the_handled_ones_kept(
     # Reading the handled entries costs 5,000 rows on PostgreSQL; sorting the hundred
     # waiting ones, about 800 steps on SQLite. The first row of the due index costs a few.
     assert behind_handled < 300, "the handled entries, or every waiting one, were read"
+
+
+def test_the_entry_due_the_longest_is_taken_first(engine: Engine) -> None:
+    """Entries go in the order they became due: a new one at its arrival, a retried one
+    when its pause ends, behind those that became due before it."""
+    from sqlalchemy import insert
+
+    now = utcnow()
+    table: Any = InboxEntry.__table__  # type: ignore[attr-defined]
+    due_at = {"retried": now - timedelta(seconds=5), "arrived": now - timedelta(seconds=30)}
+    with Session(engine) as session:
+        for key, at in due_at.items():  # the retried one first: the lower id
+            session.execute(
+                insert(table).values(
+                    kind="command",
+                    dedupe_key=key,
+                    body=key,
+                    status=InboxStatus.PENDING,
+                    received_at=now - timedelta(minutes=1),
+                    next_attempt_at=at,
+                    attempts=0,
+                )
+            )
+        session.commit()
+    taken = []
+    for _ in due_at:
+        with Session(engine) as session:
+            entry = core_inbox.take_next(session, now=now)
+            assert entry is not None
+            core_inbox.finish(session, entry, now=now)
+            session.commit()
+            taken.append(entry.body)
+    assert taken == ["arrived", "retried"]

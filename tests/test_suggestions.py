@@ -196,11 +196,13 @@ class Stored:
 
 
 def worked_out(
-    stored: list[Stored], text: str, pool: similar_reports.Pool
+    stored: list[Stored], text: str, pool: similar_reports.Pool, exclude_id: int | None = None
 ) -> list[tuple[int, float]]:
     """What a lookup of `text` in `pool` must find (threshold 0, any category), worked out
-    in Python over every report: its rarest terms (`probe_terms`), the pool's reports that
-    share the most of them (then the newest), scored by the Jaccard index."""
+    in Python over every report but `exclude_id`: its rarest terms (`probe_terms`), the
+    pool's reports that share the most of them (then the newest), scored by the Jaccard
+    index."""
+    stored = [other for other in stored if other.report_id != exclude_id]
     wanted = frozenset(similarity.terms(text))
     counts = {term: sum(term in other.terms for other in stored) for term in wanted}
     probe = set(similar_reports.probe_terms(counts))
@@ -222,7 +224,8 @@ def worked_out(
 def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine: Engine) -> None:
     """Pools of a few candidates each over mixed statuses and ages, so that each pool's cut
     matters: each lookup finds what is worked out in Python over every report, and whichever
-    pool looked first, every later lookup finds what it finds alone."""
+    pool looked first, every later lookup finds what it finds alone. Half of the texts leave
+    a report out, as filing leaves out the report being filed."""
     rng = random.Random(12)
     now = utcnow()
     words = [
@@ -267,19 +270,24 @@ def test_a_lookup_answered_from_an_earlier_one_finds_what_it_finds_alone(engine:
         )
 
     compared = 0
-    for _ in range(25):
+    for round_number in range(25):
         text = " ".join(rng.sample(words, 4)) + f" Vorgang{rng.randint(0, 6)}"
+        left_out = rng.choice(stored).report_id if round_number % 2 else None
         alone = {}
         for pool in pools:
             with Session(engine) as session:
-                alone[pool] = look(session, text, pool)
-            assert [(a.report_id, a.score) for a in alone[pool]] == worked_out(stored, text, pool)
+                alone[pool] = look(session, text, pool, exclude_id=left_out)
+            assert [(a.report_id, a.score) for a in alone[pool]] == worked_out(
+                stored, text, pool, left_out
+            )
         for first in pools:
             with Session(engine) as session:
                 others = [pool for pool in pools if pool != first]
-                assert look(session, text, first, alongside=others) == alone[first]
+                found = look(session, text, first, alongside=others, exclude_id=left_out)
+                assert found == alone[first]
                 for pool in others:
-                    assert look(session, text, pool) == alone[pool], (text, first, pool)
+                    found = look(session, text, pool, exclude_id=left_out)
+                    assert found == alone[pool], (text, first, pool)
                     compared += 1
     assert compared == 25 * 4 * 3
     assert sum(len(found) for found in alone.values()) > 0
@@ -1022,7 +1030,7 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
     both up; it must read those words' index rows once, not once per pool. (SQLite's work is
     counted in its virtual machine's steps; PostgreSQL's in the `report_term` index rows
     its plan reads, from `EXPLAIN ANALYZE`.)"""
-    from sqlalchemy import delete
+    from sqlalchemy import delete, text
 
     from feedbot.models import Report, ReportTerm
 
@@ -1036,6 +1044,9 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
             row["text"] = f"Kassenwaage Filiale Suhl {n % 7} wiegt falsch"
         _insert(session, burst)
         session.commit()
+        if engine.dialect.name != "sqlite":
+            session.execute(text("ANALYZE report, report_term"))
+            session.commit()
     since = now - timedelta(minutes=15)
 
     def suggestions(session: Session) -> list[Any]:
@@ -1073,7 +1084,9 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
     both, found = measure(engine, grouping)
     print(json.dumps({"apart": [window_alone, suggestions_alone], "together": both}))
     assert len(found) == 50
-    assert both < window_alone + suggestions_alone * 0.5, (
+    # Read twice, the pair costs about both apart (SQLite) or the window and half the
+    # suggestions (PostgreSQL, whose suggestions stop early); read once, less than that.
+    assert both < window_alone + suggestions_alone * 0.25, (
         "the words' index rows were read once per pool"
     )
 
@@ -1086,10 +1099,12 @@ def _term_index_rows(
     read = [0]
 
     def rows_of(plan: dict[str, Any]) -> int:
+        """Rows of the scans that read `report_term` itself: its indexes' scans, and a
+        sequential scan of the table (a bitmap's heap scan would count its index's twice)."""
         own = 0
-        if plan.get("Relation Name") == "report_term" or str(plan.get("Index Name", "")).startswith(
-            ("ix_report_term", "pk_report_term")
-        ):
+        index = str(plan.get("Index Name", ""))
+        sequential = plan["Node Type"] == "Seq Scan" and plan.get("Relation Name") == "report_term"
+        if sequential or index.startswith(("ix_report_term", "pk_report_term")):
             own = int(plan["Actual Rows"]) * int(plan["Actual Loops"])
         return own + sum(rows_of(child) for child in plan.get("Plans", []))
 
