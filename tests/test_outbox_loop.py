@@ -52,10 +52,10 @@ def queue_posts(engine: Engine, posts: list[tuple[str, str]]) -> None:
             )
 
 
-def send_until_done(engine: Engine, slack: FakeSlack) -> None:
+def send_until_done(engine: Engine, slack: FakeSlack, *, poll_interval: float = 0.2) -> None:
     """Run a sender's background loop until nothing is left to send (at most 20 s)."""
     sender = OutboxSender(
-        engine, WebClient(token=TOKEN, base_url=slack.base_url), poll_interval=0.2
+        engine, WebClient(token=TOKEN, base_url=slack.base_url), poll_interval=poll_interval
     )
     sender.start()
     try:
@@ -329,16 +329,7 @@ def test_a_look_that_took_all_it_could_is_followed_by_the_next_at_once(
     monkeypatch.setattr(outbox_sending, "LOOK_LIMIT", 2)
     monkeypatch.setattr(outbox_sending, "LOOK_GAP", 0.5)
     queue_posts(engine, [(f"CFULL{n:04d}", "due now") for n in range(5)])
-    sender = OutboxSender(
-        engine, WebClient(token=TOKEN, base_url=paced_slack.base_url), poll_interval=5.0
-    )
-    sender.start()
-    try:
-        deadline = time.monotonic() + 10
-        while unfinished(engine) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        sender.stop()
+    send_until_done(engine, paced_slack, poll_interval=5.0)
     assert unfinished(engine) == 0
     assert [took for _, took in looks[:3]] == [2, 2, 1]
     assert looks[2][0] - looks[0][0] < 0.5, "the looks after full ones came at once"

@@ -1054,7 +1054,10 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
             session, text=wording, category=None, statuses=similar_reports.SUGGESTIONS.statuses
         )
 
-    def grouping(session: Session) -> list[Any]:
+    def grouping(
+        session: Session,
+        alongside: tuple[similar_reports.Pool, ...] = (similar_reports.SUGGESTIONS,),
+    ) -> list[Any]:
         return similar_reports.alike_reports(
             session,
             text=wording,
@@ -1063,19 +1066,11 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
             threshold=0.3,
             candidates=100,
             created_since=since,
-            alongside=(similar_reports.SUGGESTIONS,),
+            alongside=alongside,
         )
 
     def window(session: Session) -> list[Any]:
-        return similar_reports.alike_reports(
-            session,
-            text=wording,
-            category=None,
-            limit=50,
-            threshold=0.3,
-            candidates=100,
-            created_since=since,
-        )
+        return grouping(session, alongside=())
 
     measure = _reads if engine.dialect.name == "sqlite" else _term_index_rows
     measure(engine, suggestions)  # the common words' counts, kept from now on
