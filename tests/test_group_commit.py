@@ -64,8 +64,8 @@ class HeldWrites:
 
 def submit_all(group: GroupCommit[int, int], writes: HeldWrites, items: range) -> dict[int, object]:
     """Submit each item from a thread of its own while the first one's write is held, so
-    the others queue; what each caller got back or raised. A caller that got an answer
-    must find its item committed at that moment."""
+    the others queue, in the items' order; what each caller got back or raised. A caller
+    that got an answer must find its item committed at that moment."""
     results: dict[int, object] = {}
 
     def call(item: int) -> None:
@@ -78,9 +78,9 @@ def submit_all(group: GroupCommit[int, int], writes: HeldWrites, items: range) -
     threads = [threading.Thread(target=call, args=(item,)) for item in items]
     threads[0].start()
     until(lambda: group.waiting == 0 and group.writing)  # the first writes alone
-    for thread in threads[1:]:
-        thread.start()
-    until(lambda: group.waiting == len(items) - 1)
+    for queued, thread in enumerate(threads[1:], start=1):
+        thread.start()  # queued before the next starts: threads started together may not be
+        until(lambda queued=queued: group.waiting == queued)
     writes.release.set()
     for thread in threads:
         thread.join(5)
