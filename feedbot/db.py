@@ -257,7 +257,12 @@ def holds_sqlite_write_lock(session: Session) -> bool:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commits when the block ends, rolls back if it raises."""
+    """One unit of work: commits when the block ends, rolls back if it raises.
+
+    Also for what only reads, where it is run often: a session closed without a commit
+    rolls back, and at every rollback psycopg forgets the statements it prepared on that
+    connection (the server then parses and plans each of them again). An idle process's
+    looks for work ended that way several times a second."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -607,3 +608,40 @@ def test_the_entry_due_the_longest_is_taken_first(engine: Engine) -> None:
             session.commit()
             taken.append(entry.body)
     assert taken == ["arrived", "retried"]
+
+
+def test_an_idle_worker_process_ends_its_looks_with_commits(bot: Bot) -> None:
+    """psycopg forgets every statement it prepared on a connection when a transaction there
+    rolls back, so the server parses and plans them all again. An idle process looks for
+    work several times a second (the inbox's workers, the webhook sender, the token's
+    state, the configuration, a person's stored profile): those reads end with a commit,
+    which leaves the prepared statements be, not with a rollback."""
+    if bot.engine.dialect.name != "postgresql":
+        pytest.skip("only psycopg forgets its prepared statements at a rollback")
+    from psycopg.pq import TransactionStatus
+    from sqlalchemy import event
+
+    from feedbot.slack.work import Work
+
+    ended: dict[str, list[str]] = {"commit": [], "rollback": []}
+
+    def counted(how: str) -> Any:
+        def count(connection: Any) -> None:
+            status = connection.connection.dbapi_connection.info.transaction_status
+            if status != TransactionStatus.IDLE:  # else psycopg sends nothing
+                ended[how].append(threading.current_thread().name)
+
+        return count
+
+    for how in ended:
+        event.listen(bot.engine, how, counted(how))
+    work = Work.assemble(bot.deps, only_work=True)
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=work.inbox)
+    work.start()
+    try:
+        time.sleep(2.5)
+        bot.deps.people.profile(ALICE)
+    finally:
+        work.stop()
+    assert ended["rollback"] == []
+    assert {"inbox-0", "webhook-sender", "MainThread"} <= set(ended["commit"])

@@ -20,7 +20,6 @@ from datetime import datetime
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from feedbot.core import access
 from feedbot.core.access import Revocation
@@ -83,7 +82,7 @@ class SlackAccess:
             cached = self._cached
         if cached is not None and time.monotonic() - cached[1] < CACHE_FOR:
             return cached[0]
-        with Session(self.engine) as session:
+        with session_scope(self.engine) as session:
             found = access.revocation(session, token=self.token)
         with self._lock:
             self._cached = (found, time.monotonic())

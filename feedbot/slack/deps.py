@@ -60,7 +60,7 @@ class ConfigCache:
             assert value is not None
             return value
         try:
-            with Session(self.engine) as session:
+            with session_scope(self.engine) as session:
                 fresh = load_config(
                     session,
                     bootstrap_admins=tuple(self.settings.feedbot_admins),

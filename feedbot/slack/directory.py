@@ -22,7 +22,6 @@ from threading import Lock, RLock
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from feedbot.db import session_scope, upsert_insert
 from feedbot.models import SlackUser
@@ -123,7 +122,7 @@ class PeopleDirectory:
     def _stored(self, user_id: str) -> tuple[Profile | None, bool]:
         """The stored profile and whether it is fresh; a row only marks a Home opened
         (`fetched_at` at the epoch, no locale) is no profile."""
-        with Session(self.engine) as session:
+        with session_scope(self.engine) as session:
             row = session.get(SlackUser, user_id)
         if row is None or (
             row.locale is None and row.timezone is None and row.fetched_at.year < 2000

@@ -432,7 +432,7 @@ class Inbox:
         with Session(self.engine, expire_on_commit=False) as session:
             entry = core.take_next(session, now=self.deps.clock())
             if entry is None:
-                session.rollback()
+                session.commit()  # nothing was written; see `feedbot.db.session_scope`
                 self._moved_waiting = 0
                 return False
             self._moved_waiting = max(self._moved_waiting - 1, 0)

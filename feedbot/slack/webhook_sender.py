@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from feedbot.core import outbox, webhooks
 from feedbot.core.outbox import CALL_TIMEOUT
+from feedbot.db import session_scope
 from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, Webhook
 from feedbot.slack import delivery
@@ -90,7 +91,7 @@ class WebhookSender:
             while not self._stop.is_set():
                 claims = []
                 try:
-                    with Session(self.engine, expire_on_commit=False) as session:
+                    with session_scope(self.engine) as session:
                         claims = self._claim(session, limit=THREADS * 4, per_conversation=1)
                 except Exception:
                     log.exception("webhook pass failed; retrying")
