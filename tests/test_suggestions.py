@@ -754,6 +754,46 @@ def test_filing_counts_its_words_once_and_the_next_transaction_counts_again(
         event.remove(engine, "before_cursor_execute", count_queries)
 
 
+def test_the_word_counts_kept_count_the_reports_filed_since(engine: Engine) -> None:
+    """A common word's count is kept for minutes, while in an outage thousands of reports
+    a minute may contain it. Each report filed is counted in the counts kept, so that the
+    lookups choose their words by what the index holds, and read no more than their budget
+    of rows."""
+    from feedbot.core import incidents
+
+    frequencies = similar_reports.FREQUENCIES
+    config = RuntimeConfig()
+    now = utcnow()
+    common = "Drucker"  # in every report of `_other_reports`
+    kept = similar_reports.CACHED_FROM + 20
+    with Session(engine) as session:
+        _insert(session, _other_reports(kept, at=lambda n: now - timedelta(days=1, minutes=n)))
+        session.commit()
+        (term,) = similarity.terms(common)
+        assert frequencies.counts(session, [term]) == {term: kept}
+    for n in range(5):
+        with Session(engine) as session:
+            report = reports.new_report(
+                session,
+                reporter_id=ALICE,
+                draft=ReportDraft(text=f"Drucker in Filiale {n} klemmt", source=ReportSource.MODAL),
+                config=config,
+                now=now,
+                identities=IDENTITIES,
+            )
+            incidents.store_and_place(session, report=report, config=config, now=now)
+            session.commit()
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with Session(engine) as session:
+            assert frequencies.counts(session, [term]) == {term: kept + 5}
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert statements == [], "the count was kept, not taken again"
+
+
 def _reads(
     engine: Engine,
     lookup: Callable[[Session], list[Any]],

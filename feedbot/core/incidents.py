@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
-from feedbot.core import burst_keys, reports, similar_reports, triage
+from feedbot.core import burst_keys, reports, similar_reports, similarity, triage
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import Identities
 from feedbot.core.reminders.groups import most_urgent
@@ -94,6 +94,7 @@ def store_and_place(
     """
     if session.get_bind().dialect.name != "postgresql" and not holds_sqlite_write_lock(session):
         reports.store_report(session, report, now=now)
+        _counted(session, report)
         return place(session, report=report, config=config, now=now)
     earlier = similar_reports.last_lookup(session)
     placement = place(session, report=report, config=config, now=now)
@@ -101,7 +102,13 @@ def store_and_place(
     reports.store_report(session, report, now=now, grouped_in=grouped_in)
     assert report.id is not None
     similar_reports.stored_after_lookup(session, report.id, earlier=earlier)
+    _counted(session, report)
     return placement
+
+
+def _counted(session: Session, report: Report) -> None:
+    """The words' counts the lookups keep count the report just stored."""
+    similar_reports.FREQUENCIES.indexed(session, similarity.terms(report.text))
 
 
 def _joined(

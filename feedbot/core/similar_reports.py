@@ -96,11 +96,27 @@ class TermFrequencies:
         session.info[_LAST_COUNTS] = (_innermost(session), asked, found)
         return dict(found)
 
+    def indexed(self, session: Session, terms: Collection[str]) -> None:
+        """A report with `terms` was indexed in `session`'s database: the counts kept of
+        them count it. In an outage a common word is counted in thousands within minutes,
+        and counts kept from before said far less than the index held: the lookups chose
+        terms by them and read half as many rows again as their budget (`PROBE_ROWS`), more
+        the longer the burst. Reports other processes index are counted when the count is
+        taken again; one whose transaction rolls back leaves a count one too high."""
+        engine = _engine_of(session)
+        with self._lock:
+            known = self._counts.get(engine)
+            if not known:
+                return
+            for term in terms:
+                entry = known.get(term)
+                if entry is not None:
+                    known[term] = (entry[0] + 1, entry[1])
+
     def _counts_for(
         self, session: Session, terms: Collection[str], *, exclude_id: int | None
     ) -> dict[str, int]:
-        bind = session.get_bind()
-        engine = bind if isinstance(bind, Engine) else bind.engine
+        engine = _engine_of(session)
         now = time.monotonic()
         with self._lock:
             known = self._counts.setdefault(engine, {})
@@ -130,6 +146,11 @@ class TermFrequencies:
 
 
 FREQUENCIES = TermFrequencies()
+
+
+def _engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
 
 
 @functools.cache
