@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
-from sqlmodel import Session
+
+from feedbot.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class OutboxBacklog(Collector):
             "feedbot_outbox_backlog", "Outbox entries by status", labels=["status"]
         )
         try:
-            with Session(self.engine) as session:
+            with session_scope(self.engine) as session:
                 for status, count in backlog(session).items():
                     family.add_metric([status], count)
         except Exception as exc:
@@ -135,7 +136,7 @@ class InboxDepth(Collector):
             "feedbot_inbox_failed", "Requests set aside after failing (see `feedbot inbox`)"
         )
         try:
-            with Session(self.engine) as session:
+            with session_scope(self.engine) as session:
                 found = depth(session, now=(self.clock or utcnow)())
             waiting.add_metric([], found.pending)
             oldest.add_metric([], found.oldest_seconds)

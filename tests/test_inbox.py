@@ -21,7 +21,7 @@ from feedbot.core import inbox as core_inbox
 from feedbot.core import outbox as core_outbox
 from feedbot.core.liveness import Liveness
 from feedbot.db import arrivals_engine, session_scope
-from feedbot.metrics import InboxDepth
+from feedbot.metrics import InboxDepth, OutboxBacklog
 from feedbot.models import (
     InboxEntry,
     InboxStatus,
@@ -615,7 +615,8 @@ def test_an_idle_worker_process_ends_its_looks_with_commits(bot: Bot) -> None:
     rolls back, so the server parses and plans them all again. An idle process looks for
     work several times a second (the inbox's workers, the webhook sender, the token's
     state, the configuration, a person's stored profile): those reads end with a commit,
-    which leaves the prepared statements be, not with a rollback."""
+    which leaves the prepared statements be, not with a rollback. So do the serving
+    process's reads of the backlogs."""
     if bot.engine.dialect.name != "postgresql":
         pytest.skip("only psycopg forgets its prepared statements at a rollback")
     from psycopg.pq import TransactionStatus
@@ -641,6 +642,10 @@ def test_an_idle_worker_process_ends_its_looks_with_commits(bot: Bot) -> None:
     try:
         time.sleep(2.5)
         bot.deps.people.profile(ALICE)
+        # And the serving process's: the depth it watches, the backlogs /metrics shows.
+        work.inbox.check_depth()
+        list(InboxDepth(bot.engine).collect())
+        list(OutboxBacklog(bot.engine).collect())
     finally:
         work.stop()
     assert ended["rollback"] == []

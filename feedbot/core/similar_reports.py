@@ -293,6 +293,7 @@ def _planned_for_its_values(session: Session) -> Iterator[None]:
     if session.get_bind().dialect.name != "postgresql":
         yield
         return
+    session.flush()  # what fails here fails before the setting is made
     connection = session.connection()
     connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     yield

@@ -392,7 +392,7 @@ class Inbox:
     def check_depth(self) -> core.Depth | None:
         """Log when the oldest waiting request is older than `core.LATE_AFTER`."""
         try:
-            with Session(self.engine) as session:
+            with session_scope(self.engine) as session:
                 depth = core.depth(session, now=self.deps.clock())
         except Exception as exc:
             log.warning("could not read the inbox depth: %s", type(exc).__name__)
