@@ -843,21 +843,38 @@ def _window_reads(
     lookups `alongside`, in the same statement) reads (see `_reads`). It must find
     `expected` reports."""
     work, found = _reads(
-        engine,
-        lambda session: similar_reports.alike_reports(
-            session,
-            text=wording,
-            category=None,
-            limit=50,
-            threshold=0.3,
-            candidates=100,
-            created_since=since,
-            alongside=alongside,
-        ),
-        tables,
+        engine, lambda session: _grouping_lookup(session, wording, since, alongside), tables
     )
     assert len(found) == expected
     return work
+
+
+def _grouping_lookup(
+    session: Session,
+    wording: str,
+    since: datetime,
+    alongside: tuple[similar_reports.Pool, ...] = (),
+) -> list[Any]:
+    """Grouping's lookup of `wording` among the open reports since `since`, as filing makes
+    it (`incidents._find_place`), with the lookups `alongside` in the same statement."""
+    return similar_reports.alike_reports(
+        session,
+        text=wording,
+        category=None,
+        limit=50,
+        threshold=0.3,
+        candidates=100,
+        created_since=since,
+        alongside=alongside,
+    )
+
+
+def _burst(count: int, now: datetime) -> list[dict[str, Any]]:
+    """`count` alike reports of the last ten minutes about a shop's scales, for bulk insert."""
+    rows = _other_reports(count, at=lambda n: now - timedelta(seconds=n % 600))
+    for n, row in enumerate(rows):
+        row["text"] = f"Kassenwaage Filiale Suhl {n % 7} wiegt falsch"
+    return rows
 
 
 def _term_scans(engine: Engine, wording: str, since: datetime, *, expected: int) -> int:
@@ -872,15 +889,7 @@ def _term_scans(engine: Engine, wording: str, since: datetime, *, expected: int)
     )
     with Session(engine) as session:
         before = int(session.execute(scans).scalar_one())
-        found = similar_reports.alike_reports(
-            session,
-            text=wording,
-            category=None,
-            limit=50,
-            threshold=0.3,
-            candidates=100,
-            created_since=since,
-        )
+        found = _grouping_lookup(session, wording, since)
         assert len(found) == expected
         return int(session.execute(scans).scalar_one()) - before
 
@@ -1080,10 +1089,7 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
     with Session(engine) as session:
         session.execute(delete(ReportTerm))
         session.execute(delete(Report))
-        burst = _other_reports(400, at=lambda n: now - timedelta(seconds=n % 600))
-        for n, row in enumerate(burst):
-            row["text"] = f"Kassenwaage Filiale Suhl {n % 7} wiegt falsch"
-        _insert(session, burst)
+        _insert(session, _burst(400, now))
         session.commit()
         if engine.dialect.name != "sqlite":
             session.execute(text("ANALYZE report, report_term"))
@@ -1095,25 +1101,13 @@ def test_grouping_reads_its_words_index_rows_once_for_both_of_its_pools(engine: 
             session, text=wording, category=None, statuses=similar_reports.SUGGESTIONS.statuses
         )
 
-    def grouping(
-        session: Session,
-        alongside: tuple[similar_reports.Pool, ...] = (similar_reports.SUGGESTIONS,),
-    ) -> list[Any]:
-        return similar_reports.alike_reports(
-            session,
-            text=wording,
-            category=None,
-            limit=50,
-            threshold=0.3,
-            candidates=100,
-            created_since=since,
-            alongside=alongside,
-        )
+    def grouping(session: Session) -> list[Any]:
+        return _grouping_lookup(session, wording, since, (similar_reports.SUGGESTIONS,))
 
     def window(session: Session) -> list[Any]:
-        return grouping(session, alongside=())
+        return _grouping_lookup(session, wording, since)
 
-    measure = _reads if engine.dialect.name == "sqlite" else _term_index_rows
+    measure = _reads if engine.dialect.name == "sqlite" else _plan_rows_read
     measure(engine, suggestions)  # the common words' counts, kept from now on
     suggestions_alone, _ = measure(engine, suggestions)
     window_alone, _ = measure(engine, window)
@@ -1152,25 +1146,14 @@ def test_in_a_long_outage_the_window_reads_the_reports_it_keeps_not_all_of_them(
         session.commit()
         session.execute(text("ANALYZE report, report_term"))  # older than the burst
         session.commit()
-        rows = _other_reports(burst, at=lambda n: now - timedelta(seconds=n % 600))
-        for n, row in enumerate(rows):
-            row["text"] = f"Kassenwaage Filiale Suhl {n % 7} wiegt falsch"
-        _insert(session, rows)
+        _insert(session, _burst(burst, now))
         session.commit()
+    since = now - timedelta(minutes=15)
 
     def grouping(session: Session) -> list[Any]:
-        return similar_reports.alike_reports(
-            session,
-            text=wording,
-            category=None,
-            limit=50,
-            threshold=0.3,
-            candidates=100,
-            created_since=now - timedelta(minutes=15),
-            alongside=(similar_reports.SUGGESTIONS,),
-        )
+        return _grouping_lookup(session, wording, since, (similar_reports.SUGGESTIONS,))
 
-    read, found = _term_index_rows(engine, grouping, table="report")
+    read, found = _plan_rows_read(engine, grouping, table="report")
     print(json.dumps({"report_rows_read": read, "window": burst}))
     assert len(found) == 50
     # The window's entries once (its first id), the hundred kept, the receipt's thirty.
@@ -1196,6 +1179,7 @@ def test_postgresql_plans_the_lookup_for_each_run_s_own_values(
         session.commit()
         session.execute(text("ANALYZE report, report_term"))  # not an earlier test's
         session.commit()
+    since = now - timedelta(minutes=15)
 
     def plans_after_fourteen_lookups() -> tuple[int, int]:
         """(generic, custom) plans of the prepared lookup, on a pool's one connection."""
@@ -1204,14 +1188,7 @@ def test_postgresql_plans_the_lookup_for_each_run_s_own_values(
             pass
         for _ in range(14):
             with Session(engine) as session:
-                similar_reports.alike_reports(
-                    session,
-                    text=wording,
-                    category=None,
-                    candidates=100,
-                    created_since=now - timedelta(minutes=15),
-                    alongside=(similar_reports.SUGGESTIONS,),
-                )
+                _grouping_lookup(session, wording, since, (similar_reports.SUGGESTIONS,))
                 session.commit()
         with Session(engine) as session:
             (plans,) = session.execute(
@@ -1232,7 +1209,7 @@ def test_postgresql_plans_the_lookup_for_each_run_s_own_values(
     assert generic > 0
 
 
-def _term_index_rows(
+def _plan_rows_read(
     engine: Engine, lookup: Callable[[Session], list[Any]], table: str = "report_term"
 ) -> tuple[int, list[Any]]:
     """The rows PostgreSQL's plans read from `table` for `lookup`'s statements (each run
