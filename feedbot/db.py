@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.elements import UnaryExpression
@@ -253,6 +254,50 @@ def holds_sqlite_write_lock(session: Session) -> bool:
     what it reads then cannot change before it commits. False on PostgreSQL."""
     connection = session.connection().connection.dbapi_connection
     return isinstance(connection, TurnTakingConnection) and connection.writing
+
+
+_AT_COMMIT = "feedbot.at_commit"
+
+
+def at_commit(session: Session, key: Hashable, action: Callable[[], None]) -> None:
+    """Run `action` as the session's transaction commits, after all else it did: for a
+    statement that locks a row other transactions wait for, since PostgreSQL keeps the lock
+    until the commit. Done earlier, the lock is held through everything after it, and the
+    transactions that need the row (every report of a burst) take turns for all of that.
+
+    One action per `key` (a later one replaces it). Within a savepoint (the inbox's replay)
+    it still waits for the outer commit; an action whose savepoint or transaction rolls back
+    is dropped."""
+    actions: dict[Hashable, tuple[SessionTransaction | None, Callable[[], None]]]
+    actions = session.info.setdefault(_AT_COMMIT, {})
+    actions[key] = (session.get_nested_transaction() or session.get_transaction(), action)
+
+
+@event.listens_for(Session, "before_commit")
+def _run_at_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: its work commits with the transaction's
+    actions = session.info.pop(_AT_COMMIT, None)
+    for _, action in (actions or {}).values():
+        action()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_at_rollback(session: Session, previous: SessionTransaction) -> None:
+    actions = session.info.get(_AT_COMMIT)
+    if not actions:
+        return
+    for key, (transaction, _) in list(actions.items()):
+        while transaction is not None and transaction is not previous:
+            transaction = transaction.parent
+        if transaction is previous:
+            del actions[key]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_at_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed (and run), rolled back, or closed
+        session.info.pop(_AT_COMMIT, None)
 
 
 @contextmanager
