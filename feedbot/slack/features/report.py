@@ -73,10 +73,13 @@ def open_form(
     context: FormContext,
     prefill: ReportDraft | None = None,
     notice: str | None = None,
+    locale: str | None = None,
 ) -> None:
+    """Open the report form in the person's language: `locale` when the caller has it
+    already (a request waits for a slow `users.info` once, not once per look)."""
     view = build_report_form(
         config=deps.config(),
-        locale=deps.locale_for(user_id),
+        locale=locale or deps.locale_for(user_id),
         context=context,
         prefill=prefill,
         notice=notice,
@@ -112,7 +115,12 @@ def _command(deps: Deps) -> Any:
         if not text:
             ack()
             open_form(
-                client, deps, trigger_id=body["trigger_id"], user_id=user_id, context=FormContext()
+                client,
+                deps,
+                trigger_id=body["trigger_id"],
+                user_id=user_id,
+                context=FormContext(),
+                locale=locale,
             )
             return
         now = deps.clock()
@@ -130,7 +138,8 @@ def _command(deps: Deps) -> Any:
                 similar, solved = suggestions(session, deps, report, asker=user_id)
         except InvalidValue as error:
             if error.code == "rate_limited":  # kept as a draft in the form, to send later
-                if _kept_in_form(client, deps, body, text=text, notice=explain(error, locale)):
+                notice = explain(error, locale)
+                if _kept_in_form(client, deps, body, text=text, notice=notice, locale=locale):
                     ack()
                     return
                 refused = build_command_refused(
@@ -155,7 +164,7 @@ def _command(deps: Deps) -> Any:
 
 
 def _kept_in_form(
-    client: WebClient, deps: Deps, body: dict[str, Any], *, text: str, notice: str
+    client: WebClient, deps: Deps, body: dict[str, Any], *, text: str, notice: str, locale: str
 ) -> bool:
     """Open the report form with `text` in it and `notice` on top; False when Slack no
     longer lets it open. A command waits in the inbox before its work is done, and its
@@ -169,6 +178,7 @@ def _kept_in_form(
             context=FormContext(),
             prefill=ReportDraft(text=text[: reports.MAX_TEXT], source=ReportSource.MODAL),
             notice=notice,
+            locale=locale,
         )
     except SlackApiError as failure:
         if failure.response.get("error") not in EXPIRED_TRIGGER:
