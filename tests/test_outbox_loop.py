@@ -101,11 +101,14 @@ def test_the_loop_delivers_in_order_at_slacks_pace_without_provoking_429s(
 
 
 def test_a_fresh_claim_goes_out_without_renewing_its_lease_first(
-    engine: Engine, paced_slack: FakeSlack
+    engine: Engine, paced_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A claim sent at once needs no renewal: its lease was set moments before (one write
     less per message; SQLite has one writer). One that waited for its channel's pace renews
-    before its call, so a dead sender's claim is still taken over only after its call."""
+    before its call, so a dead sender's claim is still taken over only after its call.
+    ("At once" is up to 0.9 s here, not half a second, so that a slow machine is not taken
+    for a pause; the channel's pace is still longer, 1 s.)"""
+    monkeypatch.setattr("feedbot.slack.outbox.RENEWED_FOR_CALL", 0.9)
     channels = ("CFRESH001", "CFRESH002", "CFRESH003", "CFRESH004", "CFRESH001")
     queue_posts(engine, [(channel, f"to {channel}") for channel in channels])
     statements: list[str] = []
@@ -142,6 +145,30 @@ def test_stopping_puts_unsent_claims_back(engine: Engine, paced_slack: FakeSlack
         later.deliver_due()
         time.sleep(0.2)
     assert [m["text"] for m in paced_slack.messages("CSTOP0001")] == [f"m{n}" for n in range(5)]
+
+
+def test_a_sender_stopped_while_it_keeps_a_channel_s_pace_puts_the_post_back(
+    engine: Engine, paced_slack: FakeSlack
+) -> None:
+    """Stopping wakes a sending thread from its pause between two posts to a channel: the
+    post then goes back to the queue, not out before its interval has passed (a 429)."""
+    import threading
+
+    queue_posts(engine, [("CPACE0001", "paced")])
+    sender = OutboxSender(engine, WebClient(token=TOKEN, base_url=paced_slack.base_url))
+    with Session(engine, expire_on_commit=False) as session:
+        (claim,) = outbox.claim_due(session, now=utcnow(), limit=1)
+    sender._last_post["CPACE0001"] = time.monotonic()  # a post went there just now
+    stopping = threading.Timer(0.2, sender.stop)
+    stopping.start()
+    started = time.monotonic()
+    sender._deliver(claim.entry, recheck=False, paced=True)
+    stopping.join()
+    assert time.monotonic() - started < 0.9, "the pause ended with the stop"
+    assert paced_slack.messages("CPACE0001") == [] and paced_slack.rate_limited_count == 0
+    with Session(engine) as session:
+        (entry,) = session.exec(select(OutboxMessage)).all()
+    assert entry.status == OutboxStatus.PENDING and entry.attempts == claim.entry.attempts
 
 
 def test_a_claim_taken_over_after_its_lease_ran_out_is_not_sent_twice(

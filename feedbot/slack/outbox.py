@@ -373,6 +373,18 @@ class OutboxSender:
                     waited = recheck and entry.method == "chat.postMessage"
                     if paced and entry.method == "chat.postMessage":
                         waited = self._keep_pace(entry.conversation) or waited
+                        if self._stop.is_set():  # woken from the pause: put back, not sent
+                            outbox.mark_retry(
+                                session,
+                                entry.id,
+                                error="not sent: the sender stopped",
+                                at=self.clock(),
+                                uncertain=entry.uncertain,
+                                attempt=entry.attempts,
+                                still_claimed=True,
+                            )
+                            session.commit()
+                            return
                     # A claim taken over ends `CALL_TIMEOUT` after its last renewal: renewed
                     # again after a search, a pause or a slow preparation (opening a DM), it
                     # still covers the call itself.
