@@ -327,9 +327,9 @@ def test_a_trigger_expires_after_three_seconds_used_or_not(
     fake: FakeSlack, client: WebClient
 ) -> None:
     fresh, stale = fake.new_trigger_id(), fake.new_trigger_id()
-    fake.trigger_lifetime = 0.2
+    fake.trigger_lifetime = 1.0
     assert client.views_open(trigger_id=fresh, view=modal(section("in time")))["ok"]
-    time.sleep(0.3)
+    time.sleep(1.1)
     with pytest.raises(SlackApiError) as excinfo:
         client.views_open(trigger_id=stale, view=modal(section("too late")))
     assert slack_error(excinfo) == "expired_trigger_id"
@@ -426,7 +426,7 @@ def test_delay_slows_calls_and_can_outlast_the_client_timeout(
 
 
 def test_channel_rate_limit() -> None:
-    with FakeSlack(channel_rate_limit=0.3, serves_feedbot=False, scopes=ALL_SCOPES) as fake:
+    with FakeSlack(channel_rate_limit=1.0, serves_feedbot=False, scopes=ALL_SCOPES) as fake:
         client = WebClient(token=TOKEN, base_url=fake.base_url)
         client.chat_postMessage(channel="C1", text="one")
         with pytest.raises(SlackApiError) as excinfo:
@@ -434,7 +434,7 @@ def test_channel_rate_limit() -> None:
         assert excinfo.value.response.status_code == 429
         assert excinfo.value.response.headers["Retry-After"] == "1"
         client.chat_postMessage(channel="C2", text="other channel is fine")
-        time.sleep(0.35)
+        time.sleep(1.05)
         client.chat_postMessage(channel="C1", text="two")
         assert fake.rate_limited_count == 1
         assert [m["text"] for m in fake.messages("C1")] == ["one", "two"]

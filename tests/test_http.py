@@ -325,10 +325,10 @@ def test_a_report_with_suggestions_never_waits_on_its_own_database_lock(
     the profile lookup stores what it learnt in a second transaction. On SQLite that second
     write waited for the first one's lock, released only after it: the request stalled for the
     whole busy timeout (10 s in production, far beyond Slack's 3 s, so Slack retried) and the
-    profile was not stored. Here the timeout is cut to 0.3 s, so a regression fails fast.
+    profile was not stored. Here the timeout is cut to 1 s, so a regression fails fast.
     """
     if bot.engine.dialect.name == "sqlite":
-        monkeypatch.setattr("feedbot.db.SQLITE_BUSY_TIMEOUT_MS", 300)
+        monkeypatch.setattr("feedbot.db.SQLITE_BUSY_TIMEOUT_MS", 1000)
         bot.engine.dispose()  # connections from now on get the shorter timeout
     bot.setup_team()
     for user, text in (

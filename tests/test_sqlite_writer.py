@@ -12,6 +12,14 @@ from feedbot.db import make_engine
 from feedbot.sqlite_writer import TurnTakingConnection, WriteTurns
 
 
+def _asked(turns: WriteTurns, count: int) -> None:
+    """Until `count` threads wait for a turn: each asks after the one before."""
+    deadline = time.monotonic() + 5
+    while len(turns._urgent) + len(turns._others) < count:
+        assert time.monotonic() < deadline, "a thread never asked for its turn"
+        time.sleep(0.001)
+
+
 def test_turns_go_in_the_order_they_were_asked_for() -> None:
     turns = WriteTurns()
     assert turns.acquire(timeout=1)
@@ -27,7 +35,7 @@ def test_turns_go_in_the_order_they_were_asked_for() -> None:
         thread = threading.Thread(target=wait_for_turn, args=(number,))
         thread.start()
         waiting.append(thread)
-        time.sleep(0.02)  # each asks after the one before
+        _asked(turns, number + 1)
     turns.release()
     for thread in waiting:
         thread.join(5)
@@ -48,9 +56,10 @@ def test_urgent_turns_go_first_and_a_turn_waiting_too_long_goes_before_them() ->
         turns.release()
 
     def ask(name: str, urgent: bool) -> threading.Thread:
+        waiting = len(turns._urgent) + len(turns._others)
         thread = threading.Thread(target=wait_for_turn, args=(name, urgent))
         thread.start()
-        time.sleep(0.02)
+        _asked(turns, waiting + 1)
         return thread
 
     threads = [ask("work", False), ask("ack 1", True), ask("ack 2", True)]

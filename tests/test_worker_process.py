@@ -107,15 +107,16 @@ def test_health_is_ok_while_a_child_runs_and_not_once_it_is_down_too_long() -> N
 
 
 def test_a_child_that_keeps_exiting_is_unwell_though_one_is_often_running() -> None:
-    looping = WorkerProcess(child("import sys, time; time.sleep(0.05); sys.exit(4)"))
+    looping = WorkerProcess(child("import sys; sys.exit(4)"))
     looping.restart_after = 0.02
     looping.start()
     try:
         deadline = time.monotonic() + 10
-        while looping.starts < 4 and time.monotonic() < deadline:
+        while looping.starts < 6 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert looping.starts >= 4
-        health = looping.health(tolerated=0.1)
+        assert looping.starts >= 6
+        # Tolerated longer than a child lives, however slow the machine is at starting one.
+        health = looping.health(tolerated=0.5)
         assert not health.ok, health.detail
         assert "the last process exited with 4" in health.detail
     finally:
