@@ -268,9 +268,14 @@ def at_commit(session: Session, key: Hashable, action: Callable[[], None]) -> No
     One action per `key` (a later one replaces it). Within a savepoint (the inbox's replay)
     it still waits for the outer commit; an action whose savepoint or transaction rolls back
     is dropped."""
+    if session.get_transaction() is None:
+        session.connection()  # begins one: the action belongs to it
     actions: dict[Hashable, tuple[SessionTransaction | None, Callable[[], None]]]
     actions = session.info.setdefault(_AT_COMMIT, {})
-    actions[key] = (session.get_nested_transaction() or session.get_transaction(), action)
+    # Left once, the key stays with where it was first left: a savepoint that asks again and
+    # rolls back does not take the first one's action with it.
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    actions[key] = (actions[key][0] if key in actions else transaction, action)
 
 
 @event.listens_for(Session, "before_commit")
@@ -278,8 +283,10 @@ def _run_at_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint: its work commits with the transaction's
     actions = session.info.pop(_AT_COMMIT, None)
-    for _, action in (actions or {}).values():
-        action()
+    if actions:
+        session.flush()  # after all else, even where nothing flushed it before the action
+        for _, action in actions.values():
+            action()
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -159,13 +159,13 @@ def waiting_edit(
     session: Session, *, of_id: int, method: str, purpose: str
 ) -> OutboxMessage | None:
     """An edit of entry `of_id` for `purpose` still waiting for its first try, locked until this
-    transaction ends: a sender that claims it meanwhile waits, and then sees what this
-    transaction wrote. For edits drawn when they are sent, this one edit then shows whatever
-    changes came since. (One waiting after a failure is not counted on: it may be given up.)
-    The lock is exclusive, so reports of one burst that count on the same edit queue for it:
-    a shared one let them go in parallel, but PostgreSQL does not queue a new shared lock
-    behind a sender's claim waiting for the row, and a steady stream of reports could hold
-    the claim, and with it all of that sender's work, for as long as the burst lasted."""
+    transaction ends: a sender leaves it until then (`claim_due` skips locked entries), and
+    then sees what this transaction wrote. For edits drawn when they are sent, this one edit
+    then shows whatever changes came since. (One waiting after a failure is not counted on:
+    it may be given up.) The lock is exclusive and taken as the transaction commits
+    (`delivery.refresh_group_card`), so the reports of a burst hold it in turn for moments
+    each: a shared one, held all along, let no sender claim the edit while a steady stream
+    of reports came in."""
     return session.exec(
         _WAITING_EDIT, params={"of_id": of_id, "method": method, "purpose": purpose}
     ).first()
@@ -386,7 +386,15 @@ def _claim_statement(
 _CLAIM_ONE = (
     update(_OUTBOX_TABLE)
     .where(
-        _OUTBOX_TABLE.c.id == bindparam("entry_id"),
+        # An entry another transaction has locked is left for the next look, not waited
+        # for (PostgreSQL; SQLite has one writer): a report holds rows of its own (a Home's
+        # waiting publish) when it locks the group card's waiting update as it commits, and
+        # a sender that held that update while waiting for one of them would deadlock.
+        _OUTBOX_TABLE.c.id
+        == sa_select(_OUTBOX_TABLE.c.id)
+        .where(_OUTBOX_TABLE.c.id == bindparam("entry_id"))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery(),
         _OUTBOX_TABLE.c.status == bindparam("was"),
         _OUTBOX_TABLE.c.attempts == bindparam("attempt"),
     )

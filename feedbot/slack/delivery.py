@@ -17,6 +17,7 @@ from feedbot.core import attachments, incidents, outbox, reports
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_TO, SEALED_USER, Identities
 from feedbot.core.triage import Notice, NoticeKind
+from feedbot.db import at_commit
 from feedbot.models import IncidentGroup, OutboxMessage, OutboxStatus, Report, Urgency
 from feedbot.slack.views import Message
 from feedbot.slack.views.incident_card import build_incident_card
@@ -388,7 +389,22 @@ def refresh_group_card(
 ) -> None:
     """Queue an update of the group's card, drawn when it is sent (`render_at_send`): in a
     burst every new member would redraw it, and only the last drawing is ever sent. An
-    update still waiting shows this change too when it goes, so none is added then."""
+    update still waiting shows this change too when it goes, so none is added then.
+
+    Done as the transaction commits (`at_commit`): the waiting update is locked from then on
+    until it ends (`outbox.waiting_edit`), and every report of a burst needs it. Locked
+    earlier, the reports took turns for everything their transactions did after it. Last in
+    every transaction, it is also never locked before a row another one holds."""
+    at_commit(
+        session,
+        ("group card", group.id),
+        lambda: _refresh_group_card_now(session, group=group, config=config, now=now),
+    )
+
+
+def _refresh_group_card_now(
+    session: Session, *, group: IncidentGroup, config: RuntimeConfig, now: datetime
+) -> None:
     if group.card_message_id is None or outbox.waiting_edit(
         session, of_id=group.card_message_id, method="chat.update", purpose=GROUP_CARD_UPDATE
     ):

@@ -33,7 +33,6 @@ from feedbot.core.config import RuntimeConfig
 from feedbot.core.reminders import Kind
 from feedbot.core.reports import ReportDraft
 from feedbot.core.working_time import WorkingHours
-from feedbot.db import at_commit
 from feedbot.metrics import count_report
 from feedbot.models import (
     IncidentGroup,
@@ -99,6 +98,8 @@ def file_report(
         delivery.post_group_card(session, group=placement.group, config=config, now=now)
         for absorbed in placement.absorbed:  # their cards now point at the group's
             delivery.refresh_card(session, report=absorbed, config=config, now=now)
+    else:
+        delivery.refresh_group_card(session, group=placement.group, config=config, now=now)
     webhooks.emit(session, event="report.filed", report=report, config=config, now=now)
     if taken is not None:
         files_follow(session, deps, report=report, taken=taken, reporter_id=reporter_id, now=now)
@@ -106,15 +107,6 @@ def file_report(
     homes.refresh_homes(session, deps, report=report)
     if receipt:
         send_receipt(session, deps, report=report, reporter_id=reporter_id, config=config, now=now)
-    if placement is not None and not placement.created:
-        # At the commit: the group card's waiting update is locked from then on until the
-        # transaction ends (`outbox.waiting_edit`), and every report of a burst needs it.
-        group = placement.group
-        at_commit(
-            session,
-            ("group card", group.id),
-            lambda: delivery.refresh_group_card(session, group=group, config=config, now=now),
-        )
     return report
 
 
