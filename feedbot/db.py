@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -259,18 +259,20 @@ def holds_sqlite_write_lock(session: Session) -> bool:
 _AT_COMMIT = "feedbot.at_commit"
 
 
-def at_commit(session: Session, key: Hashable, action: Callable[[], None]) -> None:
+def at_commit(session: Session, key: tuple[Any, ...], action: Callable[[], None]) -> None:
     """Run `action` as the session's transaction commits, after all else it did: for a
     statement that locks a row other transactions wait for, since PostgreSQL keeps the lock
     until the commit. Done earlier, the lock is held through everything after it, and the
     transactions that need the row (every report of a burst) take turns for all of that.
 
-    One action per `key` (a later one replaces it). Within a savepoint (the inbox's replay)
-    it still waits for the outer commit; an action whose savepoint or transaction rolls back
-    is dropped."""
+    One action per `key` (a later one replaces it), run in the order of their keys: the
+    rows they lock are then locked in one order by every transaction, which cannot wait for
+    each other in a cycle. Keys are tuples of a name and an id (`("home", address)`). Within
+    a savepoint (the inbox's replay) it still waits for the outer commit; an action whose
+    savepoint or transaction rolls back is dropped."""
     if session.get_transaction() is None:
         session.connection()  # begins one: the action belongs to it
-    actions: dict[Hashable, tuple[SessionTransaction | None, Callable[[], None]]]
+    actions: dict[tuple[Any, ...], tuple[SessionTransaction | None, Callable[[], None]]]
     actions = session.info.setdefault(_AT_COMMIT, {})
     # Left once, the key stays with where it was first left: a savepoint that asks again and
     # rolls back does not take the first one's action with it.
@@ -285,7 +287,7 @@ def _run_at_commit(session: Session) -> None:
     actions = session.info.pop(_AT_COMMIT, None)
     if actions:
         session.flush()  # after all else, even where nothing flushed it before the action
-        for _, action in actions.values():
+        for _, (_, action) in sorted(actions.items(), key=lambda item: item[0]):
             action()
 
 

@@ -173,43 +173,46 @@ def test_a_report_joining_a_burst_locks_the_card_s_waiting_update_last(bot: Bot)
 def test_work_left_for_the_commit_runs_after_the_rest_once_and_never_after_a_rollback(
     engine: Engine,
 ) -> None:
-    """`at_commit`: after everything the transaction did, savepoints included; once per key;
-    dropped with the savepoint or transaction it was left in."""
+    """`at_commit`: after everything the transaction did, savepoints included; once per key,
+    in the keys' order (rows locked in one order by every transaction); dropped with the
+    savepoint or transaction it was left in."""
     from feedbot.db import at_commit
 
     ran: list[str] = []
     with Session(engine) as session:
         session.connection()
-        at_commit(session, "card", lambda: ran.append("first"))
-        at_commit(session, "card", lambda: ran.append("card"))
+        at_commit(session, ("home", "b"), lambda: ran.append("home b"))
+        at_commit(session, ("card", 1), lambda: ran.append("first"))
+        at_commit(session, ("card", 1), lambda: ran.append("card"))
+        at_commit(session, ("home", "a"), lambda: ran.append("home a"))
         with session.begin_nested():
-            at_commit(session, "saved", lambda: ran.append("saved"))
+            at_commit(session, ("saved", 1), lambda: ran.append("saved"))
         assert ran == [], "a savepoint's release is not the commit"
         try:
             with session.begin_nested():
-                at_commit(session, "saved", lambda: ran.append("saved"))  # asked again
+                at_commit(session, ("saved", 1), lambda: ran.append("saved"))  # asked again
                 raise LookupError("this request's work failed")
         except LookupError:
             pass
         try:
             with session.begin_nested():
-                at_commit(session, "undone", lambda: ran.append("undone"))
+                at_commit(session, ("undone", 1), lambda: ran.append("undone"))
                 raise LookupError("the request's work failed")
         except LookupError:
             pass
         ran.append("work")
         session.commit()
-        assert ran == ["work", "card", "saved"]
+        assert ran == ["work", "card", "home a", "home b", "saved"]
         session.connection()
-        at_commit(session, "card", lambda: ran.append("rolled back"))
+        at_commit(session, ("card", 1), lambda: ran.append("rolled back"))
         session.rollback()
         session.commit()
         session.connection()
-        at_commit(session, "card", lambda: ran.append("closed"))
+        at_commit(session, ("card", 1), lambda: ran.append("closed"))
         session.close()
         session.connection()
         session.commit()
-    assert ran == ["work", "card", "saved"]
+    assert ran == ["work", "card", "home a", "home b", "saved"]
 
 
 def test_no_grouping_when_turned_off(bot: Bot) -> None:
