@@ -5,6 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from sqlalchemy import event
+from sqlmodel import Session, col, select
+
+from feedbot.core.liveness import Liveness
+from feedbot.models import OutboxMessage, OutboxStatus
+from feedbot.slack import homes
+from feedbot.slack.app import build_app
+from feedbot.slack.inbox import Inbox
 from tests.harness import ADMIN, ALICE, BOB, LEADER, Bot
 
 
@@ -120,3 +129,106 @@ def test_several_refreshes_collapse_into_the_newest(bot: Bot) -> None:
     bot.drain()
     assert len(bot.slack.calls_to("views.publish")) - before == 1
     assert "Waiting for acknowledgement* (5)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
+
+
+def waiting_homes(bot: Bot) -> list[OutboxMessage]:
+    with Session(bot.engine) as session:
+        return list(
+            session.exec(
+                select(OutboxMessage).where(
+                    col(OutboxMessage.method) == "views.publish",
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                )
+            )
+        )
+
+
+def test_a_leader_s_home_is_drawn_when_it_is_sent_not_for_every_report(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In an outage every report changes each leader's queue: drawing each leader's Home for
+    each report cost several times the rest of filing it. Filing queues what to draw it
+    with, once while one waits, and the sender draws it as things are when it goes."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    drawn: list[str] = []
+    build_home = homes.build_home
+    monkeypatch.setattr(
+        homes, "build_home", lambda **kwargs: drawn.append("home") or build_home(**kwargs)
+    )
+    for number in range(5):
+        bot.command(ALICE, f"Label printer jams in shop {number}")
+    assert drawn == [], "nothing drawn while filing"
+    (waiting,) = waiting_homes(bot)
+    assert "Label printer" not in waiting.payload, "no view waits in the database"
+    assert LEADER not in waiting.payload, "nor whose Home it is"
+    bot.drain()
+    assert drawn == ["home"]
+    text = json.dumps(bot.slack.home_views[LEADER]["blocks"])
+    assert "Waiting for acknowledgement* (5)" in text and "FB-1005" in text
+
+
+def test_a_waiting_home_drawn_otherwise_now_is_replaced(bot: Bot) -> None:
+    """What a Home is drawn with (the person's language, the channels they lead, whether they
+    administer) is taken when it is queued: changed meanwhile, the waiting one is replaced."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    bot.command(ALICE, "Card terminal reboots every hour in Gera")
+    (first,) = waiting_homes(bot)
+    bot.configure(admins=f"{ADMIN},{LEADER}")
+    bot.command(ALICE, "Card terminal reboots every hour in Jena")
+    (second,) = waiting_homes(bot)
+    assert second.id != first.id
+    publishes = len(bot.slack.calls_to("views.publish"))
+    bot.drain()
+    assert len(bot.slack.calls_to("views.publish")) == publishes + 1
+    assert "admin_edit_settings" in action_ids(bot.slack.home_views[LEADER])
+
+
+def test_a_report_refreshes_the_homes_of_its_reporter_and_leaders_only(bot: Bot) -> None:
+    """Who opened their Home recently is asked for the people a report concerns (its
+    reporter, its owner, its leaders), not read for the whole workspace with every report."""
+    bot.setup_team()
+    for user in (ALICE, BOB, LEADER):
+        open_home(bot, user)
+    publishes = len(bot.slack.calls_to("views.publish"))
+    bot.command(ALICE, "Queue display dark in shop Gera")
+    bot.drain()
+    refreshed = [call.args["user_id"] for call in bot.slack.calls_to("views.publish")[publishes:]]
+    assert sorted(refreshed) == sorted([ALICE, LEADER]), "not Bob's: nothing of his changed"
+
+
+def test_a_report_locks_a_waiting_home_only_as_it_commits(bot: Bot) -> None:
+    """Every report of a burst needs each leader's waiting Home, which it locks until its
+    transaction ends (`outbox.waiting_call`): after all its other work, so the reports of a
+    burst do not take turns for that work."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    bot.command(ALICE, "Scanner at the counter in Gera rejects every barcode")  # Home waits
+    inbox = Inbox(bot.deps, liveness=Liveness(bot.engine))
+    bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
+    seen: list[tuple[int, str]] = []  # (connection, statement), in order
+    statement = lambda conn, *args: seen.append((id(conn.connection), args[1]))  # noqa: E731
+    committed = lambda conn: seen.append((id(conn.connection), "COMMIT"))  # noqa: E731
+    event.listen(bot.engine, "before_cursor_execute", statement)
+    event.listen(bot.engine, "commit", committed)
+    try:
+        assert bot.command(ALICE, "Scanner at the counter in Jena is down").status == 200
+        assert inbox.drain() == 1
+    finally:
+        event.remove(bot.engine, "before_cursor_execute", statement)
+        event.remove(bot.engine, "commit", committed)
+    assert len(waiting_homes(bot)) == 1, "the waiting one shows this report too"
+    (lock,) = [
+        n
+        for n, (_, sql) in enumerate(seen)
+        if sql.startswith("SELECT outbox_message")
+        and "outbox_message.attempts =" in sql
+        and "outbox_message.conversation =" in sql
+    ]
+    worker = seen[lock][0]
+    assert next(sql for connection, sql in seen[lock + 1 :] if connection == worker) == "COMMIT"
+    before = [sql for connection, sql in seen[:lock] if connection == worker]
+    before = before[max((n for n, sql in enumerate(before) if sql == "COMMIT"), default=-1) + 1 :]
+    assert any(sql.startswith("INSERT INTO report ") for sql in before), "the report's"
+    assert any(sql.startswith("UPDATE inbox_entry SET body=") for sql in before), "the done mark"

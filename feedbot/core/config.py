@@ -214,6 +214,16 @@ class RuntimeConfig:
         global leader may everywhere, a route's leader only on that route's reports."""
         return self.is_leader(user_id) or user_id in self.route_leaders(channel)
 
+    def leaders_of(self, channel: str | None) -> set[str]:
+        """Everyone who `leads` `channel`: the global leaders, the admins and the route's."""
+        return {
+            *self.leaders,
+            *self.group_leaders,
+            *self.admins,
+            *self.bootstrap_admins,
+            *self.route_leaders(channel),
+        }
+
     def led_channels(self, user_id: str) -> list[str]:
         """The leadership channels whose reports `user_id` may triage (none: not a leader)."""
         if self.is_leader(user_id):

@@ -187,6 +187,29 @@ _WAITING_EDIT = (
 running it."""
 
 
+def waiting_call(session: Session, *, conversation: str, method: str) -> OutboxMessage | None:
+    """A call of `method` to `conversation` (no lane) still waiting for its first try, locked
+    until this transaction ends, as `waiting_edit` locks an edit: for whole calls drawn when
+    they are sent (a Home tab), which then show whatever changed since they were queued."""
+    return session.exec(
+        _WAITING_CALL, params={"conversation": conversation, "method": method}
+    ).first()
+
+
+_WAITING_CALL = (
+    select(OutboxMessage)
+    .where(
+        col(OutboxMessage.status) == OutboxStatus.PENDING,
+        col(OutboxMessage.conversation) == bindparam("conversation"),
+        col(OutboxMessage.lane).is_(None),
+        col(OutboxMessage.method) == bindparam("method"),
+        col(OutboxMessage.attempts) == 0,
+    )
+    .limit(1)
+    .with_for_update()
+)
+
+
 def _same_lane(lane: str | None) -> Any:
     return col(OutboxMessage.lane).is_(None) if lane is None else col(OutboxMessage.lane) == lane
 

@@ -3,28 +3,37 @@
 A Home is republished only for people who opened it recently (`RECENTLY_OPENED`): Slack
 shows the last published view when someone opens the tab again, and publishing for the
 whole workspace on every change would spend the rate limit on tabs nobody looks at.
+
+A Home is drawn when it is sent (`draw_home`), not when it is queued: every report of an
+outage changes the queue on every leader's Home, and drawing each leader's Home for each
+report cost several times the rest of filing it, for views of which only the last one
+waiting is ever sent.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
-from feedbot.core import own_reports, privacy
-from feedbot.core.identity import SEALED_USER
+from feedbot.core import outbox, own_reports, privacy
+from feedbot.core.identity import SEALED_USER, Identities
 from feedbot.core.worklist import leader_queue
-from feedbot.models import (
-    Report,
-    SlackUser,
-)
+from feedbot.db import at_commit
+from feedbot.models import Report, SlackUser
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
 from feedbot.slack.views.home import build_home
 
 RECENTLY_OPENED = timedelta(hours=12)
 """Homes opened this recently are kept up to date; others are rebuilt when next opened."""
+HOME = "_home"
+"""Payload key of a Home tab drawn when it is sent: what it is drawn with (`draw_home`)."""
+PUBLISH = "views.publish"
+"""The call a Home is published with."""
 
 
 def report_changed(session: Session, deps: Deps, report: Report) -> None:
@@ -33,30 +42,60 @@ def report_changed(session: Session, deps: Deps, report: Report) -> None:
 
 
 def publish_home(session: Session, deps: Deps, user_id: str) -> None:
-    """Queue `user_id`'s Home, replacing an older one that is still waiting."""
+    """Queue `user_id`'s Home, drawn when it is sent. One still waiting shows this change
+    too when it goes, so none is added then.
+
+    Done as the transaction commits (`at_commit`), as the group card's update is: the
+    waiting Home is locked from then on until the transaction ends (`outbox.waiting_call`),
+    and every report of a burst needs each leader's."""
     config = deps.config()
-    queue = None
-    if led := config.led_channels(user_id):
-        queue = leader_queue(session, user_id=user_id, channels=led, now=deps.clock())
+    drawn_with = {
+        "locale": deps.locale_for(user_id),
+        "led": config.led_channels(user_id),
+        "admin": config.is_admin(user_id),
+    }
+    identities = deps.identities
+    address = "home:" + identities.key("home", user_id)[:32]
+    now = deps.clock()
+
+    def queue() -> None:
+        waiting = outbox.waiting_call(session, conversation=address, method=PUBLISH)
+        if waiting is not None and json.loads(waiting.payload).get(HOME) == drawn_with:
+            return
+        # Sealed: the outbox says whose Home it is to no one who reads the database.
+        payload = {SEALED_USER: identities.seal(user_id), HOME: drawn_with}
+        delivery.publish(session, address=address, payload=payload, now=now)
+
+    at_commit(session, ("home", address), queue)
+
+
+def draw_home(
+    session: Session,
+    drawn_with: dict[str, Any],
+    *,
+    user_id: str,
+    identities: Identities,
+    now: datetime,
+) -> dict[str, Any]:
+    """The `views.publish` arguments of a Home queued by `publish_home`, as things are now
+    (the sender adds whose it is)."""
+    led = [str(channel) for channel in drawn_with.get("led") or []]
+    queue = leader_queue(session, user_id=user_id, channels=led, now=now) if led else None
     view = build_home(
-        locale=deps.locale_for(user_id),
+        locale=str(drawn_with.get("locale") or "en"),
         my_reports=own_reports.reports_by(
-            session, user_id=user_id, identities=deps.identities, limit=10
+            session, user_id=user_id, identities=identities, limit=10
         ),
         queue=queue,
-        audit=privacy.audit_log(session, limit=5) if config.is_admin(user_id) else None,
+        audit=privacy.audit_log(session, limit=5) if drawn_with.get("admin") else None,
     )
-    # Sealed: a person's Home lists their own reports, anonymous ones too.
-    identities = deps.identities
-    delivery.publish(
-        session,
-        address="home:" + identities.key("home", user_id)[:32],
-        payload={SEALED_USER: identities.seal(user_id), "view": view.to_dict()},
-        now=deps.clock(),
-    )
+    return {"view": view.to_dict()}
 
 
-_OPENED_SINCE = select(SlackUser.user_id).where(col(SlackUser.home_opened_at) >= bindparam("since"))
+_OPENED_AMONG = select(SlackUser.user_id).where(
+    col(SlackUser.user_id).in_(bindparam("people", expanding=True)),
+    col(SlackUser.home_opened_at) >= bindparam("since"),
+)
 """Built once: every report asks, and building a statement costs more than running it."""
 
 
@@ -66,13 +105,15 @@ def refresh_homes(
     """Re-publish the Homes that show `report` (its reporter, its owner, leaders who look at
     the queue) or, with `admins`, the admins' settings. Only Homes opened recently."""
     config = deps.config()
-    since = deps.clock() - RECENTLY_OPENED
-    recent = set(session.exec(_OPENED_SINCE, params={"since": since}).all())
     people: set[str] = set()
     if report is not None:
         people |= {p for p in (report.reporter_id, report.owner_id) if p}
-        people |= {user for user in recent if config.leads(user, report.leadership_channel)}
+        people |= config.leaders_of(report.leadership_channel)
     if admins:
-        people |= {user for user in recent if config.is_admin(user)}
-    for user in sorted(people & recent):
+        people |= {*config.admins, *config.bootstrap_admins}
+    if not people:
+        return
+    since = deps.clock() - RECENTLY_OPENED
+    recent = session.exec(_OPENED_AMONG, params={"people": sorted(people), "since": since})
+    for user in sorted(recent.all()):
         publish_home(session, deps, user)

@@ -44,7 +44,7 @@ from feedbot.core.outbox import Claim, SentMark
 from feedbot.logs import without_database_details
 from feedbot.metrics import FAILED, RETRY, SENT, count_delivery
 from feedbot.models import OutboxMessage, OutboxStatus, utcnow
-from feedbot.slack import delivery, files, web_api
+from feedbot.slack import delivery, files, homes, web_api
 from feedbot.slack.access import ACCESS_ERRORS, SlackAccess
 
 log = logging.getLogger(__name__)
@@ -528,20 +528,29 @@ class OutboxSender:
         and people known only by a seal opened (see `feedbot.core.identity`).
 
         The messages it refers to are checked first: a message drawn when it is sent (an
-        incident card's update) is drawn only once it can go."""
+        incident card's update, a Home tab) is drawn only once it can go."""
         thread = edited = None
         if entry.thread_of_id is not None:
             thread = self._settled_parent(session, entry.thread_of_id)
         if entry.update_of_id is not None:
             edited = self._settled_parent(session, entry.update_of_id)
         stored = json.loads(entry.payload)
-        drawn = delivery.render_at_send(session, stored)
+        user = self._open(stored[SEALED_USER]) if SEALED_USER in stored else None
+        if homes.HOME in stored and user is not None and self.identities is not None:
+            drawn: dict[str, Any] | None = homes.draw_home(
+                session,
+                stored[homes.HOME],
+                user_id=user,
+                identities=self.identities,
+                now=self.clock(),
+            )
+        else:
+            drawn = delivery.render_at_send(session, stored)
         if drawn is None:
             raise NothingToSend("what it showed no longer exists")
         payload = outbox.sendable(drawn)
-        if SEALED_USER in stored:
-            field = "user_id" if entry.method == "views.publish" else "user"
-            payload[field] = self._open(stored[SEALED_USER])
+        if user is not None:
+            payload["user_id" if entry.method == "views.publish" else "user"] = user
         if entry.method in {"views.publish", web_api.RESPONSE_URL}:  # addressed without a channel
             return payload
         if SEALED_TO in stored:
