@@ -22,6 +22,10 @@ the rest. Then `--profiled` (default 100) more, untimed,
 under cProfile: the JSON line's `profile` lists the functions of feedbot with the most time including callees,
 per report. In this benchmark's texts most reports join an incident group.
 
+`--open-homes N`: N leaders, and every reporter, opened their App Home within the last hours,
+as in a running workspace, so every report changes Homes to publish (`open_homes` in the
+JSON line). By default nobody has.
+
     {"benchmark": "filing", "backend": "sqlite", "reports": 5000, "entries": 400,
      "cpu_ms_p50": 14.5, "cpu_ms_mean": 15.6, "wall_ms_mean": 16.0,
      "sqlite_ms_mean": 4.1, "python_ms_mean": 11.5,
@@ -58,7 +62,9 @@ from benchmarks import (
 log = setup_logging()
 
 
-def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled: int) -> None:
+def measure(
+    backend: str, *, reports: int, warm_up: int, entries: int, profiled: int, open_homes: int = 0
+) -> None:
     from sqlmodel import Session
 
     from benchmarks.intake import LEADERSHIP, TOKEN, USERS, _settings, command_form, configure
@@ -79,6 +85,8 @@ def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled:
         with fresh_database(backend) as url:
             fill(backend, url, reports)
             configure(url)
+            if open_homes:
+                homes_opened(url, [f"UBENCHLEAD{n:02d}" for n in range(open_homes)], USERS)
             engine = make_engine(url)
             settings = _settings(url, fake.base_url)
             deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
@@ -140,11 +148,28 @@ def measure(backend: str, *, reports: int, warm_up: int, entries: int, profiled:
             "cpu_ms_p90": rounded(percentile(costs, 90) * 1000),
             "cpu_ms_mean": rounded(sum(costs) / len(costs) * 1000),
             "wall_ms_mean": rounded(wall / entries * 1000),
+            "open_homes": open_homes,
             **_split(costs, engine_clock.seconds, backend),
             "profile": _top(profile, profiled),
             "load_average": load_average(),
         }
     )
+
+
+def homes_opened(url: str, leaders: list[str], reporters: list[str]) -> None:
+    """`leaders` lead every channel, and they and `reporters` opened their Home this hour."""
+    from feedbot.core.config import set_value
+    from feedbot.db import make_engine, session_scope
+    from feedbot.models import SlackUser
+
+    engine = make_engine(url)
+    opened = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with session_scope(engine) as session:
+        set_value(session, key="leaders", raw=",".join(leaders), actor="benchmark")
+        never = datetime(1970, 1, 1, tzinfo=UTC)  # their language is still to be asked
+        for user in [*leaders, *reporters]:
+            session.add(SlackUser(user_id=user, fetched_at=never, home_opened_at=opened))
+    engine.dispose()
 
 
 class SqliteClock:
@@ -221,6 +246,7 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=100)
     parser.add_argument("--entries", type=int, default=400)
     parser.add_argument("--profiled", type=int, default=100)
+    parser.add_argument("--open-homes", type=int, default=0, metavar="LEADERS")
     args = parser.parse_args()
     for backend in BACKENDS if args.backend == "both" else [args.backend]:
         log.info("filing/%s: %s reports, then %s entries", backend, args.reports, args.entries)
@@ -230,6 +256,7 @@ def main() -> None:
             warm_up=args.warm_up,
             entries=args.entries,
             profiled=args.profiled,
+            open_homes=args.open_homes,
         )
 
 
