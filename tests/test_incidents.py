@@ -215,6 +215,30 @@ def test_work_left_for_the_commit_runs_after_the_rest_once_and_never_after_a_rol
     assert ran == ["work", "card", "home a", "home b", "saved"]
 
 
+def test_bursts_of_two_leadership_channels_do_not_wait_for_each_other(postgres_url: str) -> None:
+    """The lock under which reports start a group (PostgreSQL) is one per leadership
+    channel: reports of other channels never join them, and waited for nothing."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from feedbot.core.incidents import lock_burst
+    from feedbot.db import make_engine
+
+    engine = make_engine(postgres_url)
+    try:
+        with Session(engine) as holder, Session(engine) as other:
+            lock_burst(holder, "CLEADNORTH")
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            lock_burst(other, "CLEADSOUTH")  # at once
+            lock_burst(other, None)  # nor do reports without a leadership channel wait
+            other.rollback()
+            other.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                lock_burst(other, "CLEADNORTH")
+    finally:
+        engine.dispose()
+
+
 def test_no_grouping_when_turned_off(bot: Bot) -> None:
     bot.setup_team()
     bot.configure(burst_threshold="0")

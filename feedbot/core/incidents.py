@@ -27,7 +27,7 @@ from feedbot.errors import Conflict, InvalidValue
 from feedbot.models import IncidentGroup, Report, ReportStatus
 from feedbot.models.incidents import INCIDENT_OFFSET
 
-BURST_LOCK_KEY = 0x6275_7273_74  # "burst"
+BURST_LOCK_NAMESPACE = 0x6275  # "bu": first key of the burst locks, one per leadership channel
 BURST_SIMILARITY = 0.3
 """Stricter than suggestions: only reports about the same thing form an incident."""
 
@@ -64,7 +64,7 @@ def place(
         # meanwhile. (On SQLite the transaction holds the write lock by now, see
         # `store_and_place`, which serialises all of this.) A report with nothing
         # alike, or with a group to join, never waits for the lock.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BURST_LOCK_KEY})
+        lock_burst(session, report.leadership_channel)
         session.flush()
         session.expire_all()  # what the first look loaded may have changed meanwhile
         similar_reports.forget_lookups(session)
@@ -77,6 +77,17 @@ def place(
     loose = sorted(placement.absorbed, key=lambda other: other.id or 0)
     _join(session, group, [*loose, report], now)
     return Placement(group, created=True, absorbed=tuple(loose))
+
+
+def lock_burst(session: Session, channel: str | None) -> None:
+    """Hold, until the transaction ends, the lock (PostgreSQL) under which reports of
+    leadership channel `channel` start a group. One per channel: reports and groups of other
+    channels never meet in `place`, so their bursts need not wait for each other (two
+    channels whose names hash alike share one, which only makes them take turns)."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:channel))"),
+        {"namespace": BURST_LOCK_NAMESPACE, "channel": channel or ""},
+    )
 
 
 def store_and_place(
