@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
+from feedbot.core import outbox as core_outbox
 from feedbot.core.liveness import Liveness
 from feedbot.models import OutboxMessage, OutboxStatus
 from feedbot.slack import homes
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
-from tests.harness import ADMIN, ALICE, BOB, LEADER, Bot
+from tests.harness import ADMIN, ALICE, BOB, LEADER, LEADER_2, Bot
 
 
 def open_home(bot: Bot, user: str) -> dict[str, Any]:
@@ -156,10 +157,13 @@ def test_a_leader_s_home_is_drawn_when_it_is_sent_not_for_every_report(
     monkeypatch.setattr(
         homes, "build_home", lambda **kwargs: drawn.append("home") or build_home(**kwargs)
     )
+    waiting_ids = set()
     for number in range(5):
         bot.command(ALICE, f"Label printer jams in shop {number}")
+        waiting_ids |= {entry.id for entry in waiting_homes(bot)}
     assert drawn == [], "nothing drawn while filing"
     (waiting,) = waiting_homes(bot)
+    assert waiting_ids == {waiting.id}, "the first one waiting shows the later reports too"
     assert "Label printer" not in waiting.payload, "no view waits in the database"
     assert LEADER not in waiting.payload, "nor whose Home it is"
     bot.drain()
@@ -168,21 +172,66 @@ def test_a_leader_s_home_is_drawn_when_it_is_sent_not_for_every_report(
     assert "Waiting for acknowledgement* (5)" in text and "FB-1005" in text
 
 
-def test_a_waiting_home_drawn_otherwise_now_is_replaced(bot: Bot) -> None:
-    """What a Home is drawn with (the person's language, the channels they lead, whether they
-    administer) is taken when it is queued: changed meanwhile, the waiting one is replaced."""
+def test_a_waiting_home_is_drawn_for_the_roles_its_owner_has_when_it_goes(bot: Bot) -> None:
+    """A Home waits a moment, or longer while Slack is away: drawn, it shows the queue and the
+    settings by the person's roles then. A leader removed meanwhile sees no reports."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    bot.command(ALICE, "Card terminal reboots every hour in Gera")
+    bot.configure(admins=f"{ADMIN},{LEADER}")
+    bot.drain()
+    view = bot.slack.home_views[LEADER]
+    assert "admin_edit_settings" in action_ids(view)
+    assert "triage_acknowledge" in action_ids(view)
+    bot.command(ALICE, "Card terminal reboots every hour in Jena")
+    assert len(waiting_homes(bot)) == 1
+    bot.configure(admins=ADMIN, leaders=LEADER_2)
+    bot.drain()
+    view = bot.slack.home_views[LEADER]
+    assert not {"admin_edit_settings", "triage_acknowledge"} & action_ids(view)
+    assert "Jena" not in json.dumps(view["blocks"], ensure_ascii=False)
+
+
+def test_a_waiting_home_in_another_language_is_replaced(bot: Bot) -> None:
+    """A Home waiting to be drawn in a language the person no longer reads is not the one
+    to show the next change: it is replaced."""
     bot.setup_team()
     open_home(bot, LEADER)
     bot.command(ALICE, "Card terminal reboots every hour in Gera")
     (first,) = waiting_homes(bot)
-    bot.configure(admins=f"{ADMIN},{LEADER}")
+    with Session(bot.engine) as session:
+        entry = session.get_one(OutboxMessage, first.id)
+        entry.payload = entry.payload.replace('"en"', '"de"')
+        session.add(entry)
+        session.commit()
     bot.command(ALICE, "Card terminal reboots every hour in Jena")
     (second,) = waiting_homes(bot)
     assert second.id != first.id
-    publishes = len(bot.slack.calls_to("views.publish"))
     bot.drain()
-    assert len(bot.slack.calls_to("views.publish")) == publishes + 1
-    assert "admin_edit_settings" in action_ids(bot.slack.home_views[LEADER])
+    assert "Waiting for acknowledgement* (2)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
+
+
+def test_a_home_a_sender_took_meanwhile_is_followed_by_another(bot: Bot) -> None:
+    """A Home a sender has taken may be drawn before this report commits: it is not the
+    waiting one any more, and the report queues another, which shows it."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    bot.command(ALICE, "Card terminal reboots every hour in Gera")
+    (taken,) = waiting_homes(bot)
+    with Session(bot.engine) as sender:
+        claims = core_outbox.claim_due(sender, now=bot.clock(), limit=10, method="views.publish")
+        assert [claim.entry.id for claim in claims] == [taken.id]
+        sender.commit()
+    bot.command(ALICE, "Card terminal reboots every hour in Jena")
+    (queued,) = waiting_homes(bot)
+    assert queued.id != taken.id
+    with Session(bot.engine) as sender:  # it went, drawn before the report was there
+        core_outbox.mark_sent(
+            sender, taken.id, channel=None, ts=None, now=bot.clock(), attempt=taken.attempts + 1
+        )
+        sender.commit()
+    bot.drain()
+    assert "Waiting for acknowledgement* (2)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
 
 
 def test_a_report_refreshes_the_homes_of_its_reporter_and_leaders_only(bot: Bot) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from feedbot.core import outbox, own_reports, privacy
+from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_USER, Identities
 from feedbot.core.worklist import leader_queue
 from feedbot.db import at_commit
@@ -31,7 +32,7 @@ from feedbot.slack.views.home import build_home
 RECENTLY_OPENED = timedelta(hours=12)
 """Homes opened this recently are kept up to date; others are rebuilt when next opened."""
 HOME = "_home"
-"""Payload key of a Home tab drawn when it is sent: what it is drawn with (`draw_home`)."""
+"""Payload key of a Home tab drawn when it is sent: the language it is drawn in."""
 PUBLISH = "views.publish"
 """The call a Home is published with."""
 
@@ -42,18 +43,13 @@ def report_changed(session: Session, deps: Deps, report: Report) -> None:
 
 
 def publish_home(session: Session, deps: Deps, user_id: str) -> None:
-    """Queue `user_id`'s Home, drawn when it is sent. One still waiting shows this change
-    too when it goes, so none is added then.
+    """Queue `user_id`'s Home, drawn when it is sent (`draw_home`). One still waiting shows
+    this change too when it goes, so none is added then.
 
     Done as the transaction commits (`at_commit`), as the group card's update is: the
     waiting Home is locked from then on until the transaction ends (`outbox.waiting_call`),
     and every report of a burst needs each leader's."""
-    config = deps.config()
-    drawn_with = {
-        "locale": deps.locale_for(user_id),
-        "led": config.led_channels(user_id),
-        "admin": config.is_admin(user_id),
-    }
+    drawn_with = {"locale": deps.locale_for(user_id)}
     identities = deps.identities
     address = "home:" + identities.key("home", user_id)[:32]
     now = deps.clock()
@@ -75,19 +71,23 @@ def draw_home(
     *,
     user_id: str,
     identities: Identities,
+    config: RuntimeConfig | None,
     now: datetime,
 ) -> dict[str, Any]:
     """The `views.publish` arguments of a Home queued by `publish_home`, as things are now
-    (the sender adds whose it is)."""
-    led = [str(channel) for channel in drawn_with.get("led") or []]
+    (the sender adds whose it is). The queue and the settings follow the person's roles in
+    `config` as they are now, not when it was queued: a leader removed meanwhile sees no
+    reports. Without `config`, neither is shown."""
+    led = config.led_channels(user_id) if config is not None else []
     queue = leader_queue(session, user_id=user_id, channels=led, now=now) if led else None
+    admin = config is not None and config.is_admin(user_id)
     view = build_home(
         locale=str(drawn_with.get("locale") or "en"),
         my_reports=own_reports.reports_by(
             session, user_id=user_id, identities=identities, limit=10
         ),
         queue=queue,
-        audit=privacy.audit_log(session, limit=5) if drawn_with.get("admin") else None,
+        audit=privacy.audit_log(session, limit=5) if admin else None,
     )
     return {"view": view.to_dict()}
 

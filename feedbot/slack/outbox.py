@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedbot.core import outbox, webhooks
+from feedbot.core.config import RuntimeConfig
 from feedbot.core.group_commit import GroupCommit
 from feedbot.core.identity import SEALED, SEALED_TO, SEALED_USER, Identities
 from feedbot.core.outbox import Claim, SentMark
@@ -109,8 +110,11 @@ class OutboxSender:
         access: SlackAccess | None = None,
         identities: Identities | None = None,
         owner: str | None = None,
+        config: Callable[[], RuntimeConfig] | None = None,
     ) -> None:
         self.engine = engine
+        self.config = config
+        """The runtime configuration as it is now: the roles a Home is drawn for."""
         self.owner = owner
         """This process's name on its claims (`feedbot.core.liveness`), if it has one."""
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
@@ -542,6 +546,7 @@ class OutboxSender:
                 stored[homes.HOME],
                 user_id=user,
                 identities=self.identities,
+                config=self.config() if self.config is not None else None,
                 now=self.clock(),
             )
         else:
