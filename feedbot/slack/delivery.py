@@ -393,8 +393,9 @@ def refresh_group_card(
 
     Done as the transaction commits (`at_commit`): the waiting update is locked from then on
     until it ends (`outbox.waiting_edit`), and every report of a burst needs it. Locked
-    earlier, the reports took turns for everything their transactions did after it. Last in
-    every transaction, it is also never locked before a row another one holds."""
+    earlier, the reports took turns for everything their transactions did after it. Locked
+    at the commit in every transaction, with the other rows locked then (the waiting Homes,
+    `homes.publish_home`) in one order, it is never locked before a row another one holds."""
     at_commit(
         session,
         ("group card", group.id),
