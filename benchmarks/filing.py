@@ -67,7 +67,15 @@ def measure(
 ) -> None:
     from sqlmodel import Session
 
-    from benchmarks.intake import LEADERSHIP, TOKEN, USERS, _settings, command_form, configure
+    from benchmarks.intake import (
+        HOME_LEADERS,
+        LEADERSHIP,
+        TOKEN,
+        USERS,
+        _settings,
+        command_form,
+        configure,
+    )
     from benchmarks.similar import fill
     from feedbot.core import inbox as core_inbox
     from feedbot.db import make_engine
@@ -77,16 +85,17 @@ def measure(
     from feedbot.slack.work import Work
     from tests.fakeslack import FakeSlack
 
+    leaders = HOME_LEADERS[:open_homes]
     fake = FakeSlack(token=TOKEN).start()
     try:
-        for index, user in enumerate(USERS):
+        for index, user in enumerate([*USERS, *leaders]):
             fake.add_user(user, locale="de-DE" if index % 3 else "en-US")
         fake.add_channel(LEADERSHIP, name="leadership")
         with fresh_database(backend) as url:
             fill(backend, url, reports)
             configure(url)
             if open_homes:
-                homes_opened(url, [f"UBENCHLEAD{n:02d}" for n in range(open_homes)], USERS)
+                homes_opened(url, leaders, USERS)
             engine = make_engine(url)
             settings = _settings(url, fake.base_url)
             deps = Deps(settings=settings, engine=engine, client=make_interactive_client(settings))
@@ -248,6 +257,10 @@ def main() -> None:
     parser.add_argument("--profiled", type=int, default=100)
     parser.add_argument("--open-homes", type=int, default=0, metavar="LEADERS")
     args = parser.parse_args()
+    from benchmarks.intake import HOME_LEADERS
+
+    if not 0 <= args.open_homes <= len(HOME_LEADERS):
+        parser.error(f"--open-homes: from 0 to {len(HOME_LEADERS)} leaders")
     for backend in BACKENDS if args.backend == "both" else [args.backend]:
         log.info("filing/%s: %s reports, then %s entries", backend, args.reports, args.entries)
         measure(

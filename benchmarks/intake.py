@@ -35,7 +35,9 @@ report comes from this step. Their profile comes from `PROFILED_ENTRIES` request
 before it, at `PROFILED_RATE`, and worked off before it begins: under cProfile the work per
 report takes about twice as long, which inside the timed minute delayed every receipt
 after them. After the 30 s, the step watches `LATE_WATCH` more seconds for late receipts,
-to tell when the backlog was really gone.
+to tell when the backlog was really gone. `--open-homes N`: in the end-to-end step N leaders
+and every reporter have their App Home open (`benchmarks.filing.homes_opened`), as in a
+running workspace, so the Homes follow the reports; by default nobody's is.
 
 One JSON line per step and app, then one summary per database backend:
 
@@ -92,6 +94,8 @@ TOKEN = "xoxb-bench-token"
 SECRET_KEY = "bench-secret-key-that-seals-anonymous-people-0123"
 LEADERSHIP = "CBENCHLEAD"
 USERS = [f"UBENCH{index:04d}" for index in range(100)]
+HOME_LEADERS = [f"UBENCHLEAD{index:02d}" for index in range(20)]
+"""Leaders known to the fake Slack: `--open-homes` makes the first ones watch their Home."""
 RATES = (25, 50, 100, 200)
 CONCURRENCY = 16
 TIMEOUT = 10.0
@@ -123,7 +127,7 @@ def fake_slack(urls_file: str) -> None:
     from tests.fakeslack import FakeSlack
 
     fake = FakeSlack(token=TOKEN).start()
-    for index, user in enumerate(USERS):
+    for index, user in enumerate([*USERS, *HOME_LEADERS]):
         fake.add_user(user, locale="de-DE" if index % 3 else "en-US")
     fake.add_channel(LEADERSHIP, name="leadership")
     with open(urls_file, "w") as handle:
@@ -763,8 +767,10 @@ def measure(
     sustain_seconds: float = SUSTAIN_SECONDS,
     end_to_end_seconds: float = END_TO_END_SECONDS,
     inbox_workers: str = "process",
+    open_homes: int = 0,
 ) -> None:
     """The bare app once, then feedbot on each backend, each followed by its summary."""
+    from benchmarks.filing import homes_opened
     from benchmarks.similar import fill
 
     kind = "feedbot" if inbox_workers == "process" else "feedbot-thread"
@@ -793,6 +799,8 @@ def measure(
             with fresh_database(backend) as url:
                 fill(backend, url, EARLIER_REPORTS)
                 configure(url)
+                if open_homes:
+                    homes_opened(url, HOME_LEADERS[:open_homes], USERS)
                 server = Server.start(kind, url, profiled_from=len(USERS))
                 try:
                     entry, sent = run_end_to_end(backend, server, end_to_end_seconds)
@@ -803,6 +811,7 @@ def measure(
         summary = _summary(backend, records, results["bare"], answered, stored, queued)
         summary.update(_end_to_end(sent, details, records))
         summary["inbox_workers"] = inbox_workers
+        summary["open_homes"] = open_homes
         summary["meets_targets"] = all(summary["targets"].values()) and all(
             summary["targets_end_to_end"].values()
         )
@@ -924,9 +933,18 @@ def main() -> None:
         default="process",
         help="feedbot's inbox workers in a child process (as `feedbot run`) or a thread",
     )
+    parser.add_argument(
+        "--open-homes",
+        type=int,
+        default=0,
+        metavar="LEADERS",
+        help=f"leaders (at most {len(HOME_LEADERS)}) and reporters watching their Home",
+    )
     parser.add_argument("--work", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 <= args.open_homes <= len(HOME_LEADERS):
+        parser.error(f"--open-homes: from 0 to {len(HOME_LEADERS)} leaders")
     if args.work:
         work(*args.work, report_fd=args.report_fd)
         return
@@ -944,6 +962,7 @@ def main() -> None:
         args.sustain_seconds,
         args.end_to_end_seconds,
         args.inbox_workers,
+        open_homes=args.open_homes,
     )
 
 
