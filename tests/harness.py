@@ -103,7 +103,7 @@ class Bot:
             WebClient(token=TOKEN, base_url=self.slack.base_url),
             clock=self.clock,
             identities=self.deps.identities,
-            config=self.deps.config,
+            config=self.deps.config_in,
         )
         self.deps.workspace.fetch()  # `feedbot run` learns it at start-up (auth.test)
         self.app = build_app(self.settings, self.engine, deps=self.deps)

@@ -281,3 +281,21 @@ def test_a_report_locks_a_waiting_home_only_as_it_commits(bot: Bot) -> None:
     before = before[max((n for n, sql in enumerate(before) if sql == "COMMIT"), default=-1) + 1 :]
     assert any(sql.startswith("INSERT INTO report ") for sql in before), "the report's"
     assert any(sql.startswith("UPDATE inbox_entry SET body=") for sql in before), "the done mark"
+
+
+def test_a_leader_removed_in_the_settings_sees_their_home_without_the_queue(bot: Bot) -> None:
+    """A change of roles re-draws the Homes of everyone who had a role or has one now, with
+    the roles as just saved: not those the cache still held, nor only the admins'."""
+    from tests.test_admin import open_group, state_of
+
+    bot.setup_team()
+    bot.command(ALICE, "Card terminal reboots every hour in Gera")
+    assert "triage_acknowledge" in action_ids(open_home(bot, LEADER))
+    view = open_group(bot, ADMIN, "people")
+    leaders = {"type": "multi_users_select", "selected_users": [LEADER_2]}
+    response = bot.submit(ADMIN, view, state_of(view, leaders=leaders))
+    assert json.loads(response.body) == {"response_action": "clear"}
+    bot.drain()
+    home = bot.slack.home_views[LEADER]
+    assert "triage_acknowledge" not in action_ids(home)
+    assert "Gera" not in json.dumps(home["blocks"], ensure_ascii=False)

@@ -224,6 +224,13 @@ class RuntimeConfig:
             *self.route_leaders(channel),
         }
 
+    def staff(self) -> set[str]:
+        """Everyone with a role: the admins and the leaders, global or of a route."""
+        routes = {
+            leader for channel in self.leadership_channels for leader in self.route_leaders(channel)
+        }
+        return {*self.leaders, *self.group_leaders, *self.admins, *self.bootstrap_admins, *routes}
+
     def led_channels(self, user_id: str) -> list[str]:
         """The leadership channels whose reports `user_id` may triage (none: not a leader)."""
         if self.is_leader(user_id):

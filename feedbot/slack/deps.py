@@ -122,7 +122,21 @@ class Deps:
     def config(self) -> RuntimeConfig:
         """The runtime configuration, with the leaders' user groups (global and per route)
         resolved to their members."""
-        config = self.config_cache.get()
+        return self._with_groups(self.config_cache.get())
+
+    def config_in(self, session: Session) -> RuntimeConfig:
+        """`config` as `session` sees it, its own changes included, not as cached: for what
+        must follow a change at once (the roles a Home is drawn for right after an admin
+        changed them), not within the cache's `CONFIG_TTL`."""
+        return self._with_groups(
+            load_config(
+                session,
+                bootstrap_admins=tuple(self.settings.feedbot_admins),
+                default_timezone=self.settings.feedbot_timezone,
+            )
+        )
+
+    def _with_groups(self, config: RuntimeConfig) -> RuntimeConfig:
         if config.leaders_usergroup:
             members = self.groups.members(config.leaders_usergroup)
             config = replace(config, group_leaders=members)

@@ -13,6 +13,7 @@ waiting is ever sent.
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,17 +101,14 @@ _OPENED_AMONG = select(SlackUser.user_id).where(
 
 
 def refresh_homes(
-    session: Session, deps: Deps, *, report: Report | None = None, admins: bool = False
+    session: Session, deps: Deps, *, report: Report | None = None, people: Set[str] = frozenset()
 ) -> None:
     """Re-publish the Homes that show `report` (its reporter, its owner, leaders who look at
-    the queue) or, with `admins`, the admins' settings. Only Homes opened recently."""
-    config = deps.config()
-    people: set[str] = set()
+    the queue), and those of `people`. Only Homes opened recently."""
+    people = set(people)
     if report is not None:
         people |= {p for p in (report.reporter_id, report.owner_id) if p}
-        people |= config.leaders_of(report.leadership_channel)
-    if admins:
-        people |= {*config.admins, *config.bootstrap_admins}
+        people |= deps.config().leaders_of(report.leadership_channel)
     if not people:
         return
     since = deps.clock() - RECENTLY_OPENED

@@ -110,11 +110,11 @@ class OutboxSender:
         access: SlackAccess | None = None,
         identities: Identities | None = None,
         owner: str | None = None,
-        config: Callable[[], RuntimeConfig] | None = None,
+        config: Callable[[Session], RuntimeConfig] | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
-        """The runtime configuration as it is now: the roles a Home is drawn for."""
+        """The runtime configuration as a session sees it: the roles a Home is drawn for."""
         self.owner = owner
         """This process's name on its claims (`feedbot.core.liveness`), if it has one."""
         # A copy without slack_sdk's retry handlers: its default one re-sends a request after
@@ -546,7 +546,7 @@ class OutboxSender:
                 stored[homes.HOME],
                 user_id=user,
                 identities=self.identities,
-                config=self.config() if self.config is not None else None,
+                config=self.config(session) if self.config is not None else None,
                 now=self.clock(),
             )
         else:

@@ -42,7 +42,7 @@ class Work:
             access=deps.access,
             identities=deps.identities,
             owner=liveness.owner,
-            config=deps.config,
+            config=deps.config_in,
         )
         threads = 1
         if only_work and deps.engine.dialect.name == "postgresql":

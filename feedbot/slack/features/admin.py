@@ -151,6 +151,7 @@ def _submitted(deps: Deps) -> Any:
             return
         try:
             with deps.transaction() as session:
+                before = deps.config_in(session)
                 for key, value in raw.items():
                     runtime_config.set_value(
                         session,
@@ -162,7 +163,10 @@ def _submitted(deps: Deps) -> Any:
                         together=together,
                     )
                 deps.config_cache.invalidate()
-                homes.refresh_homes(session, deps, admins=True)
+                # Everyone whose settings or queue may show differently now: those with a
+                # role before or after (a leader removed must no longer see the queue).
+                staff = before.staff() | deps.config_in(session).staff()
+                homes.refresh_homes(session, deps, people=staff)
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})
             return
