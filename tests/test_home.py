@@ -32,6 +32,12 @@ def open_home(bot: Bot, user: str) -> dict[str, Any]:
     return bot.slack.home_views[user]
 
 
+def drain_refreshed(bot: Bot) -> None:
+    """Deliver what is due once the Homes that others' actions changed are due too."""
+    bot.clock.advance(seconds=homes.REFRESH_DELAY.total_seconds())
+    bot.drain()
+
+
 def action_ids(view: dict[str, Any]) -> set[str]:
     ids = set()
     for block in view["blocks"]:
@@ -112,7 +118,7 @@ def test_an_open_home_is_refreshed_when_a_report_changes(bot: Bot) -> None:
     open_home(bot, ALICE)
     publishes = len(bot.slack.calls_to("views.publish"))
     bot.command(ALICE, "Price tags in shop Zwickau show the old tariff")
-    bot.drain()
+    drain_refreshed(bot)
     refreshed = [c.args["user_id"] for c in bot.slack.calls_to("views.publish")[publishes:]]
     assert sorted(refreshed) == sorted([ALICE, LEADER])
     assert "FB-1001" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
@@ -127,7 +133,7 @@ def test_several_refreshes_collapse_into_the_newest(bot: Bot) -> None:
     before = len(bot.slack.calls_to("views.publish"))
     for number in range(5):
         bot.command(ALICE, f"Queue display dark, shop {number}")
-    bot.drain()
+    drain_refreshed(bot)
     assert len(bot.slack.calls_to("views.publish")) - before == 1
     assert "Waiting for acknowledgement* (5)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
 
@@ -166,7 +172,7 @@ def test_a_leader_s_home_is_drawn_when_it_is_sent_not_for_every_report(
     assert waiting_ids == {waiting.id}, "the first one waiting shows the later reports too"
     assert "Label printer" not in waiting.payload, "no view waits in the database"
     assert LEADER not in waiting.payload, "nor whose Home it is"
-    bot.drain()
+    drain_refreshed(bot)
     assert drawn == ["home"]
     text = json.dumps(bot.slack.home_views[LEADER]["blocks"])
     assert "Waiting for acknowledgement* (5)" in text and "FB-1005" in text
@@ -179,14 +185,14 @@ def test_a_waiting_home_is_drawn_for_the_roles_its_owner_has_when_it_goes(bot: B
     open_home(bot, LEADER)
     bot.command(ALICE, "Card terminal reboots every hour in Gera")
     bot.configure(admins=f"{ADMIN},{LEADER}")
-    bot.drain()
+    drain_refreshed(bot)
     view = bot.slack.home_views[LEADER]
     assert "admin_edit_settings" in action_ids(view)
     assert "triage_acknowledge" in action_ids(view)
     bot.command(ALICE, "Card terminal reboots every hour in Jena")
     assert len(waiting_homes(bot)) == 1
     bot.configure(admins=ADMIN, leaders=LEADER_2)
-    bot.drain()
+    drain_refreshed(bot)
     view = bot.slack.home_views[LEADER]
     assert not {"admin_edit_settings", "triage_acknowledge"} & action_ids(view)
     assert "Jena" not in json.dumps(view["blocks"], ensure_ascii=False)
@@ -207,7 +213,7 @@ def test_a_waiting_home_in_another_language_is_replaced(bot: Bot) -> None:
     bot.command(ALICE, "Card terminal reboots every hour in Jena")
     (second,) = waiting_homes(bot)
     assert second.id != first.id
-    bot.drain()
+    drain_refreshed(bot)
     assert "Waiting for acknowledgement* (2)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
 
 
@@ -218,6 +224,7 @@ def test_a_home_a_sender_took_meanwhile_is_followed_by_another(bot: Bot) -> None
     open_home(bot, LEADER)
     bot.command(ALICE, "Card terminal reboots every hour in Gera")
     (taken,) = waiting_homes(bot)
+    bot.clock.advance(seconds=homes.REFRESH_DELAY.total_seconds())
     with Session(bot.engine) as sender:
         claims = core_outbox.claim_due(sender, now=bot.clock(), limit=10, method="views.publish")
         assert [claim.entry.id for claim in claims] == [taken.id]
@@ -230,7 +237,7 @@ def test_a_home_a_sender_took_meanwhile_is_followed_by_another(bot: Bot) -> None
             sender, taken.id, channel=None, ts=None, now=bot.clock(), attempt=taken.attempts + 1
         )
         sender.commit()
-    bot.drain()
+    drain_refreshed(bot)
     assert "Waiting for acknowledgement* (2)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
 
 
@@ -242,7 +249,7 @@ def test_a_report_refreshes_the_homes_of_its_reporter_and_leaders_only(bot: Bot)
         open_home(bot, user)
     publishes = len(bot.slack.calls_to("views.publish"))
     bot.command(ALICE, "Queue display dark in shop Gera")
-    bot.drain()
+    drain_refreshed(bot)
     refreshed = [call.args["user_id"] for call in bot.slack.calls_to("views.publish")[publishes:]]
     assert sorted(refreshed) == sorted([ALICE, LEADER]), "not Bob's: nothing of his changed"
 
@@ -295,7 +302,36 @@ def test_a_leader_removed_in_the_settings_sees_their_home_without_the_queue(bot:
     leaders = {"type": "multi_users_select", "selected_users": [LEADER_2]}
     response = bot.submit(ADMIN, view, state_of(view, leaders=leaders))
     assert json.loads(response.body) == {"response_action": "clear"}
-    bot.drain()
+    drain_refreshed(bot)
     home = bot.slack.home_views[LEADER]
     assert "triage_acknowledge" not in action_ids(home)
     assert "Gera" not in json.dumps(home["blocks"], ensure_ascii=False)
+
+
+def test_homes_changed_by_others_follow_within_seconds_the_actor_s_at_once(bot: Bot) -> None:
+    """In a burst a watched Home would be re-drawn without pause: one changed by what others
+    do waits `REFRESH_DELAY` and then shows everything since. Whoever acts, or opens their
+    Home, sees it at once."""
+    bot.setup_team()
+    open_home(bot, LEADER)
+    open_home(bot, LEADER_2)
+    before = len(bot.slack.calls_to("views.publish"))
+
+    def published() -> list[str]:
+        calls = bot.slack.calls_to("views.publish")[before:]
+        return [call.args["user_id"] for call in calls]
+
+    bot.command(ALICE, "Receipt printer in Gera prints blank pages")
+    bot.drain()
+    assert published() == [], "not yet: more may come"
+    bot.press_card(LEADER, "triage_acknowledge", bot.report())
+    bot.drain()
+    assert published() == [LEADER], "the one who acted"
+    assert "Waiting for acknowledgement* (0)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
+    open_home(bot, LEADER_2)  # the one waiting is brought forward, not drawn twice
+    assert published() == [LEADER, LEADER_2]
+    drain_refreshed(bot)
+    assert published() == [LEADER, LEADER_2]
+    assert "Waiting for acknowledgement* (0)" in json.dumps(
+        bot.slack.home_views[LEADER_2]["blocks"]
+    )

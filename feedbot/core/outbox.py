@@ -74,9 +74,11 @@ def enqueue(
     on_failure: dict[str, Any] | None = None,
     on_failure_thread_of: Entry | None = None,
     on_failure_conversation: str | None = None,
+    due: datetime | None = None,
     now: datetime,
 ) -> Queued:
-    """Queue one Web API call. The caller's transaction makes it durable.
+    """Queue one Web API call, due `now` or at `due`. The caller's transaction makes it
+    durable.
 
     An edit (`update_of`) replaces edits of the same message still waiting: only the newest
     state of a message is worth sending. `replace_pending` does the same for whole calls of
@@ -140,7 +142,7 @@ def enqueue(
             "thread_of_id": thread_of.id if thread_of else None,
             "update_of_id": update_of.id if update_of else None,
             "created_at": now,
-            "next_attempt_at": now,
+            "next_attempt_at": due or now,
             "turn": turn,
         },
     ).scalar_one()
@@ -194,6 +196,20 @@ def waiting_call(session: Session, *, conversation: str, method: str) -> OutboxM
     return session.exec(
         _WAITING_CALL, params={"conversation": conversation, "method": method}
     ).first()
+
+
+def due_by(session: Session, entry_id: int, *, at: datetime) -> None:
+    """Entry `entry_id`, waiting, is due at `at` at the latest (a later turn is brought
+    forward)."""
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == entry_id,
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.next_attempt_at) > at,
+        )
+        .values(next_attempt_at=at)
+    )
 
 
 _WAITING_CALL = (

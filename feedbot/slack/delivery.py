@@ -483,9 +483,16 @@ def ephemeral_message(
     )
 
 
-def publish(session: Session, *, address: str, payload: dict[str, Any], now: datetime) -> None:
-    """A Home tab (`views.publish`), replacing an older one for the same person still
-    waiting; `address` is the outbox conversation that stands for them."""
+def publish(
+    session: Session,
+    *,
+    address: str,
+    payload: dict[str, Any],
+    now: datetime,
+    due: datetime | None = None,
+) -> None:
+    """A Home tab (`views.publish`), due `now` or at `due`, replacing an older one for the
+    same person still waiting; `address` is the outbox conversation that stands for them."""
     outbox.enqueue(
         session,
         conversation=address,
@@ -493,5 +500,6 @@ def publish(session: Session, *, address: str, payload: dict[str, Any], now: dat
         payload=payload,
         purpose="home",
         replace_pending=True,
+        due=due,
         now=now,
     )

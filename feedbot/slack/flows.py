@@ -308,7 +308,7 @@ def report_triaged(
     )
     reminders_follow(session, deps, outcome=outcome, config=config, now=now)
     webhooks.emit_outcome(session, outcome=outcome, config=config, now=now)
-    homes.report_changed(session, deps, report)
+    homes.report_changed(session, deps, report, actor=outcome.actor)
 
 
 def group_triaged(
@@ -328,7 +328,7 @@ def group_triaged(
         delivery.refresh_card(session, report=member.report, config=config, now=now)
         reminders_follow(session, deps, outcome=member, config=config, now=now)
         webhooks.emit_outcome(session, outcome=member, config=config, now=now)
-        homes.report_changed(session, deps, member.report)
+        homes.report_changed(session, deps, member.report, actor=outcome.actor)
     card = delivery.group_card_entry(session, group)
     delivery.line_under(
         session,
@@ -375,7 +375,7 @@ def reporter_answered(
         sealed_by=deps.identities if report.anonymous else None,
         about=report.id,
     )
-    homes.report_changed(session, deps, report)
+    homes.report_changed(session, deps, report, actor=user_id)
 
 
 def _group_card_of(session: Session, report: Report) -> OutboxMessage | None:

@@ -32,20 +32,29 @@ from feedbot.slack.views.home import build_home
 
 RECENTLY_OPENED = timedelta(hours=12)
 """Homes opened this recently are kept up to date; others are rebuilt when next opened."""
+REFRESH_DELAY = timedelta(seconds=5)
+"""How long a Home changed by what others do waits before it is drawn and sent: the
+changes of a burst then go out in one, and a leader watching the queue in an outage sees
+it follow every few seconds instead of the sender re-drawing it without pause, which took
+the interpreter from the work of filing. The Homes of whoever opens theirs, and of whoever
+acts (a button on their Home), go at once."""
 HOME = "_home"
 """Payload key of a Home tab drawn when it is sent: the language it is drawn in."""
 PUBLISH = "views.publish"
 """The call a Home is published with."""
 
 
-def report_changed(session: Session, deps: Deps, report: Report) -> None:
-    """Whatever changed about `report`: the Homes that show it follow."""
-    refresh_homes(session, deps, report=report)
+def report_changed(
+    session: Session, deps: Deps, report: Report, *, actor: str | None = None
+) -> None:
+    """Whatever changed about `report` (by `actor`): the Homes that show it follow."""
+    refresh_homes(session, deps, report=report, actor=actor)
 
 
-def publish_home(session: Session, deps: Deps, user_id: str) -> None:
-    """Queue `user_id`'s Home, drawn when it is sent (`draw_home`). One still waiting shows
-    this change too when it goes, so none is added then.
+def publish_home(session: Session, deps: Deps, user_id: str, *, at_once: bool = True) -> None:
+    """Queue `user_id`'s Home, drawn when it is sent (`draw_home`): at once, or after
+    `REFRESH_DELAY`. One still waiting shows this change too when it goes, so none is added
+    then (it is brought forward for `at_once`).
 
     Done as the transaction commits (`at_commit`), as the group card's update is: the
     waiting Home is locked from then on until the transaction ends (`outbox.waiting_call`),
@@ -55,13 +64,18 @@ def publish_home(session: Session, deps: Deps, user_id: str) -> None:
     address = "home:" + identities.key("home", user_id)[:32]
     now = deps.clock()
 
+    due = now if at_once else now + REFRESH_DELAY
+
     def queue() -> None:
         waiting = outbox.waiting_call(session, conversation=address, method=PUBLISH)
         if waiting is not None and json.loads(waiting.payload).get(HOME) == drawn_with:
+            if at_once:
+                assert waiting.id is not None
+                outbox.due_by(session, waiting.id, at=due)
             return
         # Sealed: the outbox says whose Home it is to no one who reads the database.
         payload = {SEALED_USER: identities.seal(user_id), HOME: drawn_with}
-        delivery.publish(session, address=address, payload=payload, now=now)
+        delivery.publish(session, address=address, payload=payload, now=now, due=due)
 
     at_commit(session, ("home", address), queue)
 
@@ -101,10 +115,16 @@ _OPENED_AMONG = select(SlackUser.user_id).where(
 
 
 def refresh_homes(
-    session: Session, deps: Deps, *, report: Report | None = None, people: Set[str] = frozenset()
+    session: Session,
+    deps: Deps,
+    *,
+    report: Report | None = None,
+    people: Set[str] = frozenset(),
+    actor: str | None = None,
 ) -> None:
     """Re-publish the Homes that show `report` (its reporter, its owner, leaders who look at
-    the queue), and those of `people`. Only Homes opened recently."""
+    the queue), and those of `people`: `actor`'s at once, the others' after `REFRESH_DELAY`.
+    Only Homes opened recently."""
     people = set(people)
     if report is not None:
         people |= {p for p in (report.reporter_id, report.owner_id) if p}
@@ -114,4 +134,4 @@ def refresh_homes(
     since = deps.clock() - RECENTLY_OPENED
     recent = session.exec(_OPENED_AMONG, params={"people": sorted(people), "since": since})
     for user in sorted(recent.all()):
-        publish_home(session, deps, user)
+        publish_home(session, deps, user, at_once=user == actor)

@@ -166,7 +166,7 @@ def _submitted(deps: Deps) -> Any:
                 # Everyone whose settings or queue may show differently now: those with a
                 # role before or after (a leader removed must no longer see the queue).
                 staff = before.staff() | deps.config_in(session).staff()
-                homes.refresh_homes(session, deps, people=staff)
+                homes.refresh_homes(session, deps, people=staff, actor=user_id)
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})
             return

@@ -383,7 +383,7 @@ def _me_too(deps: Deps) -> Any:
                 session, report=report, user_id=user_id, now=now, identities=deps.identities
             ):
                 delivery.refresh_card(session, report=report, config=config, now=now)
-                homes.report_changed(session, deps, report)
+                homes.report_changed(session, deps, report, actor=user_id)
                 text = t(locale, "me_too.added", ref=report.reference)
             else:
                 text = t(locale, "me_too.already", ref=report.reference)
