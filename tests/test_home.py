@@ -335,3 +335,29 @@ def test_homes_changed_by_others_follow_within_seconds_the_actor_s_at_once(bot: 
     assert "Waiting for acknowledgement* (0)" in json.dumps(
         bot.slack.home_views[LEADER_2]["blocks"]
     )
+
+
+def test_a_home_just_opened_is_not_put_off_by_a_change_that_replaces_it(bot: Bot) -> None:
+    """Someone opens their Home and, before it goes, a change queues one to replace it (in
+    another language): the replacement is still due at once, not after the pause."""
+    bot.setup_team()
+    bot.event(
+        {
+            "type": "app_home_opened",
+            "user": LEADER,
+            "channel": bot.slack.dm_channel(LEADER),
+            "tab": "home",
+            "event_ts": "1.1",
+        }
+    )
+    (opened,) = waiting_homes(bot)
+    with Session(bot.engine) as session:
+        entry = session.get_one(OutboxMessage, opened.id)
+        entry.payload = entry.payload.replace('"en"', '"de"')
+        session.add(entry)
+        session.commit()
+    bot.command(ALICE, "Card terminal reboots every hour in Gera")
+    (replacing,) = waiting_homes(bot)
+    assert replacing.id != opened.id
+    bot.drain()
+    assert "Waiting for acknowledgement* (1)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])

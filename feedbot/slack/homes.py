@@ -75,7 +75,9 @@ def publish_home(session: Session, deps: Deps, user_id: str, *, at_once: bool = 
             return
         # Sealed: the outbox says whose Home it is to no one who reads the database.
         payload = {SEALED_USER: identities.seal(user_id), HOME: drawn_with}
-        delivery.publish(session, address=address, payload=payload, now=now, due=due)
+        # One it replaces may have been due sooner (its owner opened their Home just now).
+        soonest = min(due, waiting.next_attempt_at) if waiting is not None else due
+        delivery.publish(session, address=address, payload=payload, now=now, due=soonest)
 
     at_commit(session, ("home", address), queue)
 

@@ -151,7 +151,6 @@ def _submitted(deps: Deps) -> Any:
             return
         try:
             with deps.transaction() as session:
-                before = deps.config_in(session)
                 for key, value in raw.items():
                     runtime_config.set_value(
                         session,
@@ -165,7 +164,13 @@ def _submitted(deps: Deps) -> Any:
                 deps.config_cache.invalidate()
                 # Everyone whose settings or queue may show differently now: those with a
                 # role before or after (a leader removed must no longer see the queue).
-                staff = before.staff() | deps.config_in(session).staff()
+                # The members of a user group named just now are not asked for here: that
+                # would keep Slack waiting inside the transaction. They see it when next
+                # they open their Home.
+                saved = runtime_config.load_config(
+                    session, bootstrap_admins=config.bootstrap_admins
+                )
+                staff = config.staff() | saved.staff()
                 homes.refresh_homes(session, deps, people=staff, actor=user_id)
         except InvalidValue as error:
             ack(response_action="errors", errors={error.field or first: explain(error, locale)})

@@ -229,7 +229,7 @@ def group_merged(
     for report in outcome.moved:
         if report.card_message_id is not None:
             delivery.refresh_card(session, report=report, config=config, now=now)
-        homes.report_changed(session, deps, report)
+        homes.report_changed(session, deps, report, actor=outcome.actor)
     delivery.line_under(
         session,
         card=delivery.group_card_entry(session, outcome.target),
