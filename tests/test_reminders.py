@@ -723,6 +723,48 @@ def test_feedbot_reminders_run_shows_then_sends_what_is_due(
     assert sum("waiting for acknowledgement" in line for line in bot.thread(report)) == 1
 
 
+def test_feedbot_reminders_run_delivers_what_else_is_due_as_the_bot_would(
+    bot: Bot, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command drains the whole outbox, not only its reminders: a receipt to someone who
+    reported anonymously (sealed) and a leader's Home (drawn when sent) go out as the bot
+    would send them, instead of being given up as undeliverable or drawn without a queue."""
+    from feedbot import cli
+    from feedbot.settings import get_settings
+    from tests.harness import SECRET_KEY
+    from tests.test_anonymity import file_anonymously
+
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": bot.slack.base_url,
+        "FEEDBOT_ADMINS": ADMIN,
+        "FEEDBOT_SECRET_KEY": SECRET_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    bot.setup_team()
+    bot.event(
+        {
+            "type": "app_home_opened",
+            "user": LEADER,
+            "channel": bot.slack.dm_channel(LEADER),
+            "tab": "home",
+            "event_ts": "1.1",
+        }
+    )
+    report = file_anonymously(bot, ALICE, "Cash drawer in shop 4 opens by itself")
+    try:
+        assert cli.main(["reminders", "run"]) == 0
+    finally:
+        get_settings.cache_clear()
+    with Session(bot.engine) as session:
+        statuses = set(session.exec(select(OutboxMessage.status)).all())
+    assert statuses == {OutboxStatus.SENT}, "nothing given up, nothing left"
+    assert any(report.reference in dm for dm in bot.dms(ALICE)), "her receipt"
+    assert "triage_acknowledge" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

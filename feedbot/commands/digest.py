@@ -172,10 +172,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
         print(f"queued the {target.kind} digest of {period} for {target.channel}")
     if _has_token(settings):
-        from feedbot.slack.client import make_sender_client
-        from feedbot.slack.outbox import OutboxSender
+        from feedbot.slack.client import make_web_client
+        from feedbot.slack.deps import Deps
+        from feedbot.slack.work import command_sender
 
-        OutboxSender(engine, make_sender_client(settings)).drain()
+        deps = Deps(settings=settings, engine=engine, client=make_web_client(settings))
+        command_sender(deps).drain()
         print("delivered to Slack (see `feedbot outbox` for anything Slack refused)")
     else:
         print("SLACK_BOT_TOKEN is not set here: the running bot delivers it")

@@ -51,10 +51,10 @@ def describe(due: Due | GroupDue) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from feedbot.slack.client import make_sender_client, make_web_client
+    from feedbot.slack.client import make_web_client
     from feedbot.slack.deps import Deps
     from feedbot.slack.features.reminders import send_due
-    from feedbot.slack.outbox import OutboxSender
+    from feedbot.slack.work import command_sender
 
     settings = get_settings()
     if not settings.slack_bot_token.get_secret_value():
@@ -70,6 +70,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(due)} due now; nothing sent (dry run)")
         return 0
-    OutboxSender(engine, make_sender_client(settings)).drain()
+    command_sender(deps).drain()
     print(f"sent {len(due)}")
     return 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from feedbot.core.identity import Identities
 from feedbot.core.liveness import Liveness
+from feedbot.errors import ConfigurationError
 from feedbot.slack.client import make_sender_client
 from feedbot.slack.deps import Deps
 from feedbot.slack.inbox import Inbox
@@ -67,3 +69,22 @@ class Work:
         self.sender.stop()
         self.hooks.stop()
         self.liveness.stop()
+
+
+def command_sender(deps: Deps) -> OutboxSender:
+    """A sender for a command that delivers what it queued (`feedbot digest send`,
+    `feedbot reminders run`). It takes whatever else is due too, so it opens seals and draws
+    Homes as the bot's own does: without the key, a direct message to someone who acted
+    anonymously was given up as undeliverable."""
+    identities: Identities | None
+    try:
+        identities = deps.identities
+    except ConfigurationError:  # no key: nothing was sealed with one
+        identities = None
+    return OutboxSender(
+        deps.engine,
+        make_sender_client(deps.settings),
+        access=deps.access,
+        identities=identities,
+        config=deps.config_in,
+    )
