@@ -63,7 +63,6 @@ def publish_home(session: Session, deps: Deps, user_id: str, *, at_once: bool = 
     identities = deps.identities
     address = "home:" + identities.key("home", user_id)[:32]
     now = deps.clock()
-
     due = now if at_once else now + REFRESH_DELAY
 
     def queue() -> None:

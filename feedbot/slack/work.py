@@ -74,8 +74,8 @@ class Work:
 def command_sender(deps: Deps) -> OutboxSender:
     """A sender for a command that delivers what it queued (`feedbot digest send`,
     `feedbot reminders run`). It takes whatever else is due too, so it opens seals and draws
-    Homes as the bot's own does: without the key, a direct message to someone who acted
-    anonymously was given up as undeliverable."""
+    Homes as the bot's own does: one without the key would give up a direct message to
+    someone who acted anonymously as undeliverable."""
     identities: Identities | None
     try:
         identities = deps.identities
