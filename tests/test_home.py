@@ -361,3 +361,13 @@ def test_a_home_just_opened_is_not_put_off_by_a_change_that_replaces_it(bot: Bot
     assert replacing.id != opened.id
     bot.drain()
     assert "Waiting for acknowledgement* (1)" in json.dumps(bot.slack.home_views[LEADER]["blocks"])
+
+
+def test_a_home_asked_for_at_once_and_later_in_one_transaction_goes_at_once(bot: Bot) -> None:
+    bot.setup_team()
+    with bot.deps.transaction() as session:
+        homes.publish_home(session, bot.deps, LEADER, at_once=True)
+        homes.publish_home(session, bot.deps, LEADER, at_once=False)
+    assert len(waiting_homes(bot)) == 1
+    bot.drain()
+    assert LEADER in bot.slack.home_views, "not put off by the later ask"

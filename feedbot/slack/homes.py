@@ -78,7 +78,9 @@ def publish_home(session: Session, deps: Deps, user_id: str, *, at_once: bool = 
         soonest = min(due, waiting.next_attempt_at) if waiting is not None else due
         delivery.publish(session, address=address, payload=payload, now=now, due=soonest)
 
-    at_commit(session, ("home", address), queue)
+    # Asked both ways in one transaction, both run, the one at once last: it brings forward
+    # what the other queued.
+    at_commit(session, ("home", address, at_once), queue)
 
 
 def draw_home(
