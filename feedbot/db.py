@@ -280,6 +280,13 @@ def at_commit(session: Session, key: tuple[Any, ...], action: Callable[[], None]
     actions[key] = (actions[key][0] if key in actions else transaction, action)
 
 
+def left_at_commit(session: Session, key: tuple[Any, ...]) -> Callable[[], None] | None:
+    """The action left for the commit under `key` in the session's transaction, if any: to
+    add to one that does several things at once."""
+    actions = session.info.get(_AT_COMMIT)
+    return actions[key][1] if actions and key in actions else None
+
+
 @event.listens_for(Session, "before_commit")
 def _run_at_commit(session: Session) -> None:
     if session.in_nested_transaction():

@@ -189,13 +189,17 @@ _WAITING_EDIT = (
 running it."""
 
 
-def waiting_call(session: Session, *, conversation: str, method: str) -> OutboxMessage | None:
-    """A call of `method` to `conversation` (no lane) still waiting for its first try, locked
-    until this transaction ends, as `waiting_edit` locks an edit: for whole calls drawn when
-    they are sent (a Home tab), which then show whatever changed since they were queued."""
-    return session.exec(
-        _WAITING_CALL, params={"conversation": conversation, "method": method}
-    ).first()
+def waiting_calls(
+    session: Session, *, conversations: Collection[str], method: str
+) -> dict[str, OutboxMessage]:
+    """Per conversation of `conversations` (no lane), a call of `method` still waiting for
+    its first try, locked until this transaction ends, as `waiting_edit` locks an edit: for
+    whole calls drawn when they are sent (Home tabs), which then show whatever changed
+    since they were queued. One statement for all, locking in the conversations' order."""
+    rows = session.exec(
+        _WAITING_CALLS, params={"conversations": sorted(conversations), "method": method}
+    ).all()
+    return {row.conversation: row for row in reversed(rows)}  # the first of each wins
 
 
 def due_by(session: Session, entry_id: int, *, at: datetime) -> None:
@@ -212,16 +216,16 @@ def due_by(session: Session, entry_id: int, *, at: datetime) -> None:
     )
 
 
-_WAITING_CALL = (
+_WAITING_CALLS = (
     select(OutboxMessage)
     .where(
         col(OutboxMessage.status) == OutboxStatus.PENDING,
-        col(OutboxMessage.conversation) == bindparam("conversation"),
+        col(OutboxMessage.conversation).in_(bindparam("conversations", expanding=True)),
         col(OutboxMessage.lane).is_(None),
         col(OutboxMessage.method) == bindparam("method"),
         col(OutboxMessage.attempts) == 0,
     )
-    .limit(1)
+    .order_by(col(OutboxMessage.conversation), col(OutboxMessage.id))
     .with_for_update()
 )
 

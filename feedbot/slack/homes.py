@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Set
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from feedbot.core import outbox, own_reports, privacy
 from feedbot.core.config import RuntimeConfig
 from feedbot.core.identity import SEALED_USER, Identities
 from feedbot.core.worklist import leader_queue
-from feedbot.db import at_commit
+from feedbot.db import at_commit, left_at_commit
 from feedbot.models import Report, SlackUser
 from feedbot.slack import delivery
 from feedbot.slack.deps import Deps
@@ -57,30 +58,73 @@ def publish_home(session: Session, deps: Deps, user_id: str, *, at_once: bool = 
     then (it is brought forward for `at_once`).
 
     Done as the transaction commits (`at_commit`), as the group card's update is: the
-    waiting Home is locked from then on until the transaction ends (`outbox.waiting_call`),
-    and every report of a burst needs each leader's."""
-    drawn_with = {"locale": deps.locale_for(user_id)}
+    waiting Homes are locked from then on until the transaction ends
+    (`outbox.waiting_calls`), and every report of a burst needs each leader's. All the
+    Homes a transaction changes are looked up in one statement."""
     identities = deps.identities
     address = "home:" + identities.key("home", user_id)[:32]
     now = deps.clock()
-    due = now if at_once else now + REFRESH_DELAY
+    batch = left_at_commit(session, _HOMES_KEY)
+    if not isinstance(batch, _HomesToQueue):
+        batch = _HomesToQueue(session, identities)
+        at_commit(session, _HOMES_KEY, batch)
+    batch.add(
+        address,
+        user_id=user_id,
+        drawn_with={"locale": deps.locale_for(user_id)},
+        due=now if at_once else now + REFRESH_DELAY,
+        now=now,
+    )
 
-    def queue() -> None:
-        waiting = outbox.waiting_call(session, conversation=address, method=PUBLISH)
-        if waiting is not None and json.loads(waiting.payload).get(HOME) == drawn_with:
-            if at_once:
-                assert waiting.id is not None
-                outbox.due_by(session, waiting.id, at=due)
-            return
-        # Sealed: the outbox says whose Home it is to no one who reads the database.
-        payload = {SEALED_USER: identities.seal(user_id), HOME: drawn_with}
-        # One it replaces may have been due sooner (its owner opened their Home just now).
-        soonest = min(due, waiting.next_attempt_at) if waiting is not None else due
-        delivery.publish(session, address=address, payload=payload, now=now, due=soonest)
 
-    # Asked both ways in one transaction, both run, the one at once last: it brings forward
-    # what the other queued.
-    at_commit(session, ("home", address, at_once), queue)
+_HOMES_KEY = ("homes",)
+
+
+@dataclass
+class _Home:
+    user_id: str
+    drawn_with: dict[str, Any]
+    due: datetime
+    now: datetime
+
+
+class _HomesToQueue:
+    """The Homes a transaction changed, queued as it commits (`publish_home`)."""
+
+    def __init__(self, session: Session, identities: Identities) -> None:
+        self.session = session
+        self.identities = identities
+        self.homes: dict[str, _Home] = {}
+
+    def add(
+        self,
+        address: str,
+        *,
+        user_id: str,
+        drawn_with: dict[str, Any],
+        due: datetime,
+        now: datetime,
+    ) -> None:
+        earlier = self.homes.get(address)
+        if earlier is not None:  # asked twice: as soon as the sooner ask
+            due = min(due, earlier.due)
+        self.homes[address] = _Home(user_id, drawn_with, due, now)
+
+    def __call__(self) -> None:
+        session = self.session
+        waiting = outbox.waiting_calls(session, conversations=self.homes, method=PUBLISH)
+        for address, home in sorted(self.homes.items()):
+            found = waiting.get(address)
+            if found is not None and json.loads(found.payload).get(HOME) == home.drawn_with:
+                if home.due < found.next_attempt_at:  # asked at once: brought forward
+                    assert found.id is not None
+                    outbox.due_by(session, found.id, at=home.due)
+                continue
+            # Sealed: the outbox says whose Home it is to no one who reads the database.
+            payload = {SEALED_USER: self.identities.seal(home.user_id), HOME: home.drawn_with}
+            # One it replaces may have been due sooner (its owner opened their Home just now).
+            due = min(home.due, found.next_attempt_at) if found is not None else home.due
+            delivery.publish(session, address=address, payload=payload, now=home.now, due=due)
 
 
 def draw_home(
