@@ -267,9 +267,9 @@ def at_commit(session: Session, key: tuple[Any, ...], action: Callable[[], None]
 
     One action per `key` (a later one replaces it), run in the order of their keys: the
     rows they lock are then locked in one order by every transaction, which cannot wait for
-    each other in a cycle. Keys are tuples of a name and an id (`("home", address)`). Within
-    a savepoint (the inbox's replay) it still waits for the outer commit; an action whose
-    savepoint or transaction rolls back is dropped."""
+    each other in a cycle. Keys are tuples, a name first (`("group card", group_id)`,
+    `("homes",)`). Within a savepoint (the inbox's replay) it still waits for the outer
+    commit; an action whose savepoint or transaction rolls back is dropped."""
     if session.get_transaction() is None:
         session.connection()  # begins one: the action belongs to it
     actions: dict[tuple[Any, ...], tuple[SessionTransaction | None, Callable[[], None]]]
