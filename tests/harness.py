@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from urllib.parse import urlencode
 
 from slack_bolt import BoltResponse
 from slack_sdk import WebClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 from feedbot.core import config as runtime_config
@@ -70,6 +72,37 @@ def sign(
     ts = str(timestamp if timestamp is not None else int(time.time()))
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[int, str]]]:
+    """Every statement `engine` runs meanwhile, and "COMMIT" for each commit, in order, each
+    with the connection it ran on."""
+    seen: list[tuple[int, str]] = []
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        seen.append((id(conn.connection), sql))
+
+    def committed(conn: Any) -> None:
+        seen.append((id(conn.connection), "COMMIT"))
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)
+
+
+def around(seen: list[tuple[int, str]], index: int) -> tuple[list[str], list[str]]:
+    """What the connection of statement `index` ran in the same transaction before it, and
+    everything it ran after it."""
+    connection = seen[index][0]
+    before = [sql for other, sql in seen[:index] if other == connection]
+    began = max((n for n, sql in enumerate(before) if sql == "COMMIT"), default=-1) + 1
+    after = [sql for other, sql in seen[index + 1 :] if other == connection]
+    return before[began:], after
 
 
 @dataclass

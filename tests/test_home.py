@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from feedbot.core import outbox as core_outbox
@@ -15,10 +14,11 @@ from feedbot.models import OutboxMessage, OutboxStatus
 from feedbot.slack import homes
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
-from tests.harness import ADMIN, ALICE, BOB, LEADER, LEADER_2, Bot
+from tests.harness import ADMIN, ALICE, BOB, LEADER, LEADER_2, Bot, around, statements
 
 
-def open_home(bot: Bot, user: str) -> dict[str, Any]:
+def home_opened(bot: Bot, user: str) -> None:
+    """`user` opens feedbot's Home tab; what it queues is not delivered yet."""
     bot.event(
         {
             "type": "app_home_opened",
@@ -28,6 +28,10 @@ def open_home(bot: Bot, user: str) -> dict[str, Any]:
             "event_ts": "1.1",
         }
     )
+
+
+def open_home(bot: Bot, user: str) -> dict[str, Any]:
+    home_opened(bot, user)
     bot.drain()
     return bot.slack.home_views[user]
 
@@ -198,6 +202,15 @@ def test_a_waiting_home_is_drawn_for_the_roles_its_owner_has_when_it_goes(bot: B
     assert "Jena" not in json.dumps(view["blocks"], ensure_ascii=False)
 
 
+def to_be_drawn_in_german(bot: Bot, waiting: OutboxMessage) -> None:
+    """The waiting Home was queued for someone who read German then."""
+    with Session(bot.engine) as session:
+        entry = session.get_one(OutboxMessage, waiting.id)
+        entry.payload = entry.payload.replace('"en"', '"de"')
+        session.add(entry)
+        session.commit()
+
+
 def test_a_waiting_home_in_another_language_is_replaced(bot: Bot) -> None:
     """A Home waiting to be drawn in a language the person no longer reads is not the one
     to show the next change: it is replaced."""
@@ -205,11 +218,7 @@ def test_a_waiting_home_in_another_language_is_replaced(bot: Bot) -> None:
     open_home(bot, LEADER)
     bot.command(ALICE, "Card terminal reboots every hour in Gera")
     (first,) = waiting_homes(bot)
-    with Session(bot.engine) as session:
-        entry = session.get_one(OutboxMessage, first.id)
-        entry.payload = entry.payload.replace('"en"', '"de"')
-        session.add(entry)
-        session.commit()
+    to_be_drawn_in_german(bot, first)
     bot.command(ALICE, "Card terminal reboots every hour in Jena")
     (second,) = waiting_homes(bot)
     assert second.id != first.id
@@ -264,17 +273,9 @@ def test_a_report_locks_a_waiting_home_only_as_it_commits(bot: Bot) -> None:
     bot.command(ALICE, "Scanner at the counter in Gera rejects every barcode")  # Homes wait
     inbox = Inbox(bot.deps, liveness=Liveness(bot.engine))
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
-    seen: list[tuple[int, str]] = []  # (connection, statement), in order
-    statement = lambda conn, *args: seen.append((id(conn.connection), args[1]))  # noqa: E731
-    committed = lambda conn: seen.append((id(conn.connection), "COMMIT"))  # noqa: E731
-    event.listen(bot.engine, "before_cursor_execute", statement)
-    event.listen(bot.engine, "commit", committed)
-    try:
+    with statements(bot.engine) as seen:
         assert bot.command(ALICE, "Scanner at the counter in Jena is down").status == 200
         assert inbox.drain() == 1
-    finally:
-        event.remove(bot.engine, "before_cursor_execute", statement)
-        event.remove(bot.engine, "commit", committed)
     assert len(waiting_homes(bot)) == 2, "the waiting ones show this report too"
     (lock,) = [
         n
@@ -283,10 +284,8 @@ def test_a_report_locks_a_waiting_home_only_as_it_commits(bot: Bot) -> None:
         and "outbox_message.attempts =" in sql
         and "outbox_message.conversation IN" in sql
     ]
-    worker = seen[lock][0]
-    assert next(sql for connection, sql in seen[lock + 1 :] if connection == worker) == "COMMIT"
-    before = [sql for connection, sql in seen[:lock] if connection == worker]
-    before = before[max((n for n, sql in enumerate(before) if sql == "COMMIT"), default=-1) + 1 :]
+    before, after = around(seen, lock)
+    assert after[0] == "COMMIT", after
     assert any(sql.startswith("INSERT INTO report ") for sql in before), "the report's"
     assert any(sql.startswith("UPDATE inbox_entry SET body=") for sql in before), "the done mark"
 
@@ -342,21 +341,9 @@ def test_a_home_just_opened_is_not_put_off_by_a_change_that_replaces_it(bot: Bot
     """Someone opens their Home and, before it goes, a change queues one to replace it (in
     another language): the replacement is still due at once, not after the pause."""
     bot.setup_team()
-    bot.event(
-        {
-            "type": "app_home_opened",
-            "user": LEADER,
-            "channel": bot.slack.dm_channel(LEADER),
-            "tab": "home",
-            "event_ts": "1.1",
-        }
-    )
+    home_opened(bot, LEADER)
     (opened,) = waiting_homes(bot)
-    with Session(bot.engine) as session:
-        entry = session.get_one(OutboxMessage, opened.id)
-        entry.payload = entry.payload.replace('"en"', '"de"')
-        session.add(entry)
-        session.commit()
+    to_be_drawn_in_german(bot, opened)
     bot.command(ALICE, "Card terminal reboots every hour in Gera")
     (replacing,) = waiting_homes(bot)
     assert replacing.id != opened.id

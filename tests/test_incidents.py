@@ -27,7 +27,7 @@ from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from feedbot.slack.outbox import OutboxSender
 from tests.fakeslack import FakeSlack
-from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot, Clock
+from tests.harness import ALICE, BOB, CAROL, LEADER, LEADERSHIP, Bot, Clock, around, statements
 
 OUTAGE = "Kein Netz in Leipzig Mitte, Mobilfunk komplett ausgefallen, Kunden ohne Empfang"
 
@@ -145,25 +145,13 @@ def test_a_report_joining_a_burst_locks_the_card_s_waiting_update_last(bot: Bot)
     file_dm(bot, "UFIELD000", f"{OUTAGE} (Shop 7)")  # the card's update now waits
     inbox = Inbox(bot.deps, liveness=Liveness(bot.engine))
     bot.app = build_app(bot.settings, bot.engine, deps=bot.deps, inbox=inbox)
-    seen: list[tuple[int, str]] = []  # (connection, statement), in order
-    statement = lambda conn, *args: seen.append((id(conn.connection), args[1]))  # noqa: E731
-    committed = lambda conn: seen.append((id(conn.connection), "COMMIT"))  # noqa: E731
-    event.listen(bot.engine, "before_cursor_execute", statement)
-    event.listen(bot.engine, "commit", committed)
-    try:
+    with statements(bot.engine) as seen:
         assert bot.command(ALICE, f"{OUTAGE} (Shop 9)").status == 200
         assert inbox.drain() == 1
-    finally:
-        event.remove(bot.engine, "before_cursor_execute", statement)
-        event.remove(bot.engine, "commit", committed)
     assert bot.report().incident_id is not None
     (lock,) = [n for n, (_, sql) in enumerate(seen) if "outbox_message.update_of_id" in sql]
-    worker = seen[lock][0]
-    after = [sql for connection, sql in seen[lock + 1 :] if connection == worker]
+    before, after = around(seen, lock)
     assert after[0] == "COMMIT", after
-    before = [sql for connection, sql in seen[:lock] if connection == worker]
-    began = max((n for n, sql in enumerate(before) if sql == "COMMIT"), default=-1) + 1
-    before = before[began:]
     assert any(sql.startswith("INSERT INTO report ") for sql in before), "the report's"
     assert any(sql.startswith("INSERT INTO outbox_message") for sql in before), "the receipt"
     done_mark = "UPDATE inbox_entry SET body="  # the take counts attempts instead

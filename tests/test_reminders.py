@@ -733,6 +733,7 @@ def test_feedbot_reminders_run_delivers_what_else_is_due_as_the_bot_would(
     from feedbot.settings import get_settings
     from tests.harness import SECRET_KEY
     from tests.test_anonymity import file_anonymously
+    from tests.test_home import home_opened
 
     for name, value in {
         "DATABASE_URL": database_url,
@@ -744,15 +745,7 @@ def test_feedbot_reminders_run_delivers_what_else_is_due_as_the_bot_would(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     bot.setup_team()
-    bot.event(
-        {
-            "type": "app_home_opened",
-            "user": LEADER,
-            "channel": bot.slack.dm_channel(LEADER),
-            "tab": "home",
-            "event_ts": "1.1",
-        }
-    )
+    home_opened(bot, LEADER)
     report = file_anonymously(bot, ALICE, "Cash drawer in shop 4 opens by itself")
     try:
         assert cli.main(["reminders", "run"]) == 0

@@ -430,9 +430,9 @@ _CLAIM_ONE = (
     update(_OUTBOX_TABLE)
     .where(
         # An entry another transaction has locked is left for the next look, not waited
-        # for (PostgreSQL; SQLite has one writer): a report holds rows of its own (a Home's
-        # waiting publish) when it locks the group card's waiting update as it commits, and
-        # a sender that held that update while waiting for one of them would deadlock.
+        # for (PostgreSQL; SQLite has one writer): reports lock the waiting rows they count
+        # on as they commit (the group card's update, the Homes), several in turn, and a
+        # sender holding one of them while it waited for another would deadlock.
         _OUTBOX_TABLE.c.id
         == sa_select(_OUTBOX_TABLE.c.id)
         .where(_OUTBOX_TABLE.c.id == bindparam("entry_id"))
