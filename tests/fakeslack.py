@@ -3,8 +3,8 @@
 Slack is unreachable where the tests run, so the bot's real `slack_sdk.WebClient` is pointed
 at this server (`base_url=fake.base_url`). It answers the methods feedbot uses with Slack's
 shapes, keeps the workspace state those answers imply (messages, threads, DMs, views,
-uploads), records every call, injects faults on demand, and checks every message and view
-against Block Kit's limits. A payload real Slack would reject is answered with Slack's error
+uploads), records every call, injects faults on demand, checks every message and view
+against Block Kit's limits, and holds every method to its rate-limit tier (`METHOD_TIERS`). A payload real Slack would reject is answered with Slack's error
 *and* recorded in `violations`, so a test that never looks at the error still fails in
 `assert_no_violations()`.
 
@@ -17,9 +17,11 @@ import contextlib
 import copy
 import itertools
 import json
+import math
 import re
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +44,40 @@ _MENTION = re.compile(
     r"<(@[UW][A-Z0-9]+|!(?:channel|here|everyone)|!subteam\^[A-Z0-9]+)(?:\|[^>]*)?>"
 )
 _TRUE = frozenset({"1", "true", "True", "yes"})
+
+RATE_WINDOW = 60.0
+"""Seconds over which a method's tier counts its calls: Slack's tiers are per minute."""
+TIER_LIMITS = {1: 1, 2: 20, 3: 50, 4: 100}
+"""Calls per minute each tier allows at least (Slack's "Rate limits" page; "1+", "20+"...).
+The fake allows exactly that: a bot that keeps within it keeps within Slack."""
+METHOD_TIERS = {
+    "apps.connections.open": 3,  # Tier 1 on the older method page, Tier 3 in the newer docs
+    "usergroups.users.list": 2,
+    "users.list": 2,
+    "reactions.remove": 2,
+    "chat.update": 3,
+    "chat.delete": 3,
+    "conversations.open": 3,
+    "conversations.history": 3,
+    "conversations.replies": 3,
+    "conversations.info": 3,
+    "files.delete": 3,
+    "reactions.add": 3,
+    "chat.postEphemeral": 4,
+    "conversations.members": 4,
+    "users.info": 4,
+    "views.open": 4,
+    "views.push": 4,
+    "views.update": 4,
+    "views.publish": 4,
+    "files.getUploadURLExternal": 4,
+    "files.completeUploadExternal": 4,
+    "files.info": 4,
+}
+"""Each method's documented tier, per app and workspace. The methods of Slack's "special"
+tier are not here: `chat.postMessage` is paced per channel (`channel_rate_limit`; its
+workspace-wide limit is "several hundred messages per minute", no number), and `auth.test`
+and `chat.getPermalink` allow "hundreds of requests per minute"."""
 
 
 @dataclass
@@ -578,6 +614,7 @@ class FakeSlack:
         team_id: str = "T0TEAM",
         domain: str = "frontline",
         channel_rate_limit: float | None = None,
+        tier_limits: bool = True,
         clock: Callable[[], float] | None = None,
         scopes: frozenset[str] | None = None,
         serves_feedbot: bool = True,
@@ -593,6 +630,9 @@ class FakeSlack:
         self.team_id = team_id
         self.domain = domain
         self.channel_rate_limit = channel_rate_limit
+        self.tier_limits = tier_limits
+        """Whether each method is held to its tier (`METHOD_TIERS`); only the fake's own
+        tests of other things turn it off."""
         # Seconds since the epoch that message ts values follow; tests that drive the bot with a
         # fake clock pass it here so `oldest`/`latest` filters agree with the bot's idea of now.
         self.clock: Callable[[], float] = clock or time.time
@@ -628,6 +668,9 @@ class FakeSlack:
         self._stored_files: dict[str, Json] = {}  # id -> {"file", "content", "deleted", ...}
         self._last_post: dict[str, float] = {}
         self._rate_limited = 0
+        self._tier_calls: dict[str, deque[float]] = {}
+        self.rate_limited_by: Counter[str] = Counter()
+        """Calls answered 429 by their tier, per method."""
         self._revoked_tokens: set[str] = set()
         self._app_tokens: dict[str, Callable[[], str]] = {}
         self.add_user(bot_user_id, name="feedbot", real_name="Feedbot", is_bot=True)
@@ -644,6 +687,7 @@ class FakeSlack:
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
             "users.info": self._users_info,
+            "users.list": self._users_list,
             "usergroups.users.list": self._usergroups_users_list,
             "views.open": self._views_open,
             "views.push": self._views_push,
@@ -860,7 +904,25 @@ class FakeSlack:
     @property
     def rate_limited_count(self) -> int:
         with self._lock:
-            return self._rate_limited
+            return self._rate_limited + sum(self.rate_limited_by.values())
+
+    def _keep_tier(self, method: str) -> None:
+        """Refuse a call past its method's tier in the last minute, as Slack does: HTTP 429,
+        `ratelimited`, and `Retry-After` until the oldest call counted leaves the window. A
+        refused call does not count. The window follows `clock`: a test that drives the bot
+        with a clock of its own passes it, and Slack sees the minutes that test says pass."""
+        tier = METHOD_TIERS.get(method)
+        if tier is None or not self.tier_limits:
+            return
+        now = self.clock()
+        calls = self._tier_calls.setdefault(method, deque())
+        while calls and calls[0] <= now - RATE_WINDOW:
+            calls.popleft()
+        if len(calls) >= TIER_LIMITS[tier]:
+            self.rate_limited_by[method] += 1
+            wait = max(math.ceil(calls[0] + RATE_WINDOW - now), 1)
+            raise _ApiError("ratelimited", status=429, headers={"Retry-After": str(wait)})
+        calls.append(now)
 
     def assert_no_violations(self) -> None:
         with self._lock:
@@ -1024,6 +1086,7 @@ class FakeSlack:
                         "(so the manifest may lack its scope)"
                     )
                 self._require_scope(method, args)
+                self._keep_tier(method)
                 status, body, headers = 200, handler(args), {}
             except _ApiError as exc:
                 status, headers = exc.status, exc.headers
@@ -1605,6 +1668,12 @@ class FakeSlack:
         user = self._users.get(self._require("users.info", args, "user", "user_not_found"))
         if user is None:
             raise _ApiError("user_not_found")
+        return {"ok": True, "user": self._api_user(user, args)}
+
+    @staticmethod
+    def _api_user(user: Json, args: Json) -> Json:
+        """A user object as `users.info` and `users.list` answer it; the locale only when
+        asked for (`include_locale`)."""
         out = {key: value for key, value in user.items() if key != "locale"}
         out["profile"] = {
             "real_name": user["real_name"],
@@ -1614,7 +1683,26 @@ class FakeSlack:
         }
         if _truthy(args.get("include_locale")):
             out["locale"] = user["locale"]
-        return {"ok": True, "user": out}
+        return out
+
+    def _users_list(self, args: Json) -> Json:
+        """The workspace's people, a page at a time (`limit`, at most 1,000; `cursor`)."""
+        members = [self._api_user(user, args) for _, user in sorted(self._users.items())]
+        try:
+            start = int(args.get("cursor") or 0)
+            limit = int(args.get("limit") or 0) or len(members)
+        except (TypeError, ValueError) as exc:
+            raise _ApiError("invalid_cursor") from exc
+        if not 0 <= start <= len(members):
+            raise _ApiError("invalid_cursor")
+        page = members[start : start + min(limit, 1000)]
+        after = start + len(page)
+        return {
+            "ok": True,
+            "members": page,
+            "cache_ts": int(self.clock()),
+            "response_metadata": {"next_cursor": str(after) if after < len(members) else ""},
+        }
 
     def _usergroups_users_list(self, args: Json) -> Json:
         group_id = self._require("usergroups.users.list", args, "usergroup", "no_such_subteam")
@@ -1642,6 +1730,7 @@ class FakeSlack:
         new_url = self._app_tokens.get(token)
         if new_url is None:
             raise _ApiError("invalid_auth")
+        self._keep_tier("apps.connections.open")
         return {"ok": True, "url": new_url()}
 
     # -- views

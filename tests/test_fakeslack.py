@@ -440,6 +440,45 @@ def test_channel_rate_limit() -> None:
         assert [m["text"] for m in fake.messages("C1")] == ["one", "two"]
 
 
+def test_each_method_is_held_to_its_tier_per_minute() -> None:
+    now = [1_800_000_000.0]
+    with FakeSlack(clock=lambda: now[0]) as fake:
+        fake.add_user("U1")
+        client = WebClient(token=TOKEN, base_url=fake.base_url)
+        for _ in range(50):  # users.info is Tier 4: 100 a minute
+            client.users_info(user="U1")
+        for _ in range(50):
+            now[0] += 0.5
+            client.users_info(user="U1")
+        with pytest.raises(SlackApiError) as excinfo:
+            client.users_info(user="U1")
+        assert excinfo.value.response.status_code == 429
+        assert excinfo.value.response["error"] == "ratelimited"
+        # The first fifty leave the minute 35 s from now (25 s have passed).
+        assert excinfo.value.response.headers["Retry-After"] == "35"
+        assert fake.rate_limited_by == {"users.info": 1}
+        assert client.auth_test()["ok"], "another method is counted apart"
+        now[0] += 35
+        client.users_info(user="U1")  # the first fifty have left the minute
+        for _ in range(49):
+            client.users_info(user="U1")
+        with pytest.raises(SlackApiError):
+            client.users_info(user="U1")
+        assert fake.rate_limited_by == {"users.info": 2}, "a refused call does not count"
+
+
+def test_a_tier_three_method_allows_fifty_a_minute() -> None:
+    with FakeSlack() as fake:
+        fake.add_user("U1")
+        client = WebClient(token=TOKEN, base_url=fake.base_url)
+        for _ in range(50):
+            client.conversations_open(users="U1")
+        with pytest.raises(SlackApiError) as excinfo:
+            client.conversations_open(users="U1")
+        assert excinfo.value.response.status_code == 429
+        assert int(excinfo.value.response.headers["Retry-After"]) in range(55, 61)
+
+
 # ------------------------------------------------------------------ Block Kit checks
 
 
