@@ -236,6 +236,53 @@ def test_retry_after_is_honoured_without_holding_up_other_conversations(
     assert entry(engine, receipt).status == OutboxStatus.SENT
 
 
+def test_a_method_slack_limits_waits_as_a_whole_while_others_go(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    """Slack limits `views.publish` to about 100 a minute for a workspace: past that, one
+    429, and the other Homes wait its `Retry-After` instead of each spending a call on one."""
+    people = [f"UHOME{n:03d}" for n in range(105)]
+    for person in people:
+        slack.add_user(person)
+    view = {
+        "type": "home",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}],
+    }
+    homes = [
+        queue(
+            engine,
+            clock,
+            person,
+            "",
+            method="views.publish",
+            payload={"user_id": person, "view": view},
+        )
+        for person in people
+    ]
+    card = queue(engine, clock, LEADERSHIP, "card")
+    sender = make_sender(engine, slack, clock)
+
+    sender.drain()
+    assert slack.rate_limited_by == {"views.publish": 1}
+    assert len(slack.calls_to("views.publish")) == 101, "100 went, one was refused, none after"
+    assert texts(slack, LEADERSHIP) == ["card"], "another method is not held up"
+    waiting = [home for home in homes if entry(engine, home).status == OutboxStatus.PENDING]
+    assert len(waiting) == 5
+    assert all(
+        entry(engine, home).next_attempt_at >= clock.now + timedelta(seconds=59) for home in waiting
+    )
+    assert entry(engine, card).status == OutboxStatus.SENT
+
+    clock.advance(seconds=30)  # Slack's minute is not over: nothing is tried
+    sender.drain()
+    assert len(slack.calls_to("views.publish")) == 101
+    clock.advance(seconds=31)
+    sender.drain()
+    assert all(entry(engine, home).status == OutboxStatus.SENT for home in homes)
+    assert slack.rate_limited_by == {"views.publish": 1}
+    assert set(slack.home_views) == set(people)
+
+
 # -- (c) restarts ------------------------------------------------------------------------------------
 
 
@@ -719,7 +766,7 @@ def test_a_claim_takes_lane_heads_of_the_wanted_conversations_only(
 
     assert claim(only=[]) == set()
     assert claim(only=["webhook:7", "webhook:9"], method="webhook.post") == {hook}
-    assert claim(except_method="webhook.post", skip={LEADERSHIP}) == {receipt}
-    assert claim(except_method="webhook.post", per_conversation=1) == {first_card}
-    assert claim(except_method="webhook.post") == {second_card}
+    assert claim(except_methods={"webhook.post"}, skip={LEADERSHIP}) == {receipt}
+    assert claim(except_methods={"webhook.post"}, per_conversation=1) == {first_card}
+    assert claim(except_methods={"webhook.post"}) == {second_card}
     assert claim() == {other_hook}  # the card's edit waits for the card, still being sent

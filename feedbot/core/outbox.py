@@ -278,7 +278,7 @@ def claim_due(
     skip: Collection[str] = (),
     only: Collection[str] | None = None,
     method: str | None = None,
-    except_method: str | None = None,
+    except_methods: Collection[str] = (),
     owner: str | None = None,
 ) -> Claims:
     """Take up to `limit` deliverable entries: the head of each lane, if due, in turn order.
@@ -286,9 +286,10 @@ def claim_due(
     `per_conversation` caps how many heads of one conversation are taken at once, and `skip`
     names conversations to take none from now (the sender holds enough there already): an
     entry that arrives a moment later with an earlier turn then still goes before the rest.
-    `only` names the conversations to take from, if not all. `method` / `except_method` take
-    only (or no) entries of one method: webhooks have a sender of their own, so a slow
-    receiver never holds up Slack's messages.
+    `only` names the conversations to take from, if not all. `method` takes only entries of
+    one method, `except_methods` none of these: webhooks have a sender of their own, so a slow
+    receiver never holds up Slack's messages, and a method Slack has asked to wait for is
+    left queued until the wait is over.
 
     A sender looks for work after every commit that queued some, a hundred times a second
     under load, while a paced channel may hold thousands of cards (each its own lane), so
@@ -306,7 +307,7 @@ def claim_due(
         skipping=bool(skip),
         only=only is not None,
         method=method is not None,
-        except_method=except_method is not None,
+        except_methods=bool(except_methods),
         ranked=per_conversation is not None,
     )
     parameters: dict[str, Any] = {
@@ -322,8 +323,8 @@ def claim_due(
         parameters["only"] = list(only)
     if method is not None:
         parameters["method"] = method
-    if except_method is not None:
-        parameters["except_method"] = except_method
+    if except_methods:
+        parameters["except_methods"] = list(except_methods)
     if per_conversation is not None:
         parameters["per_conversation"] = per_conversation
     candidates = session.exec(statement, params=parameters).all()
@@ -359,7 +360,7 @@ def claim_due(
 
 @functools.cache
 def _claim_statement(
-    *, skipping: bool, only: bool, method: bool, except_method: bool, ranked: bool
+    *, skipping: bool, only: bool, method: bool, except_methods: bool, ranked: bool
 ) -> Any:
     """`claim_due`'s query for one combination of its filters, with its values as bound
     parameters.
@@ -403,8 +404,8 @@ def _claim_statement(
     )
     if method:
         heads = heads.where(lane.method == bindparam("method"))
-    if except_method:
-        heads = heads.where(lane.method != bindparam("except_method"))
+    if except_methods:
+        heads = heads.where(lane.method.not_in(bindparam("except_methods", expanding=True)))
     if ranked:
         placed = heads.add_columns(
             func.row_number()

@@ -85,6 +85,14 @@ class DeliveryDeferred(Exception):
     """The entry cannot go yet (it waits for another entry); try again shortly."""
 
 
+class SlackAsksToWait(Exception):
+    """Slack answered a method this entry calls with 429 less than its `Retry-After` ago."""
+
+    def __init__(self, method: str, until: datetime) -> None:
+        super().__init__(f"{method} is rate limited until {until:%H:%M:%S}")
+        self.until = until
+
+
 class NothingToSend(Exception):
     """The entry's message is drawn when it is sent, and what it showed no longer exists."""
 
@@ -147,6 +155,11 @@ class OutboxSender:
         """Conversation -> `time.monotonic()` of this process's last accepted post there."""
         self._sent: GroupCommit[SentMark, None] = GroupCommit(self._record_sent)
         """Sending threads whose calls ended meanwhile record them in one transaction."""
+        self._waits: dict[str, datetime] = {}
+        """Web API method -> until when Slack asked for no more of its calls (a 429's
+        `Retry-After`). Slack counts each method apart: one method's wait holds back only
+        the entries that call it, instead of each of them spending a call on a 429."""
+        self._waits_lock = threading.Lock()
 
     def wake(self) -> None:
         """Deliver soon: called after a transaction queued something."""
@@ -194,7 +207,7 @@ class OutboxSender:
                             limit=wanted,
                             per_conversation=AHEAD_PER_CONVERSATION,
                             skip=busy,
-                            except_method=webhooks.METHOD,
+                            except_methods=self._not_now(),
                             owner=self.owner,
                         )
                     claims, full = found, found.read >= wanted
@@ -318,13 +331,51 @@ class OutboxSender:
         """Slack refuses this process's token: claim nothing, keep everything queued."""
         return self.access is not None and self.access.paused()
 
+    def _wait_for(self, method: str, seconds: float) -> None:
+        """Slack answered `method` with 429: call it again `seconds` from now, not before."""
+        until = self.clock() + timedelta(seconds=seconds)
+        with self._waits_lock:
+            self._waits[method] = max(self._waits.get(method, until), until)
+
+    def _waiting(self, methods: Sequence[str]) -> tuple[str, datetime] | None:
+        """The first of `methods` Slack still asks to wait for, and until when."""
+        now = self.clock()
+        with self._waits_lock:
+            for method in methods:
+                until = self._waits.get(method)
+                if until is not None and until > now:
+                    return method, until
+        return None
+
+    def _not_now(self) -> set[str]:
+        """Outbox methods not to claim: webhooks (they have a sender of their own) and those
+        that would call a method Slack asks to wait for."""
+        now = self.clock()
+        with self._waits_lock:
+            for method in [method for method, until in self._waits.items() if until <= now]:
+                del self._waits[method]
+            waiting = set(self._waits)
+        if not waiting:
+            return {webhooks.METHOD}
+        held = {
+            method
+            for method in (web_api.FILE_UPLOAD, files.COPY_FILE)
+            if waiting.intersection(web_api.methods_called(method))
+        }
+        return {webhooks.METHOD, *waiting, *held}
+
+    def _hold_if_waiting(self, methods: Sequence[str]) -> None:
+        found = self._waiting(methods)
+        if found is not None:
+            raise SlackAsksToWait(*found)
+
     def deliver_due(self, *, limit: int = 20) -> int:
         """Claim and attempt up to `limit` due entries; returns how many were attempted."""
         if self._paused():
             return 0
         with Session(self.engine, expire_on_commit=False) as session:
             claims = outbox.claim_due(
-                session, now=self.clock(), limit=limit, except_method=webhooks.METHOD
+                session, now=self.clock(), limit=limit, except_methods=self._not_now()
             )
         for claim in claims:
             self._deliver(claim.entry, recheck=claim.recheck)
@@ -361,6 +412,8 @@ class OutboxSender:
                 log.info("%s: its lease ran out and another sender took it; not sending", context)
                 return
             try:
+                # Claimed before Slack asked to wait (or by a serial pass): put back unsent.
+                self._hold_if_waiting(web_api.methods_called(entry.method))
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
                 found = (
@@ -421,6 +474,16 @@ class OutboxSender:
                     at=self.clock() + timedelta(seconds=1),
                     uncertain=entry.uncertain,
                 )
+            except SlackAsksToWait as exc:
+                log.info("%s: not sent now: %s", context, exc)
+                outbox.mark_retry(
+                    session,
+                    entry.id,
+                    attempt=entry.attempts,
+                    error=str(exc),
+                    at=exc.until,
+                    uncertain=entry.uncertain,
+                )
             except NothingToSend as exc:
                 log.info("%s: %s; not sending", context, exc)
                 outbox.mark_superseded(
@@ -479,7 +542,12 @@ class OutboxSender:
             return RETRY
         if status == 429 or error == "ratelimited":
             retry_after = web_api.retry_after(exc.response.headers)
-            log.info("%s: rate limited, waiting %ss", context, retry_after)
+            limited = web_api.limited_method(self.client, exc)
+            log.info("%s: %s rate limited, waiting %ss", context, limited or "", retry_after)
+            # A post's limit is its channel's (Slack's special tier), which the entry's own
+            # retry and the pacing cover; other methods are limited for the whole workspace.
+            if limited is not None and limited != "chat.postMessage":
+                self._wait_for(limited, retry_after)
             outbox.mark_retry(
                 session,
                 entry.id,
@@ -598,6 +666,7 @@ class OutboxSender:
         if conversation[:1] not in {"U", "W"}:
             return conversation
         if conversation not in self._dm_channels:
+            self._hold_if_waiting(("conversations.open",))
             response = self.client.conversations_open(users=conversation)
             self._dm_channels[conversation] = response["channel"]["id"]
         return self._dm_channels[conversation]

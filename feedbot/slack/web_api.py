@@ -123,6 +123,27 @@ FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
 
 
+def methods_called(method: str) -> tuple[str, ...]:
+    """The Web API methods an outbox entry of `method` calls. Slack limits each method on its
+    own, so a wait Slack asks for holds back only the entries that would call that method."""
+    if method == RESPONSE_URL:
+        return ()
+    if method == FILE_UPLOAD:
+        return ("files.getUploadURLExternal", "files.completeUploadExternal")
+    if method == files.COPY_FILE:
+        return ("files.info", "files.getUploadURLExternal", "files.completeUploadExternal")
+    return (method,)
+
+
+def limited_method(client: WebClient, exc: SlackApiError) -> str | None:
+    """The Web API method an error came from (its URL ends with it), or None if the call was
+    not to the Web API (a `response_url`)."""
+    url = str(exc.response.api_url or "")
+    if not url.startswith(client.base_url):
+        return None
+    return url.removeprefix(client.base_url).strip("/") or None
+
+
 def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
     """One Web API call for an outbox entry. A file upload is slack_sdk's `files_upload_v2`
     (three calls: get an upload URL, upload, complete), with the content stored gzipped and
