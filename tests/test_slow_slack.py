@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import time
 
-from sqlmodel import Session
+import pytest
+from sqlmodel import Session, select
 
 from feedbot.models import SlackUser
-from tests.harness import ADMIN, BOB, LEADER, LEADERSHIP, Bot
+from tests.harness import ADMIN, BOB, LEADER, LEADERSHIP, Bot, Clock
 from tests.test_admin import open_group, state_of
 from tests.test_triage import file_from_form, open_and_submit
 
@@ -43,11 +44,15 @@ def test_a_failing_users_info_is_never_taken_for_a_person_without_a_profile(bot:
     bot.setup_team()
     for fault in ({"status": 429}, {"status": 503, "error": "service_unavailable"}):
         bot.slack.fail("users.info", times=1, **fault)
+        bot.slack.fail("users.list", times=1, **fault)  # tried when users.info is limited
         bot.command(BOB, "Kasse 3 bootet ständig")
         bot.deps.people.flush()
         with Session(bot.engine) as session:
             assert session.get(SlackUser, BOB) is None, "a failure is not stored as a profile"
         bot.deps.people.forget(BOB)  # as after the retry delay
+        bot.clock.advance(seconds=1)  # and Slack's Retry-After
+    assert [call.status for call in bot.slack.calls_to("users.list")] == [429]
+    bot.slack.clear_faults()
     answer = json.loads(bot.command(BOB, "Kasse 5 auch").body)
     assert "ist bei der Führung" in answer["text"]
     bot.deps.people.flush()
@@ -111,3 +116,26 @@ def test_a_forward_slack_refuses_later_says_so_in_the_cards_thread(bot: Bot) -> 
     assert any("did not arrive" in line and "not_in_channel" in line for line in thread), thread
     assert bot.slack.messages("CNOBOT002") == []
     assert LEADERSHIP  # the note sits in the leadership channel, under the card
+
+
+def test_when_slack_limits_profile_lookups_everyone_is_read_at_once(
+    bot: Bot, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In an outage, more people report for the first time within a minute than Slack
+    answers `users.info` for (about 100): one `users.list` read gives everyone's language,
+    and only the profiles of those who reported are stored."""
+    bot.slack.clock = lambda: clock.now.timestamp()
+    bot.setup_team()
+    people = [f"UFIELD{n:03d}" for n in range(130)]
+    for person in [*people, "UQUIET001"]:
+        bot.slack.add_user(person, locale="de-DE")
+    for person in people:
+        answer = json.loads(bot.command(person, "Kein Netz am Markt").body)
+        assert "ist bei der Führung" in answer["text"], f"{person} is answered in German"
+    bot.deps.people.flush()
+    assert bot.slack.rate_limited_by == {"users.info": 1}
+    assert len(bot.slack.calls_to("users.list")) == 1
+    assert sum("Slack limits users.info" in r.getMessage() for r in caplog.records) == 1
+    with Session(bot.engine) as session:
+        stored = set(session.exec(select(SlackUser.user_id)).all())
+    assert set(people) <= stored and "UQUIET001" not in stored

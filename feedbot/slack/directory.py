@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from feedbot.db import session_scope, upsert_insert
 from feedbot.models import SlackUser
+from feedbot.slack.web_api import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ GROUP_TTL = 300.0
 CHANNEL_TTL = 300.0
 MEMBER_PAGES = 20
 """Pages of 1,000 members read at most per channel."""
+
+SWEEP_GAP = 600.0
+"""Seconds at least between two reads of the whole workspace's profiles (`users.list`)."""
+SWEEP_PAGE = 200
+"""People per `users.list` page: the most Slack recommends."""
+SWEEP_PAGES = 50
+"""Pages read at most per sweep (10,000 people)."""
 
 NO_SUCH_USER = frozenset({"user_not_found", "user_not_visible", "account_inactive"})
 """Slack's answers that mean there is no profile to be had, not that Slack failed."""
@@ -93,6 +101,13 @@ class PeopleDirectory:
         self._lock = Lock()
         self._lookups = _Lookups("profiles")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-store")
+        self._sweeps = _Lookups("profile-sweep", workers=1)
+        self._limited_until: datetime | None = None
+        """Until when Slack asked for no more `users.info` calls (a 429's `Retry-After`)."""
+        self._swept_at: float | None = None
+        self._everyone: dict[str, Profile] = {}
+        """The last sweep's profiles, kept in memory: asked for only while Slack limits
+        `users.info`, and each stored only when someone's is asked for."""
 
     def profile(self, user_id: str, *, budget: float | None = None) -> Profile:
         """The person's profile: fresh from the cache, else from Slack within `budget`
@@ -131,10 +146,22 @@ class PeopleDirectory:
         return Profile(row.locale, row.timezone), self.clock() - row.fetched_at <= PROFILE_TTL
 
     def _fetch(self, user_id: str) -> Profile | None:
+        with self._lock:
+            limited = self._limited_until is not None and self.clock() < self._limited_until
+        if limited:
+            return self._swept(user_id)
         try:
             user = self.client.users_info(user=user_id, include_locale=True)["user"]
         except SlackApiError as exc:
             error = exc.response.get("error")
+            if exc.response.status_code == 429 or error == "ratelimited":
+                wait = retry_after(exc.response.headers)
+                with self._lock:
+                    self._limited_until = self.clock() + timedelta(seconds=wait)
+                log.warning(
+                    "Slack limits users.info for %.0fs; reading everyone's profile at once", wait
+                )
+                return self._swept(user_id)
             if error not in NO_SUCH_USER:
                 log.warning("no profile for %s yet: Slack answered %s", user_id, error)
                 self._failed_now(user_id)
@@ -147,6 +174,10 @@ class PeopleDirectory:
             return None
         profile = Profile(user.get("locale"), user.get("tz"))
         self._remember(user_id, profile)
+        self._store_today(user_id, profile)
+        return profile
+
+    def _store_today(self, user_id: str, profile: Profile) -> None:
         # Stored as of the start of the day: the exact moment someone's profile was looked up
         # would tell a database reader when they acted, and so which anonymous report they
         # filed. A profile is then looked up again after one to two days.
@@ -154,7 +185,54 @@ class PeopleDirectory:
         # lock in its transaction, and the store would wait for that.
         day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
         self._writer.submit(self._store, user_id, profile, day)
+
+    def _swept(self, user_id: str) -> Profile | None:
+        """`user_id`'s profile from a read of everyone's (`users.list`), while Slack limits
+        `users.info` (about 100 a minute): in an outage, hundreds of people who never
+        reported before report within minutes, and each should hear back in their language.
+        One sweep serves them all; it is kept in memory only, and only the profiles asked
+        for are stored, as `users.info`'s are."""
+        self._sweeps.run("users.list", self._sweep, None)
+        with self._lock:
+            profile = self._everyone.get(user_id)
+        if profile is None:
+            self._failed_now(user_id)
+            return None
+        self._remember(user_id, profile)
+        self._store_today(user_id, profile)
         return profile
+
+    def _sweep(self) -> None:
+        if self._swept_at is not None and time.monotonic() - self._swept_at < SWEEP_GAP:
+            return
+        self._swept_at = time.monotonic()
+        cursor = ""
+        read = 0
+        for _ in range(SWEEP_PAGES):
+            try:
+                page = self.client.users_list(
+                    limit=SWEEP_PAGE, include_locale=True, cursor=cursor or None
+                )
+            except SlackApiError as exc:
+                log.warning(
+                    "could not read everyone's profile: Slack answered %s",
+                    exc.response.get("error"),
+                )
+                return
+            except Exception as exc:
+                log.warning("could not read everyone's profile: %s", type(exc).__name__)
+                return
+            members = page.get("members") or []
+            with self._lock:
+                for member in members:
+                    if isinstance(member, dict) and member.get("id"):
+                        profile = Profile(member.get("locale"), member.get("tz"))
+                        self._everyone[str(member["id"])] = profile
+            read += len(members)
+            cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                break
+        log.info("read the profiles of %d people at once", read)
 
     def _failed_now(self, user_id: str) -> None:
         with self._lock:
@@ -175,11 +253,13 @@ class PeopleDirectory:
     def flush(self) -> None:
         """Wait until every lookup started so far is done and stored (tests, shutdown)."""
         self._lookups.wait()
+        self._sweeps.wait()
         self._writer.submit(lambda: None).result()
 
     def forget(self, user_id: str) -> None:
         with self._lock:
             self._cache.pop(user_id, None)
+            self._everyone.pop(user_id, None)
             self._failed.pop(user_id, None)
 
 

@@ -74,6 +74,9 @@ WEB_API: dict[str, Needs] = {
         per_conversation=_READ,
     ),
     "users.info": Needs("each person's language and timezone", "users:read"),
+    "users.list": Needs(
+        "everyone's language and timezone at once, when Slack limits users.info", "users:read"
+    ),
     "usergroups.users.list": Needs("leaders given as a Slack user group", "usergroups:read"),
     "views.open": Needs("the report form and triage forms"),
     "views.push": Needs("a settings form on top of the settings picker"),
