@@ -10,8 +10,10 @@ import pytest
 from sqlmodel import Session, select
 
 from feedbot.models import SlackUser
-from tests.harness import ADMIN, BOB, LEADER, LEADERSHIP, Bot, Clock
+from feedbot.slack.ids import Action
+from tests.harness import ADMIN, ALICE, BOB, LEADER, LEADERSHIP, Bot, Clock
 from tests.test_admin import open_group, state_of
+from tests.test_home import open_home
 from tests.test_triage import file_from_form, open_and_submit
 
 SLOW = 2.5
@@ -116,6 +118,33 @@ def test_a_forward_slack_refuses_later_says_so_in_the_cards_thread(bot: Bot) -> 
     assert any("did not arrive" in line and "not_in_channel" in line for line in thread), thread
     assert bot.slack.messages("CNOBOT002") == []
     assert LEADERSHIP  # the note sits in the leadership channel, under the card
+
+
+def test_a_form_slack_is_too_busy_to_open_is_explained_where_it_was_asked_for(
+    bot: Bot, clock: Clock
+) -> None:
+    """In an outage everyone opens the form at once, and Slack opens about 100 views a minute
+    for a workspace: the 101st person hears why nothing opened, and how to report anyway."""
+    bot.slack.clock = lambda: clock.now.timestamp()  # Slack's minute is the test's
+    bot.setup_team()
+    home = open_home(bot, BOB)
+    bot.drain()
+    for _ in range(100 - len(bot.slack.calls_to("views.open"))):
+        assert bot.command(ALICE, "").status == 200
+    assert len(bot.slack.calls_to("views.open")) == 100
+
+    assert bot.command(ALICE, "").status == 200
+    assert bot.click_in_view(BOB, home, Action.OPEN_FORM).status == 200
+    assert bot.slack.rate_limited_by == {"views.open": 2}
+    bot.drain()
+    (answer,) = [r for r in bot.slack.responses if "too busy" in str(r.get("text"))]
+    assert answer["response_type"] == "ephemeral"
+    assert "`/feedback what happened`" in answer["text"]
+    assert any("zu ausgelastet" in text for text in bot.dms(BOB)), "no response_url: by DM"
+
+    clock.advance(seconds=60)
+    bot.command(ALICE, "")
+    assert bot.slack.calls_to("views.open")[-1].status == 200, "a minute later it opens"
 
 
 def test_when_slack_limits_profile_lookups_everyone_is_read_at_once(

@@ -18,20 +18,24 @@ from typing import Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 
+from feedbot.core import outbox
 from feedbot.core.events import claim_event, release_event
 from feedbot.db import TRANSIENT_ERRORS, session_scope
 from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import utcnow
 from feedbot.settings import Settings
+from feedbot.slack import delivery, web_api
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.deps import CONFIG_TTL, Deps
 from feedbot.slack.i18n import t
 from feedbot.slack.ids import REPLAYED
 from feedbot.slack.inbox import FAILURE, Inbox
 from feedbot.slack.manifest import BOT_EVENTS
+from feedbot.slack.views.notices import build_plain
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +223,49 @@ def _deduplicate_events(deps: Deps) -> Callable[..., BoltResponse | None]:
     return middleware
 
 
+FORM_METHODS = ("views.open", "views.push")
+
+
+def _form_refused_as_busy(error: Exception) -> bool:
+    """Slack refused to open a form for its rate limit (a workspace opens about 100 views a
+    minute): in an outage, when everyone reports at once."""
+    if not isinstance(error, SlackApiError) or error.response.get("error") != "ratelimited":
+        return False
+    return str(error.response.api_url or "").endswith(FORM_METHODS)
+
+
+def _tell_form_not_opened(deps: Deps, body: dict[str, Any]) -> None:
+    """Tell the person who asked for a form that Slack did not open it, and how to report
+    without one, instead of leaving them with nothing: where they asked (the command's or
+    message's `response_url`), else by DM. Queued, so Slack's limits are kept here too."""
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    if not isinstance(user, str) or not user:
+        return
+    try:
+        text = t(deps.locale_for(user), "error.form_busy")
+        with deps.transaction() as session:
+            url = body.get("response_url")
+            if isinstance(url, str) and url:
+                outbox.enqueue(
+                    session,
+                    conversation=f"respond:{user}"[:64],
+                    method=web_api.RESPONSE_URL,
+                    payload={"response_type": "ephemeral", "text": text, "response_url": url},
+                    purpose="form_busy",
+                    now=deps.clock(),
+                )
+            else:
+                delivery.dm(
+                    session,
+                    user=user,
+                    message=build_plain(text),
+                    now=deps.clock(),
+                    purpose="form_busy",
+                )
+    except Exception:
+        log.exception("could not tell %s that the form did not open", user)
+
+
 def _handle_error(deps: Deps) -> Callable[..., None]:
     """Unexpected failures, logged with context.
 
@@ -237,6 +284,12 @@ def _handle_error(deps: Deps) -> Callable[..., None]:
             return
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         kind = body.get("type") or body.get("command") or "request"
+        if _form_refused_as_busy(error):
+            log.warning("%s: Slack is rate limiting forms; telling the person", kind)
+            _tell_form_not_opened(deps, body)
+            if response is not None:
+                response.status, response.body = 200, ""
+            return
         transient = isinstance(error, TRANSIENT_ERRORS)
         log.error(
             "failed to handle %s (event %s)%s",
