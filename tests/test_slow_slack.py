@@ -168,3 +168,25 @@ def test_when_slack_limits_profile_lookups_everyone_is_read_at_once(
     with Session(bot.engine) as session:
         stored = set(session.exec(select(SlackUser.user_id)).all())
     assert set(people) <= stored and "UQUIET001" not in stored
+
+
+def test_a_read_of_everyone_slack_stops_goes_on_from_where_it_stopped(
+    bot: Bot, clock: Clock
+) -> None:
+    """`users.list` is limited too (about 20 pages a minute): in a workspace of 4,100
+    people the read stops at its 21st page and takes it up after Slack's `Retry-After`."""
+    bot.slack.clock = lambda: clock.now.timestamp()
+    for n in range(4100):
+        bot.slack.add_user(f"UW{n:05d}", locale="de-DE")
+    people = bot.deps.people
+    people._sweep()
+    assert len(people._everyone) == 4000 and bot.slack.rate_limited_by == {"users.list": 1}
+    people._sweep()  # before Retry-After: nothing is asked
+    assert len(bot.slack.calls_to("users.list")) == 21
+    clock.advance(seconds=60)
+    people._sweep()
+    assert {f"UW{n:05d}" for n in range(4100)} <= set(people._everyone), "everyone"
+    assert [call.args.get("cursor") for call in bot.slack.calls_to("users.list")[-1:]] == ["4000"]
+    clock.advance(minutes=5)
+    people._sweep()  # a whole read is not repeated for ten minutes
+    assert len(bot.slack.calls_to("users.list")) == 22

@@ -38,11 +38,11 @@ MEMBER_PAGES = 20
 """Pages of 1,000 members read at most per channel."""
 
 SWEEP_GAP = 600.0
-"""Seconds at least between two reads of the whole workspace's profiles (`users.list`)."""
+"""Seconds at least between two whole reads of the workspace's profiles (`users.list`)."""
 SWEEP_PAGE = 200
 """People per `users.list` page: the most Slack recommends."""
 SWEEP_PAGES = 50
-"""Pages read at most per sweep (10,000 people)."""
+"""Pages read at most in one go (10,000 people)."""
 
 NO_SUCH_USER = frozenset({"user_not_found", "user_not_visible", "account_inactive"})
 """Slack's answers that mean there is no profile to be had, not that Slack failed."""
@@ -104,7 +104,10 @@ class PeopleDirectory:
         self._sweeps = _Lookups("profile-sweep", workers=1)
         self._limited_until: datetime | None = None
         """Until when Slack asked for no more `users.info` calls (a 429's `Retry-After`)."""
-        self._swept_at: float | None = None
+        self._next_sweep: datetime | None = None
+        """From when a read of everyone's profile may (go on and) run."""
+        self._sweep_cursor = ""
+        """Where the last read of everyone's profile stopped ("": at the end)."""
         self._everyone: dict[str, Profile] = {}
         """The last sweep's profiles, kept in memory: asked for only while Slack limits
         `users.info`, and each stored only when someone's is asked for."""
@@ -192,9 +195,12 @@ class PeopleDirectory:
         reported before report within minutes, and each should hear back in their language.
         One sweep serves them all; it is kept in memory only, and only the profiles asked
         for are stored, as `users.info`'s are."""
-        self._sweeps.run("users.list", self._sweep, None)
         with self._lock:
             profile = self._everyone.get(user_id)
+        if profile is None:
+            self._sweeps.run("users.list", self._sweep, None)
+            with self._lock:
+                profile = self._everyone.get(user_id)
         if profile is None:
             self._failed_now(user_id)
             return None
@@ -203,23 +209,30 @@ class PeopleDirectory:
         return profile
 
     def _sweep(self) -> None:
-        if self._swept_at is not None and time.monotonic() - self._swept_at < SWEEP_GAP:
+        """Read everyone's profile, a page at a time. `users.list` has a limit of its own
+        (about 20 pages a minute): a sweep Slack stops goes on from that page once Slack's
+        `Retry-After` has passed; a finished one is not repeated for `SWEEP_GAP`."""
+        if self._next_sweep is not None and self.clock() < self._next_sweep:
             return
-        self._swept_at = time.monotonic()
-        cursor = ""
         read = 0
         for _ in range(SWEEP_PAGES):
             try:
                 page = self.client.users_list(
-                    limit=SWEEP_PAGE, include_locale=True, cursor=cursor or None
+                    limit=SWEEP_PAGE, include_locale=True, cursor=self._sweep_cursor or None
                 )
             except SlackApiError as exc:
+                limited = exc.response.status_code == 429
+                wait = retry_after(exc.response.headers) if limited else RETRY_AFTER
+                self._next_sweep = self.clock() + timedelta(seconds=wait)
                 log.warning(
-                    "could not read everyone's profile: Slack answered %s",
+                    "read %d people's profiles, then Slack answered %s; going on in %.0fs",
+                    read,
                     exc.response.get("error"),
+                    wait,
                 )
                 return
             except Exception as exc:
+                self._next_sweep = self.clock() + timedelta(seconds=RETRY_AFTER)
                 log.warning("could not read everyone's profile: %s", type(exc).__name__)
                 return
             members = page.get("members") or []
@@ -229,9 +242,10 @@ class PeopleDirectory:
                         profile = Profile(member.get("locale"), member.get("tz"))
                         self._everyone[str(member["id"])] = profile
             read += len(members)
-            cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
-            if not cursor:
+            self._sweep_cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
+            if not self._sweep_cursor:
                 break
+        self._next_sweep = self.clock() + timedelta(seconds=SWEEP_GAP)
         log.info("read the profiles of %d people at once", read)
 
     def _failed_now(self, user_id: str) -> None:
