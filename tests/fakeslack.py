@@ -45,6 +45,9 @@ _MENTION = re.compile(
 )
 _TRUE = frozenset({"1", "true", "True", "yes"})
 
+RESPONSE_URL_USES = 5
+RESPONSE_URL_LIFETIME = 30 * 60.0
+"""A response_url takes 5 posts within 30 minutes of the request that brought it."""
 RATE_WINDOW = 60.0
 """Seconds over which a method's tier counts its calls: Slack's tiers are per minute."""
 TIER_LIMITS = {1: 1, 2: 20, 3: 50, 4: 100}
@@ -663,7 +666,10 @@ class FakeSlack:
         self._triggers_used: set[str] = set()
         self._triggers_issued: dict[str, float] = {}
         self.trigger_lifetime = TRIGGER_LIFETIME
-        self._response_urls: set[str] = set()
+        self._response_urls: dict[str, list[float]] = {}
+        """URL -> [when it was issued (`clock`), posts it took]."""
+        self.refused_responses: list[str] = []
+        """Posts to a response_url Slack no longer takes (used up, or too old)."""
         self._uploads: dict[str, Json] = {}
         self._stored_files: dict[str, Json] = {}  # id -> {"file", "content", "deleted", ...}
         self._last_post: dict[str, float] = {}
@@ -757,7 +763,7 @@ class FakeSlack:
         """A response_url to put into a crafted interaction payload; posts to it are recorded."""
         with self._lock:
             url = f"{self._root}/response/{next(self._ids)}"
-            self._response_urls.add(url)
+            self._response_urls[url] = [self.clock(), 0]
             return url
 
     def new_trigger_id(self) -> str:
@@ -1121,8 +1127,15 @@ class FakeSlack:
 
     def _serve_response_url(self, url: str, raw: bytes) -> _Reply:
         with self._lock:
-            if url not in self._response_urls:
+            issued = self._response_urls.get(url)
+            if issued is None:
                 return _json_reply(404, {"ok": False, "error": "no_such_response_url"})
+            # "These responses can be sent up to 5 times within 30 minutes of receiving the
+            # payload." What Slack answers past that is not documented: a 404 here.
+            if issued[1] >= RESPONSE_URL_USES or self.clock() - issued[0] > RESPONSE_URL_LIFETIME:
+                self.refused_responses.append(url)
+                error = "used_url" if issued[1] >= RESPONSE_URL_USES else "expired_url"
+                return _json_reply(404, {"ok": False, "error": error})
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
@@ -1138,6 +1151,7 @@ class FakeSlack:
                 self.violations.extend(checker.problems)
                 error = checker.error or "invalid_blocks"
                 return _json_reply(200, {"ok": False, "error": error})
+            issued[1] += 1
             self.responses.append({**body, "_url": url})
             return _json_reply(200, {"ok": True})
 

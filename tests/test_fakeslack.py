@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -876,6 +877,30 @@ def test_mentions(fake: FakeSlack) -> None:
     assert fake.mentions(payload) == ["<!channel>", "<@U123>", "<!subteam^S9>"]
     assert fake.mentions({"type": "plain_text", "text": "<!everyone>"}) == []
     assert fake.mentions("&lt;!channel&gt;") == []
+
+
+def test_a_response_url_takes_five_posts_within_thirty_minutes() -> None:
+    now = [1_800_000_000.0]
+    with FakeSlack(clock=lambda: now[0]) as slack:
+        used, old = slack.new_response_url(), slack.new_response_url()
+
+        def post(url: str) -> int:
+            request = urllib.request.Request(
+                url, data=b'{"text": "hi"}', headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    return int(reply.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert [post(used) for _ in range(6)] == [200] * 5 + [404]
+        now[0] += 30 * 60
+        assert post(old) == 200
+        now[0] += 1
+        assert post(old) == 404
+        assert slack.refused_responses == [used, old]
+        assert len(slack.responses) == 6
 
 
 def test_a_request_cut_short_is_not_acted_on() -> None:

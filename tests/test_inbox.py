@@ -34,7 +34,7 @@ from feedbot.slack import inbox as slack_inbox
 from feedbot.slack.app import build_app
 from feedbot.slack.inbox import Inbox
 from tests import slack_payloads as payloads
-from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, Bot
+from tests.harness import ALICE, BOB, CAROL, INTAKE, LEADER, LEADERSHIP, Bot, Clock
 from tests.test_admin import open_group, state_of
 from tests.test_reporting import form_values
 
@@ -95,6 +95,31 @@ def test_a_command_is_acked_at_once_and_its_receipt_follows_through_response_url
     assert "FB-1001" in answer["text"]
     assert answer["response_type"] == "ephemeral"
     assert any(not m.get("thread_ts") for m in bot.slack.messages(LEADERSHIP)), "the card"
+
+
+def test_an_answer_the_response_url_no_longer_takes_comes_by_dm(
+    bot: Bot, inbox: Inbox, clock: Clock
+) -> None:
+    """Slack takes a command's answers at its response_url for 30 minutes. Past that (every
+    replica was down after the ack, say) the person still hears what became of it."""
+    bot.slack.clock = lambda: clock.now.timestamp()
+    body = command_body(bot, ALICE, "Kasse 3 in Jena druckt keine Belege")
+    assert bot.dispatch(body, "application/x-www-form-urlencoded").status == 200
+    clock.advance(minutes=31)  # the request waited in the inbox
+    assert inbox.drain() == 1
+    bot.drain()
+    assert bot.slack.responses == [] and len(bot.slack.refused_responses) == 1
+    assert any("FB-1001" in text for text in bot.dms(ALICE))
+
+    # An answer that waited in the outbox as long is not even tried there: Slack's 30
+    # minutes count from the command, a little before the answer was queued.
+    body = command_body(bot, ALICE, "Kasse 4 auch")
+    assert bot.dispatch(body, "application/x-www-form-urlencoded").status == 200
+    assert inbox.drain() == 1
+    clock.advance(minutes=30)
+    bot.drain()
+    assert len(bot.slack.refused_responses) == 1 and bot.slack.responses == []
+    assert any("FB-1002" in text for text in bot.dms(ALICE))
 
 
 def test_an_event_is_stored_once_and_filed_once_whatever_the_retries(

@@ -248,7 +248,7 @@ def _tell_form_not_opened(deps: Deps, body: dict[str, Any]) -> None:
             if isinstance(url, str) and url:
                 outbox.enqueue(
                     session,
-                    conversation=f"respond:{user}"[:64],
+                    conversation=web_api.answer_conversation(user),
                     method=web_api.RESPONSE_URL,
                     payload={"response_type": "ephemeral", "text": text, "response_url": url},
                     purpose="form_busy",

@@ -51,7 +51,7 @@ from feedbot.core.liveness import TAKEOVER_EVERY, Liveness
 from feedbot.db import TRANSIENT_ERRORS, arrivals_engine, intake_engine, session_scope
 from feedbot.logs import log_context, without_database_details
 from feedbot.models import InboxStatus
-from feedbot.slack import delivery
+from feedbot.slack import delivery, web_api
 from feedbot.slack.deps import Deps
 from feedbot.slack.ids import DEFER_SUBMISSION, REPLAYED, Action
 from feedbot.slack.views.notices import build_form_refused
@@ -551,7 +551,7 @@ class Inbox:
         message = {"response_type": "ephemeral", **message, "replace_original": True}
         outbox.enqueue(
             session,
-            conversation=f"respond:{body.get('user_id')}"[:64],  # each person's in order
+            conversation=web_api.answer_conversation(str(body.get("user_id"))),
             method=RESPONSE_URL,
             payload=message | {"response_url": url},
             purpose="command_answer",

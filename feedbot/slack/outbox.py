@@ -449,7 +449,7 @@ class OutboxSender:
                     if waited and not outbox.renew_lease(session, entry, now=self.clock()):
                         log.info("%s: another sender took it meanwhile; not sending", context)
                         return
-                    response = web_api.call_api(self.client, entry.method, payload)
+                    response = self._call(entry, payload, context)
                     if entry.method == "chat.postMessage":
                         self._last_post[entry.conversation] = time.monotonic()
                     # views.publish answers without a channel, and is addressed without one.
@@ -515,6 +515,29 @@ class OutboxSender:
             self._sent.submit(sent)
         if outcome is not None:
             count_delivery(outcome)
+
+    def _call(self, entry: OutboxMessage, payload: dict[str, Any], context: str) -> Any:
+        """Slack's answer to one entry's call. An answer to a command goes to its
+        `response_url` while Slack takes it (5 posts within 30 minutes of the command); one
+        that waited longer (every replica was down, say), or that the URL refuses, comes
+        by DM instead: the person still hears what became of what they sent."""
+        if entry.method != web_api.RESPONSE_URL:
+            return web_api.call_api(self.client, entry.method, payload)
+        if self.clock() - entry.created_at < web_api.RESPONSE_URL_LIFETIME:
+            try:
+                return web_api.call_api(self.client, entry.method, payload)
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if not 400 <= status < 500 or status == 429:
+                    raise
+                log.info("%s: the response_url refused it (%s); by DM instead", context, status)
+        else:
+            log.info("%s: its response_url has expired; by DM instead", context)
+        user = entry.conversation.removeprefix(web_api.ANSWER_PREFIX)
+        if user[:1] not in {"U", "W"}:
+            raise ParentUndelivered("the answer's response_url expired, and it names nobody")
+        dm = web_api.as_message(payload) | {"channel": self._channel_for(user)}
+        return self.client.chat_postMessage(**dm)
 
     def _settle_api_error(
         self, session: Session, entry: OutboxMessage, exc: SlackApiError, context: str

@@ -119,6 +119,25 @@ RESPONSE_URL = "response_url"
 """Outbox method of an answer to a slash command or button, posted to its `response_url`
 (`payload["response_url"]`): it reaches the person wherever they typed, bot member or not."""
 
+RESPONSE_URL_LIFETIME = timedelta(minutes=29)
+"""How long after a command its `response_url` is used: Slack takes 5 posts within 30
+minutes of the command, and the outbox entry was queued a little after the command."""
+ANSWER_PREFIX = "respond:"
+"""An answer's outbox conversation: this, then the person's Slack id (each person's in
+order)."""
+RESPONSE_ONLY = ("response_url", "response_type", "replace_original", "delete_original")
+"""Arguments of a `response_url` post that a message posted with chat.postMessage has not."""
+
+
+def answer_conversation(user: str) -> str:
+    return f"{ANSWER_PREFIX}{user}"[:64]
+
+
+def as_message(payload: dict[str, Any]) -> dict[str, Any]:
+    """A `response_url` answer as chat.postMessage arguments (without its channel)."""
+    return {key: value for key, value in payload.items() if key not in RESPONSE_ONLY}
+
+
 FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
 
