@@ -150,7 +150,11 @@ def fake_slack(urls_file: str) -> None:
     sys.stdin.read()
     watching.set()
     time.sleep(0.01)
-    print(json.dumps({"arrivals": arrivals}), flush=True)
+    refused = {
+        "slack_429s": dict(fake.rate_limited_by),
+        "refused_responses": len(fake.refused_responses),
+    }
+    print(json.dumps({"arrivals": arrivals, **refused}), flush=True)
 
 
 def serve(kind: str, database_url: str, api_url: str, profiled_from: str = "-1") -> None:
@@ -850,6 +854,10 @@ def _end_to_end(
         "worker_cpu_ms_per_report_p50": rounded(cpu, 2),
         "worker_cpu_ms_per_report_mean": rounded(sum(costs) / len(costs), 2) if costs else None,
         "profile_per_report": details.get("profile", []),
+        # Over the whole run: calls Slack's limits refused, per method, and receipts whose
+        # response_url no longer took them (they came by DM).
+        "slack_429s": details.get("slack_429s", {}),
+        "refused_responses": details.get("refused_responses", 0),
     }
     targets = {
         "sustained_p99_ms < 100": bool(sustained.get("p99_ms") is not None)

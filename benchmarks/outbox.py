@@ -421,7 +421,9 @@ def measure_looks(backend: str, url: str) -> list[dict[str, Any]]:
             "backend": backend,
             "cards_waiting": LOOK_CARDS,
             # the receipts are claimed by the first look; later ones find none due
-            "skipping_ms": rounded(per_look(skip={"CLEADERS1"}, except_methods={webhooks.METHOD}), 3),
+            "skipping_ms": rounded(
+                per_look(skip={"CLEADERS1"}, except_methods={webhooks.METHOD}), 3
+            ),
             # each takes the channel's next two cards, as after each post that went out
             "not_skipping_ms": rounded(per_look(except_methods={webhooks.METHOD}), 3),
             "webhooks_ms": rounded(hooks_look(), 3),
