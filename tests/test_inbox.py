@@ -472,6 +472,18 @@ def test_a_rate_limited_command_keeps_its_text_in_the_form_or_says_it_when_too_l
     assert "Kasse 4 &lt;!here&gt; in Erfurt &amp; Gotha ist aus" in answer
     assert "<!here>" not in answer
 
+    # Slack too busy to open forms (about 100 a minute): the same answer, nothing lost.
+    bot.slack.trigger_lifetime = 3.0
+    bot.slack.fail("views.open", times=1, status=429, retry_after=30)
+    bot.dispatch(
+        command_body(bot, ALICE, "Kasse 5 in Erfurt ist aus"), "application/x-www-form-urlencoded"
+    )
+    assert inbox.drain() == 1
+    assert {entry.status for entry in entries(bot)} == {InboxStatus.DONE}
+    bot.drain()
+    answer = json.dumps(bot.slack.responses[-1])
+    assert "send this one again in 1 hour" in answer and "Kasse 5 in Erfurt ist aus" in answer
+
 
 def test_the_last_admin_removing_themselves_is_told_in_the_form(bot: Bot, inbox: Inbox) -> None:
     """The settings form checks what storing it would refuse while the form is still open;

@@ -181,9 +181,11 @@ def _kept_in_form(
             locale=locale,
         )
     except SlackApiError as failure:
-        if failure.response.get("error") not in EXPIRED_TRIGGER:
+        error = failure.response.get("error")
+        if error not in EXPIRED_TRIGGER and error != "ratelimited":
             raise
-        log.info("the form for a rate-limited command could not open: its trigger expired")
+        # Either way the person gets their text back with the reason it was not filed.
+        log.info("the form for a rate-limited command could not open: %s", error)
         return False
     return True
 
