@@ -21,18 +21,17 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 
-from feedbot.core import outbox
 from feedbot.core.events import claim_event, release_event
 from feedbot.db import TRANSIENT_ERRORS, session_scope
 from feedbot.logs import log_context
 from feedbot.metrics import SLACK_REQUEST_SECONDS, SLACK_REQUESTS
 from feedbot.models import utcnow
 from feedbot.settings import Settings
-from feedbot.slack import delivery, web_api
+from feedbot.slack import delivery
 from feedbot.slack.client import make_interactive_client
 from feedbot.slack.deps import CONFIG_TTL, Deps
 from feedbot.slack.i18n import t
-from feedbot.slack.ids import REPLAYED
+from feedbot.slack.ids import REPLAYED, Action, Callback
 from feedbot.slack.inbox import FAILURE, Inbox
 from feedbot.slack.manifest import BOT_EVENTS
 from feedbot.slack.views.notices import build_plain
@@ -234,36 +233,40 @@ def _form_refused_as_busy(error: Exception) -> bool:
     return str(error.response.api_url or "").endswith(FORM_METHODS)
 
 
+def _asked_for_report_form(body: dict[str, Any]) -> bool:
+    """Whether the request asked for the report form: `/feedback`, the message shortcut or
+    the Home's button. Only then does the answer suggest reporting without it."""
+    if body.get("command"):
+        return True
+    if body.get("callback_id") == Callback.REPORT_SHORTCUT:
+        return True
+    return any(a.get("action_id") == Action.OPEN_FORM for a in body.get("actions") or [])
+
+
 def _tell_form_not_opened(deps: Deps, body: dict[str, Any]) -> None:
-    """Tell the person who asked for a form that Slack did not open it, and how to report
-    without one, instead of leaving them with nothing: where they asked (the command's or
-    message's `response_url`), else by DM. Queued, so Slack's limits are kept here too."""
+    """Tell the person who asked for a form that Slack did not open it, instead of leaving
+    them with nothing: by DM, queued (Slack's limits are kept there too), and sealed, as any
+    message about what someone did may concern a report they filed anonymously (the form
+    may have been a reply to leadership about one)."""
     user = body.get("user_id") or (body.get("user") or {}).get("id")
     if not isinstance(user, str) or not user:
         return
+    key = "error.form_busy" if _asked_for_report_form(body) else "error.form_busy_other"
     try:
-        text = t(deps.locale_for(user), "error.form_busy")
+        text = t(deps.locale_for(user), key)
         with deps.transaction() as session:
-            url = body.get("response_url")
-            if isinstance(url, str) and url:
-                outbox.enqueue(
-                    session,
-                    conversation=web_api.answer_conversation(user),
-                    method=web_api.RESPONSE_URL,
-                    payload={"response_type": "ephemeral", "text": text, "response_url": url},
-                    purpose="form_busy",
-                    now=deps.clock(),
-                )
-            else:
-                delivery.dm(
-                    session,
-                    user=user,
-                    message=build_plain(text),
-                    now=deps.clock(),
-                    purpose="form_busy",
-                )
+            delivery.dm(
+                session,
+                user=user,
+                message=build_plain(text),
+                now=deps.clock(),
+                purpose="form_busy",
+                sealed_by=deps.identities,
+                about="form_busy",
+                latest_only=True,
+            )
     except Exception:
-        log.exception("could not tell %s that the form did not open", user)
+        log.exception("could not tell someone that their form did not open")
 
 
 def _handle_error(deps: Deps) -> Callable[..., None]:
@@ -285,7 +288,7 @@ def _handle_error(deps: Deps) -> Callable[..., None]:
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         kind = body.get("type") or body.get("command") or "request"
         if _form_refused_as_busy(error):
-            log.warning("%s: Slack is rate limiting forms; telling the person", kind)
+            log.warning("%s: Slack is rate limiting forms; telling whoever asked", kind)
             _tell_form_not_opened(deps, body)
             if response is not None:
                 response.status, response.body = 200, ""

@@ -108,6 +108,9 @@ class PeopleDirectory:
         """From when a read of everyone's profile may (go on and) run."""
         self._sweep_cursor = ""
         """Where the last read of everyone's profile stopped ("": at the end)."""
+        self._everyone_read_at: datetime | None = None
+        """When the read `_everyone` holds began: older than a profile may be, it is not
+        used (and people who left are not kept)."""
         self._everyone: dict[str, Profile] = {}
         """The last sweep's profiles, kept in memory: asked for only while Slack limits
         `users.info`, and each stored only when someone's is asked for."""
@@ -196,7 +199,10 @@ class PeopleDirectory:
         One sweep serves them all; it is kept in memory only, and only the profiles asked
         for are stored, as `users.info`'s are."""
         with self._lock:
-            profile = self._everyone.get(user_id)
+            fresh = self._everyone_read_at is not None and (
+                self.clock() - self._everyone_read_at < PROFILE_TTL
+            )
+            profile = self._everyone.get(user_id) if fresh else None
         if profile is None:
             self._sweeps.run("users.list", self._sweep, None)
             with self._lock:
@@ -215,6 +221,10 @@ class PeopleDirectory:
         if self._next_sweep is not None and self.clock() < self._next_sweep:
             return
         read = 0
+        if not self._sweep_cursor:  # a read from the start: what an older one read goes
+            with self._lock:
+                self._everyone.clear()
+                self._everyone_read_at = self.clock()
         for _ in range(SWEEP_PAGES):
             try:
                 page = self.client.users_list(
@@ -224,6 +234,8 @@ class PeopleDirectory:
                 limited = exc.response.status_code == 429
                 wait = retry_after(exc.response.headers) if limited else RETRY_AFTER
                 self._next_sweep = self.clock() + timedelta(seconds=wait)
+                if not limited:  # the cursor itself may be what Slack refuses: start over
+                    self._sweep_cursor = ""
                 log.warning(
                     "read %d people's profiles, then Slack answered %s; going on in %.0fs",
                     read,
@@ -233,6 +245,7 @@ class PeopleDirectory:
                 return
             except Exception as exc:
                 self._next_sweep = self.clock() + timedelta(seconds=RETRY_AFTER)
+                self._sweep_cursor = ""
                 log.warning("could not read everyone's profile: %s", type(exc).__name__)
                 return
             members = page.get("members") or []

@@ -130,6 +130,7 @@ MESSAGES: dict[str, str] = {
     "action.created": "gemeldet",
     "action.acknowledged": "bestätigt",
     "error.form_busy": "Slack ist gerade zu ausgelastet, um das Formular zu öffnen. Bitte versuch es in einer Minute noch einmal, oder schreib deine Meldung direkt hinter den Befehl: `/feedback was passiert ist`.",
+    "error.form_busy_other": "Slack ist gerade zu ausgelastet, um dieses Formular zu öffnen. Es geht nichts verloren; bitte versuch es in einer Minute noch einmal.",
     "error.generic": "Das hat bei uns leider nicht geklappt. Deine Eingaben sind nicht verloren; bitte versuch es in einer Minute noch einmal.",
     "error.confidential_forward": "{category} ist vertraulich: Diese Meldungen bleiben in Führungskanälen und werden nicht woanders hin weitergeleitet.",
     "error.rate_limited": "Du hast in kurzer Zeit {count} Meldungen geschickt, mehr geht für eine Person nicht. Diese kannst du in {wait} senden; sie bleibt so lange erhalten.",

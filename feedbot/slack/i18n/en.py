@@ -137,6 +137,7 @@ MESSAGES: dict[str, str] = {
     "action.acknowledged": "acknowledged",
     # Errors
     "error.form_busy": "Slack is too busy right now to open the form. Please try again in a minute, or write your report right after the command: `/feedback what happened`.",
+    "error.form_busy_other": "Slack is too busy right now to open that form. Nothing is lost; please try again in a minute.",
     "error.generic": "Sorry, that did not work on our side. Nothing you entered is lost; please try again in a minute.",
     "error.confidential_forward": "{category} is confidential: its reports stay in leadership channels and cannot be forwarded elsewhere.",
     "error.rate_limited": "You filed {count} reports in a short time, the most one person can. You can send this one in {wait}; it is kept until then.",
