@@ -274,11 +274,20 @@ def test_a_method_slack_limits_waits_as_a_whole_while_others_go(
     assert entry(engine, card).status == OutboxStatus.SENT
 
     clock.advance(seconds=30)  # Slack's minute is not over: nothing is tried
+    late = queue(
+        engine,
+        clock,
+        people[0],
+        "",
+        method="views.publish",
+        payload={"user_id": people[0], "view": view},
+    )
     sender.drain()
     assert len(slack.calls_to("views.publish")) == 101
+    assert entry(engine, late).attempts == 0, "a Home queued meanwhile is not even claimed"
     clock.advance(seconds=31)
     sender.drain()
-    assert all(entry(engine, home).status == OutboxStatus.SENT for home in homes)
+    assert all(entry(engine, home).status == OutboxStatus.SENT for home in [*homes, late])
     assert slack.rate_limited_by == {"views.publish": 1}
     assert set(slack.home_views) == set(people)
 

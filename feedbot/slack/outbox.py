@@ -416,6 +416,8 @@ class OutboxSender:
                 self._hold_if_waiting(web_api.methods_called(entry.method))
                 payload = self._prepare(session, entry)
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
+                if recheck and entry.method == "chat.postMessage":
+                    self._hold_if_waiting(web_api.RECHECK_METHODS)
                 found = (
                     web_api.find_posted(self.client, entry, payload)
                     if recheck and entry.method == "chat.postMessage"
@@ -528,7 +530,10 @@ class OutboxSender:
                 return web_api.call_api(self.client, entry.method, payload)
             except SlackApiError as exc:
                 status = exc.response.status_code
-                if not 400 <= status < 500 or status == 429:
+                refused = 400 <= status < 500 and status != 429
+                # What Slack answers past its limit is not documented: a 4xx, or these words.
+                said = str(exc.response.get("error") or "")
+                if not (refused or "expired_url" in said or "used_url" in said):
                     raise
                 log.info("%s: the response_url refused it (%s); by DM instead", context, status)
         else:

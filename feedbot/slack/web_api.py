@@ -120,8 +120,9 @@ RESPONSE_URL = "response_url"
 (`payload["response_url"]`): it reaches the person wherever they typed, bot member or not."""
 
 RESPONSE_URL_LIFETIME = timedelta(minutes=29)
-"""How long after a command its `response_url` is used: Slack takes 5 posts within 30
-minutes of the command, and the outbox entry was queued a little after the command."""
+"""How long after its answer was queued a command's `response_url` is still tried: Slack
+takes 5 posts within 30 minutes of the command, which came before (by as long as it waited
+in the inbox). One it refuses sooner is answered by DM all the same."""
 ANSWER_PREFIX = "respond:"
 """An answer's outbox conversation: this, then the person's Slack id (each person's in
 order)."""
@@ -140,6 +141,10 @@ def as_message(payload: dict[str, Any]) -> dict[str, Any]:
 
 FILE_UPLOAD = "files.upload_v2"
 """Outbox method of a file upload: `payload["content_gzip_base64"]` holds the file."""
+
+
+RECHECK_METHODS = ("conversations.history", "conversations.replies")
+"""What `find_posted` calls to look for an earlier attempt of a post."""
 
 
 def methods_called(method: str) -> tuple[str, ...]:
