@@ -140,13 +140,14 @@ def test_a_form_slack_is_too_busy_to_open_is_explained_to_whoever_asked(
     assert bot.command(ALICE, "").status == 200
     assert bot.click_in_view(BOB, home, Action.OPEN_FORM).status == 200
     assert bot.press_card(LEADER, Action.REPLY, bot.report()).status == 200
-    assert bot.slack.rate_limited_by == {"views.open": 3}
+    assert bot.command(ADMIN, "admin").status == 200
+    assert bot.slack.rate_limited_by == {"views.open": 4}
     with Session(bot.engine) as session:
         waiting = session.exec(
             select(OutboxMessage).where(OutboxMessage.purpose == "form_busy")
         ).all()
-    assert len(waiting) == 3
-    for person in (ALICE, BOB, LEADER):
+    assert len(waiting) == 4
+    for person in (ALICE, BOB, LEADER, ADMIN):
         assert not [e for e in waiting if person in e.conversation or person in e.payload]
     bot.drain()
     (told,) = [text for text in bot.dms(ALICE) if "too busy" in text]
@@ -154,6 +155,8 @@ def test_a_form_slack_is_too_busy_to_open_is_explained_to_whoever_asked(
     assert any("zu ausgelastet" in text and "/feedback" in text for text in bot.dms(BOB))
     (leader_told,) = [text for text in bot.dms(LEADER) if "too busy" in text]
     assert "try again in a minute" in leader_told and "/feedback" not in leader_told
+    (admin_told,) = [text for text in bot.dms(ADMIN) if "busy" in text or "ausgelastet" in text]
+    assert "/feedback" not in admin_told, "the settings are no report form"
     assert not [r for r in bot.slack.responses if "busy" in str(r)]
 
     clock.advance(seconds=60)

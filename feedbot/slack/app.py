@@ -237,7 +237,9 @@ def _asked_for_report_form(body: dict[str, Any]) -> bool:
     """Whether the request asked for the report form: `/feedback`, the message shortcut or
     the Home's button. Only then does the answer suggest reporting without it."""
     if body.get("command"):
-        return True
+        from feedbot.slack.features.common import SUBCOMMANDS_ELSEWHERE, first_word
+
+        return first_word(body) not in SUBCOMMANDS_ELSEWHERE  # not `/feedback admin`
     if body.get("callback_id") == Callback.REPORT_SHORTCUT:
         return True
     return any(a.get("action_id") == Action.OPEN_FORM for a in body.get("actions") or [])
