@@ -270,36 +270,43 @@ def test_depth_and_age_are_measured_and_a_late_request_logged(
 
 
 def test_a_dead_process_outbox_claims_are_taken_over_once_its_call_cannot_land(bot: Bot) -> None:
+    """A dead process's post is taken over `POST_TAKEN_OVER_AFTER` after its call began (it is
+    rechecked, and a late copy deleted later); anything else once its call cannot land."""
     now = bot.clock()
     with session_scope(bot.engine) as session:
-        for conversation in ("C1", "C2", "C3"):
+        for conversation, method in [
+            ("C1", "chat.postMessage"),
+            ("C4", "chat.update"),
+            ("C2", "chat.postMessage"),
+            ("C3", "chat.postMessage"),
+        ]:
             core_outbox.enqueue(
-                session,
-                conversation=conversation,
-                method="chat.postMessage",
-                payload={"text": "x"},
-                now=now,
+                session, conversation=conversation, method=method, payload={"text": "x"}, now=now
             )
     mine = Liveness(bot.engine)
     mine.start()
     try:
         with Session(bot.engine, expire_on_commit=False) as session:
-            core_outbox.claim_due(session, now=now, limit=1, owner="12345")  # a dead process
+            core_outbox.claim_due(session, now=now, limit=2, owner="12345")  # a dead process
             core_outbox.claim_due(session, now=now, limit=1, owner=mine.owner)
             core_outbox.claim_due(session, now=now, limit=1)  # the CLI: left to its lease
         with session_scope(bot.engine) as session:
-            assert mine.take_over(session, now=now) == 1
-        with Session(bot.engine) as session:
+            assert mine.take_over(session, now=now) == 2
+        with Session(bot.engine, expire_on_commit=False) as session:
             early = core_outbox.claim_due(session, now=now + timedelta(seconds=1))
-            assert early == [], "the dead process's call may still land"
+            assert early == [], "the dead process's calls may still land"
+            soon = now + core_outbox.POST_TAKEN_OVER_AFTER + timedelta(seconds=0.5)
+            posts = core_outbox.claim_due(session, now=soon)
+            assert early == core_outbox.claim_due(session, now=soon), "not the edit yet"
             later = now + core_outbox.CALL_TIMEOUT + timedelta(seconds=1)
-            taken = core_outbox.claim_due(session, now=later)
-        assert [claim.recheck for claim in taken] == [True], "taken over, and rechecked"
+            edits = core_outbox.claim_due(session, now=later)
+        assert [(claim.entry.conversation, claim.recheck) for claim in posts] == [("C1", True)]
+        assert [(claim.entry.conversation, claim.recheck) for claim in edits] == [("C4", True)]
         with Session(bot.engine) as session:
             sending = session.exec(
                 select(func.count()).where(OutboxMessage.status == OutboxStatus.SENDING)
             ).one()
-        assert sending == 3
+        assert sending == 4
     finally:
         mine.stop()
 

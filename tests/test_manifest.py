@@ -171,9 +171,9 @@ def test_a_method_missing_from_the_table_fails_the_test_that_calls_it() -> None:
     with FakeSlack() as fake:
         client = WebClient(token=TOKEN, base_url=fake.base_url)
         posted = client.chat_postMessage(channel="CLEAD0001", text="hello")
-        assert "chat.delete" not in WEB_API
-        client.chat_delete(channel="CLEAD0001", ts=posted["ts"])  # chat:write covers it
-        with pytest.raises(AssertionError, match=r"chat\.delete: called, but not listed"):
+        assert "chat.getPermalink" not in WEB_API
+        client.chat_getPermalink(channel="CLEAD0001", message_ts=posted["ts"])  # no scope needed
+        with pytest.raises(AssertionError, match=r"chat\.getPermalink: called, but not listed"):
             fake.assert_no_violations()
 
 

@@ -421,16 +421,17 @@ def test_the_inbox_workers_process_is_restarted_and_dies_with_its_bot(
         engine.dispose()
 
 
-@pytest.mark.parametrize("dead_call", ["fails", "lands"])
+@pytest.mark.parametrize("dead_call", ["fails", "lands_soon", "lands_late"])
 def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
     database_url: str, slack: FakeSlack, tmp_path: Path, dead_call: str
 ) -> None:
     """A bot killed with its workers while Slack is still taking a report's card (slowly:
-    the call ends 5 s later, failed, or lands after 4 s), and started again at once. The
-    restarted process takes the card over once the dead call can no longer land
-    (`CALL_TIMEOUT` after it began), not at once and not after the claim's minute: the
-    card then goes out once, posted again if the dead call failed, only recorded if it
-    landed."""
+    the call fails after 5 s, or lands after 2 s or after 7 s), and started again at once.
+    The restarted process takes the card over within 5 s (`POST_TAKEN_OVER_AFTER` after the
+    dead call began), not after the claim's minute, and the card ends up in Slack once:
+    only recorded if the dead call landed before the recheck, posted again if not, and a
+    copy the dead call posts after that is deleted once the dead call could no longer land
+    (`CALL_TIMEOUT`)."""
     from urllib.parse import urlencode
 
     from tests import slack_payloads as payloads
@@ -440,10 +441,10 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         set_value(session, key="leadership_channel", raw=LEADERSHIP, actor="test")
         set_value(session, key="leaders", raw=LEADER, actor="test")
 
-    def card() -> OutboxMessage | None:
+    def entry(purpose: str) -> OutboxMessage | None:
         with Session(engine) as session:
             return session.exec(
-                select(OutboxMessage).where(OutboxMessage.purpose == "card")
+                select(OutboxMessage).where(OutboxMessage.purpose == purpose)
             ).first()
 
     def cards() -> list[dict[str, object]]:
@@ -459,7 +460,8 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         if dead_call == "fails":
             slack.fail("chat.postMessage", times=1, status=500, delay=5.0)
         else:
-            slack.fail("chat.postMessage", times=1, status=200, error="", delay=4.0)
+            landing = 2.0 if dead_call == "lands_soon" else 7.0
+            slack.fail("chat.postMessage", times=1, status=200, error="", delay=landing)
         form = payloads.slash_command(
             user=ALICE,
             text="Die Waage in Filiale 9 wiegt falsch",
@@ -469,7 +471,7 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         )
         assert first.post(urlencode(form), "application/x-www-form-urlencoded") == 200
         wait_for(lambda: slack.faults_left("chat.postMessage") == 0, 30, "the card's call")
-        in_flight = card()
+        in_flight = entry("card")
         assert in_flight is not None and in_flight.status == OutboxStatus.SENDING
         assert in_flight.lease_until is not None
         renewed = in_flight.lease_until.replace(tzinfo=in_flight.lease_until.tzinfo or UTC)
@@ -482,27 +484,41 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
         restarted = time.monotonic()
         second = start(database_url, slack, tmp_path, "second")
         wait_for(
-            lambda: (entry := card()) is not None and entry.status == OutboxStatus.SENT,
+            lambda: (card := entry("card")) is not None and card.status == OutboxStatus.SENT,
             30,
             "the card taken over",
         )
         took = time.monotonic() - restarted
+        assert took <= 5.0, f"taken over {took:.1f} s after the restart"
         wait_for(lambda: cards(), 10, "the card in Slack")
-        (posted,) = cards()
         log = second.log.read_text()
         assert re.search(r"took over \d+ outbox messages", log)
-        if dead_call == "fails":
-            not_before = call_began + core_outbox.CALL_TIMEOUT
-            assert float(str(posted["ts"])) >= not_before.timestamp(), "not while it may land"
-        else:
+        not_before = call_began + core_outbox.POST_TAKEN_OVER_AFTER
+        if dead_call == "lands_soon":
             assert "already posted before a restart, not sending again" in log
+            assert entry("copies") is None, "nothing to look for: the card was found"
+        else:
+            assert "already posted" not in log
+            card = entry("card")
+            assert card is not None and card.result_ts is not None
+            assert float(card.result_ts) >= not_before.timestamp(), "rechecked first"
+            wait_for(
+                lambda: (look := entry("copies")) is not None and look.status == OutboxStatus.SENT,
+                30,
+                "the second look for copies",
+            )
+            look = entry("copies")
+            assert look is not None and look.sent_at is not None
+            looked_at = look.sent_at.replace(tzinfo=look.sent_at.tzinfo or UTC)
+            assert looked_at >= call_began + core_outbox.CALL_TIMEOUT, "once it cannot land"
+            copies = "deleted 1 copies a call that landed late posted"
+            assert (copies in second.log.read_text()) == (dead_call == "lands_late")
         time.sleep(2)
-        assert len(cards()) == 1, "posted once"
+        (kept,) = cards()
         print(json.dumps({"dead_call": dead_call, "card_sent_after_restart_s": round(took, 1)}))
-        sent = card()
+        sent = entry("card")
         assert sent is not None and sent.sent_at is not None
-        sent_at = sent.sent_at.replace(tzinfo=sent.sent_at.tzinfo or UTC)
-        assert sent_at - call_began < core_outbox.LEASE / 2, "long before the claim's minute"
+        assert sent.result_ts == kept["ts"], "the card edited later is the one left"
     finally:
         for replica in (first, second):
             if replica is not None and replica.process.poll() is None:

@@ -13,8 +13,11 @@ when nobody can tell whether the sender is alive. Here each process can:
   process is a dead one's.
 
 A dead process's claim ends when the call it began can no longer land (`CALL_TIMEOUT`):
-sent again before that, a message Slack was still taking would go out twice. Claims made
-without an owner (the CLI's serial `drain`) are left to their lease.
+sent again before that, an edit or an answer Slack was still taking would go out twice, or
+an older edit land over a newer one. A post ends sooner (`POST_TAKEN_OVER_AFTER`): it is
+rechecked before it is posted again, and a copy that lands after that is deleted once the
+dead call could no longer land. Claims made without an owner (the CLI's serial `drain`)
+are left to their lease.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col
 
-from feedbot.core.outbox import CALL_TIMEOUT, LEASE
+from feedbot.core.outbox import CALL_TIMEOUT, LEASE, POST_TAKEN_OVER_AFTER
 from feedbot.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -116,10 +119,10 @@ class Liveness:
         """End the outbox claims of dead processes, so they are sent again (and rechecked
         first, as any taken-over claim is) without waiting out their lease. Returns how many.
 
-        Not at once, though: a call the dead process began may still land, and the recheck
-        must come after it (else the message goes out twice). A claim ends `CALL_TIMEOUT`
-        after its call began, which is when its lease was last renewed, `LEASE` before it
-        runs out: usually before a restarted process gets here."""
+        Not at once, though: a call the dead process began may still land. A claim ends
+        `CALL_TIMEOUT` after its call began, which is when its lease was last renewed,
+        `LEASE` before it runs out; a post's ends `POST_TAKEN_OVER_AFTER` after it, when
+        Slack has shown nearly every post it took (see the module's docstring)."""
         alive = self.alive(session)
         claims = session.execute(
             select(
@@ -127,6 +130,7 @@ class Liveness:
                 col(OutboxMessage.lease_until),
                 col(OutboxMessage.claimed_by),
                 col(OutboxMessage.attempts),
+                col(OutboxMessage.method),
             ).where(
                 col(OutboxMessage.status) == OutboxStatus.SENDING,
                 col(OutboxMessage.claimed_by).is_not(None),
@@ -135,7 +139,8 @@ class Liveness:
             )
         ).all()
         taken = 0
-        for entry_id, lease_until, owner, attempts in claims:
+        for entry_id, lease_until, owner, attempts, method in claims:
+            landing = POST_TAKEN_OVER_AFTER if method == "chat.postMessage" else CALL_TIMEOUT
             # Only the dead process's claim: another replica may have taken it meanwhile.
             result = session.execute(
                 update(OutboxMessage)
@@ -145,7 +150,7 @@ class Liveness:
                     col(OutboxMessage.claimed_by) == owner,
                     col(OutboxMessage.attempts) == attempts,
                 )
-                .values(lease_until=lease_until - LEASE + CALL_TIMEOUT, claimed_by=None)
+                .values(lease_until=lease_until - LEASE + landing, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
             taken += int(result.rowcount)  # type: ignore[attr-defined]

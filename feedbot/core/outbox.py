@@ -28,6 +28,11 @@ LEASE = timedelta(seconds=60)
 CALL_TIMEOUT = timedelta(seconds=10)
 """How long a sender waits for the answer to one call (Slack's, or a webhook receiver's):
 a call of a sender that died lands within this after it began, or never."""
+POST_TAKEN_OVER_AFTER = timedelta(seconds=3)
+"""How long after its call began a dead sender's post is taken over (`feedbot.core.liveness`):
+rechecked, and posted again if Slack does not show it. Slack answers nearly every call
+within this; a post it takes longer over may still land, and is deleted as a copy once
+`CALL_TIMEOUT` has passed (`feedbot.slack.web_api.REMOVE_COPIES`)."""
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 

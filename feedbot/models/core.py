@@ -130,8 +130,8 @@ class OutboxMessage(SQLModel, table=True):
     lease_until: datetime | None = None
     claimed_by: str | None = Field(default=None, max_length=32)
     """The process that holds the claim (`feedbot.core.liveness`): once it is known to be
-    dead, its claim is taken over once its call can no longer land (`CALL_TIMEOUT` after
-    it began) instead of when the lease runs out."""
+    dead, its claim is taken over soon after its call began (`feedbot.core.liveness`)
+    instead of when the lease runs out."""
     sent_at: datetime | None = None
     last_error: str | None = None
     result_channel: str | None = Field(default=None, max_length=64)

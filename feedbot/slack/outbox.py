@@ -359,7 +359,7 @@ class OutboxSender:
             return {webhooks.METHOD}
         held = {
             method
-            for method in (web_api.FILE_UPLOAD, files.COPY_FILE)
+            for method in (web_api.FILE_UPLOAD, files.COPY_FILE, web_api.REMOVE_COPIES)
             if waiting.intersection(web_api.methods_called(method))
         }
         return {webhooks.METHOD, *waiting, *held}
@@ -457,6 +457,8 @@ class OutboxSender:
                     # views.publish answers without a channel, and is addressed without one.
                     channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
+                    if recheck and entry.method == "chat.postMessage" and ts:
+                        self._look_again_for_copies(session, entry, kept=str(ts))
                 if entry.conversation.startswith(SEALED):
                     channel = None  # a DM's channel names its person
                 mark = SentMark(entry.id, entry.attempts, channel, ts, self.clock())
@@ -517,6 +519,35 @@ class OutboxSender:
             self._sent.submit(sent)
         if outcome is not None:
             count_delivery(outcome)
+
+    def _look_again_for_copies(self, session: Session, entry: OutboxMessage, *, kept: str) -> None:
+        """A post sent again without its earlier attempt found may still see that attempt
+        land: the sender that made it died mid-call and its post was taken over before the
+        call could time out (`feedbot.core.liveness`), or Slack failed it in a way that may
+        have posted it. Once no earlier call can land any more, every copy but `kept` is
+        deleted (`web_api.REMOVE_COPIES`), with this commit."""
+        stored = json.loads(entry.payload)
+        thread = (
+            session.get(OutboxMessage, entry.thread_of_id)
+            if entry.thread_of_id is not None
+            else None
+        )
+        outbox.enqueue(
+            session,
+            conversation=entry.conversation,
+            lane=f"copies of {entry.id}",
+            method=web_api.REMOVE_COPIES,
+            payload={
+                "copies_of": entry.id,
+                "kept": kept,
+                "since": entry.created_at.timestamp(),
+                **({SEALED_TO: stored[SEALED_TO]} if SEALED_TO in stored else {}),
+            },
+            purpose="copies",
+            thread_of=thread,
+            due=self.clock() + outbox.CALL_TIMEOUT,
+            now=self.clock(),
+        )
 
     def _call(self, entry: OutboxMessage, payload: dict[str, Any], context: str) -> Any:
         """Slack's answer to one entry's call. An answer to a command goes to its

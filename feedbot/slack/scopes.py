@@ -59,6 +59,9 @@ WEB_API: dict[str, Needs] = {
     "chat.postMessage": Needs("cards, receipts, notices, reminders, digests", "chat:write"),
     "chat.postEphemeral": Needs("answers only the person who pressed a button sees", "chat:write"),
     "chat.update": Needs("keeping cards and reminders up to date", "chat:write"),
+    "chat.delete": Needs(
+        "deleting a second copy of a post a bot that died had still under way", "chat:write"
+    ),
     "conversations.open": Needs("opening a DM to tell someone about their report", "im:write"),
     "conversations.history": Needs(
         "finding a post after an interrupted send", per_conversation=_HISTORY

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -68,8 +69,42 @@ def find_posted(
     Pages through the conversation (or thread) since the entry was queued: the retry may
     come long after the first attempt, behind more than one page of newer messages.
     """
+    assert entry.id is not None
+    for ts in _posts_of(client, entry.id, since=entry.created_at.timestamp(), payload=payload):
+        return payload["channel"], ts
+    return None
+
+
+def remove_copies(client: WebClient, payload: dict[str, Any]) -> dict[str, Any]:
+    """Delete the posts of outbox entry `payload["copies_of"]` but the one it recorded
+    (`kept`). A sender that died mid-call may have had its post land after the entry was
+    taken over, rechecked and posted again; `REMOVE_COPIES` says when this runs."""
+    entry_id = int(payload["copies_of"])
+    copies = [
+        ts
+        for ts in _posts_of(client, entry_id, since=float(payload["since"]), payload=payload)
+        if ts != payload["kept"]
+    ]
+    for ts in copies:
+        try:
+            client.chat_delete(channel=payload["channel"], ts=ts)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "message_not_found":  # deleted meanwhile
+                raise
+    if copies:
+        log.warning(
+            "outbox #%s: deleted %s copies a call that landed late posted", entry_id, len(copies)
+        )
+    return {"channel": payload["channel"], "removed": len(copies)}
+
+
+def _posts_of(
+    client: WebClient, entry_id: int, *, since: float, payload: dict[str, Any]
+) -> Iterator[str]:
+    """The `ts` of each post of outbox entry `entry_id` in the conversation (or thread) of
+    `payload`, among those since a minute before `since` (epoch seconds)."""
     channel = payload["channel"]
-    oldest = f"{(entry.created_at - timedelta(minutes=1)).timestamp():.6f}"
+    oldest = f"{since - 60:.6f}"
     cursor: str | None = None
     for _ in range(RECHECK_PAGES):
         if "thread_ts" in payload:
@@ -93,14 +128,13 @@ def find_posted(
             metadata = message.get("metadata") or {}
             if (
                 metadata.get("event_type") == METADATA_EVENT
-                and (metadata.get("event_payload") or {}).get("outbox_id") == entry.id
+                and (metadata.get("event_payload") or {}).get("outbox_id") == entry_id
             ):
-                return channel, str(message["ts"])
+                yield str(message["ts"])
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not cursor:
-            return None
-    log.warning("outbox #%s: searched %s pages without finding it", entry.id, RECHECK_PAGES)
-    return None
+            return
+    log.warning("outbox #%s: searched %s pages, not to the first", entry_id, RECHECK_PAGES)
 
 
 def retry_after(headers: dict[str, Any]) -> float:
@@ -146,6 +180,12 @@ FILE_UPLOAD = "files.upload_v2"
 RECHECK_METHODS = ("conversations.history", "conversations.replies")
 """What `find_posted` calls to look for an earlier attempt of a post."""
 
+REMOVE_COPIES = "feedbot.remove_copies"
+"""Outbox method of a second look for a post whose earlier attempt may still have landed
+after it was rechecked and posted again (its sender died mid-call, see
+`feedbot.core.liveness`): due `CALL_TIMEOUT` after the post, it deletes every copy but the
+one recorded (`remove_copies`)."""
+
 
 def methods_called(method: str) -> tuple[str, ...]:
     """The Web API methods an outbox entry of `method` calls. Slack limits each method on its
@@ -156,6 +196,8 @@ def methods_called(method: str) -> tuple[str, ...]:
         return ("files.getUploadURLExternal", "files.completeUploadExternal")
     if method == files.COPY_FILE:
         return ("files.info", "files.getUploadURLExternal", "files.completeUploadExternal")
+    if method == REMOVE_COPIES:
+        return (*RECHECK_METHODS, "chat.delete")
     return (method,)
 
 
@@ -185,6 +227,8 @@ def call_api(client: WebClient, method: str, payload: dict[str, Any]) -> Any:
         return files.copy_file(client, payload)
     if method == files.DELETE_FILE:
         return files.delete_file(client, payload)
+    if method == REMOVE_COPIES:
+        return remove_copies(client, payload)
     if method != FILE_UPLOAD:
         return client.api_call(method, json=payload)
     arguments = dict(payload)
