@@ -292,26 +292,64 @@ class PeopleDirectory:
 
 class GroupDirectory:
     """Members of a Slack user group (`usergroups.users.list`), cached for a few minutes; the
-    last known members stay in force while Slack does not answer."""
+    last known members stay in force while Slack does not answer.
 
-    def __init__(self, client: WebClient) -> None:
+    Every thread that reads the configuration asks for them (`Deps.config`), requests'
+    included. Once the members are known, they are answered at once: a stale list is read
+    again in the background, one call per group however many threads ask, while the
+    stale one is answered. Only the first lookup of a group waits for Slack, shared by
+    every thread that asks meanwhile. (Before, every thread called Slack itself when the
+    cache expired, and waited: a slow Slack held up requests, and a burst of them spent
+    the method's 20 calls a minute on one answer.)"""
+
+    def __init__(self, client: WebClient, *, ttl: float = GROUP_TTL) -> None:
         self.client = client
+        self.ttl = ttl
         self._cache: dict[str, tuple[frozenset[str], float]] = {}
+        self._retry_at: dict[str, float] = {}
         self._lock = Lock()
+        self._lookups = _Lookups("usergroups", workers=2)
 
     def members(self, group_id: str) -> frozenset[str]:
+        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(group_id)
-        if cached and time.monotonic() - cached[1] < GROUP_TTL:
+            retry_at = self._retry_at.get(group_id, 0.0)
+        if now < retry_at:
+            return cached[0] if cached else frozenset()
+        if cached and now - cached[1] < self.ttl:
             return cached[0]
+        if cached:
+            self._lookups.run(group_id, lambda: self._fetch(group_id), budget=0)
+            return cached[0]
+        found = self._lookups.run(group_id, lambda: self._fetch(group_id), budget=None)
+        return found if isinstance(found, frozenset) else frozenset()
+
+    def _fetch(self, group_id: str) -> frozenset[str] | None:
+        """Ask Slack. If it fails, the last members (if any) stay in force, asked again
+        after `RETRY_AFTER` seconds; with none known, at the next lookup, unless Slack asks
+        to wait (a 429)."""
         try:
             users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
         except Exception as exc:
             log.warning("members of %s unknown: %s", group_id, type(exc).__name__)
-            return cached[0] if cached else frozenset()
+            limited = isinstance(exc, SlackApiError) and exc.response.status_code == 429
+            with self._lock:
+                cached = self._cache.get(group_id)
+                if isinstance(exc, SlackApiError) and limited:
+                    wait = max(RETRY_AFTER if cached else 0.0, retry_after(exc.response.headers))
+                    self._retry_at[group_id] = time.monotonic() + wait
+                elif cached:
+                    self._retry_at[group_id] = time.monotonic() + RETRY_AFTER
+            return cached[0] if cached else None
         with self._lock:
             self._cache[group_id] = (users, time.monotonic())
+            self._retry_at.pop(group_id, None)
         return users
+
+    def wait(self) -> None:
+        """Until every lookup started so far has finished (tests)."""
+        self._lookups.wait()
 
 
 class Membership(StrEnum):
