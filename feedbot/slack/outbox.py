@@ -56,6 +56,10 @@ RENEWED_FOR_CALL = 0.5
 again before the call: a dead sender's claim is taken over `CALL_TIMEOUT` after its last
 renewal, which must be when its call began, give or take this."""
 
+LOOK_AGAIN_MARGIN = timedelta(seconds=1)
+"""After a dead sender's call can no longer land, how much later its post is looked for
+once more: Slack's history may show a message a moment after it was posted."""
+
 MAX_ATTEMPTS = 5
 """Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
 failure, which are retried for as long as an outage lasts) before giving up on it: one bad
@@ -428,6 +432,7 @@ class OutboxSender:
                 if found is not None:
                     log.info("%s: already posted before a restart, not sending again", context)
                     channel, ts = found[0], found[1]
+                    self._look_again_for_copies(session, entry)
                 else:
                     waited = recheck and entry.method == "chat.postMessage"
                     if paced and entry.method == "chat.postMessage":
@@ -457,8 +462,8 @@ class OutboxSender:
                     # views.publish answers without a channel, and is addressed without one.
                     channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
-                    if recheck and entry.method == "chat.postMessage" and ts:
-                        self._look_again_for_copies(session, entry, kept=str(ts))
+                    if entry.method == "chat.postMessage":
+                        self._look_again_for_copies(session, entry)
                 if entry.conversation.startswith(SEALED):
                     channel = None  # a DM's channel names its person
                 mark = SentMark(entry.id, entry.attempts, channel, ts, self.clock())
@@ -517,15 +522,16 @@ class OutboxSender:
         if sent is not None:
             # Raised, the database failed: `_send` puts the entry back, uncertain.
             self._sent.submit(sent)
-        if outcome is not None:
+        if outcome is not None and entry.method != web_api.REMOVE_COPIES:  # not a delivery
             count_delivery(outcome)
 
-    def _look_again_for_copies(self, session: Session, entry: OutboxMessage, *, kept: str) -> None:
-        """A post sent again without its earlier attempt found may still see that attempt
-        land: the sender that made it died mid-call and its post was taken over before the
-        call could time out (`feedbot.core.liveness`), or Slack failed it in a way that may
-        have posted it. Once no earlier call can land any more, every copy but `kept` is
-        deleted (`web_api.REMOVE_COPIES`), with this commit."""
+    def _look_again_for_copies(self, session: Session, entry: OutboxMessage) -> None:
+        """A dead sender's post, taken over before its call could time out: that call may
+        still land after this one went out (or after it was found). Once it no longer can,
+        every copy but the one recorded is deleted (`web_api.REMOVE_COPIES`); queued with
+        this commit."""
+        if entry.may_land_until is None or entry.may_land_until <= self.clock():
+            return
         stored = json.loads(entry.payload)
         thread = (
             session.get(OutboxMessage, entry.thread_of_id)
@@ -539,13 +545,14 @@ class OutboxSender:
             method=web_api.REMOVE_COPIES,
             payload={
                 "copies_of": entry.id,
-                "kept": kept,
                 "since": entry.created_at.timestamp(),
-                **({SEALED_TO: stored[SEALED_TO]} if SEALED_TO in stored else {}),
+                # Where it went: a thread given as such (a reply under someone's message), a
+                # person by their seal.
+                **{key: stored[key] for key in ("thread_ts", SEALED_TO) if key in stored},
             },
             purpose="copies",
             thread_of=thread,
-            due=self.clock() + outbox.CALL_TIMEOUT,
+            due=entry.may_land_until + LOOK_AGAIN_MARGIN,
             now=self.clock(),
         )
 
@@ -666,6 +673,8 @@ class OutboxSender:
         if entry.update_of_id is not None:
             edited = self._settled_parent(session, entry.update_of_id)
         stored = json.loads(entry.payload)
+        if entry.method == web_api.REMOVE_COPIES:
+            stored["kept"] = self._recorded_post(session, int(stored["copies_of"]))
         user = self._open(stored[SEALED_USER]) if SEALED_USER in stored else None
         if homes.HOME in stored and user is not None and self.identities is not None:
             drawn: dict[str, Any] | None = homes.draw_home(
@@ -710,6 +719,17 @@ class OutboxSender:
                 "its recipient is sealed with a FEEDBOT_SECRET_KEY this process does not have"
             )
         return user
+
+    @staticmethod
+    def _recorded_post(session: Session, entry_id: int) -> str:
+        """The `ts` of the post entry `entry_id` recorded: the copy to keep, which its edits
+        and thread replies refer to, whichever attempt made it."""
+        entry = session.get(OutboxMessage, entry_id)
+        if entry is None or entry.status in (OutboxStatus.FAILED, OutboxStatus.SUPERSEDED):
+            raise NothingToSend(f"outbox #{entry_id} is not in Slack as it recorded")
+        if entry.status != OutboxStatus.SENT or not entry.result_ts:
+            raise DeliveryDeferred(f"waiting for outbox #{entry_id} to be recorded")
+        return entry.result_ts
 
     @staticmethod
     def _settled_parent(session: Session, parent_id: int) -> OutboxMessage:

@@ -70,15 +70,16 @@ def find_posted(
     come long after the first attempt, behind more than one page of newer messages.
     """
     assert entry.id is not None
-    for ts in _posts_of(client, entry.id, since=entry.created_at.timestamp(), payload=payload):
-        return payload["channel"], ts
-    return None
+    posts = _posts_of(client, entry.id, since=entry.created_at.timestamp(), payload=payload)
+    # The first to land, if a dead sender's late call made a second: that one is deleted.
+    first = min(posts, key=float, default=None)
+    return None if first is None else (payload["channel"], first)
 
 
 def remove_copies(client: WebClient, payload: dict[str, Any]) -> dict[str, Any]:
     """Delete the posts of outbox entry `payload["copies_of"]` but the one it recorded
     (`kept`). A sender that died mid-call may have had its post land after the entry was
-    taken over, rechecked and posted again; `REMOVE_COPIES` says when this runs."""
+    taken over and rechecked; `REMOVE_COPIES` says when this runs."""
     entry_id = int(payload["copies_of"])
     copies = [
         ts
@@ -181,10 +182,10 @@ RECHECK_METHODS = ("conversations.history", "conversations.replies")
 """What `find_posted` calls to look for an earlier attempt of a post."""
 
 REMOVE_COPIES = "feedbot.remove_copies"
-"""Outbox method of a second look for a post whose earlier attempt may still have landed
-after it was rechecked and posted again (its sender died mid-call, see
-`feedbot.core.liveness`): due `CALL_TIMEOUT` after the post, it deletes every copy but the
-one recorded (`remove_copies`)."""
+"""Outbox method of a second look for a post whose sender died mid-call and which was taken
+over before that call could time out (see `feedbot.core.liveness`): the call may still land
+after the post was rechecked. Due once it no longer can (`may_land_until`), it deletes every
+copy but the one recorded (`remove_copies`)."""
 
 
 def methods_called(method: str) -> tuple[str, ...]:
