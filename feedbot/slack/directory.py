@@ -33,6 +33,11 @@ PROFILE_TTL = timedelta(days=1)
 RETRY_AFTER = 60.0
 """Seconds before a lookup Slack failed is tried again (the last good answer stays meanwhile)."""
 GROUP_TTL = 300.0
+STALE_FOR = 2
+"""A user group's members older than `GROUP_TTL` are answered while they are read again,
+up to this many times `GROUP_TTL`; older ones are waited for."""
+FIRST_RETRY_AFTER = 5.0
+"""Seconds before a user group Slack failed to give any members for is asked again."""
 CHANNEL_TTL = 300.0
 MEMBER_PAGES = 20
 """Pages of 1,000 members read at most per channel."""
@@ -295,10 +300,10 @@ class GroupDirectory:
     last known members stay in force while Slack does not answer.
 
     Every thread that reads the configuration asks for them (`Deps.config`), requests'
-    included. Once the members are known, they are answered at once: a stale list is read
-    again in the background, one call per group however many threads ask, while the
-    stale one is answered. Only the first lookup of a group waits for Slack, shared by
-    every thread that asks meanwhile. (Before, every thread called Slack itself when the
+    included. Once the members are known, they are answered at once: a list past its
+    `GROUP_TTL` is read again in the background, one call per group however many threads
+    ask, while it is answered. Only the first lookup of a group, or one after a quiet
+    while (`STALE_FOR`), waits for Slack, shared by every thread that asks meanwhile. (Before, every thread called Slack itself when the
     cache expired, and waited: a slow Slack held up requests, and a burst of them spent
     the method's 20 calls a minute on one answer.)"""
 
@@ -319,16 +324,18 @@ class GroupDirectory:
             return cached[0] if cached else frozenset()
         if cached and now - cached[1] < self.ttl:
             return cached[0]
-        if cached:
+        if cached and now - cached[1] < STALE_FOR * self.ttl:
             self._lookups.run(group_id, lambda: self._fetch(group_id), budget=0)
             return cached[0]
+        # Never read, or not for long (a quiet hour): someone removed from the group
+        # meanwhile must not act as a leader on what was known then.
         found = self._lookups.run(group_id, lambda: self._fetch(group_id), budget=None)
         return found if isinstance(found, frozenset) else frozenset()
 
     def _fetch(self, group_id: str) -> frozenset[str] | None:
         """Ask Slack. If it fails, the last members (if any) stay in force, asked again
-        after `RETRY_AFTER` seconds; with none known, at the next lookup, unless Slack asks
-        to wait (a 429)."""
+        after `RETRY_AFTER` seconds; with none known, after `FIRST_RETRY_AFTER` (every
+        configuration read would wait for a failing Slack), or as long as a 429 says."""
         try:
             users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
         except Exception as exc:
@@ -336,11 +343,10 @@ class GroupDirectory:
             limited = isinstance(exc, SlackApiError) and exc.response.status_code == 429
             with self._lock:
                 cached = self._cache.get(group_id)
+                wait = RETRY_AFTER if cached else FIRST_RETRY_AFTER
                 if isinstance(exc, SlackApiError) and limited:
-                    wait = max(RETRY_AFTER if cached else 0.0, retry_after(exc.response.headers))
-                    self._retry_at[group_id] = time.monotonic() + wait
-                elif cached:
-                    self._retry_at[group_id] = time.monotonic() + RETRY_AFTER
+                    wait = max(wait, retry_after(exc.response.headers))
+                self._retry_at[group_id] = time.monotonic() + wait
             return cached[0] if cached else None
         with self._lock:
             self._cache[group_id] = (users, time.monotonic())
