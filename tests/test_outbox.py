@@ -36,7 +36,7 @@ from feedbot.metrics import REGISTRY
 from feedbot.models import OutboxMessage, OutboxStatus
 from feedbot.slack import delivery
 from feedbot.slack import outbox as slack_outbox
-from feedbot.slack.outbox import MAX_BACKOFF, DeliveryDeferred, OutboxSender
+from feedbot.slack.outbox import LOOK_AGAIN_MARGIN, MAX_BACKOFF, DeliveryDeferred, OutboxSender
 from feedbot.slack.web_api import METADATA_EVENT, REMOVE_COPIES
 from tests.fakeslack import FakeSlack
 from tests.harness import ALICE, INTAKE, LEADERSHIP, TOKEN, Clock
@@ -431,7 +431,7 @@ def test_a_dead_senders_post_landing_after_it_was_posted_again_is_deleted(
     clock.advance(seconds=(CALL_TIMEOUT - POST_TAKEN_OVER_AFTER).total_seconds())
     sender.drain()
     assert slack.calls_to("chat.delete") == [], "not while the dead calls may still land"
-    clock.advance(seconds=1)
+    clock.advance(seconds=LOOK_AGAIN_MARGIN.total_seconds())
     sender.drain()
 
     for posted, copy in late.items():
@@ -441,26 +441,51 @@ def test_a_dead_senders_post_landing_after_it_was_posted_again_is_deleted(
     assert set(statuses(engine).values()) == {OutboxStatus.SENT}
 
 
+@pytest.mark.parametrize("retry", ["soon", "after the dead call could land"])
 def test_a_dead_senders_post_found_twice_keeps_the_first_and_deletes_the_other(
-    engine: Engine, slack: FakeSlack, clock: Clock
+    engine: Engine, slack: FakeSlack, clock: Clock, retry: str
 ) -> None:
-    """The dead sender's own try landed, and so did a second one (say a retry whose record
-    was lost): the recheck records the first, which edits will refer to, and the second look
-    deletes the other."""
+    """The dead sender's own try landed, and so did a second one (the taker's, which timed
+    out while Slack was slow, say): the recheck records the first, which edits will refer
+    to, and a look deletes the other, also when the retry comes after the dead call could
+    still land."""
     card = queue(engine, clock, LEADERSHIP, "card")
     assert claim_and_die(engine, clock, owner=DEAD) == [card]
     first = post_as_a_dead_sender(slack, card, LEADERSHIP, "card")
     second = post_as_a_dead_sender(slack, card, LEADERSHIP, "card")
     take_over_from_the_dead(engine, clock)
-    clock.advance(seconds=POST_TAKEN_OVER_AFTER.total_seconds() + 0.1)
+    later = CALL_TIMEOUT if retry != "soon" else POST_TAKEN_OVER_AFTER
+    clock.advance(seconds=later.total_seconds() + 0.1)
     sender = make_sender(engine, slack, clock)
     sender.drain()
     assert entry(engine, card).result_ts == first
     assert len(posts(slack)) == 2, "not posted a third time"
-    clock.advance(seconds=CALL_TIMEOUT.total_seconds())
+    clock.advance(seconds=(CALL_TIMEOUT + LOOK_AGAIN_MARGIN).total_seconds())
     sender.drain()
     assert [m["ts"] for m in slack.messages(LEADERSHIP)] == [first]
     assert [c.args["ts"] for c in slack.calls_to("chat.delete")] == [second]
+
+
+def test_a_look_for_copies_keeps_the_copy_recorded_when_it_runs_not_when_queued(
+    engine: Engine, slack: FakeSlack, clock: Clock
+) -> None:
+    """The taker's post is recorded and its look queued; then the record changes (its write
+    was lost, and a retry's recheck recorded the dead sender's late copy). The look keeps
+    the copy recorded by then, which edits and replies refer to."""
+    card = queue(engine, clock, LEADERSHIP, "card")
+    assert claim_and_die(engine, clock, owner=DEAD) == [card]
+    take_over_from_the_dead(engine, clock)
+    clock.advance(seconds=POST_TAKEN_OVER_AFTER.total_seconds() + 0.1)
+    sender = make_sender(engine, slack, clock)
+    sender.drain()
+    taker = entry(engine, card).result_ts
+    late = post_as_a_dead_sender(slack, card, LEADERSHIP, "card")
+    with session_scope(engine) as session:
+        session.get_one(OutboxMessage, card).result_ts = late
+    clock.advance(seconds=(CALL_TIMEOUT + LOOK_AGAIN_MARGIN).total_seconds())
+    sender.drain()
+    assert [m["ts"] for m in slack.messages(LEADERSHIP)] == [late]
+    assert [c.args["ts"] for c in slack.calls_to("chat.delete")] == [taker]
 
 
 def test_a_look_for_copies_keeps_what_the_post_records_when_the_look_runs(

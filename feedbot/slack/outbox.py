@@ -53,12 +53,13 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=5)
 RENEWED_FOR_CALL = 0.5
 """Seconds after which a lease set by the claim, or renewed as delivery began, is renewed
-again before the call: a dead sender's claim is taken over `CALL_TIMEOUT` after its last
-renewal, which must be when its call began, give or take this."""
+again before the call: a dead sender's claim is taken over a while after its last renewal
+(`feedbot.core.liveness`), which must be when its call began, give or take this."""
 
-LOOK_AGAIN_MARGIN = timedelta(seconds=1)
+LOOK_AGAIN_MARGIN = timedelta(seconds=2)
 """After a dead sender's call can no longer land, how much later its post is looked for
-once more: Slack's history may show a message a moment after it was posted."""
+once more: Slack's history may show a message a moment after it was posted, and the
+moment the call began is known give or take a lease renewal's wait for SQLite's writer."""
 
 MAX_ATTEMPTS = 5
 """Tries of a call Slack answers with an error we do not know (not a 5xx, not a network
@@ -529,8 +530,9 @@ class OutboxSender:
         """A dead sender's post, taken over before its call could time out: that call may
         still land after this one went out (or after it was found). Once it no longer can,
         every copy but the one recorded is deleted (`web_api.REMOVE_COPIES`); queued with
-        this commit."""
-        if entry.may_land_until is None or entry.may_land_until <= self.clock():
+        this commit. Also after that moment: the post sent again may itself have timed out
+        and landed, and the retry's recheck then found two."""
+        if entry.may_land_until is None:
             return
         stored = json.loads(entry.payload)
         thread = (
@@ -552,7 +554,7 @@ class OutboxSender:
             },
             purpose="copies",
             thread_of=thread,
-            due=entry.may_land_until + LOOK_AGAIN_MARGIN,
+            due=max(entry.may_land_until, self.clock()) + LOOK_AGAIN_MARGIN,
             now=self.clock(),
         )
 

@@ -128,7 +128,8 @@ def _posts_of(
         for message in messages:
             metadata = message.get("metadata") or {}
             if (
-                metadata.get("event_type") == METADATA_EVENT
+                float(message.get("ts") or 0) >= since - 60  # a thread's are all listed
+                and metadata.get("event_type") == METADATA_EVENT
                 and (metadata.get("event_payload") or {}).get("outbox_id") == entry_id
             ):
                 yield str(message["ts"])
