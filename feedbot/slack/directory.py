@@ -303,9 +303,10 @@ class GroupDirectory:
     included. Once the members are known, they are answered at once: a list past its
     `GROUP_TTL` is read again in the background, one call per group however many threads
     ask, while it is answered. Only the first lookup of a group, or one after a quiet
-    while (`STALE_FOR`), waits for Slack, shared by every thread that asks meanwhile. (Before, every thread called Slack itself when the
-    cache expired, and waited: a slow Slack held up requests, and a burst of them spent
-    the method's 20 calls a minute on one answer.)"""
+    while (`STALE_FOR`), waits for Slack, shared by every thread that asks meanwhile.
+    (Before, every thread called Slack itself when the cache expired, and waited: a slow
+    Slack held up requests, and a burst of them spent the method's 20 calls a minute on
+    one answer.)"""
 
     def __init__(self, client: WebClient, *, ttl: float = GROUP_TTL) -> None:
         self.client = client
@@ -340,11 +341,10 @@ class GroupDirectory:
             users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
         except Exception as exc:
             log.warning("members of %s unknown: %s", group_id, type(exc).__name__)
-            limited = isinstance(exc, SlackApiError) and exc.response.status_code == 429
             with self._lock:
                 cached = self._cache.get(group_id)
                 wait = RETRY_AFTER if cached else FIRST_RETRY_AFTER
-                if isinstance(exc, SlackApiError) and limited:
+                if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
                     wait = max(wait, retry_after(exc.response.headers))
                 self._retry_at[group_id] = time.monotonic() + wait
             return cached[0] if cached else None

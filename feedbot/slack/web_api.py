@@ -71,7 +71,8 @@ def find_posted(
     """
     assert entry.id is not None
     posts = _posts_of(client, entry.id, since=entry.created_at.timestamp(), payload=payload)
-    # The first to land, if a dead sender's late call made a second: that one is deleted.
+    # The first to land: a dead sender's late call may have made another, which
+    # `remove_copies` deletes.
     first = min(posts, key=float, default=None)
     return None if first is None else (payload["channel"], first)
 
@@ -136,7 +137,9 @@ def _posts_of(
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not cursor:
             return
-    log.warning("outbox #%s: searched %s pages, not to the first", entry_id, RECHECK_PAGES)
+    log.warning(
+        "outbox #%s: searched %s pages, not back to when it was queued", entry_id, RECHECK_PAGES
+    )
 
 
 def retry_after(headers: dict[str, Any]) -> float:
