@@ -83,7 +83,9 @@ def test_the_settings_form_answers_at_once_and_checks_a_slow_channel_afterwards(
     bot.slack.fail("conversations.info", times=None, status=200, error="", delay=SLOW)
     started = time.monotonic()
     response = bot.submit(ADMIN, view, state)
-    assert time.monotonic() - started < 1.8
+    # About 1 s (the check's budget); waiting for the slow check would take SLOW. The bound
+    # leaves room for a loaded machine: 1.8 s failed once in CI at 1.84 s.
+    assert time.monotonic() - started < SLOW - 0.3, "not waiting for Slack's slow answer"
     assert json.loads(response.body) == {"response_action": "clear"}, "saved, not held up"
     bot.slack.clear_faults()
     bot.deps.channels.wait()
