@@ -420,23 +420,20 @@ class OutboxSender:
                 # Claimed before Slack asked to wait (or by a serial pass): put back unsent.
                 self._hold_if_waiting(web_api.methods_called(entry.method))
                 payload = self._prepare(session, entry)
+                post = entry.method == "chat.postMessage"
                 # Only a post is worth the search: an update or a second ephemeral is harmless.
-                if recheck and entry.method == "chat.postMessage":
+                rechecking = recheck and post
+                if rechecking:
                     self._hold_if_waiting(web_api.RECHECK_METHODS)
-                found = (
-                    web_api.find_posted(self.client, entry, payload)
-                    if recheck and entry.method == "chat.postMessage"
-                    else None
-                )
+                found = web_api.find_posted(self.client, entry, payload) if rechecking else None
                 channel: str | None
                 ts: str | None
                 if found is not None:
                     log.info("%s: already posted before a restart, not sending again", context)
                     channel, ts = found[0], found[1]
-                    self._look_again_for_copies(session, entry)
                 else:
-                    waited = recheck and entry.method == "chat.postMessage"
-                    if paced and entry.method == "chat.postMessage":
+                    waited = rechecking
+                    if paced and post:
                         waited = self._keep_pace(entry.conversation) or waited
                         if self._stop.is_set():  # woken from the pause: put back, not sent
                             outbox.mark_retry(
@@ -450,21 +447,21 @@ class OutboxSender:
                             )
                             session.commit()
                             return
-                    # A claim taken over ends `CALL_TIMEOUT` after its last renewal: renewed
-                    # again after a search, a pause or a slow preparation (opening a DM), it
-                    # still covers the call itself.
+                    # A claim taken over ends a while after its last renewal (see
+                    # `feedbot.core.liveness`): renewed again after a search, a pause or a slow
+                    # preparation (opening a DM), it still covers the call itself.
                     waited = waited or time.monotonic() - renewed > RENEWED_FOR_CALL
                     if waited and not outbox.renew_lease(session, entry, now=self.clock()):
                         log.info("%s: another sender took it meanwhile; not sending", context)
                         return
                     response = self._call(entry, payload, context)
-                    if entry.method == "chat.postMessage":
+                    if post:
                         self._last_post[entry.conversation] = time.monotonic()
                     # views.publish answers without a channel, and is addressed without one.
                     channel = response.get("channel") or payload.get("channel")
                     ts = response.get("ts") or response.get("message_ts")
-                    if entry.method == "chat.postMessage":
-                        self._look_again_for_copies(session, entry)
+                if post:
+                    self._look_again_for_copies(session, entry)
                 if entry.conversation.startswith(SEALED):
                     channel = None  # a DM's channel names its person
                 mark = SentMark(entry.id, entry.attempts, channel, ts, self.clock())
